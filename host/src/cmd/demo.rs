@@ -1,0 +1,143 @@
+//! `facegate demo`: the main job on a built-in default, with no camera or board. Enrols people
+//! from photos, then recognises a stream of other photos and prints one decision per photo, as
+//! the door would log them. By default it enrols MFR2's unmasked photos (from the shared test
+//! data) and then shows it their MASKED photos, followed by photos of people it never saw.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use facegate_models::gallery::{Decision, Gallery, default_threshold};
+use facegate_models::image_io;
+
+use crate::cli::DemoCmd;
+use crate::cmd::eval::load_pipeline;
+use crate::dataset::{images_below, people};
+use crate::eval::protocol;
+
+/// Runs the demo.
+pub fn run(cmd: DemoCmd) -> Result<()> {
+    let pipeline = load_pipeline(&cmd.net)?;
+    let (enrol, probes) = match (&cmd.enrol, &cmd.probe) {
+        (Some(e), Some(p)) => (folder_gallery(e)?, images_below(p)?),
+        (None, None) => default_data()?,
+        _ => bail!("give both --enrol DIR and --probe DIR, or neither for the built-in demo"),
+    };
+    let kind = pipeline.config().embedder;
+    let threshold = cmd.threshold.unwrap_or_else(|| default_threshold(kind));
+    let mut gallery = Gallery::new(kind, threshold);
+    println!(
+        "enrolling {} photos (threshold {threshold:.3}, {})",
+        enrol.len(),
+        kind.as_str()
+    );
+    for (name, path) in &enrol {
+        match image_io::open(path)
+            .map_err(anyhow::Error::from)
+            .and_then(|img| Ok(pipeline.main_face(&img)?))
+        {
+            Ok(Some(face)) => gallery.enrol(name, face.embedding)?,
+            Ok(None) => println!("  skipped {}: no face found", path.display()),
+            Err(e) => println!("  skipped {}: {e}", path.display()),
+        }
+    }
+    println!(
+        "enrolled {} people; recognising {} photos\n",
+        gallery.people.len(),
+        probes.len()
+    );
+    let (mut known, mut strangers, mut failed) = (0, 0, 0);
+    for path in &probes {
+        let shown = short(path);
+        let faces = match image_io::open(path) {
+            Ok(img) => pipeline.main_face(&img),
+            Err(e) => Err(e),
+        };
+        match faces {
+            Ok(Some(face)) => match gallery.identify(&face.embedding) {
+                Decision::Known { person, score } => {
+                    known += 1;
+                    println!(
+                        "{shown:<48} UNLOCK   {} ({score:.2})",
+                        gallery.people[person].name
+                    );
+                }
+                Decision::Stranger { best } => {
+                    strangers += 1;
+                    let hint = best
+                        .map(|(p, s)| format!(" (closest {} {s:.2})", gallery.people[p].name))
+                        .unwrap_or_default();
+                    println!("{shown:<48} stranger{hint}");
+                }
+            },
+            Ok(None) => {
+                failed += 1;
+                println!("{shown:<48} no face");
+            }
+            Err(e) => {
+                failed += 1;
+                println!("{shown:<48} error: {e}");
+            }
+        }
+    }
+    println!("\n{known} unlocked, {strangers} strangers, {failed} without a usable face");
+    Ok(())
+}
+
+/// (name, photo) pairs to enrol.
+type Enrolment = Vec<(String, PathBuf)>;
+
+/// (name, photo) pairs from a folder-per-person tree.
+fn folder_gallery(dir: &Path) -> Result<Enrolment> {
+    Ok(people(dir)?
+        .into_iter()
+        .flat_map(|p| p.images.into_iter().map(move |i| (p.name.clone(), i)))
+        .collect())
+}
+
+/// The shared data: `$FACEGATE_SHARED`, default `../shared`.
+pub fn shared_dir() -> Result<PathBuf> {
+    let dir = std::env::var_os("FACEGATE_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("../shared"));
+    if !dir.join("faces").is_dir() {
+        bail!(
+            "the built-in demo reads photos from {}: set FACEGATE_SHARED to the folder with faces/, \
+             or give --enrol DIR --probe DIR",
+            dir.display()
+        );
+    }
+    Ok(dir)
+}
+
+/// Enrol MFR2 unmasked photos; probe with MFR2 masked photos, then deepface photos of people
+/// who are not enrolled.
+fn default_data() -> Result<(Enrolment, Vec<PathBuf>)> {
+    let shared = shared_dir()?;
+    let split = protocol::mfr2(&shared.join("faces/mfr2")).context("reading MFR2")?;
+    let enrol = split
+        .gallery
+        .iter()
+        .map(|(p, path)| (split.enrolled[*p].clone(), path.clone()))
+        .collect();
+    let mut probes: Vec<PathBuf> = split.genuine.iter().map(|p| p.path.clone()).collect();
+    probes.extend(
+        images_below(&shared.join("faces/deepface"))?
+            .into_iter()
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("img"))
+            }),
+    );
+    Ok((enrol, probes))
+}
+
+fn short(path: &Path) -> String {
+    let parts: Vec<_> = path.components().rev().take(2).collect();
+    parts
+        .iter()
+        .rev()
+        .map(|c| c.as_os_str().to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/")
+}

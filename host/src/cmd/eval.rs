@@ -1,0 +1,101 @@
+//! `facegate eval DATASET --protocol open-set|mfr2 [--masks none|synthetic] ... --json R.json`
+
+use anyhow::{Context, Result};
+use facegate_models::pipeline::{Pipeline, PipelineConfig};
+
+use crate::cli::{EvalCmd, Masks, NetworkOpts, Protocol};
+use crate::eval::protocol;
+use crate::eval::run::{Labels, Report, evaluate};
+
+/// Runs `facegate eval`.
+pub fn run(cmd: EvalCmd) -> Result<()> {
+    let split = match cmd.protocol {
+        Protocol::OpenSet => protocol::open_set(&cmd.dataset)?,
+        Protocol::Mfr2 => protocol::mfr2(&cmd.dataset)?,
+    };
+    let pipeline = load_pipeline(&cmd.net)?;
+    let report = evaluate(
+        &pipeline,
+        &split,
+        cmd.masks == Masks::Synthetic,
+        cmd.enrol_masks,
+        threads(&cmd.net),
+        Labels {
+            dataset: &cmd.dataset,
+            protocol: match cmd.protocol {
+                Protocol::OpenSet => "open-set",
+                Protocol::Mfr2 => "mfr2",
+            },
+            masks: match cmd.masks {
+                Masks::None => "none",
+                Masks::Synthetic => "synthetic",
+            },
+        },
+    );
+    print_summary(&report);
+    if let Some(path) = &cmd.json {
+        let text = serde_json::to_string_pretty(&report)?;
+        std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Loads the pipeline the options name.
+pub fn load_pipeline(net: &NetworkOpts) -> Result<Pipeline> {
+    let dir = net.models.resolve();
+    let config = PipelineConfig {
+        embedder: net.embedder.into(),
+        quantised: net.quantised,
+        ..Default::default()
+    };
+    Pipeline::load(&dir, config)
+        .with_context(|| format!("loading the networks from {}", dir.display()))
+}
+
+/// Worker threads: the option, else every core.
+pub fn threads(net: &NetworkOpts) -> usize {
+    net.threads
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        })
+        .max(1)
+}
+
+fn print_summary(r: &Report) {
+    println!(
+        "{} | protocol {} | masks {} | {}{}",
+        r.dataset,
+        r.protocol,
+        r.masks,
+        r.embedder,
+        if r.quantised { " int8" } else { "" }
+    );
+    println!(
+        "enrolled {} | gallery images {} | genuine {} | impostor {} ({} with a face)",
+        r.counts.enrolled,
+        r.counts.gallery_images,
+        r.counts.genuine,
+        r.counts.impostor,
+        r.counts.impostor_scored
+    );
+    println!(
+        "no face: gallery {} genuine {} impostor {} | unreadable files {}",
+        r.detection_failures.gallery,
+        r.detection_failures.genuine,
+        r.detection_failures.impostor,
+        r.errors.len()
+    );
+    println!("rank-1 {:.2}%", r.rank1 * 100.0);
+    for (k, tar) in &r.tar_at_far {
+        println!(
+            "FAR {k:>5}: TAR {:6.2}%  threshold {:.4}  (FAR reached {:.5}, misidentified {})",
+            tar * 100.0,
+            r.threshold_at_far[k],
+            r.far_achieved[k],
+            r.misidentified_at_far[k]
+        );
+    }
+    println!("{:.1} s", r.seconds);
+}

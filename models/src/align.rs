@@ -1,0 +1,111 @@
+//! Five-point face alignment to the 112x112 ArcFace template.
+//!
+//! Both embedders were trained on faces warped so that eyes, nose and mouth corners land on the
+//! same template pixels; the warp is a similarity (no shear, no reflection) fitted by least
+//! squares, sampled bilinearly from the ORIGINAL image (never the detector's shrunken copy, which
+//! would throw away resolution) with a black border, as OpenCV's `warpAffine` does.
+
+use image::RgbImage;
+
+use crate::detect::Detection;
+use crate::geometry::{Similarity, umeyama};
+
+/// Side of the aligned crop.
+pub const CROP: u32 = 112;
+
+/// Template landmark positions in the 112x112 crop, same order as YuNet's landmarks.
+pub const TEMPLATE: [[f64; 2]; 5] = [
+    [38.2946, 51.6963],
+    [73.5318, 51.5014],
+    [56.0252, 71.7366],
+    [41.5493, 92.3655],
+    [70.7299, 92.2041],
+];
+
+/// The similarity mapping image coordinates to crop coordinates for these landmarks, or `None`
+/// when the landmarks are degenerate.
+pub fn transform_for(landmarks: &[[f32; 2]; 5]) -> Option<Similarity> {
+    let src = landmarks.map(|[x, y]| [x as f64, y as f64]);
+    umeyama(&src, &TEMPLATE)
+}
+
+/// Warps `image` into a `CROP`x`CROP` face crop with `to_crop` (image -> crop coordinates).
+/// Returns `None` when the transform is singular.
+pub fn warp(image: &RgbImage, to_crop: &Similarity) -> Option<RgbImage> {
+    let inv = to_crop.inverse()?;
+    let (w, h) = (image.width() as i64, image.height() as i64);
+    let raw = image.as_raw();
+    let mut out = RgbImage::new(CROP, CROP);
+    for v in 0..CROP {
+        for u in 0..CROP {
+            let [sx, sy] = inv.apply([u as f64, v as f64]);
+            let (x0, y0) = (sx.floor(), sy.floor());
+            let (fx, fy) = (sx - x0, sy - y0);
+            let (x0, y0) = (x0 as i64, y0 as i64);
+            let mut acc = [0f64; 3];
+            for (dy, wy) in [(0, 1.0 - fy), (1, fy)] {
+                for (dx, wx) in [(0, 1.0 - fx), (1, fx)] {
+                    let (x, y) = (x0 + dx, y0 + dy);
+                    if x < 0 || y < 0 || x >= w || y >= h {
+                        continue; // constant black border
+                    }
+                    let i = ((y * w + x) * 3) as usize;
+                    for c in 0..3 {
+                        acc[c] += wx * wy * raw[i + c] as f64;
+                    }
+                }
+            }
+            out.put_pixel(
+                u,
+                v,
+                image::Rgb(acc.map(|a| a.round().clamp(0.0, 255.0) as u8)),
+            );
+        }
+    }
+    Some(out)
+}
+
+/// Aligns one detection: fits the transform and warps.
+pub fn align(image: &RgbImage, det: &Detection) -> Option<(Similarity, RgbImage)> {
+    let t = transform_for(&det.landmarks)?;
+    let crop = warp(image, &t)?;
+    Some((t, crop))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn template_landmarks_map_to_themselves() {
+        let lm = TEMPLATE.map(|[x, y]| [x as f32, y as f32]);
+        let t = transform_for(&lm).expect("transform");
+        for p in TEMPLATE {
+            let q = t.apply(p);
+            assert!((q[0] - p[0]).abs() < 1e-4 && (q[1] - p[1]).abs() < 1e-4);
+        }
+    }
+
+    #[test]
+    fn identity_warp_copies_pixels() {
+        let mut img = RgbImage::new(112, 112);
+        for (x, y, p) in img.enumerate_pixels_mut() {
+            *p = image::Rgb([x as u8, y as u8, (x ^ y) as u8]);
+        }
+        let id = Similarity {
+            m: [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]],
+        };
+        assert_eq!(warp(&img, &id).expect("warp"), img);
+    }
+
+    #[test]
+    fn outside_the_image_is_black() {
+        let img = RgbImage::from_pixel(20, 20, image::Rgb([255, 255, 255]));
+        let shift = Similarity {
+            m: [[1.0, 0.0, 50.0], [0.0, 1.0, 50.0]],
+        };
+        let crop = warp(&img, &shift).expect("warp");
+        assert_eq!(crop.get_pixel(0, 0).0, [0, 0, 0]);
+        assert_eq!(crop.get_pixel(60, 60).0, [255, 255, 255]);
+    }
+}

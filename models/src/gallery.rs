@@ -1,0 +1,213 @@
+//! Open-set identification: enrolled people, each with several templates, and a threshold.
+//!
+//! A person's score for a probe is the best cosine over that person's templates (several
+//! photos cover pose, light and glasses better than one averaged vector). The answer is the
+//! best-scoring person only if that score reaches the threshold, which is calibrated on faces
+//! of people who are NOT enrolled, to a chosen false-accept rate. Below it the probe is a
+//! stranger: a door must never force an unknown face onto the nearest enrolled person.
+
+use serde::{Deserialize, Serialize};
+
+use crate::embed::{EmbedderKind, Embedding, cosine};
+use crate::{Error, Result};
+
+/// The acceptance threshold used when none has been calibrated for a gallery: the one
+/// `facegate eval` chose at FAR 1e-3 on the LFW open-set protocol (shared half, unmasked, fp32;
+/// see the README's results table). Calibrate on your own impostor photos when you can.
+pub fn default_threshold(kind: EmbedderKind) -> f32 {
+    match kind {
+        EmbedderKind::EdgeFace => 0.4963,
+        EmbedderKind::SFace => 0.4816,
+    }
+}
+
+/// One enrolled person.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Person {
+    /// Display name (folder name at enrolment).
+    pub name: String,
+    /// L2-normalised embeddings of this person's enrolment photos.
+    pub templates: Vec<Embedding>,
+}
+
+/// The enrolled people and the acceptance threshold.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Gallery {
+    /// The embedder the templates came from; probes must use the same one.
+    pub embedder: EmbedderKind,
+    /// Accept when the best person's score is at least this.
+    pub threshold: f32,
+    /// Enrolled people, in a stable order.
+    pub people: Vec<Person>,
+}
+
+/// What the gallery says about one probe face.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Decision {
+    /// An enrolled person, with the score that cleared the threshold.
+    Known {
+        /// Index into [`Gallery::people`].
+        person: usize,
+        /// Best cosine against that person.
+        score: f32,
+    },
+    /// Nobody scored high enough.
+    Stranger {
+        /// The best score seen (for logs and calibration), and whom it was against.
+        best: Option<(usize, f32)>,
+    },
+}
+
+impl Decision {
+    /// The accepted person's index, if any.
+    pub fn person(&self) -> Option<usize> {
+        match self {
+            Self::Known { person, .. } => Some(*person),
+            Self::Stranger { .. } => None,
+        }
+    }
+}
+
+impl Gallery {
+    /// Empty gallery for `embedder` with threshold `threshold`.
+    pub fn new(embedder: EmbedderKind, threshold: f32) -> Self {
+        Self {
+            embedder,
+            threshold,
+            people: Vec::new(),
+        }
+    }
+
+    /// Adds templates for `name`, creating the person if needed.
+    pub fn enrol(&mut self, name: &str, template: Embedding) -> Result<()> {
+        if template.len() != self.embedder.dim() {
+            return Err(Error::Gallery {
+                reason: format!(
+                    "template for {name} has {} values, {} expects {}",
+                    template.len(),
+                    self.embedder.as_str(),
+                    self.embedder.dim()
+                ),
+            });
+        }
+        match self.people.iter_mut().find(|p| p.name == name) {
+            Some(p) => p.templates.push(template),
+            None => self.people.push(Person {
+                name: name.to_owned(),
+                templates: vec![template],
+            }),
+        }
+        Ok(())
+    }
+
+    /// Each person's score for `probe`, in gallery order.
+    pub fn scores(&self, probe: &[f32]) -> Vec<f32> {
+        self.people
+            .iter()
+            .map(|p| {
+                p.templates
+                    .iter()
+                    .map(|t| cosine(t, probe))
+                    .fold(f32::NEG_INFINITY, f32::max)
+            })
+            .collect()
+    }
+
+    /// The best person and score, if anyone is enrolled.
+    pub fn best(&self, probe: &[f32]) -> Option<(usize, f32)> {
+        self.scores(probe)
+            .into_iter()
+            .enumerate()
+            .filter(|(_, s)| s.is_finite())
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+    }
+
+    /// Open-set decision for one probe embedding.
+    pub fn identify(&self, probe: &[f32]) -> Decision {
+        match self.best(probe) {
+            Some((person, score)) if score >= self.threshold => Decision::Known { person, score },
+            best => Decision::Stranger { best },
+        }
+    }
+
+    /// Checks internal consistency (after loading from disk).
+    pub fn validate(&self) -> Result<()> {
+        if !self.threshold.is_finite() {
+            return Err(Error::Gallery {
+                reason: "threshold is not a finite number".into(),
+            });
+        }
+        for p in &self.people {
+            if p.templates.is_empty() {
+                return Err(Error::Gallery {
+                    reason: format!("{} has no templates", p.name),
+                });
+            }
+            if let Some(t) = p.templates.iter().find(|t| t.len() != self.embedder.dim()) {
+                return Err(Error::Gallery {
+                    reason: format!(
+                        "{} has a template of {} values; {} makes {}",
+                        p.name,
+                        t.len(),
+                        self.embedder.as_str(),
+                        self.embedder.dim()
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::embed::l2_normalise;
+
+    fn unit(dim: usize, hot: &[(usize, f32)]) -> Vec<f32> {
+        let mut v = vec![0.0; dim];
+        for &(i, x) in hot {
+            v[i] = x;
+        }
+        l2_normalise(v)
+    }
+
+    #[test]
+    fn below_threshold_is_a_stranger_even_if_someone_is_closest() {
+        let mut g = Gallery::new(EmbedderKind::SFace, 0.5);
+        g.enrol("ann", unit(128, &[(0, 1.0)])).expect("enrol");
+        g.enrol("bob", unit(128, &[(1, 1.0)])).expect("enrol");
+        let probe = unit(128, &[(0, 0.4), (2, 1.0)]);
+        match g.identify(&probe) {
+            Decision::Stranger { best: Some((0, s)) } => assert!(s < 0.5),
+            d => panic!("{d:?}"),
+        }
+    }
+
+    #[test]
+    fn best_template_wins() {
+        let mut g = Gallery::new(EmbedderKind::SFace, 0.5);
+        g.enrol("ann", unit(128, &[(0, 1.0)])).expect("enrol");
+        g.enrol("ann", unit(128, &[(3, 1.0)])).expect("enrol");
+        g.enrol("bob", unit(128, &[(1, 1.0)])).expect("enrol");
+        assert_eq!(
+            g.identify(&unit(128, &[(3, 1.0), (1, 0.2)])).person(),
+            Some(0)
+        );
+    }
+
+    #[test]
+    fn wrong_dimension_is_refused() {
+        let mut g = Gallery::new(EmbedderKind::EdgeFace, 0.5);
+        assert!(g.enrol("ann", vec![1.0; 128]).is_err());
+    }
+
+    #[test]
+    fn empty_gallery_never_accepts() {
+        let g = Gallery::new(EmbedderKind::SFace, -1.0);
+        assert_eq!(
+            g.identify(&unit(128, &[(0, 1.0)])),
+            Decision::Stranger { best: None }
+        );
+    }
+}

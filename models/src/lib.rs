@@ -1,0 +1,35 @@
+//! # facegate-models: the recognition core shared by the door unit and the laptop
+//!
+//! One definition of the pipeline, used by both binaries, so that what the host evaluates is
+//! exactly what the device runs:
+//!
+//! ```text
+//! image bytes --decode--> RGB --YuNet (tract)--> boxes + 5 landmarks --NMS-->
+//!     --similarity warp--> 112x112 crop --EdgeFace-S / SFace (tract)--> L2-normalised embedding
+//!     --gallery (several templates per person) + calibrated threshold--> person | stranger
+//! ```
+//!
+//! Design choices worth knowing before changing anything:
+//! * Every network is loaded from bytes whose SHA-256 was checked first ([`model_files`]): a
+//!   silently swapped model on a door is a security bug, not a performance bug.
+//! * The detector and aligner follow OpenCV's maths (half-pixel bilinear resize without
+//!   antialiasing, Umeyama similarity, bilinear warp with a black border) because the reference
+//!   outputs in `shared/reference` were made that way and the embedders were trained on such
+//!   crops; small geometric differences cost several points of cosine similarity.
+//! * Identification is open-set ([`gallery`]): the answer is a person only when the best score
+//!   clears a threshold calibrated on impostor faces; otherwise it is a stranger.
+//! * Nothing here touches hardware or the network; the crate builds for the Pi unchanged.
+
+pub mod align;
+pub mod detect;
+pub mod embed;
+pub mod error;
+pub mod gallery;
+pub mod geometry;
+pub mod image_io;
+pub mod mask;
+pub mod model_files;
+pub mod pipeline;
+pub mod quantise;
+
+pub use error::{Error, Result};

@@ -1,0 +1,171 @@
+//! The whole recognition chain for one image: detect -> align -> embed. The host's evaluation
+//! and the device's loop both call this, so they cannot drift apart.
+
+use std::path::Path;
+
+use image::RgbImage;
+use serde::{Deserialize, Serialize};
+
+use crate::Result;
+use crate::align;
+use crate::detect::{Detection, Detector, DetectorConfig};
+use crate::embed::{Embedder, EmbedderKind, Embedding};
+use crate::geometry::Similarity;
+use crate::model_files;
+
+/// Faces embedded per image at most: a crowd photo must not stall a door for seconds.
+pub const MAX_FACES: usize = 16;
+
+/// Which networks and settings to run.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, Default)]
+pub struct PipelineConfig {
+    /// The embedder.
+    pub embedder: EmbedderKind,
+    /// Use the int8-weight embedder file (the device's default).
+    pub quantised: bool,
+    /// Detector settings.
+    pub detector: DetectorConfig,
+}
+
+/// One recognised face: where it is, how it was aligned, and its embedding.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Face {
+    /// The detector's output.
+    pub detection: Detection,
+    /// Image -> 112x112 crop transform.
+    pub transform: Similarity,
+    /// L2-normalised embedding.
+    pub embedding: Embedding,
+}
+
+/// Detector plus embedder.
+pub struct Pipeline {
+    detector: Detector,
+    embedder: Embedder,
+    config: PipelineConfig,
+}
+
+impl Pipeline {
+    /// Loads the pinned networks from `models_dir`, verifying each file's SHA-256.
+    pub fn load(models_dir: &Path, config: PipelineConfig) -> Result<Self> {
+        let yunet = model_files::YUNET.read_verified(models_dir)?;
+        let detector = Detector::from_bytes(&yunet, config.detector)?;
+        let embedder = Embedder::load(models_dir, config.embedder, config.quantised)?;
+        Ok(Self {
+            detector,
+            embedder,
+            config,
+        })
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> PipelineConfig {
+        self.config
+    }
+
+    /// The detector, for callers that only need boxes.
+    pub fn detector(&self) -> &Detector {
+        &self.detector
+    }
+
+    /// The embedder, for callers that align themselves.
+    pub fn embedder(&self) -> &Embedder {
+        &self.embedder
+    }
+
+    /// All faces in the image, best detection first, at most [`MAX_FACES`].
+    pub fn faces(&self, image: &RgbImage) -> Result<Vec<Face>> {
+        let dets = self.detector.detect(image)?;
+        let mut out = Vec::new();
+        for det in dets.into_iter().take(MAX_FACES) {
+            if let Some(face) = self.embed_detection(image, det)? {
+                out.push(face);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The subject's face only (see [`subject`]), or `None` when no face is found.
+    pub fn main_face(&self, image: &RgbImage) -> Result<Option<Face>> {
+        let dets = self.detector.detect(image)?;
+        match subject(&dets, image.width(), image.height()) {
+            Some(det) => self.embed_detection(image, det.clone()),
+            None => Ok(None),
+        }
+    }
+
+    /// Aligns and embeds one detection; `None` if its landmarks are degenerate.
+    pub fn embed_detection(&self, image: &RgbImage, detection: Detection) -> Result<Option<Face>> {
+        let Some((transform, crop)) = align::align(image, &detection) else {
+            return Ok(None);
+        };
+        let embedding = self.embedder.embed(&crop)?;
+        Ok(Some(Face {
+            detection,
+            transform,
+            embedding,
+        }))
+    }
+}
+
+/// The photo's subject: among the faces at least half as large (in area) as the largest, the
+/// one nearest the image centre. A door camera and an enrolment photo both frame the person
+/// who matters in the middle; a bystander's face cut off at the edge can still be as large.
+pub fn subject(dets: &[Detection], width: u32, height: u32) -> Option<&Detection> {
+    let max_area = dets.iter().map(|d| d.bbox.area()).fold(0.0, f32::max);
+    let (cx, cy) = (width as f32 / 2.0, height as f32 / 2.0);
+    let dist = |d: &Detection| {
+        let (x, y) = (d.bbox.x + d.bbox.w / 2.0, d.bbox.y + d.bbox.h / 2.0);
+        (x - cx).powi(2) + (y - cy).powi(2)
+    };
+    dets.iter()
+        .filter(|d| d.bbox.area() >= 0.5 * max_area)
+        .reduce(|best, d| if dist(d) < dist(best) { d } else { best })
+}
+
+/// The detection with the largest box (ties: the earlier, i.e. higher-scoring, one).
+pub fn largest(dets: &[Detection]) -> Option<&Detection> {
+    dets.iter().reduce(|best, d| {
+        if d.bbox.area() > best.bbox.area() {
+            d
+        } else {
+            best
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::geometry::BBox;
+
+    fn det(x: f32, y: f32, side: f32) -> Detection {
+        Detection {
+            bbox: BBox {
+                x,
+                y,
+                w: side,
+                h: side,
+            },
+            score: 0.9,
+            landmarks: [[0.0; 2]; 5],
+        }
+    }
+
+    #[test]
+    fn subject_prefers_the_centred_face_of_similar_size() {
+        let dets = [det(0.0, 150.0, 100.0), det(80.0, 70.0, 90.0)];
+        assert_eq!(subject(&dets, 250, 250), Some(&dets[1]));
+    }
+
+    #[test]
+    fn subject_ignores_small_central_faces() {
+        let dets = [det(0.0, 0.0, 100.0), det(120.0, 120.0, 20.0)];
+        assert_eq!(subject(&dets, 250, 250), Some(&dets[0]));
+    }
+
+    #[test]
+    fn no_faces_no_subject() {
+        assert_eq!(subject(&[], 10, 10), None);
+    }
+}

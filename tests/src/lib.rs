@@ -1,0 +1,44 @@
+//! Helpers shared by facegate's end-to-end tests: where the shared test data and the model
+//! files are. Missing data is a failure with instructions, never a silent skip.
+
+use std::path::PathBuf;
+
+/// The shared data folder: `$FACEGATE_SHARED`, default `../shared` beside the checkout.
+///
+/// # Panics
+/// When the folder does not exist, naming the variable to set.
+pub fn shared_dir() -> PathBuf {
+    let dir = std::env::var_os("FACEGATE_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared"));
+    assert!(
+        dir.join("faces").is_dir(),
+        "shared test data not found at {}: set FACEGATE_SHARED to the folder that holds faces/ and reference/",
+        dir.display()
+    );
+    dir
+}
+
+/// The models folder (as `facegate` resolves it).
+///
+/// # Panics
+/// When the pinned files are not all there, saying how to fetch them.
+pub fn models_dir() -> PathBuf {
+    let dir = facegate_models::model_files::default_dir();
+    for f in facegate_models::model_files::ALL {
+        if let Err(e) = f.read_verified(&dir) {
+            panic!("{e} (tests use FACEGATE_MODELS or the default models folder)");
+        }
+    }
+    dir
+}
+
+/// Path of the built `facegate` binary (cargo builds it for integration tests of this crate).
+pub fn facegate_bin() -> PathBuf {
+    let mut p = std::env::current_exe().expect("test binary path");
+    p.pop();
+    if p.ends_with("deps") {
+        p.pop();
+    }
+    p.join("facegate")
+}
