@@ -24,6 +24,28 @@ pub enum Command {
     Eval(EvalCmd),
     /// Enrol people from one folder and recognise the photos of another (no camera needed).
     Demo(DemoCmd),
+    /// Read and decode the door's recognition log from a serial port (or a saved log file).
+    Logs(LogsCmd),
+}
+
+/// `facegate logs --port PATH ...`
+#[derive(Debug, Args)]
+pub struct LogsCmd {
+    /// Serial device (/dev/ttyUSB0, /dev/ttyACM0, a pty) or a file holding a saved log.
+    #[arg(long, value_name = "PATH")]
+    pub port: PathBuf,
+    /// Line speed of a serial device.
+    #[arg(long, default_value_t = 115_200)]
+    pub baud: u32,
+    /// Keep reading as records arrive (until Ctrl-C).
+    #[arg(long)]
+    pub follow: bool,
+    /// Without --follow, stop after this long without data from a serial device.
+    #[arg(long, default_value_t = 2000, value_name = "MS")]
+    pub idle_ms: u64,
+    /// One JSON object per record instead of text lines.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Where the model files are.
@@ -50,6 +72,8 @@ pub enum EmbedderArg {
     Edgeface,
     /// SFace 2021dec (128-d).
     Sface,
+    /// Both networks, cosines averaged: best behind masks, about 3x the compute.
+    Fused,
 }
 
 impl From<EmbedderArg> for EmbedderKind {
@@ -57,6 +81,7 @@ impl From<EmbedderArg> for EmbedderKind {
         match a {
             EmbedderArg::Edgeface => EmbedderKind::EdgeFace,
             EmbedderArg::Sface => EmbedderKind::SFace,
+            EmbedderArg::Fused => EmbedderKind::Fused,
         }
     }
 }

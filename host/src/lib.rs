@@ -17,5 +17,6 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<()> {
         cli::Command::Models(c) => cmd::models::run(c),
         cli::Command::Eval(c) => cmd::eval::run(c),
         cli::Command::Demo(c) => cmd::demo::run(c),
+        cli::Command::Logs(c) => cmd::logs::run(c),
     }
 }

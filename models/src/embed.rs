@@ -12,33 +12,34 @@ use crate::align::CROP;
 use crate::model_files::{self, ModelFile};
 use crate::{Error, Result};
 
-/// Which embedding network.
+/// Which embedding network(s).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum EmbedderKind {
-    /// EdgeFace-S gamma 0.5: 512-d, 15 MB fp32, the default (better under masks, smaller).
+    /// EdgeFace-S gamma 0.5: 512-d, 15 MB fp32 (4 MB int8), the default.
     #[default]
     EdgeFace,
-    /// SFace 2021dec: 128-d, 39 MB fp32, OpenCV's recogniser.
+    /// SFace 2021dec: 128-d, 39 MB fp32 (10 MB int8), OpenCV's recogniser.
+    SFace,
+    /// Both, score-averaged: the two networks fail on different faces, so their mean cosine
+    /// separates people better, above all behind a mask, for about 3x the compute.
+    Fused,
+}
+
+/// One network inside an embedder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Network {
+    EdgeFace,
     SFace,
 }
 
-impl EmbedderKind {
-    /// The pinned file for this embedder, fp32 or int8-weight.
-    pub fn model_file(self, quantised: bool) -> &'static ModelFile {
+impl Network {
+    fn model_file(self, quantised: bool) -> &'static ModelFile {
         match (self, quantised) {
             (Self::EdgeFace, false) => &model_files::EDGEFACE,
             (Self::EdgeFace, true) => &model_files::EDGEFACE_INT8,
             (Self::SFace, false) => &model_files::SFACE,
             (Self::SFace, true) => &model_files::SFACE_INT8,
-        }
-    }
-
-    /// Embedding length.
-    pub fn dim(self) -> usize {
-        match self {
-            Self::EdgeFace => 512,
-            Self::SFace => 128,
         }
     }
 
@@ -51,12 +52,40 @@ impl EmbedderKind {
             Self::SFace => p as f32,
         }
     }
+}
+
+impl EmbedderKind {
+    fn networks(self) -> &'static [Network] {
+        match self {
+            Self::EdgeFace => &[Network::EdgeFace],
+            Self::SFace => &[Network::SFace],
+            Self::Fused => &[Network::EdgeFace, Network::SFace],
+        }
+    }
+
+    /// The pinned files this embedder loads, fp32 or int8-weight.
+    pub fn model_files(self, quantised: bool) -> Vec<&'static ModelFile> {
+        self.networks()
+            .iter()
+            .map(|n| n.model_file(quantised))
+            .collect()
+    }
+
+    /// Embedding length.
+    pub fn dim(self) -> usize {
+        match self {
+            Self::EdgeFace => 512,
+            Self::SFace => 128,
+            Self::Fused => 640,
+        }
+    }
 
     /// Short lower-case name, as on the command line.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::EdgeFace => "edgeface",
             Self::SFace => "sface",
+            Self::Fused => "fused",
         }
     }
 }
@@ -69,74 +98,92 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
-/// An embedding network ready to run.
+/// The embedding network(s), ready to run.
 pub struct Embedder {
     kind: EmbedderKind,
     quantised: bool,
-    plan: Arc<TypedRunnableModel>,
+    plans: Vec<(Network, &'static str, Arc<TypedRunnableModel>)>,
 }
 
 impl Embedder {
-    /// Loads and verifies the pinned file from `dir`.
+    /// Loads and verifies the pinned file(s) from `dir`.
     pub fn load(dir: &Path, kind: EmbedderKind, quantised: bool) -> Result<Self> {
-        let bytes = kind.model_file(quantised).read_verified(dir)?;
-        Self::from_bytes(&bytes, kind, quantised)
-    }
-
-    /// Builds the plan from ONNX bytes the caller has already verified.
-    pub fn from_bytes(bytes: &[u8], kind: EmbedderKind, quantised: bool) -> Result<Self> {
-        let name = kind.model_file(quantised).name;
-        let plan = tract_onnx::onnx()
-            .with_ignore_value_info(true)
-            .model_for_read(&mut &bytes[..])
-            .and_then(|m| {
-                m.with_input_fact(0, f32::fact([1, 3, CROP as usize, CROP as usize]).into())
-            })
-            .and_then(|m| m.into_optimized())
-            .and_then(|m| m.into_runnable())
-            .map_err(|e| Error::load(name, e))?;
+        let mut plans = Vec::new();
+        for &net in kind.networks() {
+            let file = net.model_file(quantised);
+            let bytes = file.read_verified(dir)?;
+            plans.push((net, file.name, plan(&bytes, file.name)?));
+        }
         Ok(Self {
             kind,
             quantised,
-            plan,
+            plans,
         })
     }
 
-    /// Which network this is.
+    /// Which network(s) this is.
     pub fn kind(&self) -> EmbedderKind {
         self.kind
     }
 
-    /// Whether the int8-weight file is in use.
+    /// Whether the int8-weight files are in use.
     pub fn quantised(&self) -> bool {
         self.quantised
     }
 
-    /// Embeds one aligned crop (must be `CROP`x`CROP`).
+    /// Embeds one aligned crop (must be `CROP`x`CROP`). A fused embedder concatenates its
+    /// networks' unit vectors scaled by 1/sqrt(n), so the result is a unit vector whose cosine
+    /// with another is the mean of the networks' cosines.
     pub fn embed(&self, crop: &RgbImage) -> Result<Embedding> {
-        let name = self.kind.model_file(self.quantised).name;
-        let side = CROP as usize;
-        let plane = side * side;
-        let mut data = vec![0f32; 3 * plane];
-        for (x, y, p) in crop.enumerate_pixels().take(plane) {
-            let i = y as usize * side + x as usize;
-            for c in 0..3 {
-                data[c * plane + i] = self.kind.normalise(p[c]);
-            }
+        let weight = 1.0 / (self.plans.len() as f32).sqrt();
+        let mut out = Vec::with_capacity(self.kind.dim());
+        for (net, name, plan) in &self.plans {
+            let v = run(*net, name, plan, crop)?;
+            out.extend(l2_normalise(v).into_iter().map(|x| x * weight));
         }
-        let input = tract_ndarray::Array4::from_shape_vec((1, 3, side, side), data)
-            .map_err(|e| Error::inference(name, e))?
-            .into_tensor();
-        let out = self
-            .plan
-            .run(tvec![input.into()])
-            .map_err(|e| Error::inference(name, e))?;
-        let v = out[0]
-            .try_as_plain_ram()
-            .and_then(|v| v.as_slice::<f32>().map(|s| s.to_vec()))
-            .map_err(|e| Error::inference(name, e))?;
-        Ok(l2_normalise(v))
+        Ok(out)
     }
+}
+
+/// Builds a tract plan for an embedder from verified ONNX bytes (int8 weights are expanded to
+/// f32 first, see [`crate::quantise::expand_int8_weights`]).
+fn plan(bytes: &[u8], name: &'static str) -> Result<Arc<TypedRunnableModel>> {
+    let proto = crate::quantise::expand_int8_weights(bytes)?;
+    tract_onnx::onnx()
+        .with_ignore_value_info(true)
+        .model_for_proto_model(&proto)
+        .and_then(|m| m.with_input_fact(0, f32::fact([1, 3, CROP as usize, CROP as usize]).into()))
+        .and_then(|m| m.into_optimized())
+        .and_then(|m| m.into_runnable())
+        .map_err(|e| Error::load(name, e))
+}
+
+/// Runs one network on a crop: NCHW, R,G,B, the network's own input scaling.
+fn run(
+    net: Network,
+    name: &'static str,
+    plan: &Arc<TypedRunnableModel>,
+    crop: &RgbImage,
+) -> Result<Vec<f32>> {
+    let side = CROP as usize;
+    let plane = side * side;
+    let mut data = vec![0f32; 3 * plane];
+    for (x, y, p) in crop.enumerate_pixels().take(plane) {
+        let i = y as usize * side + x as usize;
+        for c in 0..3 {
+            data[c * plane + i] = net.normalise(p[c]);
+        }
+    }
+    let input = tract_ndarray::Array4::from_shape_vec((1, 3, side, side), data)
+        .map_err(|e| Error::inference(name, e))?
+        .into_tensor();
+    let out = plan
+        .run(tvec![input.into()])
+        .map_err(|e| Error::inference(name, e))?;
+    out[0]
+        .try_as_plain_ram()
+        .and_then(|v| v.as_slice::<f32>().map(|s| s.to_vec()))
+        .map_err(|e| Error::inference(name, e))
 }
 
 /// Divides by the L2 norm (a zero vector stays zero rather than becoming NaN).

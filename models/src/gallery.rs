@@ -12,12 +12,17 @@ use crate::embed::{EmbedderKind, Embedding, cosine};
 use crate::{Error, Result};
 
 /// The acceptance threshold used when none has been calibrated for a gallery: the one
-/// `facegate eval` chose at FAR 1e-3 on the LFW open-set protocol (shared half, unmasked, fp32;
-/// see the README's results table). Calibrate on your own impostor photos when you can.
-pub fn default_threshold(kind: EmbedderKind) -> f32 {
-    match kind {
-        EmbedderKind::EdgeFace => 0.4963,
-        EmbedderKind::SFace => 0.4816,
+/// `facegate eval` chose at FAR 1e-3 on the LFW open-set protocol (shared half, unmasked;
+/// `scripts/eval-all`, README results table), per embedder and weight format. Calibrate on your
+/// own impostor photos when you can.
+pub fn default_threshold(kind: EmbedderKind, quantised: bool) -> f32 {
+    match (kind, quantised) {
+        (EmbedderKind::EdgeFace, false) => 0.4963,
+        (EmbedderKind::EdgeFace, true) => 0.4992,
+        (EmbedderKind::SFace, false) => 0.4816,
+        (EmbedderKind::SFace, true) => 0.4847,
+        (EmbedderKind::Fused, false) => 0.4578,
+        (EmbedderKind::Fused, true) => 0.4665,
     }
 }
 

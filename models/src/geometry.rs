@@ -25,15 +25,34 @@ impl BBox {
 
     /// Intersection over union, OpenCV convention (no +1 on sizes). Zero when either box is
     /// empty, so that degenerate detections never suppress real ones.
+    ///
+    /// Computed in f64: in f32, `(x + w) - x` for a thin box far from the origin loses most of
+    /// `w` and a box's IoU with itself drifts from 1 (found by proptest, pinned below).
     pub fn iou(&self, other: &BBox) -> f32 {
-        let ix = (self.x + self.w).min(other.x + other.w) - self.x.max(other.x);
-        let iy = (self.y + self.h).min(other.y + other.h) - self.y.max(other.y);
+        let (ax, ay, aw, ah) = (
+            self.x as f64,
+            self.y as f64,
+            self.w.max(0.0) as f64,
+            self.h.max(0.0) as f64,
+        );
+        let (bx, by, bw, bh) = (
+            other.x as f64,
+            other.y as f64,
+            other.w.max(0.0) as f64,
+            other.h.max(0.0) as f64,
+        );
+        let ix = (ax + aw).min(bx + bw) - ax.max(bx);
+        let iy = (ay + ah).min(by + bh) - ay.max(by);
         if ix <= 0.0 || iy <= 0.0 {
             return 0.0;
         }
         let inter = ix * iy;
-        let union = self.area() + other.area() - inter;
-        if union <= 0.0 { 0.0 } else { inter / union }
+        let union = aw * ah + bw * bh - inter;
+        if union <= 0.0 {
+            0.0
+        } else {
+            (inter / union) as f32
+        }
     }
 
     /// The box scaled by `k` about the origin (mapping between resized and original pixels).
@@ -260,6 +279,18 @@ mod tests {
             let back = t.inverse().expect("invertible").apply(t.apply([x, y]));
             prop_assert!((back[0] - x).abs() < 1e-6 && (back[1] - y).abs() < 1e-6);
         }
+    }
+
+    /// proptest found this: a 0.05 px-wide box at x = 387 had IoU 0.9994 with itself in f32.
+    #[test]
+    fn thin_box_far_from_origin_has_iou_one_with_itself() {
+        let a = BBox {
+            x: 387.22403,
+            y: 0.0,
+            w: 0.05123316,
+            h: 257.65512,
+        };
+        assert!((a.iou(&a) - 1.0).abs() < 1e-6);
     }
 
     #[test]

@@ -170,6 +170,58 @@ mod tests {
         );
     }
 
+    /// A JPEG carrying an EXIF block with the given Orientation tag (big-endian TIFF).
+    fn with_exif_orientation(jpeg: &[u8], orientation: u8) -> Vec<u8> {
+        let mut app1 = vec![0xFF, 0xE1, 0x00, 0x22];
+        app1.extend_from_slice(b"Exif\0\0MM\0\x2A\0\0\0\x08");
+        app1.extend_from_slice(&[
+            0,
+            1,
+            0x01,
+            0x12,
+            0,
+            3,
+            0,
+            0,
+            0,
+            1,
+            0,
+            orientation,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+        ]);
+        let mut out = jpeg[..2].to_vec();
+        out.extend(app1);
+        out.extend_from_slice(&jpeg[2..]);
+        out
+    }
+
+    #[test]
+    fn exif_orientation_is_applied() {
+        // 64x32, bright on the left half: a phone held sideways (orientation 6 = rotate 90
+        // clockwise to view) must come out 32x64 with the bright half on top.
+        let img = RgbImage::from_fn(64, 32, |x, _| {
+            if x < 32 {
+                image::Rgb([250; 3])
+            } else {
+                image::Rgb([5; 3])
+            }
+        });
+        let mut plain = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut plain, 95)
+            .write_image(img.as_raw(), 64, 32, image::ExtendedColorType::Rgb8)
+            .expect("encode");
+        let upright = decode(&plain).expect("decode");
+        assert_eq!(upright.dimensions(), (64, 32));
+        let rotated = decode(&with_exif_orientation(&plain, 6)).expect("decode");
+        assert_eq!(rotated.dimensions(), (32, 64));
+        assert!(rotated.get_pixel(16, 8).0[0] > 200 && rotated.get_pixel(16, 56).0[0] < 50);
+    }
+
     #[test]
     fn corrupt_jpeg_is_an_error_not_a_crash() {
         let mut bytes = jpeg(64, 48);

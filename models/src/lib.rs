@@ -27,6 +27,7 @@ pub mod error;
 pub mod gallery;
 pub mod geometry;
 pub mod image_io;
+pub mod logrecord;
 pub mod mask;
 pub mod model_files;
 pub mod pipeline;

@@ -101,7 +101,7 @@ impl MaskStyle {
             colour,
             accent,
             pattern,
-            top: rng.random_range(57.0..64.0),
+            top: rng.random_range(58.0..63.0),
             drop: rng.random_range(0.0..6.0),
             width: rng.random_range(0.95..1.08),
         }

@@ -1,0 +1,214 @@
+//! `facegate logs`: decodes the door's recognition log (framed postcard records, see
+//! `facegate_models::logrecord`) from a serial port, a pty or a saved file. Garbage and cut
+//! frames are reported on stderr and skipped; reading goes on at the next frame.
+
+use std::io::{ErrorKind, Read, Write};
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use facegate_models::logrecord::FrameReader;
+
+use crate::cli::LogsCmd;
+
+/// Tallies of one read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Records decoded.
+    pub records: usize,
+    /// Frames or runs of bytes skipped.
+    pub skipped: usize,
+}
+
+/// Output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// One text line per record.
+    Text,
+    /// One JSON object per record.
+    Json,
+}
+
+/// Runs `facegate logs`.
+pub fn run(cmd: LogsCmd) -> Result<()> {
+    let format = if cmd.json { Format::Json } else { Format::Text };
+    let stdout = std::io::stdout();
+    let tally = if is_char_device(&cmd.port) {
+        // A serial line: reads time out so that a quiet line ends a non-following read.
+        let timeout = Duration::from_millis(if cmd.follow { 500 } else { cmd.idle_ms.max(1) });
+        let mut port = serialport::new(cmd.port.to_string_lossy(), cmd.baud)
+            .timeout(timeout)
+            .open_native()
+            .with_context(|| {
+                format!(
+                    "opening {}: check the path and that you are in the dialout group",
+                    cmd.port.display()
+                )
+            })?;
+        decode_stream(&mut port, &mut stdout.lock(), format, cmd.follow)?
+    } else {
+        let mut file = std::fs::File::open(&cmd.port)
+            .with_context(|| format!("opening {}", cmd.port.display()))?;
+        decode_stream(&mut file, &mut stdout.lock(), format, cmd.follow)?
+    };
+    eprintln!("{} records, {} skipped", tally.records, tally.skipped);
+    Ok(())
+}
+
+fn is_char_device(path: &Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::metadata(path)
+        .map(|m| m.file_type().is_char_device())
+        .unwrap_or(false)
+}
+
+/// Reads frames from `input` and writes decoded records to `out` until end of file (or, for a
+/// serial port, a read timeout), or forever with `follow`. Skipped frames go to stderr.
+pub fn decode_stream(
+    input: &mut dyn Read,
+    out: &mut dyn Write,
+    format: Format,
+    follow: bool,
+) -> Result<Tally> {
+    let mut reader = FrameReader::new();
+    let mut tally = Tally::default();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) if follow => {
+                std::thread::sleep(Duration::from_millis(200));
+                continue;
+            }
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == ErrorKind::TimedOut || e.kind() == ErrorKind::WouldBlock => {
+                if follow {
+                    continue;
+                }
+                break;
+            }
+            Err(e) => return Err(e).context("reading the log"),
+        };
+        for item in reader.push(&buf[..n]) {
+            match item {
+                Ok(record) => {
+                    tally.records += 1;
+                    match format {
+                        Format::Text => writeln!(out, "{record}")?,
+                        Format::Json => writeln!(out, "{}", serde_json::to_string(&record)?)?,
+                    }
+                }
+                Err(e) => {
+                    tally.skipped += 1;
+                    eprintln!("skipped: {e}");
+                }
+            }
+        }
+        out.flush()?;
+    }
+    if reader.pending() > 0 {
+        tally.skipped += 1;
+        eprintln!(
+            "skipped: {} bytes of a frame cut off at the end",
+            reader.pending()
+        );
+    }
+    Ok(tally)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use facegate_models::logrecord::{Event, LogRecord};
+    use serialport::SerialPort;
+
+    fn sample() -> Vec<LogRecord> {
+        vec![
+            LogRecord::now(
+                1,
+                2,
+                Event::Known {
+                    person: "Ann".into(),
+                    score: 0.71,
+                    unlocked: true,
+                },
+            ),
+            LogRecord::now(
+                2,
+                2,
+                Event::Stranger {
+                    best_score: 0.2,
+                    attempt: 1,
+                },
+            ),
+            LogRecord::now(
+                3,
+                2,
+                Event::Stranger {
+                    best_score: 0.25,
+                    attempt: 2,
+                },
+            ),
+        ]
+    }
+
+    #[test]
+    fn decodes_through_garbage_and_a_cut_frame() {
+        let recs = sample();
+        let mut bytes = b"boot noise \xff\xfe".to_vec();
+        bytes.push(0);
+        bytes.extend(recs[0].encode());
+        let cut = recs[1].encode();
+        bytes.extend_from_slice(&cut[..cut.len() / 2]);
+        bytes.push(0);
+        bytes.extend(recs[2].encode());
+        bytes.extend_from_slice(&recs[0].encode()[..5]); // cut at the end
+        let mut out = Vec::new();
+        let tally = decode_stream(&mut &bytes[..], &mut out, Format::Json, false).expect("decode");
+        assert_eq!(
+            tally,
+            Tally {
+                records: 2,
+                skipped: 3
+            }
+        );
+        let lines: Vec<LogRecord> = String::from_utf8(out)
+            .expect("utf8")
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("json"))
+            .collect();
+        assert_eq!(lines, vec![recs[0].clone(), recs[2].clone()]);
+    }
+
+    #[test]
+    fn reads_from_a_real_pseudo_terminal() {
+        let (mut master, mut slave) = serialport::TTYPort::pair().expect("pty pair");
+        slave
+            .set_timeout(Duration::from_millis(2000))
+            .expect("timeout");
+        let recs = sample();
+        let writer = std::thread::spawn(move || {
+            for r in sample() {
+                master.write_all(&r.encode()).expect("write");
+                master.write_all(b"\x01\x02garbage\x00").expect("write");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            master // keep the master open until the reader is done
+        });
+        let mut out = Vec::new();
+        let tally = decode_stream(&mut slave, &mut out, Format::Text, false).expect("decode");
+        drop(writer.join());
+        assert_eq!(tally.records, 3);
+        assert_eq!(tally.skipped, 3);
+        let text = String::from_utf8(out).expect("utf8");
+        assert!(
+            text.lines()
+                .next()
+                .expect("line")
+                .contains("KNOWN \"Ann\" score=0.710 UNLOCKED"),
+            "{text}"
+        );
+        assert_eq!(text.lines().count(), recs.len());
+    }
+}
