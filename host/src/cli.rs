@@ -26,6 +26,55 @@ pub enum Command {
     Demo(DemoCmd),
     /// Read and decode the door's recognition log from a serial port (or a saved log file).
     Logs(LogsCmd),
+    /// Make a signing key pair for model bundles.
+    Keygen(KeygenCmd),
+    /// Enrol people from photos into a signed model bundle for the door.
+    Enrol(EnrolCmd),
+    /// Verify a bundle's signature and show what it holds.
+    Inspect(InspectCmd),
+}
+
+/// `facegate keygen --out DIR`
+#[derive(Debug, Args)]
+pub struct KeygenCmd {
+    /// Folder for NAME.key (secret, mode 0600) and NAME.pub (give this one to the door).
+    #[arg(long, default_value = ".")]
+    pub out: PathBuf,
+    /// Base name of the two files.
+    #[arg(long, default_value = "facegate")]
+    pub name: String,
+}
+
+/// `facegate enrol PEOPLE --key K.key --version N --out door.fgb`
+#[derive(Debug, Args)]
+pub struct EnrolCmd {
+    /// Folder with one sub-folder of photos per person.
+    pub people: PathBuf,
+    /// Secret key from `facegate keygen`.
+    #[arg(long)]
+    pub key: PathBuf,
+    /// Model version; the door only accepts versions newer than the one it runs.
+    #[arg(long)]
+    pub version: u32,
+    /// Where to write the bundle.
+    #[arg(long, short)]
+    pub out: PathBuf,
+    /// Acceptance threshold [default: calibrated for the embedder at FAR 1e-3].
+    #[arg(long)]
+    pub threshold: Option<f32>,
+    /// Networks (the bundle always carries the int8-weight embedder).
+    #[command(flatten)]
+    pub net: NetworkOpts,
+}
+
+/// `facegate inspect BUNDLE --trust K.pub`
+#[derive(Debug, Args)]
+pub struct InspectCmd {
+    /// The bundle file.
+    pub bundle: PathBuf,
+    /// Trusted public key(s).
+    #[arg(long, required = true)]
+    pub trust: Vec<PathBuf>,
 }
 
 /// `facegate logs --port PATH ...`

@@ -18,5 +18,8 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<()> {
         cli::Command::Eval(c) => cmd::eval::run(c),
         cli::Command::Demo(c) => cmd::demo::run(c),
         cli::Command::Logs(c) => cmd::logs::run(c),
+        cli::Command::Keygen(c) => cmd::keys::keygen(c),
+        cli::Command::Enrol(c) => cmd::enrol::run(c),
+        cli::Command::Inspect(c) => cmd::enrol::inspect(c),
     }
 }

@@ -21,6 +21,7 @@
 //! * Nothing here touches hardware or the network; the crate builds for the Pi unchanged.
 
 pub mod align;
+pub mod bundle;
 pub mod detect;
 pub mod embed;
 pub mod error;

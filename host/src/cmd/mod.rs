@@ -1,6 +1,8 @@
 //! One module per subcommand.
 
 pub mod demo;
+pub mod enrol;
 pub mod eval;
+pub mod keys;
 pub mod logs;
 pub mod models;

@@ -1,0 +1,122 @@
+//! `facegate enrol`: photos of each person -> templates -> a signed bundle the door can load;
+//! `facegate inspect`: verify a bundle and show its header.
+
+use std::time::UNIX_EPOCH;
+
+use anyhow::{Context, Result, bail};
+use facegate_models::bundle::{Bundle, verify};
+use facegate_models::gallery::{Gallery, default_threshold};
+use facegate_models::image_io;
+use facegate_models::pipeline::{Pipeline, PipelineConfig};
+
+use crate::cli::{EnrolCmd, InspectCmd};
+use crate::cmd::keys::{read_public, read_secret};
+use crate::cmd::models::write_atomically;
+use crate::dataset::people;
+use crate::progress::bar;
+
+/// Runs `facegate enrol`.
+pub fn run(cmd: EnrolCmd) -> Result<()> {
+    let key = read_secret(&cmd.key)?;
+    let folders = people(&cmd.people)?;
+    let dir = cmd.net.models.resolve();
+    let kind = cmd.net.embedder.into();
+    // The door runs int8 weights, so its templates must come from the same files.
+    let config = PipelineConfig {
+        embedder: kind,
+        quantised: true,
+        ..Default::default()
+    };
+    let pipeline = Pipeline::load(&dir, config)
+        .with_context(|| format!("loading models from {}", dir.display()))?;
+    let mut gallery = Gallery::new(
+        kind,
+        cmd.threshold
+            .unwrap_or_else(|| default_threshold(kind, true)),
+    );
+    let total = folders.iter().map(|p| p.images.len()).sum::<usize>();
+    let pb = bar(total as u64, "enrolling");
+    let mut skipped = Vec::new();
+    for person in &folders {
+        for path in &person.images {
+            pb.inc(1);
+            let outcome = image_io::open(path)
+                .map_err(anyhow::Error::from)
+                .and_then(|img| Ok(pipeline.main_face(&img)?));
+            match outcome {
+                Ok(Some(face)) => gallery.enrol(&person.name, face.embedding)?,
+                Ok(None) => skipped.push(format!("{}: no face found", path.display())),
+                Err(e) => skipped.push(format!("{}: {e}", path.display())),
+            }
+        }
+    }
+    pb.finish_and_clear();
+    if gallery.people.is_empty() {
+        bail!(
+            "no face found in any photo under {}: nothing to enrol",
+            cmd.people.display()
+        );
+    }
+    let mut models = Vec::new();
+    for file in kind.model_files(true) {
+        models.push((file.file_name.to_owned(), file.read_verified(&dir)?));
+    }
+    let created_ms = UNIX_EPOCH
+        .elapsed()
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let bundle = Bundle::new(
+        &gallery,
+        true,
+        cmd.version,
+        created_ms,
+        pipeline.config().detector,
+        models,
+    );
+    let bytes = bundle.sign(&key);
+    write_atomically(&cmd.out, &bytes)?;
+    for s in &skipped {
+        println!("skipped {s}");
+    }
+    println!(
+        "enrolled {} people ({} templates) into {} ({} bytes, version {}, threshold {:.4})",
+        gallery.people.len(),
+        gallery
+            .people
+            .iter()
+            .map(|p| p.templates.len())
+            .sum::<usize>(),
+        cmd.out.display(),
+        bytes.len(),
+        cmd.version,
+        gallery.threshold
+    );
+    Ok(())
+}
+
+/// Runs `facegate inspect`.
+pub fn inspect(cmd: InspectCmd) -> Result<()> {
+    let trusted = cmd
+        .trust
+        .iter()
+        .map(|p| read_public(p))
+        .collect::<Result<Vec<_>>>()?;
+    let bytes =
+        std::fs::read(&cmd.bundle).with_context(|| format!("reading {}", cmd.bundle.display()))?;
+    let bundle =
+        verify(&bytes, &trusted).with_context(|| format!("{} refused", cmd.bundle.display()))?;
+    let h = &bundle.header;
+    println!("signature ok");
+    println!(
+        "model version {} | embedder {}{} | threshold {:.4}",
+        h.model_version,
+        h.embedder.as_str(),
+        if h.quantised { " int8" } else { "" },
+        h.threshold
+    );
+    println!("{} people: {}", h.labels.len(), h.labels.join(", "));
+    for (name, data) in &bundle.payload.models {
+        println!("model file {name} ({} bytes)", data.len());
+    }
+    Ok(())
+}

@@ -1,0 +1,78 @@
+//! `facegate keygen` and reading key files. Keys are stored as hex text: the secret in
+//! NAME.key (mode 0600, never overwritten), the public half in NAME.pub for the door's config.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use facegate_models::bundle::key_id;
+
+use crate::cli::KeygenCmd;
+
+/// Runs `facegate keygen`.
+pub fn keygen(cmd: KeygenCmd) -> Result<()> {
+    let secret_path = cmd.out.join(format!("{}.key", cmd.name));
+    let public_path = cmd.out.join(format!("{}.pub", cmd.name));
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed)
+        .map_err(|e| anyhow::anyhow!("the system random source failed: {e}"))?;
+    let key = SigningKey::from_bytes(&seed);
+    write_new(&secret_path, &hex::encode(key.to_bytes()), 0o600)?;
+    write_new(
+        &public_path,
+        &hex::encode(key.verifying_key().to_bytes()),
+        0o644,
+    )?;
+    println!(
+        "wrote {} (keep it secret) and {} (key id {})",
+        secret_path.display(),
+        public_path.display(),
+        hex::encode(key_id(&key.verifying_key()))
+    );
+    Ok(())
+}
+
+/// Creates `path` with `text`, refusing to replace an existing file.
+fn write_new(path: &Path, text: &str, mode: u32) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .with_context(|| {
+            format!(
+                "creating {} (an existing key is never overwritten)",
+                path.display()
+            )
+        })?;
+    writeln!(f, "{text}").with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+fn read_hex32(path: &Path, what: &str) -> Result<[u8; 32]> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading {what} {}", path.display()))?;
+    let bytes = hex::decode(text.trim())
+        .with_context(|| format!("{} is not a hex {what}", path.display()))?;
+    match <[u8; 32]>::try_from(bytes.as_slice()) {
+        Ok(b) => Ok(b),
+        Err(_) => bail!(
+            "{} holds {} bytes; a {what} is 32 (make one with `facegate keygen`)",
+            path.display(),
+            bytes.len()
+        ),
+    }
+}
+
+/// Reads a secret key file.
+pub fn read_secret(path: &Path) -> Result<SigningKey> {
+    Ok(SigningKey::from_bytes(&read_hex32(path, "secret key")?))
+}
+
+/// Reads a public key file.
+pub fn read_public(path: &Path) -> Result<VerifyingKey> {
+    VerifyingKey::from_bytes(&read_hex32(path, "public key")?)
+        .with_context(|| format!("{} is not a valid Ed25519 public key", path.display()))
+}

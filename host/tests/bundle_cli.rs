@@ -1,0 +1,93 @@
+//! keygen -> enrol -> inspect through the real binary, with real photos and models: a good
+//! bundle verifies, another key and a flipped byte are refused.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn shared() -> PathBuf {
+    let dir = std::env::var_os("FACEGATE_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared"));
+    assert!(
+        dir.join("faces").is_dir(),
+        "shared data missing at {}: set FACEGATE_SHARED",
+        dir.display()
+    );
+    dir
+}
+
+fn facegate(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_facegate"))
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("run facegate")
+}
+
+#[test]
+fn enrol_signs_a_bundle_that_only_the_right_key_accepts() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    for name in ["AdrianDunbar", "BenAffleck"] {
+        std::fs::create_dir_all(dir.join("people").join(name)).expect("mkdir");
+        let src = shared().join(format!("faces/mfr2/{name}/{name}_0002.png"));
+        std::fs::copy(&src, dir.join("people").join(name).join("a.png")).expect("copy");
+    }
+    std::fs::write(dir.join("people/BenAffleck/broken.jpg"), b"not a photo").expect("write");
+    assert!(facegate(dir, &["keygen"]).status.success());
+    assert!(
+        facegate(dir, &["keygen", "--name", "other"])
+            .status
+            .success()
+    );
+    let again = facegate(dir, &["keygen"]);
+    assert!(
+        !again.status.success(),
+        "a second keygen must not overwrite the key"
+    );
+
+    let enrol = facegate(
+        dir,
+        &[
+            "enrol",
+            "people",
+            "--key",
+            "facegate.key",
+            "--version",
+            "2",
+            "-o",
+            "door.fgb",
+        ],
+    );
+    let out = String::from_utf8_lossy(&enrol.stdout);
+    assert!(
+        enrol.status.success(),
+        "{}",
+        String::from_utf8_lossy(&enrol.stderr)
+    );
+    assert!(
+        out.contains("enrolled 2 people") && out.contains("skipped") && out.contains("broken.jpg"),
+        "{out}"
+    );
+
+    let ok = facegate(dir, &["inspect", "door.fgb", "--trust", "facegate.pub"]);
+    let shown = String::from_utf8_lossy(&ok.stdout);
+    assert!(
+        ok.status.success()
+            && shown.contains("model version 2")
+            && shown.contains("AdrianDunbar, BenAffleck"),
+        "{shown}"
+    );
+
+    let wrong = facegate(dir, &["inspect", "door.fgb", "--trust", "other.pub"]);
+    assert!(!wrong.status.success());
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("not in the trusted keys"));
+
+    let mut bytes = std::fs::read(dir.join("door.fgb")).expect("read");
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    std::fs::write(dir.join("tampered.fgb"), bytes).expect("write");
+    let tampered = facegate(dir, &["inspect", "tampered.fgb", "--trust", "facegate.pub"]);
+    assert!(!tampered.status.success());
+    assert!(String::from_utf8_lossy(&tampered.stderr).contains("signature check failed"));
+}

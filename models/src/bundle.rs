@@ -1,0 +1,381 @@
+//! The signed model bundle: everything a door needs to recognise its people, in one file that
+//! the laptop signs and the door verifies before it looks at anything else.
+//!
+//! ```text
+//! MAGIC "FGBUNDL1" (8) | key id (8) | Ed25519 signature (64) | body length u64 LE (8) | body
+//! body = header length u32 LE | postcard(Header) | payload
+//! payload = postcard(Payload): enrolled people (templates) and the embedder's ONNX file(s)
+//! ```
+//!
+//! The signature covers every byte except itself (magic, key id, length and body). Order of
+//! checks in [`verify`]: size bounds, magic, declared length, a trusted key with that id, the
+//! signature (strict Ed25519), and only then any parsing: the header, the payload's SHA-256
+//! against the header, the payload. A byte flipped anywhere, a truncation or an unknown key is
+//! refused before postcard ever runs on attacker-controlled bytes.
+
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::detect::DetectorConfig;
+use crate::embed::EmbedderKind;
+use crate::gallery::{Gallery, Person};
+
+/// File magic and layout version.
+pub const MAGIC: [u8; 8] = *b"FGBUNDL1";
+/// Version of the header and payload layout.
+pub const FORMAT_VERSION: u16 = 1;
+/// Largest bundle accepted: two int8 embedders plus a large gallery fit well under it.
+pub const MAX_BUNDLE: usize = 64 << 20;
+const PREFIX: usize = 8 + 8 + 64 + 8;
+
+/// What a bundle declares about itself (signed, read before the payload).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Header {
+    /// [`FORMAT_VERSION`].
+    pub format: u16,
+    /// Monotonic model version: a door refuses anything not newer than what it runs.
+    pub model_version: u32,
+    /// Creation time, ms since the Unix epoch.
+    pub created_ms: u64,
+    /// The embedder the templates were made with.
+    pub embedder: EmbedderKind,
+    /// Whether the embedder files are the int8-weight ones.
+    pub quantised: bool,
+    /// Acceptance threshold (cosine).
+    pub threshold: f32,
+    /// Enrolled names, in gallery order.
+    pub labels: Vec<String>,
+    /// Detector settings.
+    pub detector: DetectorConfig,
+    /// Payload length in bytes.
+    pub payload_len: u64,
+    /// SHA-256 of the payload.
+    pub payload_sha256: [u8; 32],
+}
+
+/// The bulk of a bundle.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Payload {
+    /// Enrolled people and their templates.
+    pub people: Vec<Person>,
+    /// The embedder's ONNX files: (pinned file name, bytes).
+    pub models: Vec<(String, Vec<u8>)>,
+}
+
+/// A bundle whose signature, hashes and structure have been checked.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Bundle {
+    /// The header.
+    pub header: Header,
+    /// The payload.
+    pub payload: Payload,
+}
+
+/// Why a bundle was refused.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum BundleError {
+    /// Shorter than the fixed prefix, or than its declared length.
+    #[error("bundle is truncated ({len} bytes): re-send it")]
+    Truncated {
+        /// Bytes received.
+        len: usize,
+    },
+    /// Above [`MAX_BUNDLE`].
+    #[error("bundle is {len} bytes, above the {MAX_BUNDLE}-byte limit")]
+    TooLarge {
+        /// Declared or received size.
+        len: usize,
+    },
+    /// Not a facegate bundle (or a newer layout).
+    #[error("not a facegate bundle (bad magic): was it made by `facegate enrol`?")]
+    BadMagic,
+    /// Trailing bytes after the declared body.
+    #[error("bundle has {extra} bytes after its declared end")]
+    TrailingBytes {
+        /// How many.
+        extra: usize,
+    },
+    /// Signed by a key the door does not trust.
+    #[error(
+        "bundle is signed by key {key_id}, which is not in the trusted keys: add its .pub to the door's config"
+    )]
+    UnknownKey {
+        /// Hex key id.
+        key_id: String,
+    },
+    /// The signature does not verify: the bundle was altered or corrupted.
+    #[error("signature check failed: the bundle was altered or corrupted")]
+    BadSignature,
+    /// Signed but structurally wrong (a signer bug, never an attacker).
+    #[error("signed bundle is malformed: {reason}")]
+    Malformed {
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// The 8-byte id of a public key: the start of its SHA-256.
+pub fn key_id(key: &VerifyingKey) -> [u8; 8] {
+    let d = Sha256::digest(key.as_bytes());
+    let mut id = [0u8; 8];
+    id.copy_from_slice(&d[..8]);
+    id
+}
+
+impl Bundle {
+    /// Builds a bundle from a gallery and the embedder files.
+    pub fn new(
+        gallery: &Gallery,
+        quantised: bool,
+        model_version: u32,
+        created_ms: u64,
+        detector: DetectorConfig,
+        models: Vec<(String, Vec<u8>)>,
+    ) -> Self {
+        let payload = Payload {
+            people: gallery.people.clone(),
+            models,
+        };
+        let header = Header {
+            format: FORMAT_VERSION,
+            model_version,
+            created_ms,
+            embedder: gallery.embedder,
+            quantised,
+            threshold: gallery.threshold,
+            labels: gallery.people.iter().map(|p| p.name.clone()).collect(),
+            detector,
+            payload_len: 0,
+            payload_sha256: [0; 32],
+        };
+        Self { header, payload }
+    }
+
+    /// The gallery this bundle carries.
+    pub fn gallery(&self) -> Gallery {
+        Gallery {
+            embedder: self.header.embedder,
+            threshold: self.header.threshold,
+            people: self.payload.people.clone(),
+        }
+    }
+
+    /// Serialises and signs the bundle.
+    pub fn sign(&self, key: &SigningKey) -> Vec<u8> {
+        let payload = postcard::to_allocvec(&self.payload).unwrap_or_default();
+        let mut header = self.header.clone();
+        header.format = FORMAT_VERSION;
+        header.payload_len = payload.len() as u64;
+        header.payload_sha256 = Sha256::digest(&payload).into();
+        let header = postcard::to_allocvec(&header).unwrap_or_default();
+        let mut body = Vec::with_capacity(4 + header.len() + payload.len());
+        body.extend_from_slice(&(header.len() as u32).to_le_bytes());
+        body.extend(header);
+        body.extend(payload);
+        let mut out = Vec::with_capacity(PREFIX + body.len());
+        out.extend_from_slice(&MAGIC);
+        out.extend_from_slice(&key_id(&key.verifying_key()));
+        out.extend_from_slice(&[0; 64]);
+        out.extend_from_slice(&(body.len() as u64).to_le_bytes());
+        out.extend(body);
+        let signature = key.sign(&signed_part(&out));
+        out[16..80].copy_from_slice(&signature.to_bytes());
+        out
+    }
+}
+
+/// Everything but the signature bytes, in order.
+fn signed_part(bytes: &[u8]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(bytes.len() - 64);
+    m.extend_from_slice(&bytes[..16]);
+    m.extend_from_slice(&bytes[80..]);
+    m
+}
+
+/// Checks the signature against the trusted keys, then parses. See the module docs for the
+/// order of checks.
+pub fn verify(bytes: &[u8], trusted: &[VerifyingKey]) -> Result<Bundle, BundleError> {
+    if bytes.len() > MAX_BUNDLE {
+        return Err(BundleError::TooLarge { len: bytes.len() });
+    }
+    if bytes.len() < PREFIX {
+        return Err(BundleError::Truncated { len: bytes.len() });
+    }
+    if bytes[..8] != MAGIC {
+        return Err(BundleError::BadMagic);
+    }
+    let body_len = u64::from_le_bytes(bytes[80..88].try_into().unwrap_or_default());
+    let end = usize::try_from(body_len)
+        .ok()
+        .and_then(|l| l.checked_add(PREFIX));
+    match end {
+        None => return Err(BundleError::TooLarge { len: usize::MAX }),
+        Some(end) if end > MAX_BUNDLE => return Err(BundleError::TooLarge { len: end }),
+        Some(end) if end > bytes.len() => return Err(BundleError::Truncated { len: bytes.len() }),
+        Some(end) if end < bytes.len() => {
+            return Err(BundleError::TrailingBytes {
+                extra: bytes.len() - end,
+            });
+        }
+        Some(_) => {}
+    }
+    let id = &bytes[8..16];
+    let key = trusted
+        .iter()
+        .find(|k| key_id(k) == id)
+        .ok_or_else(|| BundleError::UnknownKey {
+            key_id: hex::encode(id),
+        })?;
+    let signature = Signature::from_bytes(
+        bytes[16..80]
+            .try_into()
+            .map_err(|_| BundleError::BadSignature)?,
+    );
+    key.verify_strict(&signed_part(bytes), &signature)
+        .map_err(|_| BundleError::BadSignature)?;
+    // Authenticated from here on.
+    parse_body(&bytes[PREFIX..])
+}
+
+fn parse_body(body: &[u8]) -> Result<Bundle, BundleError> {
+    let bad = |reason: String| BundleError::Malformed { reason };
+    let header_len = body
+        .get(..4)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+        .ok_or_else(|| bad("no header length".into()))?;
+    let header_bytes = body
+        .get(4..4 + header_len)
+        .ok_or_else(|| bad("header runs past the end".into()))?;
+    let header: Header =
+        postcard::from_bytes(header_bytes).map_err(|e| bad(format!("header: {e}")))?;
+    if header.format != FORMAT_VERSION {
+        return Err(bad(format!(
+            "format {} (this build reads {FORMAT_VERSION})",
+            header.format
+        )));
+    }
+    let payload = &body[4 + header_len..];
+    if payload.len() as u64 != header.payload_len {
+        return Err(bad(format!(
+            "payload is {} bytes, header says {}",
+            payload.len(),
+            header.payload_len
+        )));
+    }
+    if <[u8; 32]>::from(Sha256::digest(payload)) != header.payload_sha256 {
+        return Err(bad("payload SHA-256 differs from the header's".into()));
+    }
+    let payload: Payload =
+        postcard::from_bytes(payload).map_err(|e| bad(format!("payload: {e}")))?;
+    let labels: Vec<&String> = payload.people.iter().map(|p| &p.name).collect();
+    if labels != header.labels.iter().collect::<Vec<_>>() {
+        return Err(bad("labels differ from the enrolled people".into()));
+    }
+    let bundle = Bundle { header, payload };
+    bundle
+        .gallery()
+        .validate()
+        .map_err(|e| bad(e.to_string()))?;
+    Ok(bundle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn key(seed: u8) -> SigningKey {
+        SigningKey::from_bytes(&[seed; 32])
+    }
+
+    fn sample(version: u32, names: &[&str]) -> Bundle {
+        let mut g = Gallery::new(EmbedderKind::SFace, 0.48);
+        for (i, n) in names.iter().enumerate() {
+            let mut t = vec![0.0; 128];
+            t[i % 128] = 1.0;
+            g.enrol(n, t).expect("enrol");
+        }
+        Bundle::new(
+            &g,
+            true,
+            version,
+            1_764_322_200_000,
+            DetectorConfig::default(),
+            vec![("m.onnx".into(), vec![7; 300])],
+        )
+    }
+
+    fn signed(b: &Bundle) -> (Vec<u8>, Bundle) {
+        let bytes = b.sign(&key(1));
+        let back = verify(&bytes, &[key(1).verifying_key()]).expect("verify");
+        (bytes, back)
+    }
+
+    #[test]
+    fn round_trip() {
+        let b = sample(3, &["ann", "bob"]);
+        let (_, back) = signed(&b);
+        assert_eq!(back.payload, b.payload);
+        assert_eq!(back.header.model_version, 3);
+        assert_eq!(back.header.labels, vec!["ann", "bob"]);
+        assert_eq!(back.gallery().people.len(), 2);
+    }
+
+    #[test]
+    fn unknown_key_is_refused_before_parsing() {
+        let bytes = sample(1, &["ann"]).sign(&key(2));
+        assert!(matches!(
+            verify(&bytes, &[key(1).verifying_key()]),
+            Err(BundleError::UnknownKey { .. })
+        ));
+    }
+
+    #[test]
+    fn every_truncation_is_refused() {
+        let (bytes, _) = signed(&sample(1, &["ann"]));
+        for len in 0..bytes.len() {
+            assert!(
+                verify(&bytes[..len], &[key(1).verifying_key()]).is_err(),
+                "accepted {len} bytes"
+            );
+        }
+    }
+
+    #[test]
+    fn oversized_declared_length_is_refused() {
+        let (mut bytes, _) = signed(&sample(1, &["ann"]));
+        bytes[80..88].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(matches!(
+            verify(&bytes, &[key(1).verifying_key()]),
+            Err(BundleError::TooLarge { .. })
+        ));
+    }
+
+    proptest! {
+        #[test]
+        fn any_flipped_byte_is_refused(pos in 0usize..10_000, bit in 0u8..8) {
+            let (mut bytes, _) = signed(&sample(5, &["ann", "bob", "cy"]));
+            let pos = pos % bytes.len();
+            bytes[pos] ^= 1 << bit;
+            prop_assert!(verify(&bytes, &[key(1).verifying_key()]).is_err());
+        }
+
+        #[test]
+        fn header_fields_round_trip(version in any::<u32>(), created in any::<u64>(), thr in -1f32..1.0,
+                                    names in prop::collection::vec("[a-z]{1,12}", 1..8)) {
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            let mut b = sample(version, &names);
+            b.header.created_ms = created;
+            b.header.threshold = thr;
+            let bytes = b.sign(&key(9));
+            let back = verify(&bytes, &[key(1).verifying_key(), key(9).verifying_key()]);
+            // Duplicate names merge into one person at enrolment, so labels always match.
+            let back = back.expect("verify");
+            prop_assert_eq!(back.header.model_version, version);
+            prop_assert_eq!(back.header.created_ms, created);
+            prop_assert_eq!(back.header.threshold, thr);
+            prop_assert_eq!(back.payload, b.payload);
+        }
+    }
+}
