@@ -1,16 +1,25 @@
-//! `facegate-device`: the door unit.
+//! `facegate-device`: parse the command line, build the hardware, call [`app::run`].
 //!
-//! This slice carries the start-up self-check a door runs before it serves (and that systemd's
-//! `ExecStartPre` will call): every pinned model file is verified by SHA-256, the networks are
-//! prepared with tract, and one synthetic frame goes through the full pipeline, so a broken SD
-//! card or a tampered model fails loudly at boot instead of at the door.
+//! `check` is the start-up self-check (models verified, one frame through the pipeline);
+//! `run` drives the door loop. This build has the simulated hardware (image-folder camera,
+//! recording relay, log to a file, serial device or pty); the V4L2/GPIO/SPI drivers plug into
+//! the same traits.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use ed25519_dalek::VerifyingKey;
+use facegate_device::app::{self, DoorConfig};
+use facegate_device::policy::PolicyConfig;
+use facegate_device::sim::camera::FileCamera;
+use facegate_device::sim::relay::RecordingPin;
+use facegate_models::bundle;
+use facegate_models::detect::Detector;
+use facegate_models::embed::Embedder;
+use facegate_models::model_files::{YUNET, default_dir};
 use facegate_models::pipeline::{Pipeline, PipelineConfig};
 
 /// facegate door unit.
@@ -29,6 +38,42 @@ enum Command {
         #[arg(long)]
         models_dir: Option<PathBuf>,
     },
+    /// Run the door loop on simulated hardware: frames from an image folder.
+    Run(RunArgs),
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// Signed model bundle from `facegate enrol`.
+    #[arg(long)]
+    bundle: PathBuf,
+    /// Public key(s) trusted to sign bundles.
+    #[arg(long, required = true)]
+    trust: Vec<PathBuf>,
+    /// Folder of images played as camera frames, in name order.
+    #[arg(long)]
+    camera_dir: PathBuf,
+    /// Frames per image (a person stays in view for a moment).
+    #[arg(long, default_value_t = 3)]
+    repeat: usize,
+    /// Where the recognition log goes: a serial device, a pty or a file.
+    #[arg(long)]
+    log: PathBuf,
+    /// Frames considered by the unlock rule.
+    #[arg(long, default_value_t = 5)]
+    window: usize,
+    /// Frames that must agree on one person to unlock.
+    #[arg(long, default_value_t = 3)]
+    agree: usize,
+    /// No second unlock within this many milliseconds.
+    #[arg(long, default_value_t = 5000)]
+    cooldown_ms: u64,
+    /// Relay pulse length in milliseconds.
+    #[arg(long, default_value_t = 3000)]
+    unlock_ms: u64,
+    /// Models directory (for the detector).
+    #[arg(long)]
+    models_dir: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -44,11 +89,90 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Check { models_dir } => check(models_dir),
+        Command::Run(args) => run_door(args),
     }
 }
 
+fn read_key(path: &PathBuf) -> Result<VerifyingKey> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading trusted key {}", path.display()))?;
+    let bytes: [u8; 32] = hex::decode(text.trim())
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .with_context(|| {
+            format!(
+                "{} is not a facegate public key (64 hex digits)",
+                path.display()
+            )
+        })?;
+    VerifyingKey::from_bytes(&bytes)
+        .with_context(|| format!("{} is not a valid Ed25519 key", path.display()))
+}
+
+fn run_door(args: RunArgs) -> Result<()> {
+    let trusted = args
+        .trust
+        .iter()
+        .map(read_key)
+        .collect::<Result<Vec<_>>>()?;
+    let bytes = std::fs::read(&args.bundle)
+        .with_context(|| format!("reading {}", args.bundle.display()))?;
+    let bundle = bundle::verify(&bytes, &trusted)
+        .with_context(|| format!("bundle {} refused", args.bundle.display()))?;
+    let h = &bundle.header;
+    let models = args.models_dir.clone().unwrap_or_else(default_dir);
+    let detector = Detector::from_bytes(&YUNET.read_verified(&models)?, h.detector)?;
+    let embedder = Embedder::from_files(h.embedder, h.quantised, &bundle.payload.models)?;
+    let pipeline = Pipeline::from_parts(detector, embedder);
+    let gallery = bundle.gallery();
+    let mut camera = FileCamera::from_dir(&args.camera_dir, args.repeat)
+        .with_context(|| format!("reading frames from {}", args.camera_dir.display()))?;
+    let mut log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&args.log)
+        .with_context(|| format!("opening the log {}", args.log.display()))?;
+    let (pin, levels) = RecordingPin::new();
+    let config = DoorConfig {
+        policy: PolicyConfig {
+            window: args.window,
+            agree: args.agree,
+            cooldown: Duration::from_millis(args.cooldown_ms),
+        },
+        unlock_for: Duration::from_millis(args.unlock_ms),
+        active_high: true,
+        model_version: h.model_version,
+    };
+    eprintln!(
+        "model version {} ({} people, {}{}), frames from {}",
+        h.model_version,
+        gallery.people.len(),
+        h.embedder.as_str(),
+        if h.quantised { " int8" } else { "" },
+        args.camera_dir.display()
+    );
+    let start = Instant::now();
+    let summary = app::run(&pipeline, &gallery, &mut camera, pin, &mut log, &config);
+    let pulses = levels
+        .lock()
+        .map(|l| l.iter().filter(|&&x| x).count())
+        .unwrap_or(0);
+    println!(
+        "{} frames in {:.1} s: {} decisions, {} unlocks ({} relay pulses), {} strangers, {} faults, {} log errors",
+        summary.frames,
+        start.elapsed().as_secs_f64(),
+        summary.decisions,
+        summary.unlocks,
+        pulses,
+        summary.strangers,
+        summary.faults,
+        summary.log_errors
+    );
+    Ok(())
+}
+
 fn check(models_dir: Option<PathBuf>) -> Result<()> {
-    let dir = models_dir.unwrap_or_else(facegate_models::model_files::default_dir);
+    let dir = models_dir.unwrap_or_else(default_dir);
     let start = Instant::now();
     // The door runs the int8-weight embedder.
     let config = PipelineConfig {

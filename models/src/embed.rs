@@ -121,6 +121,33 @@ impl Embedder {
         })
     }
 
+    /// Builds the embedder from files carried in a model bundle: each pinned file must be
+    /// there, and its bytes must have the pinned SHA-256, whatever signed the bundle.
+    pub fn from_files(
+        kind: EmbedderKind,
+        quantised: bool,
+        files: &[(String, Vec<u8>)],
+    ) -> Result<Self> {
+        let mut plans = Vec::new();
+        for &net in kind.networks() {
+            let file = net.model_file(quantised);
+            let path = Path::new(file.file_name);
+            let (_, bytes) = files
+                .iter()
+                .find(|(name, _)| name == file.file_name)
+                .ok_or_else(|| Error::ModelMissing {
+                    path: path.to_owned(),
+                })?;
+            file.verify(path, bytes)?;
+            plans.push((net, file.name, plan(bytes, file.name)?));
+        }
+        Ok(Self {
+            kind,
+            quantised,
+            plans,
+        })
+    }
+
     /// Which network(s) this is.
     pub fn kind(&self) -> EmbedderKind {
         self.kind

@@ -58,6 +58,21 @@ impl Pipeline {
         })
     }
 
+    /// Assembles a pipeline from parts already loaded (the door: detector from its models
+    /// folder, embedder from the verified bundle).
+    pub fn from_parts(detector: Detector, embedder: Embedder) -> Self {
+        let config = PipelineConfig {
+            embedder: embedder.kind(),
+            quantised: embedder.quantised(),
+            detector: detector.config(),
+        };
+        Self {
+            detector,
+            embedder,
+            config,
+        }
+    }
+
     /// The configuration in force.
     pub fn config(&self) -> PipelineConfig {
         self.config

@@ -1,0 +1,13 @@
+//! # facegate-device: the door unit
+//!
+//! The loop ([`app`]) is generic over small hardware traits ([`hw`]): a frame source, the relay
+//! as an embedded-hal `OutputPin`, the recognition log as `std::io::Write`. Real Linux drivers
+//! implement them on the Pi; the simulated side ([`sim`]) implements them with an image folder,
+//! a recording relay and a file or pty, so the whole loop runs and is tested on any machine.
+//! What opens the door is decided by [`policy`]: K agreeing frames out of N, a cooldown, and
+//! never a stranger.
+
+pub mod app;
+pub mod hw;
+pub mod policy;
+pub mod sim;

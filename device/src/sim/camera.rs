@@ -1,0 +1,57 @@
+//! A camera that plays image files as frames, each shown `repeat` times (a person standing in
+//! front of the door for a moment). Unreadable files become bad frames, as a glitching camera's
+//! would.
+
+use std::path::PathBuf;
+
+use facegate_models::image_io;
+
+use crate::hw::{CameraError, Frame, FrameSource};
+
+/// Image files played in order.
+#[derive(Debug)]
+pub struct FileCamera {
+    files: Vec<PathBuf>,
+    repeat: usize,
+    next: usize,
+    id: u64,
+}
+
+impl FileCamera {
+    /// Plays `files` in order, each `repeat` times (at least once).
+    pub fn new(files: Vec<PathBuf>, repeat: usize) -> Self {
+        Self {
+            files,
+            repeat: repeat.max(1),
+            next: 0,
+            id: 0,
+        }
+    }
+
+    /// Every image in `dir` (not recursive), sorted by name.
+    pub fn from_dir(dir: &std::path::Path, repeat: usize) -> std::io::Result<Self> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file())
+            .collect();
+        files.sort();
+        Ok(Self::new(files, repeat))
+    }
+}
+
+impl FrameSource for FileCamera {
+    fn next_frame(&mut self) -> Result<Option<Frame>, CameraError> {
+        let Some(path) = self.files.get(self.next / self.repeat) else {
+            return Ok(None);
+        };
+        self.next += 1;
+        self.id += 1;
+        match image_io::open(path) {
+            Ok(image) => Ok(Some(Frame { id: self.id, image })),
+            Err(e) => Err(CameraError::BadFrame {
+                id: self.id,
+                reason: format!("{}: {e}", path.display()),
+            }),
+        }
+    }
+}
