@@ -6,14 +6,14 @@
 //! sleeping in the loop.
 
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use embedded_hal::digital::OutputPin;
-use facegate_models::gallery::Gallery;
 use facegate_models::logrecord::{Event, LogRecord};
-use facegate_models::pipeline::Pipeline;
 
 use crate::hw::{CameraError, FrameSource};
+use crate::live::Shared;
 use crate::policy::{Policy, PolicyConfig, Verdict};
 
 /// Door settings.
@@ -25,8 +25,6 @@ pub struct DoorConfig {
     pub unlock_for: Duration,
     /// Relay energised by a high level (else low).
     pub active_high: bool,
-    /// Version of the model bundle in use (logged with every decision).
-    pub model_version: u32,
 }
 
 /// What a run did.
@@ -108,14 +106,15 @@ impl<P: OutputPin> Drop for Relay<P> {
     }
 }
 
-/// Runs the loop until the frame source ends.
+/// Runs the loop until the frame source ends or `stop` is set. Each frame is recognised with
+/// the model current when it arrives (an update swaps it between frames).
 pub fn run<S: FrameSource, P: OutputPin, W: Write>(
-    pipeline: &Pipeline,
-    gallery: &Gallery,
+    shared: &Shared,
     camera: &mut S,
     relay: P,
     log: &mut W,
     config: &DoorConfig,
+    stop: &AtomicBool,
 ) -> Summary {
     let mut relay = Relay::new(relay, config.active_high);
     let mut policy = Policy::new(config.policy);
@@ -128,10 +127,17 @@ pub fn run<S: FrameSource, P: OutputPin, W: Write>(
         {
             summary.log_errors += 1;
         }
+        shared.remember(&record);
     };
-    loop {
+    while !stop.load(Ordering::Relaxed) {
         let now = Instant::now();
         relay.tick(now);
+        let posted = std::mem::take(&mut *shared.outbox.lock().unwrap_or_else(|p| p.into_inner()));
+        for record in posted {
+            write(record, &mut summary);
+        }
+        let live = shared.current();
+        let (pipeline, gallery, version) = (&live.pipeline, &live.gallery, live.version);
         let frame = match camera.next_frame() {
             Ok(Some(f)) => f,
             Ok(None) => break,
@@ -144,7 +150,7 @@ pub fn run<S: FrameSource, P: OutputPin, W: Write>(
                 write(
                     LogRecord::now(
                         id,
-                        config.model_version,
+                        version,
                         Event::Fault {
                             message: e.to_string(),
                         },
@@ -165,7 +171,7 @@ pub fn run<S: FrameSource, P: OutputPin, W: Write>(
                 write(
                     LogRecord::now(
                         frame.id,
-                        config.model_version,
+                        version,
                         Event::Fault {
                             message: e.to_string(),
                         },
@@ -209,10 +215,7 @@ pub fn run<S: FrameSource, P: OutputPin, W: Write>(
             }
         };
         summary.decisions += 1;
-        write(
-            LogRecord::now(frame.id, config.model_version, event),
-            &mut summary,
-        );
+        write(LogRecord::now(frame.id, version, event), &mut summary);
     }
     relay.release();
     summary

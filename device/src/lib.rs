@@ -9,5 +9,7 @@
 
 pub mod app;
 pub mod hw;
+pub mod live;
 pub mod policy;
 pub mod sim;
+pub mod update;

@@ -12,13 +12,18 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use ed25519_dalek::VerifyingKey;
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use facegate_device::app::{self, DoorConfig};
+use facegate_device::live::{Live, Shared};
 use facegate_device::policy::PolicyConfig;
 use facegate_device::sim::camera::FileCamera;
 use facegate_device::sim::relay::RecordingPin;
+use facegate_device::update::server::{Limits, UpdateServer};
+use facegate_device::update::store::FileStore;
 use facegate_models::bundle;
-use facegate_models::detect::Detector;
-use facegate_models::embed::Embedder;
 use facegate_models::model_files::{YUNET, default_dir};
 use facegate_models::pipeline::{Pipeline, PipelineConfig};
 
@@ -44,18 +49,30 @@ enum Command {
 
 #[derive(Debug, Args)]
 struct RunArgs {
-    /// Signed model bundle from `facegate enrol`.
+    /// Folder holding the active and previous bundles.
     #[arg(long)]
-    bundle: PathBuf,
+    store: PathBuf,
+    /// A signed bundle to install first (if newer than the stored one, or none is stored).
+    #[arg(long)]
+    bundle: Option<PathBuf>,
     /// Public key(s) trusted to sign bundles.
     #[arg(long, required = true)]
     trust: Vec<PathBuf>,
+    /// Accept signed model updates on this address (e.g. 127.0.0.1:7700).
+    #[arg(long)]
+    listen: Option<String>,
     /// Folder of images played as camera frames, in name order.
     #[arg(long)]
     camera_dir: PathBuf,
     /// Frames per image (a person stays in view for a moment).
     #[arg(long, default_value_t = 3)]
     repeat: usize,
+    /// Play the frames forever.
+    #[arg(long)]
+    cycle: bool,
+    /// Simulated camera frame rate (0 = as fast as recognition goes).
+    #[arg(long, default_value_t = 0.0)]
+    fps: f64,
     /// Where the recognition log goes: a serial device, a pty or a file.
     #[arg(long)]
     log: PathBuf,
@@ -115,18 +132,59 @@ fn run_door(args: RunArgs) -> Result<()> {
         .iter()
         .map(read_key)
         .collect::<Result<Vec<_>>>()?;
-    let bytes = std::fs::read(&args.bundle)
-        .with_context(|| format!("reading {}", args.bundle.display()))?;
-    let bundle = bundle::verify(&bytes, &trusted)
-        .with_context(|| format!("bundle {} refused", args.bundle.display()))?;
-    let h = &bundle.header;
     let models = args.models_dir.clone().unwrap_or_else(default_dir);
-    let detector = Detector::from_bytes(&YUNET.read_verified(&models)?, h.detector)?;
-    let embedder = Embedder::from_files(h.embedder, h.quantised, &bundle.payload.models)?;
-    let pipeline = Pipeline::from_parts(detector, embedder);
-    let gallery = bundle.gallery();
+    let yunet = YUNET.read_verified(&models)?;
+    let store = FileStore::open(&args.store)
+        .with_context(|| format!("opening the store {}", args.store.display()))?;
+    let mut live = load_stored(&store, &trusted, &yunet);
+    if let Some(path) = &args.bundle {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let bundle = bundle::verify(&bytes, &trusted)
+            .with_context(|| format!("bundle {} refused", path.display()))?;
+        if live
+            .as_ref()
+            .is_none_or(|l| bundle.header.model_version > l.version)
+        {
+            let fresh = Live::from_bundle(&bundle, &yunet)
+                .map_err(|e| anyhow::anyhow!("bundle {}: {e}", path.display()))?;
+            store.install(&bytes).context("storing the bundle")?;
+            live = Some(fresh);
+        }
+    }
+    let live = live.context("no valid model bundle in the store: give one with --bundle")?;
+    eprintln!(
+        "model version {} ({} people, {}{}), frames from {}",
+        live.version,
+        live.gallery.people.len(),
+        live.pipeline.config().embedder.as_str(),
+        if live.pipeline.config().quantised {
+            " int8"
+        } else {
+            ""
+        },
+        args.camera_dir.display()
+    );
+    let shared = Arc::new(Shared::new(live));
+    let stop = Arc::new(AtomicBool::new(false));
+    if let Some(addr) = &args.listen {
+        let listener = TcpListener::bind(addr).with_context(|| format!("listening on {addr}"))?;
+        eprintln!("accepting signed updates on {}", listener.local_addr()?);
+        let server = Arc::new(UpdateServer::new(
+            trusted,
+            store,
+            shared.clone(),
+            yunet,
+            Limits::default(),
+        ));
+        let stop = stop.clone();
+        std::thread::spawn(move || server.serve(listener, stop));
+    }
     let mut camera = FileCamera::from_dir(&args.camera_dir, args.repeat)
-        .with_context(|| format!("reading frames from {}", args.camera_dir.display()))?;
+        .with_context(|| format!("reading frames from {}", args.camera_dir.display()))?
+        .at_fps(args.fps);
+    if args.cycle {
+        camera = camera.cycling();
+    }
     let mut log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -141,18 +199,10 @@ fn run_door(args: RunArgs) -> Result<()> {
         },
         unlock_for: Duration::from_millis(args.unlock_ms),
         active_high: true,
-        model_version: h.model_version,
     };
-    eprintln!(
-        "model version {} ({} people, {}{}), frames from {}",
-        h.model_version,
-        gallery.people.len(),
-        h.embedder.as_str(),
-        if h.quantised { " int8" } else { "" },
-        args.camera_dir.display()
-    );
     let start = Instant::now();
-    let summary = app::run(&pipeline, &gallery, &mut camera, pin, &mut log, &config);
+    let summary = app::run(&shared, &mut camera, pin, &mut log, &config, &stop);
+    stop.store(true, Ordering::Relaxed);
     let pulses = levels
         .lock()
         .map(|l| l.iter().filter(|&&x| x).count())
@@ -169,6 +219,22 @@ fn run_door(args: RunArgs) -> Result<()> {
         summary.log_errors
     );
     Ok(())
+}
+
+/// The stored model: the active bundle, else the previous one (an update cut off by a crash or
+/// a bundle that no longer passes its checks must not leave the door without a model).
+fn load_stored(store: &FileStore, trusted: &[VerifyingKey], yunet: &[u8]) -> Option<Live> {
+    for (what, bytes) in [("active", store.active()), ("previous", store.previous())] {
+        let Some(bytes) = bytes else { continue };
+        match bundle::verify(&bytes, trusted)
+            .map_err(|e| e.to_string())
+            .and_then(|b| Live::from_bundle(&b, yunet))
+        {
+            Ok(live) => return Some(live),
+            Err(e) => eprintln!("warning: {what} bundle unusable: {e}"),
+        }
+    }
+    None
 }
 
 fn check(models_dir: Option<PathBuf>) -> Result<()> {

@@ -32,6 +32,31 @@ pub enum Command {
     Enrol(EnrolCmd),
     /// Verify a bundle's signature and show what it holds.
     Inspect(InspectCmd),
+    /// Send a signed bundle to a door.
+    Push(PushCmd),
+    /// Show a door's active model version and recent decisions.
+    Status(StatusCmd),
+}
+
+/// `facegate push --device HOST:PORT BUNDLE`
+#[derive(Debug, Args)]
+pub struct PushCmd {
+    /// The door's update address.
+    #[arg(long)]
+    pub device: String,
+    /// The bundle from `facegate enrol`.
+    pub bundle: PathBuf,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 120)]
+    pub timeout_s: u64,
+}
+
+/// `facegate status --device HOST:PORT`
+#[derive(Debug, Args)]
+pub struct StatusCmd {
+    /// The door's update address.
+    #[arg(long)]
+    pub device: String,
 }
 
 /// `facegate keygen --out DIR`

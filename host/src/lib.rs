@@ -21,5 +21,7 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<()> {
         cli::Command::Keygen(c) => cmd::keys::keygen(c),
         cli::Command::Enrol(c) => cmd::enrol::run(c),
         cli::Command::Inspect(c) => cmd::enrol::inspect(c),
+        cli::Command::Push(c) => cmd::push::push(c),
+        cli::Command::Status(c) => cmd::push::status(c),
     }
 }

@@ -61,6 +61,18 @@ pub struct Payload {
     pub people: Vec<Person>,
     /// The embedder's ONNX files: (pinned file name, bytes).
     pub models: Vec<(String, Vec<u8>)>,
+    /// A known face for the door's self-test before it switches over: an aligned 112x112 crop
+    /// (PNG) and the enrolled name it must be identified as.
+    pub self_test: Option<SelfTest>,
+}
+
+/// The self-test sample of a bundle.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SelfTest {
+    /// Who the crop shows.
+    pub label: String,
+    /// Aligned 112x112 face crop, PNG.
+    pub crop_png: Vec<u8>,
 }
 
 /// A bundle whose signature, hashes and structure have been checked.
@@ -132,10 +144,12 @@ impl Bundle {
         created_ms: u64,
         detector: DetectorConfig,
         models: Vec<(String, Vec<u8>)>,
+        self_test: Option<SelfTest>,
     ) -> Self {
         let payload = Payload {
             people: gallery.people.clone(),
             models,
+            self_test,
         };
         let header = Header {
             format: FORMAT_VERSION,
@@ -303,6 +317,7 @@ mod tests {
             1_764_322_200_000,
             DetectorConfig::default(),
             vec![("m.onnx".into(), vec![7; 300])],
+            None,
         )
     }
 

@@ -33,5 +33,6 @@ pub mod mask;
 pub mod model_files;
 pub mod pipeline;
 pub mod quantise;
+pub mod wire;
 
 pub use error::{Error, Result};

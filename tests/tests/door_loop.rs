@@ -5,7 +5,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use std::sync::atomic::AtomicBool;
+
 use facegate_device::app::{self, DoorConfig};
+use facegate_device::live::{Live, Shared};
 use facegate_device::policy::PolicyConfig;
 use facegate_device::sim::camera::FileCamera;
 use facegate_device::sim::relay::RecordingPin;
@@ -57,9 +60,14 @@ fn door_unlocks_for_enrolled_people_only_and_logs_every_decision() {
         },
         unlock_for: Duration::ZERO,
         active_high: true,
-        model_version: 9,
     };
-    let summary = app::run(&pipeline, &gallery, &mut camera, pin, &mut log, &config);
+    let shared = Shared::new(Live {
+        pipeline,
+        gallery,
+        version: 9,
+    });
+    let stop = AtomicBool::new(false);
+    let summary = app::run(&shared, &mut camera, pin, &mut log, &config, &stop);
 
     let records: Vec<LogRecord> = FrameReader::new()
         .push(&log)

@@ -15,6 +15,8 @@ pub struct FileCamera {
     repeat: usize,
     next: usize,
     id: u64,
+    cycle: bool,
+    interval: Option<std::time::Duration>,
 }
 
 impl FileCamera {
@@ -25,7 +27,21 @@ impl FileCamera {
             repeat: repeat.max(1),
             next: 0,
             id: 0,
+            cycle: false,
+            interval: None,
         }
+    }
+
+    /// Starts over after the last file instead of ending (a door that never closes).
+    pub fn cycling(mut self) -> Self {
+        self.cycle = !self.files.is_empty();
+        self
+    }
+
+    /// Paces frames like a camera running at `fps` frames per second.
+    pub fn at_fps(mut self, fps: f64) -> Self {
+        self.interval = (fps > 0.0).then(|| std::time::Duration::from_secs_f64(1.0 / fps));
+        self
     }
 
     /// Every image in `dir` (not recursive), sorted by name.
@@ -41,6 +57,12 @@ impl FileCamera {
 
 impl FrameSource for FileCamera {
     fn next_frame(&mut self) -> Result<Option<Frame>, CameraError> {
+        if self.cycle && self.next >= self.files.len() * self.repeat {
+            self.next = 0;
+        }
+        if let Some(i) = self.interval {
+            std::thread::sleep(i);
+        }
         let Some(path) = self.files.get(self.next / self.repeat) else {
             return Ok(None);
         };

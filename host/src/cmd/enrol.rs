@@ -4,7 +4,7 @@
 use std::time::UNIX_EPOCH;
 
 use anyhow::{Context, Result, bail};
-use facegate_models::bundle::{Bundle, verify};
+use facegate_models::bundle::{Bundle, SelfTest, verify};
 use facegate_models::gallery::{Gallery, default_threshold};
 use facegate_models::image_io;
 use facegate_models::pipeline::{Pipeline, PipelineConfig};
@@ -37,6 +37,7 @@ pub fn run(cmd: EnrolCmd) -> Result<()> {
     let total = folders.iter().map(|p| p.images.len()).sum::<usize>();
     let pb = bar(total as u64, "enrolling");
     let mut skipped = Vec::new();
+    let mut self_test = None;
     for person in &folders {
         for path in &person.images {
             pb.inc(1);
@@ -44,7 +45,12 @@ pub fn run(cmd: EnrolCmd) -> Result<()> {
                 .map_err(anyhow::Error::from)
                 .and_then(|img| Ok(pipeline.main_face(&img)?));
             match outcome {
-                Ok(Some(face)) => gallery.enrol(&person.name, face.embedding)?,
+                Ok(Some(face)) => {
+                    if self_test.is_none() {
+                        self_test = self_test_sample(&person.name, path, &face.transform)?;
+                    }
+                    gallery.enrol(&person.name, face.embedding)?
+                }
                 Ok(None) => skipped.push(format!("{}: no face found", path.display())),
                 Err(e) => skipped.push(format!("{}: {e}", path.display())),
             }
@@ -72,6 +78,7 @@ pub fn run(cmd: EnrolCmd) -> Result<()> {
         created_ms,
         pipeline.config().detector,
         models,
+        self_test,
     );
     let bytes = bundle.sign(&key);
     write_atomically(&cmd.out, &bytes)?;
@@ -92,6 +99,25 @@ pub fn run(cmd: EnrolCmd) -> Result<()> {
         gallery.threshold
     );
     Ok(())
+}
+
+/// The aligned crop of an enrolment photo, as PNG, for the door's self-test.
+fn self_test_sample(
+    label: &str,
+    path: &std::path::Path,
+    transform: &facegate_models::geometry::Similarity,
+) -> Result<Option<SelfTest>> {
+    let img = image_io::open(path)?;
+    let Some(crop) = facegate_models::align::warp(&img, transform) else {
+        return Ok(None);
+    };
+    let mut png = std::io::Cursor::new(Vec::new());
+    crop.write_to(&mut png, image::ImageFormat::Png)
+        .context("encoding the self-test crop")?;
+    Ok(Some(SelfTest {
+        label: label.to_owned(),
+        crop_png: png.into_inner(),
+    }))
 }
 
 /// Runs `facegate inspect`.
@@ -115,6 +141,9 @@ pub fn inspect(cmd: InspectCmd) -> Result<()> {
         h.threshold
     );
     println!("{} people: {}", h.labels.len(), h.labels.join(", "));
+    if let Some(t) = &bundle.payload.self_test {
+        println!("self-test sample: {} ({} bytes)", t.label, t.crop_png.len());
+    }
     for (name, data) in &bundle.payload.models {
         println!("model file {name} ({} bytes)", data.len());
     }

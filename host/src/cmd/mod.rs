@@ -6,3 +6,4 @@ pub mod eval;
 pub mod keys;
 pub mod logs;
 pub mod models;
+pub mod push;

@@ -1,0 +1,122 @@
+//! Where the door keeps its model bundles: `active.fgb` and `previous.fgb` in one folder.
+//!
+//! Installing writes the new bundle to a temporary file and fsyncs it, copies the current one
+//! to `previous.fgb` the same way, then renames the new file over `active.fgb` and fsyncs the
+//! folder. A rename is atomic, so whenever power fails `active.fgb` is a whole bundle, old or
+//! new; at start-up the door falls back to `previous.fgb` if `active.fgb` does not verify. A
+//! full disk fails the temporary write and leaves both files as they were.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// The bundle store.
+#[derive(Debug, Clone)]
+pub struct FileStore {
+    dir: PathBuf,
+}
+
+impl FileStore {
+    /// Opens (creating) the store folder.
+    pub fn open(dir: &Path) -> std::io::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        Ok(Self {
+            dir: dir.to_owned(),
+        })
+    }
+
+    /// Path of the active bundle.
+    pub fn active_path(&self) -> PathBuf {
+        self.dir.join("active.fgb")
+    }
+
+    /// Path of the previous bundle.
+    pub fn previous_path(&self) -> PathBuf {
+        self.dir.join("previous.fgb")
+    }
+
+    /// The active bundle's bytes, if any.
+    pub fn active(&self) -> Option<Vec<u8>> {
+        std::fs::read(self.active_path()).ok()
+    }
+
+    /// The previous bundle's bytes, if any.
+    pub fn previous(&self) -> Option<Vec<u8>> {
+        std::fs::read(self.previous_path()).ok()
+    }
+
+    /// Makes `bytes` the active bundle, keeping the old one as previous.
+    pub fn install(&self, bytes: &[u8]) -> std::io::Result<()> {
+        let staged = self.write_temp(bytes)?;
+        if let Some(old) = self.active() {
+            let prev = self.write_temp(&old)?;
+            std::fs::rename(&prev, self.previous_path())?;
+        }
+        std::fs::rename(&staged, self.active_path())?;
+        File::open(&self.dir)?.sync_all()
+    }
+
+    fn write_temp(&self, bytes: &[u8]) -> std::io::Result<PathBuf> {
+        let path = self
+            .dir
+            .join(format!(".staging-{}-{}", std::process::id(), rand_suffix()));
+        let result = (|| {
+            let mut f = File::create(&path)?;
+            f.write_all(bytes)?;
+            f.sync_all()
+        })();
+        if let Err(e) = result {
+            let _ = std::fs::remove_file(&path);
+            return Err(e);
+        }
+        Ok(path)
+    }
+}
+
+fn rand_suffix() -> u64 {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn install_keeps_the_previous_bundle() {
+        let dir = std::env::temp_dir().join(format!("facegate-store-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = FileStore::open(&dir).expect("open");
+        assert_eq!(store.active(), None);
+        store.install(b"one").expect("install");
+        store.install(b"two").expect("install");
+        assert_eq!(store.active().as_deref(), Some(&b"two"[..]));
+        assert_eq!(store.previous().as_deref(), Some(&b"one"[..]));
+        let leftovers = std::fs::read_dir(&dir).expect("dir").filter(|e| {
+            e.as_ref()
+                .map(|e| e.file_name().to_string_lossy().starts_with(".staging"))
+                .unwrap_or(false)
+        });
+        assert_eq!(leftovers.count(), 0);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A store whose writes fail (here: its folder is gone) reports the error and leaves the
+    /// real store untouched. (A fault-injecting store for full-disk tests is still to come.)
+    #[test]
+    fn a_failed_write_changes_nothing() {
+        let dir = std::env::temp_dir().join(format!("facegate-store-ro-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = FileStore::open(&dir).expect("open");
+        store.install(b"good").expect("install");
+        let full = FileStore {
+            dir: dir.join("vanished"),
+        };
+        assert!(full.install(b"new").is_err());
+        assert_eq!(store.active().as_deref(), Some(&b"good"[..]));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
