@@ -17,9 +17,15 @@ pub struct FileStore {
 }
 
 impl FileStore {
-    /// Opens (creating) the store folder.
+    /// Opens (creating) the store folder, removing temporary files left by an install that a
+    /// crash or power cut interrupted (only one process uses a store, and it is just starting).
     pub fn open(dir: &Path) -> std::io::Result<Self> {
         std::fs::create_dir_all(dir)?;
+        for entry in std::fs::read_dir(dir)?.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(".staging-") {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
         Ok(Self {
             dir: dir.to_owned(),
         })
