@@ -5,15 +5,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 fn shared() -> PathBuf {
-    let dir = std::env::var_os("FACEGATE_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared"));
-    assert!(
-        dir.join("faces").is_dir(),
-        "shared data missing at {}: set FACEGATE_SHARED",
-        dir.display()
-    );
-    dir
+    facegate_models::testdata::for_crate(env!("CARGO_MANIFEST_DIR"))
 }
 
 #[test]

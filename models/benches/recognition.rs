@@ -14,15 +14,7 @@ use facegate_models::model_files::{YUNET, default_dir};
 use image::imageops::{FilterType, resize};
 
 fn shared() -> PathBuf {
-    let dir = std::env::var_os("FACEGATE_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared"));
-    assert!(
-        dir.join("faces").is_dir(),
-        "shared data not found at {}: set FACEGATE_SHARED",
-        dir.display()
-    );
-    dir
+    facegate_models::testdata::for_crate(env!("CARGO_MANIFEST_DIR"))
 }
 
 fn bench(c: &mut Criterion) {

@@ -8,15 +8,7 @@ use std::path::PathBuf;
 /// # Panics
 /// When the folder does not exist, naming the variable to set.
 pub fn shared_dir() -> PathBuf {
-    let dir = std::env::var_os("FACEGATE_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared"));
-    assert!(
-        dir.join("faces").is_dir(),
-        "shared test data not found at {}: set FACEGATE_SHARED to the folder that holds faces/ and reference/",
-        dir.display()
-    );
-    dir
+    facegate_models::testdata::for_crate(env!("CARGO_MANIFEST_DIR"))
 }
 
 /// The models folder (as `facegate` resolves it).

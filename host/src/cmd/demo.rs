@@ -98,17 +98,9 @@ fn folder_gallery(dir: &Path) -> Result<Enrolment> {
 
 /// The shared data: `$FACEGATE_SHARED`, default `../shared`.
 pub fn shared_dir() -> Result<PathBuf> {
-    let dir = std::env::var_os("FACEGATE_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("../shared"));
-    if !dir.join("faces").is_dir() {
-        bail!(
-            "the built-in demo reads photos from {}: set FACEGATE_SHARED to the folder with faces/, \
-             or give --enrol DIR --probe DIR",
-            dir.display()
-        );
-    }
-    Ok(dir)
+    facegate_models::testdata::shared_dir(Path::new("../shared")).map_err(|e| {
+        anyhow::anyhow!("the built-in demo reads its photos from the shared data: {e}; or give --enrol DIR --probe DIR")
+    })
 }
 
 /// Enrol MFR2 unmasked photos; probe with MFR2 masked photos, then deepface photos of people
