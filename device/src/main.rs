@@ -171,7 +171,7 @@ fn run_door(args: RunArgs) -> Result<()> {
         eprintln!("accepting signed updates on {}", listener.local_addr()?);
         let server = Arc::new(UpdateServer::new(
             trusted,
-            store,
+            Arc::new(store),
             shared.clone(),
             yunet,
             Limits::default(),

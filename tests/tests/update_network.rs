@@ -17,7 +17,7 @@ use facegate_device::policy::PolicyConfig;
 use facegate_device::sim::camera::FileCamera;
 use facegate_device::sim::relay::RecordingPin;
 use facegate_device::update::server::{Limits, UpdateServer};
-use facegate_device::update::store::FileStore;
+use facegate_device::update::store::{FileStore, MemoryStore, ModelStore};
 use facegate_models::bundle::{self, Bundle, SelfTest};
 use facegate_models::gallery::{Gallery, default_threshold};
 use facegate_models::image_io;
@@ -131,7 +131,7 @@ fn updates_over_tcp_are_verified_atomic_and_used_for_the_next_frame() {
     };
     let server = Arc::new(UpdateServer::new(
         trusted,
-        store.clone(),
+        Arc::new(store.clone()),
         shared.clone(),
         yunet,
         limits,
@@ -266,4 +266,60 @@ fn updates_over_tcp_are_verified_atomic_and_used_for_the_next_frame() {
         updates.iter().filter(|(ok, _)| !ok).count() >= 5,
         "{updates:?}"
     );
+}
+
+#[test]
+fn a_full_disk_refuses_the_update_and_keeps_the_old_model() {
+    let models = models_dir();
+    let pipeline = Pipeline::load(
+        &models,
+        PipelineConfig {
+            quantised: true,
+            ..Default::default()
+        },
+    )
+    .expect("pipeline");
+    let key = SigningKey::from_bytes(&[7; 32]);
+    let v1 = make_bundle(&pipeline, &[("AdrianDunbar", 2)], 1, &key);
+    let v2 = make_bundle(
+        &pipeline,
+        &[("AdrianDunbar", 2), ("BenAffleck", 3)],
+        2,
+        &key,
+    );
+    let yunet = YUNET.read_verified(&models).expect("yunet");
+    let trusted = vec![key.verifying_key()];
+    let store = Arc::new(MemoryStore::default());
+    store.install(&v1).expect("v1");
+    let first = bundle::verify(&v1, &trusted).expect("v1");
+    let shared = Arc::new(Shared::new(
+        Live::from_bundle(&first, &yunet).expect("live"),
+    ));
+    let server = Arc::new(UpdateServer::new(
+        trusted,
+        store.clone(),
+        shared.clone(),
+        yunet,
+        Limits::default(),
+    ));
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    let stop = Arc::new(AtomicBool::new(false));
+    let serving = {
+        let (server, stop) = (server.clone(), stop.clone());
+        std::thread::spawn(move || server.serve(listener, stop))
+    };
+    store.set_full(true);
+    let r = push_bytes(&addr, &v2, Duration::from_secs(20)).expect("answer");
+    assert!(
+        r.contains("cannot store the bundle") && r.contains("still on version 1"),
+        "{r}"
+    );
+    assert_eq!(shared.current().version, 1);
+    assert_eq!(store.active().as_deref(), Some(&v1[..]));
+    store.set_full(false);
+    let r = push_bytes(&addr, &v2, Duration::from_secs(20)).expect("answer");
+    assert!(r.starts_with("ok: version 2"), "{r}");
+    stop.store(true, Ordering::Relaxed);
+    serving.join().expect("server");
 }

@@ -19,7 +19,7 @@ use facegate_models::logrecord::{Event, LogRecord};
 use facegate_models::wire;
 
 use crate::live::{Live, Shared};
-use crate::update::store::FileStore;
+use crate::update::store::ModelStore;
 
 /// Limits of one connection.
 #[derive(Clone, Copy, Debug)]
@@ -47,7 +47,7 @@ pub struct UpdateServer {
     /// Keys allowed to sign bundles.
     pub trusted: Vec<VerifyingKey>,
     /// Where bundles are kept.
-    pub store: FileStore,
+    pub store: Arc<dyn ModelStore>,
     /// The loop's state.
     pub shared: Arc<Shared>,
     /// The detector file's verified bytes (bundles carry the embedder, not the detector).
@@ -61,7 +61,7 @@ impl UpdateServer {
     /// A server over these parts.
     pub fn new(
         trusted: Vec<VerifyingKey>,
-        store: FileStore,
+        store: Arc<dyn ModelStore>,
         shared: Arc<Shared>,
         yunet: Vec<u8>,
         limits: Limits,

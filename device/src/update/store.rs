@@ -10,7 +10,74 @@ use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-/// The bundle store.
+/// Where bundles are kept: the real one is [`FileStore`]; [`MemoryStore`] can fail on demand.
+pub trait ModelStore: Send + Sync {
+    /// The active bundle's bytes, if any.
+    fn active(&self) -> Option<Vec<u8>>;
+    /// The previous bundle's bytes, if any.
+    fn previous(&self) -> Option<Vec<u8>>;
+    /// Makes `bytes` the active bundle, keeping the old one as previous; on error nothing
+    /// changes.
+    fn install(&self, bytes: &[u8]) -> std::io::Result<()>;
+}
+
+/// (active, previous) bundle bytes.
+type Slots = (Option<Vec<u8>>, Option<Vec<u8>>);
+
+/// An in-memory store for tests, which can be told to fail every write as a full disk does.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    slots: std::sync::Mutex<Slots>,
+    full: std::sync::atomic::AtomicBool,
+}
+
+impl MemoryStore {
+    /// Makes every later install fail with "no space left on device" (or succeed again).
+    pub fn set_full(&self, full: bool) {
+        self.full.store(full, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl ModelStore for MemoryStore {
+    fn active(&self) -> Option<Vec<u8>> {
+        self.slots.lock().ok()?.0.clone()
+    }
+
+    fn previous(&self) -> Option<Vec<u8>> {
+        self.slots.lock().ok()?.1.clone()
+    }
+
+    fn install(&self, bytes: &[u8]) -> std::io::Result<()> {
+        if self.full.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(std::io::Error::from(std::io::ErrorKind::StorageFull));
+        }
+        let mut slots = self
+            .slots
+            .lock()
+            .map_err(|_| std::io::Error::other("store lock poisoned"))?;
+        let old = slots.0.replace(bytes.to_vec());
+        if old.is_some() {
+            slots.1 = old;
+        }
+        Ok(())
+    }
+}
+
+impl ModelStore for FileStore {
+    fn active(&self) -> Option<Vec<u8>> {
+        FileStore::active(self)
+    }
+
+    fn previous(&self) -> Option<Vec<u8>> {
+        FileStore::previous(self)
+    }
+
+    fn install(&self, bytes: &[u8]) -> std::io::Result<()> {
+        FileStore::install(self, bytes)
+    }
+}
+
+/// The bundle store on disk.
 #[derive(Debug, Clone)]
 pub struct FileStore {
     dir: PathBuf,
