@@ -91,17 +91,35 @@ fn push_header(len: u64) -> Vec<u8> {
     v
 }
 
-#[test]
-fn updates_over_tcp_are_verified_atomic_and_used_for_the_next_frame() {
-    let models = models_dir();
-    let pipeline = Pipeline::load(
-        &models,
+/// The pipeline a door runs (int8 weights).
+fn door_pipeline(models: &std::path::Path) -> Pipeline {
+    Pipeline::load(
+        models,
         PipelineConfig {
             quantised: true,
             ..Default::default()
         },
     )
-    .expect("pipeline");
+    .expect("pipeline")
+}
+
+/// Serves `server` on a free loopback port: (address, stop flag, thread).
+fn serve(server: Arc<UpdateServer>) -> (String, Arc<AtomicBool>, std::thread::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    (
+        addr,
+        stop,
+        std::thread::spawn(move || server.serve(listener, flag)),
+    )
+}
+
+#[test]
+fn updates_over_tcp_are_verified_atomic_and_used_for_the_next_frame() {
+    let models = models_dir();
+    let pipeline = door_pipeline(&models);
     let (good, other) = (
         SigningKey::from_bytes(&[7; 32]),
         SigningKey::from_bytes(&[8; 32]),
@@ -136,13 +154,7 @@ fn updates_over_tcp_are_verified_atomic_and_used_for_the_next_frame() {
         yunet,
         limits,
     ));
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = listener.local_addr().expect("addr").to_string();
-    let stop = Arc::new(AtomicBool::new(false));
-    let serving = {
-        let (server, stop) = (server.clone(), stop.clone());
-        std::thread::spawn(move || server.serve(listener, stop))
-    };
+    let (addr, stop, serving) = serve(server.clone());
     // The door loop, watching Ben (enrolled only in v2) at 20 frames per second.
     let looping = {
         let (shared, stop) = (shared.clone(), stop.clone());
@@ -271,14 +283,7 @@ fn updates_over_tcp_are_verified_atomic_and_used_for_the_next_frame() {
 #[test]
 fn a_full_disk_refuses_the_update_and_keeps_the_old_model() {
     let models = models_dir();
-    let pipeline = Pipeline::load(
-        &models,
-        PipelineConfig {
-            quantised: true,
-            ..Default::default()
-        },
-    )
-    .expect("pipeline");
+    let pipeline = door_pipeline(&models);
     let key = SigningKey::from_bytes(&[7; 32]);
     let v1 = make_bundle(&pipeline, &[("AdrianDunbar", 2)], 1, &key);
     let v2 = make_bundle(
@@ -302,13 +307,7 @@ fn a_full_disk_refuses_the_update_and_keeps_the_old_model() {
         yunet,
         Limits::default(),
     ));
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = listener.local_addr().expect("addr").to_string();
-    let stop = Arc::new(AtomicBool::new(false));
-    let serving = {
-        let (server, stop) = (server.clone(), stop.clone());
-        std::thread::spawn(move || server.serve(listener, stop))
-    };
+    let (addr, stop, serving) = serve(server.clone());
     store.set_full(true);
     let r = push_bytes(&addr, &v2, Duration::from_secs(20)).expect("answer");
     assert!(
