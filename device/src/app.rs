@@ -119,6 +119,7 @@ pub fn run<S: FrameSource, P: OutputPin, W: Write>(
     let mut relay = Relay::new(relay, config.active_high);
     let mut policy = Policy::new(config.policy);
     let mut summary = Summary::default();
+    let mut seen_version: Option<u32> = None;
     let mut write = |record: LogRecord, summary: &mut Summary| {
         if log
             .write_all(&record.encode())
@@ -138,6 +139,9 @@ pub fn run<S: FrameSource, P: OutputPin, W: Write>(
         }
         let live = shared.current();
         let (pipeline, gallery, version) = (&live.pipeline, &live.gallery, live.version);
+        if seen_version.replace(version).is_some_and(|v| v != version) {
+            policy.forget_identities();
+        }
         let frame = match camera.next_frame() {
             Ok(Some(f)) => f,
             Ok(None) => break,

@@ -81,6 +81,14 @@ impl Policy {
         }
     }
 
+    /// Forgets which people recent frames showed, keeping the cooldown. Called when the model
+    /// changes: a new gallery may order its people differently, and an index from the old one
+    /// must never count as an agreeing frame for someone else.
+    pub fn forget_identities(&mut self) {
+        self.recent.clear();
+        self.stranger_streak = 0;
+    }
+
     /// Takes the decision for the frame's subject (`None`: no face) at time `now`.
     pub fn observe(&mut self, decision: Option<&Decision>, now: Instant) -> Verdict {
         let Some(decision) = decision else {
@@ -232,6 +240,30 @@ mod tests {
                 attempt: 1
             }
         );
+    }
+
+    #[test]
+    fn frames_seen_under_an_old_model_do_not_count_after_a_swap() {
+        let mut p = Policy::new(PolicyConfig {
+            window: 3,
+            agree: 2,
+            cooldown: Duration::ZERO,
+        });
+        let t = Instant::now();
+        assert!(matches!(
+            p.observe(Some(&known(0)), t),
+            Verdict::Known { unlock: false, .. }
+        ));
+        p.forget_identities();
+        // Index 0 now means someone else: one frame of them must not unlock.
+        assert!(matches!(
+            p.observe(Some(&known(0)), t),
+            Verdict::Known { unlock: false, .. }
+        ));
+        assert!(matches!(
+            p.observe(Some(&known(0)), t),
+            Verdict::Known { unlock: true, .. }
+        ));
     }
 
     proptest! {
