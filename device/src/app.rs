@@ -1,20 +1,69 @@
-//! The door loop: frame -> subject's face -> identity -> policy -> relay and log.
+//! The door loop: frame -> subject's face -> track -> identity -> policy -> relay, screen, log.
 //!
 //! Generic over the hardware traits, so the same code drives the Pi and the simulation. The
 //! relay is held by a guard that releases it when the loop ends for any reason (including a
-//! panic unwinding through it), and pulses are timed by deadlines checked every frame, never by
-//! sleeping in the loop.
+//! panic unwinding through it), and pulses are timed by deadlines checked every iteration, never
+//! by sleeping in the loop. The screen and the log are hand-offs to their own threads
+//! ([`crate::display`], [`crate::logout`]): nothing here waits on a panel or a serial line.
 
-use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use embedded_hal::digital::OutputPin;
 use facegate_models::logrecord::{Event, LogRecord};
 
+use crate::display::Display;
 use crate::hw::{CameraError, FrameSource};
 use crate::live::Shared;
+use crate::logout::LogSender;
 use crate::policy::{Policy, PolicyConfig, Verdict};
+use crate::track::{Step, Tracker};
+use crate::ui::{Screen, confidence};
+
+/// Where log records go (the serial worker, or a byte buffer in tests).
+pub trait RecordSink {
+    /// Hands over one record; false if it was lost.
+    fn record(&mut self, record: &LogRecord) -> bool;
+}
+
+impl RecordSink for Vec<u8> {
+    fn record(&mut self, record: &LogRecord) -> bool {
+        self.extend(record.encode());
+        true
+    }
+}
+
+impl RecordSink for LogSender {
+    fn record(&mut self, record: &LogRecord) -> bool {
+        self.send(record)
+    }
+}
+
+/// Where screens go.
+pub trait Screens {
+    /// Asks for `screen` (must not block).
+    fn show(&mut self, screen: Screen);
+}
+
+impl Screens for Display {
+    fn show(&mut self, screen: Screen) {
+        Display::show(self, screen);
+    }
+}
+
+/// Tests collect the screens asked for, without repeats.
+impl Screens for Vec<Screen> {
+    fn show(&mut self, screen: Screen) {
+        if self.last() != Some(&screen) {
+            self.push(screen);
+        }
+    }
+}
+
+/// No display fitted.
+impl Screens for () {
+    fn show(&mut self, _screen: Screen) {}
+}
 
 /// Door settings.
 #[derive(Clone, Copy, Debug)]
@@ -25,6 +74,8 @@ pub struct DoorConfig {
     pub unlock_for: Duration,
     /// Relay energised by a high level (else low).
     pub active_high: bool,
+    /// How long "Welcome" and "Not recognised" stay on screen.
+    pub hold: Duration,
 }
 
 /// What a run did.
@@ -40,8 +91,36 @@ pub struct Summary {
     pub strangers: u64,
     /// Bad frames and other recovered faults.
     pub faults: u64,
-    /// Log records that could not be written.
+    /// Log records that could not be handed to the log.
     pub log_errors: u64,
+    /// Time from the loop's start to its first decision.
+    pub first_decision: Option<Duration>,
+    /// Per-stage latencies.
+    pub stages: Stages,
+}
+
+/// Latency samples per stage (the first [`Stages::CAP`] frames with a face), for the bench.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stages {
+    /// Face detection (YuNet) per frame.
+    pub detect: Vec<Duration>,
+    /// Alignment and embedding of the subject.
+    pub embed: Vec<Duration>,
+    /// Gallery search, tracking and policy.
+    pub decide: Vec<Duration>,
+    /// Whole frame, from taking it to handing off the log record.
+    pub frame: Vec<Duration>,
+}
+
+impl Stages {
+    /// Samples kept per stage: a door runs for months, its memory must not grow.
+    pub const CAP: usize = 10_000;
+
+    fn push(v: &mut Vec<Duration>, d: Duration) {
+        if v.len() < Self::CAP {
+            v.push(d);
+        }
+    }
 }
 
 /// The relay with its pulse deadline; released on drop.
@@ -108,34 +187,49 @@ impl<P: OutputPin> Drop for Relay<P> {
 
 /// Runs the loop until the frame source ends or `stop` is set. Each frame is recognised with
 /// the model current when it arrives (an update swaps it between frames).
-pub fn run<S: FrameSource, P: OutputPin, W: Write>(
+pub fn run<S, P, L, D>(
     shared: &Shared,
     camera: &mut S,
     relay: P,
-    log: &mut W,
+    log: &mut L,
+    screens: &mut D,
     config: &DoorConfig,
     stop: &AtomicBool,
-) -> Summary {
+) -> Summary
+where
+    S: FrameSource,
+    P: OutputPin,
+    L: RecordSink,
+    D: Screens,
+{
+    let started = Instant::now();
     let mut relay = Relay::new(relay, config.active_high);
     let mut policy = Policy::new(config.policy);
+    let mut tracker = Tracker::default();
     let mut summary = Summary::default();
     let mut seen_version: Option<u32> = None;
+    // A screen that stays up until this time whatever the next frames show.
+    let mut sticky_until: Option<Instant> = None;
     let mut write = |record: LogRecord, summary: &mut Summary| {
-        if log
-            .write_all(&record.encode())
-            .and_then(|_| log.flush())
-            .is_err()
-        {
+        if !log.record(&record) {
             summary.log_errors += 1;
         }
         shared.remember(&record);
     };
+    screens.show(Screen::Idle);
     while !stop.load(Ordering::Relaxed) {
         let now = Instant::now();
         relay.tick(now);
         let posted = std::mem::take(&mut *shared.outbox.lock().unwrap_or_else(|p| p.into_inner()));
         for record in posted {
             write(record, &mut summary);
+        }
+        let installing = shared.installing.load(Ordering::Relaxed);
+        if installing != 0 {
+            screens.show(Screen::Updating {
+                version: installing,
+            });
+            sticky_until = Some(now);
         }
         let live = shared.current();
         let (pipeline, gallery, version) = (&live.pipeline, &live.gallery, live.version);
@@ -145,12 +239,20 @@ pub fn run<S: FrameSource, P: OutputPin, W: Write>(
         let frame = match camera.next_frame() {
             Ok(Some(f)) => f,
             Ok(None) => break,
+            Err(CameraError::Waiting) => continue,
             Err(e) => {
                 summary.faults += 1;
-                let (lost, id) = match &e {
-                    CameraError::Lost(_) => (true, 0),
-                    CameraError::BadFrame { id, .. } => (false, *id),
+                let id = match &e {
+                    CameraError::BadFrame { id, .. } => *id,
+                    _ => 0,
                 };
+                if let CameraError::Lost(why) = &e {
+                    screens.show(Screen::Error {
+                        message: format!("camera lost: {why}"),
+                    });
+                    // Shown until a frame arrives again.
+                    sticky_until = Some(now + Duration::from_secs(3600));
+                }
                 write(
                     LogRecord::now(
                         id,
@@ -161,15 +263,16 @@ pub fn run<S: FrameSource, P: OutputPin, W: Write>(
                     ),
                     &mut summary,
                 );
-                if lost {
-                    break;
-                }
                 continue;
             }
         };
+        if matches!(sticky_until, Some(t) if t > now + Duration::from_secs(60)) {
+            sticky_until = None;
+        }
         summary.frames += 1;
-        let decision = match pipeline.main_face(&frame.image) {
-            Ok(face) => face.map(|f| gallery.identify(&f.embedding)),
+        let t_frame = Instant::now();
+        let detections = match pipeline.detector().detect(&frame.image) {
+            Ok(d) => d,
             Err(e) => {
                 summary.faults += 1;
                 write(
@@ -185,22 +288,66 @@ pub fn run<S: FrameSource, P: OutputPin, W: Write>(
                 continue;
             }
         };
-        let event = match policy.observe(decision.as_ref(), now) {
-            Verdict::Nobody => continue,
+        let t_detected = Instant::now();
+        let subject = facegate_models::pipeline::subject(
+            &detections,
+            frame.image.width(),
+            frame.image.height(),
+        )
+        .cloned();
+        let face = match subject.map(|d| pipeline.embed_detection(&frame.image, d)) {
+            Some(Ok(face)) => face,
+            None => None,
+            Some(Err(e)) => {
+                summary.faults += 1;
+                write(
+                    LogRecord::now(
+                        frame.id,
+                        version,
+                        Event::Fault {
+                            message: e.to_string(),
+                        },
+                    ),
+                    &mut summary,
+                );
+                continue;
+            }
+        };
+        let t_embedded = Instant::now();
+        if let Step::Started(_) = tracker.step(face.as_ref().map(|f| &f.detection.bbox)) {
+            policy.new_subject();
+        }
+        let decision = face.map(|f| gallery.identify(&f.embedding));
+        let verdict = policy.observe(decision.as_ref(), now);
+        let sticky = sticky_until.is_some_and(|t| now < t);
+        let event = match verdict {
+            Verdict::Nobody => {
+                if !sticky {
+                    screens.show(Screen::Idle);
+                }
+                continue;
+            }
             Verdict::Known {
                 person,
                 score,
                 unlock,
             } => {
-                if unlock {
-                    relay.pulse(now, config.unlock_for);
-                    summary.unlocks += 1;
-                }
                 let name = gallery
                     .people
                     .get(person)
                     .map(|p| p.name.clone())
                     .unwrap_or_default();
+                if unlock {
+                    relay.pulse(now, config.unlock_for);
+                    summary.unlocks += 1;
+                    screens.show(Screen::Welcome {
+                        name: name.clone(),
+                        confidence: confidence(score, gallery.threshold),
+                    });
+                    sticky_until = Some(now + config.hold.max(config.unlock_for));
+                } else if !sticky {
+                    screens.show(Screen::Looking);
+                }
                 Event::Known {
                     person: name,
                     score,
@@ -212,6 +359,14 @@ pub fn run<S: FrameSource, P: OutputPin, W: Write>(
                 attempt,
             } => {
                 summary.strangers += 1;
+                // One odd frame of an enrolled person is not news: say "not recognised" only
+                // after as many stranger frames as it takes to let someone in.
+                if attempt as usize >= config.policy.agree {
+                    screens.show(Screen::NotRecognised);
+                    sticky_until = Some(now + config.hold);
+                } else if !sticky {
+                    screens.show(Screen::Looking);
+                }
                 Event::Stranger {
                     best_score,
                     attempt,
@@ -220,6 +375,12 @@ pub fn run<S: FrameSource, P: OutputPin, W: Write>(
         };
         summary.decisions += 1;
         write(LogRecord::now(frame.id, version, event), &mut summary);
+        let t_done = Instant::now();
+        summary.first_decision.get_or_insert(t_done - started);
+        Stages::push(&mut summary.stages.detect, t_detected - t_frame);
+        Stages::push(&mut summary.stages.embed, t_embedded - t_detected);
+        Stages::push(&mut summary.stages.decide, t_done - t_embedded);
+        Stages::push(&mut summary.stages.frame, t_done - t_frame);
     }
     relay.release();
     summary

@@ -8,8 +8,16 @@
 //! never a stranger.
 
 pub mod app;
+pub mod config;
+pub mod display;
 pub mod hw;
 pub mod live;
+pub mod logout;
 pub mod policy;
+pub mod report;
+pub mod ring;
 pub mod sim;
+pub mod start;
+pub mod track;
+pub mod ui;
 pub mod update;

@@ -78,6 +78,8 @@ pub struct Shared {
     pub recent: Mutex<VecDeque<LogRecord>>,
     /// Records other threads want logged; the loop writes them (it owns the log).
     pub outbox: Mutex<Vec<LogRecord>>,
+    /// Version of a verified bundle being installed right now (0: none), for the screen.
+    pub installing: std::sync::atomic::AtomicU32,
 }
 
 impl Shared {
@@ -87,6 +89,7 @@ impl Shared {
             live: RwLock::new(Arc::new(live)),
             recent: Mutex::default(),
             outbox: Mutex::default(),
+            installing: std::sync::atomic::AtomicU32::new(0),
         }
     }
 

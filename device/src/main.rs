@@ -1,30 +1,28 @@
-//! `facegate-device`: parse the command line, build the hardware, call [`app::run`].
+//! `facegate-device`: parse the command line, read the config, call [`start::run`].
 //!
-//! `check` is the start-up self-check (models verified, one frame through the pipeline);
-//! `run` drives the door loop. This build has the simulated hardware (image-folder camera,
-//! recording relay, log to a file, serial device or pty); the V4L2/GPIO/SPI drivers plug into
-//! the same traits.
+//! `run --config FILE` is the door service (real camera, relay, panel and serial line, as the
+//! config says); `simulate` builds the same door from flags with an image-folder camera, a
+//! relay recorded to a file and PNG screens; `check` is the start-up self-check (models
+//! verified, one frame through the pipeline). SIGTERM and SIGINT stop the loop cleanly, so
+//! `systemctl stop` always leaves the door locked.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
-use ed25519_dalek::VerifyingKey;
-use std::net::TcpListener;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
-use facegate_device::app::{self, DoorConfig};
-use facegate_device::live::{Live, Shared};
-use facegate_device::policy::PolicyConfig;
-use facegate_device::sim::camera::FileCamera;
-use facegate_device::sim::relay::RecordingPin;
-use facegate_device::update::server::{Limits, UpdateServer};
-use facegate_device::update::store::FileStore;
-use facegate_models::bundle;
-use facegate_models::model_files::{YUNET, default_dir};
+use facegate_device::config::{
+    CameraConfig, Config, DisplayConfig, DoorSection, LogConfig, ModelConfig, RelayConfig,
+    UpdateConfig,
+};
+use facegate_device::logout::LogFormat;
+use facegate_device::sim::panel::PanelModel;
+use facegate_device::start::{self, Outcome};
+use facegate_models::model_files::default_dir;
 use facegate_models::pipeline::{Pipeline, PipelineConfig};
 
 /// facegate door unit.
@@ -43,12 +41,22 @@ enum Command {
         #[arg(long)]
         models_dir: Option<PathBuf>,
     },
-    /// Run the door loop on simulated hardware: frames from an image folder.
-    Run(RunArgs),
+    /// Run the door as the config file describes (the systemd service).
+    Run {
+        /// The TOML config (see packaging/device.toml).
+        #[arg(long, default_value = "/etc/facegate/device.toml")]
+        config: PathBuf,
+        /// Check the config and exit.
+        #[arg(long)]
+        check_config: bool,
+    },
+    /// Run the door on simulated hardware: frames from an image folder, relay levels to a
+    /// file, screens as PNG files, the log to a serial device, pty or file.
+    Simulate(Box<SimArgs>),
 }
 
 #[derive(Debug, Args)]
-struct RunArgs {
+struct SimArgs {
     /// Folder holding the active and previous bundles.
     #[arg(long)]
     store: PathBuf,
@@ -73,9 +81,27 @@ struct RunArgs {
     /// Simulated camera frame rate (0 = as fast as recognition goes).
     #[arg(long, default_value_t = 0.0)]
     fps: f64,
+    /// Simulated camera resolution, WIDTHxHEIGHT (photos are letterboxed into it).
+    #[arg(long, value_parser = parse_size)]
+    frame_size: Option<[u32; 2]>,
     /// Where the recognition log goes: a serial device, a pty or a file.
     #[arg(long)]
     log: PathBuf,
+    /// Write text lines instead of binary records.
+    #[arg(long)]
+    text_log: bool,
+    /// Keep a bounded history here for late readers.
+    #[arg(long)]
+    ring: Option<PathBuf>,
+    /// Write the screens as PNG files into this folder.
+    #[arg(long)]
+    screens: Option<PathBuf>,
+    /// Panel to imitate.
+    #[arg(long, value_enum, default_value = "st7789")]
+    panel: SimPanel,
+    /// Append relay level changes to this file [default: relay.txt beside the log].
+    #[arg(long)]
+    relay: Option<PathBuf>,
     /// Frames considered by the unlock rule.
     #[arg(long, default_value_t = 5)]
     window: usize,
@@ -91,6 +117,87 @@ struct RunArgs {
     /// Models directory (for the detector).
     #[arg(long)]
     models_dir: Option<PathBuf>,
+    /// Write a performance report (rate, stage latencies, peak memory) as JSON here.
+    #[arg(long)]
+    report: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum SimPanel {
+    St7789,
+    Ili9341,
+    Ssd1306,
+}
+
+impl SimArgs {
+    /// The same config a file would give, with simulated hardware.
+    fn into_config(self) -> Config {
+        let relay = self.relay.unwrap_or_else(|| {
+            self.log
+                .parent()
+                .unwrap_or(std::path::Path::new("."))
+                .join("relay.txt")
+        });
+        Config {
+            model: ModelConfig {
+                store: self.store,
+                models_dir: self.models_dir,
+                trust: self.trust,
+                bundle: self.bundle,
+            },
+            camera: CameraConfig::Images {
+                dir: self.camera_dir,
+                repeat: self.repeat,
+                cycle: self.cycle,
+                fps: self.fps,
+                size: self.frame_size,
+            },
+            door: DoorSection {
+                window: self.window,
+                agree: self.agree,
+                cooldown_ms: self.cooldown_ms,
+                unlock_ms: self.unlock_ms,
+                ..DoorSection::default()
+            },
+            relay: RelayConfig::Simulated { record: relay },
+            display: match self.screens {
+                Some(dir) => DisplayConfig::Png {
+                    dir,
+                    model: match self.panel {
+                        SimPanel::St7789 => PanelModel::St7789,
+                        SimPanel::Ili9341 => PanelModel::Ili9341,
+                        SimPanel::Ssd1306 => PanelModel::Ssd1306,
+                    },
+                },
+                None => DisplayConfig::None,
+            },
+            log: LogConfig {
+                port: Some(self.log),
+                baud: 115_200,
+                format: if self.text_log {
+                    LogFormat::Text
+                } else {
+                    LogFormat::Binary
+                },
+                ring: self.ring,
+                ring_kib: 1024,
+            },
+            update: UpdateConfig {
+                listen: self.listen,
+            },
+        }
+    }
+}
+
+fn parse_size(text: &str) -> Result<[u32; 2], String> {
+    let (w, h) = text
+        .split_once('x')
+        .ok_or_else(|| format!("{text:?}: give WIDTHxHEIGHT, e.g. 640x480"))?;
+    let n = |v: &str| {
+        v.parse::<u32>()
+            .map_err(|_| format!("{text:?}: give WIDTHxHEIGHT, e.g. 640x480"))
+    };
+    Ok([n(w)?, n(h)?])
 }
 
 fn main() -> ExitCode {
@@ -106,135 +213,51 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Check { models_dir } => check(models_dir),
-        Command::Run(args) => run_door(args),
-    }
-}
-
-fn read_key(path: &PathBuf) -> Result<VerifyingKey> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading trusted key {}", path.display()))?;
-    let bytes: [u8; 32] = hex::decode(text.trim())
-        .ok()
-        .and_then(|b| b.try_into().ok())
-        .with_context(|| {
-            format!(
-                "{} is not a facegate public key (64 hex digits)",
-                path.display()
-            )
-        })?;
-    VerifyingKey::from_bytes(&bytes)
-        .with_context(|| format!("{} is not a valid Ed25519 key", path.display()))
-}
-
-fn run_door(args: RunArgs) -> Result<()> {
-    let trusted = args
-        .trust
-        .iter()
-        .map(read_key)
-        .collect::<Result<Vec<_>>>()?;
-    let models = args.models_dir.clone().unwrap_or_else(default_dir);
-    let yunet = YUNET.read_verified(&models)?;
-    let store = FileStore::open(&args.store)
-        .with_context(|| format!("opening the store {}", args.store.display()))?;
-    let mut live = load_stored(&store, &trusted, &yunet);
-    if let Some(path) = &args.bundle {
-        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        let bundle = bundle::verify(&bytes, &trusted)
-            .with_context(|| format!("bundle {} refused", path.display()))?;
-        if live
-            .as_ref()
-            .is_none_or(|l| bundle.header.model_version > l.version)
-        {
-            let fresh = Live::from_bundle(&bundle, &yunet)
-                .map_err(|e| anyhow::anyhow!("bundle {}: {e}", path.display()))?;
-            store.install(&bytes).context("storing the bundle")?;
-            live = Some(fresh);
+        Command::Run {
+            config,
+            check_config,
+        } => {
+            let config = Config::load(&config)?;
+            if check_config {
+                println!("config ok");
+                return Ok(());
+            }
+            door(&config, None)
+        }
+        Command::Simulate(args) => {
+            let report = args.report.clone();
+            door(&(*args).into_config(), report.as_deref())
         }
     }
-    let live = live.context("no valid model bundle in the store: give one with --bundle")?;
-    eprintln!(
-        "model version {} ({} people, {}{}), frames from {}",
-        live.version,
-        live.gallery.people.len(),
-        live.pipeline.config().embedder.as_str(),
-        if live.pipeline.config().quantised {
-            " int8"
-        } else {
-            ""
-        },
-        args.camera_dir.display()
-    );
-    let shared = Arc::new(Shared::new(live));
+}
+
+fn door(config: &Config, report: Option<&std::path::Path>) -> Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
-    if let Some(addr) = &args.listen {
-        let listener = TcpListener::bind(addr).with_context(|| format!("listening on {addr}"))?;
-        eprintln!("accepting signed updates on {}", listener.local_addr()?);
-        let server = Arc::new(UpdateServer::new(
-            trusted,
-            Arc::new(store),
-            shared.clone(),
-            yunet,
-            Limits::default(),
-        ));
-        let stop = stop.clone();
-        std::thread::spawn(move || server.serve(listener, stop));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, stop.clone()).context("installing signal handlers")?;
     }
-    let mut camera = FileCamera::from_dir(&args.camera_dir, args.repeat)
-        .with_context(|| format!("reading frames from {}", args.camera_dir.display()))?
-        .at_fps(args.fps);
-    if args.cycle {
-        camera = camera.cycling();
-    }
-    let mut log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&args.log)
-        .with_context(|| format!("opening the log {}", args.log.display()))?;
-    let (pin, levels) = RecordingPin::new();
-    let config = DoorConfig {
-        policy: PolicyConfig {
-            window: args.window,
-            agree: args.agree,
-            cooldown: Duration::from_millis(args.cooldown_ms),
-        },
-        unlock_for: Duration::from_millis(args.unlock_ms),
-        active_high: true,
-    };
     let start = Instant::now();
-    let summary = app::run(&shared, &mut camera, pin, &mut log, &config, &stop);
-    stop.store(true, Ordering::Relaxed);
-    let pulses = levels
-        .lock()
-        .map(|l| l.iter().filter(|&&x| x).count())
-        .unwrap_or(0);
+    let outcome = start::run(config, stop)?;
+    if let Some(path) = report {
+        let json = serde_json::to_string_pretty(&facegate_device::report::report(&outcome))?;
+        std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
+    }
+    let Outcome {
+        summary,
+        skipped_frames,
+        ..
+    } = outcome;
     println!(
-        "{} frames in {:.1} s: {} decisions, {} unlocks ({} relay pulses), {} strangers, {} faults, {} log errors",
+        "{} frames in {:.1} s ({skipped_frames} skipped while busy): {} decisions, {} unlocks, {} strangers, {} faults, {} log records dropped",
         summary.frames,
         start.elapsed().as_secs_f64(),
         summary.decisions,
         summary.unlocks,
-        pulses,
         summary.strangers,
         summary.faults,
         summary.log_errors
     );
     Ok(())
-}
-
-/// The stored model: the active bundle, else the previous one (an update cut off by a crash or
-/// a bundle that no longer passes its checks must not leave the door without a model).
-fn load_stored(store: &FileStore, trusted: &[VerifyingKey], yunet: &[u8]) -> Option<Live> {
-    for (what, bytes) in [("active", store.active()), ("previous", store.previous())] {
-        let Some(bytes) = bytes else { continue };
-        match bundle::verify(&bytes, trusted)
-            .map_err(|e| e.to_string())
-            .and_then(|b| Live::from_bundle(&b, yunet))
-        {
-            Ok(live) => return Some(live),
-            Err(e) => eprintln!("warning: {what} bundle unusable: {e}"),
-        }
-    }
-    None
 }
 
 fn check(models_dir: Option<PathBuf>) -> Result<()> {

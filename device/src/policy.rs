@@ -89,6 +89,13 @@ impl Policy {
         self.stranger_streak = 0;
     }
 
+    /// A different face is in front of the camera: its frames must not vote together with the
+    /// previous face's. Stranger attempts keep counting (someone stepping out and back in is
+    /// still trying).
+    pub fn new_subject(&mut self) {
+        self.recent.clear();
+    }
+
     /// Takes the decision for the frame's subject (`None`: no face) at time `now`.
     pub fn observe(&mut self, decision: Option<&Decision>, now: Instant) -> Verdict {
         let Some(decision) = decision else {

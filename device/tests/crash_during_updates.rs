@@ -24,7 +24,7 @@ fn shared() -> PathBuf {
 #[allow(clippy::zombie_processes)]
 fn start(dir: &Path, bundle: Option<&Path>) -> (Child, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_facegate-device"));
-    cmd.arg("run")
+    cmd.arg("simulate")
         .arg("--store")
         .arg(dir.join("store"))
         .arg("--trust")

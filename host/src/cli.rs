@@ -114,6 +114,9 @@ pub struct LogsCmd {
     /// Keep reading as records arrive (until Ctrl-C).
     #[arg(long)]
     pub follow: bool,
+    /// First ask the door for the history it keeps (its ring file), then read on.
+    #[arg(long)]
+    pub history: bool,
     /// Without --follow, stop after this long without data from a serial device.
     #[arg(long, default_value_t = 2000, value_name = "MS")]
     pub idle_ms: u64,

@@ -62,3 +62,53 @@ fn logs_decodes_a_saved_file_and_reports_garbage() {
         "{out}"
     );
 }
+
+#[test]
+fn logs_history_asks_the_door_and_decodes_the_replay() {
+    use serialport::{SerialPort, TTYPort};
+    use std::io::{Read, Write};
+    use std::time::{Duration, Instant};
+
+    // The test plays the door on the master side of a pty.
+    let (mut door, line) = TTYPort::pair().expect("pty pair");
+    door.set_timeout(Duration::from_millis(50))
+        .expect("timeout");
+    let path = line.name().expect("pty name");
+    let reader = Command::new(env!("CARGO_BIN_EXE_facegate"))
+        .args([
+            "logs",
+            "--json",
+            "--history",
+            "--idle-ms",
+            "1500",
+            "--port",
+            &path,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run");
+    let mut asked = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !String::from_utf8_lossy(&asked).contains("history") {
+        assert!(Instant::now() < deadline, "no history request: {asked:?}");
+        let mut buf = [0u8; 64];
+        if let Ok(n) = door.read(&mut buf) {
+            asked.extend_from_slice(&buf[..n]);
+        }
+    }
+    let kept = LogRecord::now(
+        3,
+        1,
+        Event::Fault {
+            message: "camera lost".into(),
+        },
+    );
+    door.write_all(&kept.encode()).expect("replay");
+    let out = reader.wait_with_output().expect("wait");
+    drop(line);
+    let got: Vec<LogRecord> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    assert_eq!(got, vec![kept]);
+}

@@ -34,3 +34,8 @@ pub fn facegate_bin() -> PathBuf {
     }
     p.join("facegate")
 }
+
+/// Path of the built `facegate-device` binary.
+pub fn device_bin() -> PathBuf {
+    facegate_bin().with_file_name("facegate-device")
+}

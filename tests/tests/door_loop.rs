@@ -12,6 +12,7 @@ use facegate_device::live::{Live, Shared};
 use facegate_device::policy::PolicyConfig;
 use facegate_device::sim::camera::FileCamera;
 use facegate_device::sim::relay::RecordingPin;
+use facegate_device::ui::Screen;
 use facegate_models::gallery::{Gallery, default_threshold};
 use facegate_models::image_io;
 use facegate_models::logrecord::{Event, FrameReader, LogRecord};
@@ -60,6 +61,7 @@ fn door_unlocks_for_enrolled_people_only_and_logs_every_decision() {
         },
         unlock_for: Duration::ZERO,
         active_high: true,
+        hold: Duration::ZERO,
     };
     let shared = Shared::new(Live {
         pipeline,
@@ -67,7 +69,16 @@ fn door_unlocks_for_enrolled_people_only_and_logs_every_decision() {
         version: 9,
     });
     let stop = AtomicBool::new(false);
-    let summary = app::run(&shared, &mut camera, pin, &mut log, &config, &stop);
+    let mut screens: Vec<Screen> = Vec::new();
+    let summary = app::run(
+        &shared,
+        &mut camera,
+        pin,
+        &mut log,
+        &mut screens,
+        &config,
+        &stop,
+    );
 
     let records: Vec<LogRecord> = FrameReader::new()
         .push(&log)
@@ -125,4 +136,28 @@ fn door_unlocks_for_enrolled_people_only_and_logs_every_decision() {
         summary.unlocks
     );
     assert_eq!(levels.last(), Some(&false));
+
+    // The screen: idle, then a welcome for each person let in, and "not recognised" for the
+    // stranger, in that order.
+    assert_eq!(screens.first(), Some(&Screen::Idle));
+    let shown: Vec<String> = screens
+        .iter()
+        .filter(|s| matches!(s, Screen::Welcome { .. } | Screen::NotRecognised))
+        .map(|s| {
+            s.describe()
+                .split(' ')
+                .take(2)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect();
+    assert_eq!(
+        &shown[..3],
+        [
+            "welcome AdrianDunbar",
+            "not-recognised",
+            "welcome BenAffleck"
+        ],
+        "{screens:?}"
+    );
 }

@@ -16,6 +16,7 @@ use facegate_device::live::{Live, Shared};
 use facegate_device::policy::PolicyConfig;
 use facegate_device::sim::camera::FileCamera;
 use facegate_device::sim::relay::RecordingPin;
+use facegate_device::ui::Screen;
 use facegate_device::update::server::{Limits, UpdateServer};
 use facegate_device::update::store::{FileStore, MemoryStore, ModelStore};
 use facegate_models::bundle::{self, Bundle, SelfTest};
@@ -171,10 +172,20 @@ fn updates_over_tcp_are_verified_atomic_and_used_for_the_next_frame() {
                 },
                 unlock_for: Duration::from_millis(10),
                 active_high: true,
+                hold: Duration::ZERO,
             };
             let mut log = Vec::new();
-            app::run(&shared, &mut camera, pin, &mut log, &config, &stop);
-            log
+            let mut screens: Vec<Screen> = Vec::new();
+            app::run(
+                &shared,
+                &mut camera,
+                pin,
+                &mut log,
+                &mut screens,
+                &config,
+                &stop,
+            );
+            (log, screens)
         })
     };
     let t = Duration::from_secs(20);
@@ -249,7 +260,12 @@ fn updates_over_tcp_are_verified_atomic_and_used_for_the_next_frame() {
 
     std::thread::sleep(Duration::from_millis(600));
     stop.store(true, Ordering::Relaxed);
-    let log = looping.join().expect("loop");
+    let (log, screens) = looping.join().expect("loop");
+    // While version 2 was verified, loaded and self-tested, the screen said so.
+    assert!(
+        screens.contains(&Screen::Updating { version: 2 }),
+        "{screens:?}"
+    );
     serving.join().expect("server");
     let records: Vec<_> = FrameReader::new()
         .push(&log)

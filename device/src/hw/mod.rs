@@ -1,5 +1,12 @@
-//! The hardware the loop needs, as small traits. Real implementations (V4L2, GPIO character
-//! device, SPI panel) live beside the simulated ones in [`crate::sim`].
+//! The hardware the loop needs, as small traits, and their real Linux implementations: a V4L2
+//! camera, GPIO lines through the character device, SPI/I2C panels, and the serial log. The
+//! simulated ones live in [`crate::sim`].
+
+pub mod gpio;
+pub mod latest;
+pub mod panel;
+pub mod reconnect;
+pub mod v4l2;
 
 use image::RgbImage;
 
@@ -23,9 +30,20 @@ pub enum CameraError {
         /// What was wrong.
         reason: String,
     },
-    /// The camera is gone (unplugged); the caller reconnects with backoff.
+    /// The camera is gone (unplugged); a [`reconnect::Reconnecting`] source reopens it with
+    /// backoff.
     #[error("camera lost: {0}")]
     Lost(String),
+    /// No frame is ready yet (the camera is slower than the loop, or is being reopened). Not a
+    /// fault: the loop keeps its timers running and asks again.
+    #[error("no frame ready")]
+    Waiting,
+}
+
+impl<T: FrameSource + ?Sized> FrameSource for Box<T> {
+    fn next_frame(&mut self) -> Result<Option<Frame>, CameraError> {
+        (**self).next_frame()
+    }
 }
 
 /// Anything that yields frames: a V4L2 camera, a folder of photos.

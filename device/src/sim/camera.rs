@@ -17,6 +17,7 @@ pub struct FileCamera {
     id: u64,
     cycle: bool,
     interval: Option<std::time::Duration>,
+    size: Option<(u32, u32)>,
 }
 
 impl FileCamera {
@@ -29,6 +30,7 @@ impl FileCamera {
             id: 0,
             cycle: false,
             interval: None,
+            size: None,
         }
     }
 
@@ -41,6 +43,13 @@ impl FileCamera {
     /// Paces frames like a camera running at `fps` frames per second.
     pub fn at_fps(mut self, fps: f64) -> Self {
         self.interval = (fps > 0.0).then(|| std::time::Duration::from_secs_f64(1.0 / fps));
+        self
+    }
+
+    /// Delivers frames of `width` x `height`, as a camera of that resolution would: each photo
+    /// is scaled to fit and centred on a grey background.
+    pub fn frame_size(mut self, width: u32, height: u32) -> Self {
+        self.size = Some((width.max(1), height.max(1)));
         self
     }
 
@@ -69,11 +78,50 @@ impl FrameSource for FileCamera {
         self.next += 1;
         self.id += 1;
         match image_io::open(path) {
-            Ok(image) => Ok(Some(Frame { id: self.id, image })),
+            Ok(image) => Ok(Some(Frame {
+                id: self.id,
+                image: match self.size {
+                    Some((w, h)) => letterbox(&image, w, h),
+                    None => image,
+                },
+            })),
             Err(e) => Err(CameraError::BadFrame {
                 id: self.id,
                 reason: format!("{}: {e}", path.display()),
             }),
         }
+    }
+}
+
+/// `image` scaled to fit `width` x `height` (keeping its aspect) and centred on mid-grey.
+pub fn letterbox(image: &image::RgbImage, width: u32, height: u32) -> image::RgbImage {
+    let k = (width as f64 / image.width() as f64).min(height as f64 / image.height() as f64);
+    let (w, h) = (
+        ((image.width() as f64 * k).round() as u32).clamp(1, width),
+        ((image.height() as f64 * k).round() as u32).clamp(1, height),
+    );
+    let scaled = image::imageops::resize(image, w, h, image::imageops::FilterType::Triangle);
+    let mut frame = image::RgbImage::from_pixel(width, height, image::Rgb([128, 128, 128]));
+    image::imageops::overlay(
+        &mut frame,
+        &scaled,
+        i64::from((width - w) / 2),
+        i64::from((height - h) / 2),
+    );
+    frame
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn letterbox_keeps_the_aspect_and_centres() {
+        let photo = image::RgbImage::from_pixel(250, 250, image::Rgb([255, 0, 0]));
+        let frame = letterbox(&photo, 640, 480);
+        assert_eq!(frame.dimensions(), (640, 480));
+        assert_eq!(frame.get_pixel(320, 240).0, [255, 0, 0]);
+        assert_eq!(frame.get_pixel(5, 240).0, [128, 128, 128]);
+        assert_eq!(frame.get_pixel(80, 0).0, [255, 0, 0]);
     }
 }

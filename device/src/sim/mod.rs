@@ -1,5 +1,6 @@
-//! Simulated hardware for tests and the demo: an image-folder camera and a relay that records
-//! its pulses.
+//! Simulated hardware for tests and the demo: an image-folder camera, a relay that records its
+//! pulses, and a panel that writes PNG files.
 
 pub mod camera;
+pub mod panel;
 pub mod relay;

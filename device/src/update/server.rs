@@ -175,11 +175,19 @@ impl UpdateServer {
                 "refused: version {offered} is not newer than the active version {active}"
             ));
         }
-        let live = Live::from_bundle(&bundle, &self.yunet).map_err(|e| format!("refused: {e}"))?;
-        self.store.install(&bytes).map_err(|e| {
-            format!("refused: cannot store the bundle ({e}); still on version {active}")
-        })?;
-        self.shared.swap(live);
+        // Signature checked: the door may say it is updating while the model loads.
+        let installing = &self.shared.installing;
+        installing.store(offered, std::sync::atomic::Ordering::Relaxed);
+        let result = Live::from_bundle(&bundle, &self.yunet)
+            .map_err(|e| format!("refused: {e}"))
+            .and_then(|live| {
+                self.store.install(&bytes).map_err(|e| {
+                    format!("refused: cannot store the bundle ({e}); still on version {active}")
+                })?;
+                Ok(live)
+            });
+        installing.store(0, std::sync::atomic::Ordering::Relaxed);
+        self.shared.swap(result?);
         Ok(format!(
             "ok: version {offered} active ({} people)",
             bundle.header.labels.len()

@@ -45,8 +45,19 @@ pub fn run(cmd: LogsCmd) -> Result<()> {
                     cmd.port.display()
                 )
             })?;
+        if cmd.history {
+            // The door replays its ring file when it reads this line.
+            port.write_all(b"history\n")
+                .and_then(|_| port.flush())
+                .context("asking the door for its history")?;
+        }
         decode_stream(&mut port, &mut stdout.lock(), format, cmd.follow)?
     } else {
+        anyhow::ensure!(
+            !cmd.history,
+            "--history needs a serial port or pty; {} is a file (it already holds what it holds)",
+            cmd.port.display()
+        );
         let mut file = std::fs::File::open(&cmd.port)
             .with_context(|| format!("opening {}", cmd.port.display()))?;
         decode_stream(&mut file, &mut stdout.lock(), format, cmd.follow)?

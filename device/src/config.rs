@@ -1,0 +1,556 @@
+//! The door's configuration: one TOML file, checked completely at start.
+//!
+//! Unknown keys are errors (a misspelt `baudrate` must not silently fall back to a default on a
+//! door), and every check names the key and says what to put there. Hardware choices are enums
+//! (`camera.source = "v4l2"`), not free strings, so the validated [`Config`] is all the binary
+//! needs to build its drivers.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::hw::v4l2::PixelFormat;
+use crate::logout::LogFormat;
+use crate::sim::panel::PanelModel;
+
+/// The whole file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Model bundles and keys.
+    pub model: ModelConfig,
+    /// Where frames come from.
+    pub camera: CameraConfig,
+    /// The unlock rule.
+    #[serde(default)]
+    pub door: DoorSection,
+    /// The relay.
+    pub relay: RelayConfig,
+    /// The screen.
+    #[serde(default)]
+    pub display: DisplayConfig,
+    /// The recognition log.
+    pub log: LogConfig,
+    /// Network updates.
+    #[serde(default)]
+    pub update: UpdateConfig,
+}
+
+/// `[model]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Folder holding the active and previous bundles (writable by the service).
+    pub store: PathBuf,
+    /// Folder with the detector model (YuNet); default: the user's models folder.
+    pub models_dir: Option<PathBuf>,
+    /// Public keys trusted to sign bundles.
+    pub trust: Vec<PathBuf>,
+    /// A bundle to install at start if newer than the stored one.
+    pub bundle: Option<PathBuf>,
+}
+
+/// `[camera]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(tag = "source", rename_all = "lowercase", deny_unknown_fields)]
+pub enum CameraConfig {
+    /// A V4L2 device.
+    V4l2 {
+        /// Device node.
+        #[serde(default = "default_video")]
+        device: PathBuf,
+        /// `mjpeg` or `yuyv`.
+        #[serde(default = "default_format")]
+        format: PixelFormat,
+        /// Frame width.
+        #[serde(default = "default_width")]
+        width: u32,
+        /// Frame height.
+        #[serde(default = "default_height")]
+        height: u32,
+        /// Frames per second.
+        #[serde(default = "default_fps")]
+        fps: u32,
+    },
+    /// Image files played as frames (simulation, demos).
+    Images {
+        /// Folder of images, played in name order.
+        dir: PathBuf,
+        /// Frames per image.
+        #[serde(default = "default_repeat")]
+        repeat: usize,
+        /// Start over at the end.
+        #[serde(default)]
+        cycle: bool,
+        /// Frame rate (0: as fast as recognition goes).
+        #[serde(default)]
+        fps: f64,
+        /// Deliver frames of this size, `[width, height]` (photos are letterboxed into it),
+        /// like a camera of that resolution.
+        size: Option<[u32; 2]>,
+    },
+}
+
+fn default_video() -> PathBuf {
+    "/dev/video0".into()
+}
+fn default_format() -> PixelFormat {
+    PixelFormat::Mjpeg
+}
+fn default_width() -> u32 {
+    640
+}
+fn default_height() -> u32 {
+    480
+}
+fn default_fps() -> u32 {
+    15
+}
+fn default_repeat() -> usize {
+    3
+}
+
+/// `[door]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DoorSection {
+    /// Frames considered by the unlock rule (N).
+    pub window: usize,
+    /// Frames that must agree on one person (K).
+    pub agree: usize,
+    /// No second unlock within this many milliseconds.
+    pub cooldown_ms: u64,
+    /// Relay pulse length in milliseconds.
+    pub unlock_ms: u64,
+    /// How long "Welcome" / "Not recognised" stay on screen, in milliseconds.
+    pub hold_ms: u64,
+}
+
+impl Default for DoorSection {
+    fn default() -> Self {
+        Self {
+            window: 5,
+            agree: 3,
+            cooldown_ms: 5000,
+            unlock_ms: 3000,
+            hold_ms: 3000,
+        }
+    }
+}
+
+/// `[relay]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum RelayConfig {
+    /// A GPIO line through `/dev/gpiochipN`.
+    Gpio {
+        /// GPIO chip.
+        #[serde(default = "default_chip")]
+        chip: PathBuf,
+        /// Line offset (BCM number on a Pi).
+        line: u32,
+        /// Energised by a high level (false: active-low relay boards).
+        #[serde(default = "yes")]
+        active_high: bool,
+    },
+    /// Level changes appended to a file (simulation).
+    Simulated {
+        /// The file.
+        record: PathBuf,
+    },
+}
+
+fn default_chip() -> PathBuf {
+    "/dev/gpiochip0".into()
+}
+fn yes() -> bool {
+    true
+}
+
+/// `[display]`
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(tag = "panel", rename_all = "lowercase", deny_unknown_fields)]
+pub enum DisplayConfig {
+    /// No screen.
+    #[default]
+    None,
+    /// ST7789 240x240 over SPI.
+    St7789(SpiPanel),
+    /// ILI9341 320x240 over SPI.
+    Ili9341(SpiPanel),
+    /// SSD1306 128x64 over I2C.
+    Ssd1306 {
+        /// I2C bus.
+        #[serde(default = "default_i2c")]
+        i2c: PathBuf,
+        /// Address (0x3c or 0x3d).
+        #[serde(default = "default_address")]
+        address: u8,
+    },
+    /// PNG files (simulation).
+    Png {
+        /// Folder for the screens.
+        dir: PathBuf,
+        /// Which panel to imitate.
+        #[serde(default = "default_model")]
+        model: PanelModel,
+    },
+}
+
+fn default_i2c() -> PathBuf {
+    "/dev/i2c-1".into()
+}
+fn default_address() -> u8 {
+    0x3c
+}
+fn default_model() -> PanelModel {
+    PanelModel::St7789
+}
+
+/// Wiring of an SPI panel.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpiPanel {
+    /// spidev node.
+    #[serde(default = "default_spi")]
+    pub spi: PathBuf,
+    /// SPI clock.
+    #[serde(default = "default_hz")]
+    pub spi_hz: u32,
+    /// GPIO chip of the control lines.
+    #[serde(default = "default_chip")]
+    pub gpio_chip: PathBuf,
+    /// Data/command line.
+    pub dc: u32,
+    /// Reset line.
+    pub reset: Option<u32>,
+    /// Backlight line.
+    pub backlight: Option<u32>,
+}
+
+fn default_spi() -> PathBuf {
+    "/dev/spidev0.0".into()
+}
+fn default_hz() -> u32 {
+    32_000_000
+}
+
+/// `[log]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// Serial device (or pty, or a file).
+    pub port: Option<PathBuf>,
+    /// Line speed.
+    #[serde(default = "default_baud")]
+    pub baud: u32,
+    /// `binary` or `text`.
+    #[serde(default = "default_log_format")]
+    pub format: LogFormat,
+    /// On-disk history.
+    pub ring: Option<PathBuf>,
+    /// Its size bound in KiB.
+    #[serde(default = "default_ring_kib")]
+    pub ring_kib: u64,
+}
+
+fn default_baud() -> u32 {
+    115_200
+}
+fn default_log_format() -> LogFormat {
+    LogFormat::Binary
+}
+fn default_ring_kib() -> u64 {
+    1024
+}
+
+/// `[update]`
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateConfig {
+    /// Address to accept signed bundles on (absent: no network updates).
+    pub listen: Option<String>,
+}
+
+/// A configuration problem, naming the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read the config {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Not valid TOML, or a key is unknown, missing or of the wrong type.
+    #[error("config {path}: {message}")]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message (with line, column and the expected keys).
+        message: String,
+    },
+    /// A value is out of range or inconsistent.
+    #[error("config {path}: {key} {problem}: {fix}")]
+    Value {
+        /// The file.
+        path: PathBuf,
+        /// Dotted key, e.g. `door.agree`.
+        key: &'static str,
+        /// What is wrong.
+        problem: String,
+        /// What to do.
+        fix: &'static str,
+    },
+}
+
+impl Config {
+    /// Reads and validates `path`. Relative paths in the file are taken relative to the file's
+    /// folder, so a config and its data can move together.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut config = Self::parse(&text, path)?;
+        if let Some(base) = path.parent() {
+            config.resolve(base);
+        }
+        Ok(config)
+    }
+
+    /// Parses and validates TOML text (`path` is for messages).
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let bad = |key, problem: String, fix| {
+            Err(ConfigError::Value {
+                path: path.to_path_buf(),
+                key,
+                problem,
+                fix,
+            })
+        };
+        let d = &self.door;
+        if d.window == 0 || d.window > 100 {
+            return bad(
+                "door.window",
+                format!("= {} is out of range", d.window),
+                "use 1 to 100 frames (5 is a good start)",
+            );
+        }
+        if d.agree == 0 || d.agree > d.window {
+            return bad(
+                "door.agree",
+                format!("= {} with door.window = {}", d.agree, d.window),
+                "agree must be at least 1 and at most window",
+            );
+        }
+        if !(100..=60_000).contains(&d.unlock_ms) {
+            return bad(
+                "door.unlock_ms",
+                format!("= {} is out of range", d.unlock_ms),
+                "use 100 to 60000 ms; a door strike needs about 3000",
+            );
+        }
+        if self.model.trust.is_empty() {
+            return bad(
+                "model.trust",
+                "is empty".into(),
+                "list at least one public key from `facegate keygen`",
+            );
+        }
+        match &self.camera {
+            CameraConfig::V4l2 {
+                width, height, fps, ..
+            } => {
+                if !(64..=4096).contains(width) || !(64..=4096).contains(height) {
+                    return bad(
+                        "camera.width",
+                        format!("x camera.height = {width}x{height} is out of range"),
+                        "use a size the camera offers, e.g. 640x480 (see `v4l2-ctl --list-formats-ext`)",
+                    );
+                }
+                if !(1..=120).contains(fps) {
+                    return bad(
+                        "camera.fps",
+                        format!("= {fps} is out of range"),
+                        "use 1 to 120",
+                    );
+                }
+            }
+            CameraConfig::Images { fps, size, .. } => {
+                if let Some([w, h]) = size
+                    && (!(64..=4096).contains(w) || !(64..=4096).contains(h))
+                {
+                    return bad(
+                        "camera.size",
+                        format!("= [{w}, {h}] is out of range"),
+                        "use 64 to 4096 pixels a side, e.g. [640, 480]",
+                    );
+                }
+                if !fps.is_finite() || *fps < 0.0 {
+                    return bad(
+                        "camera.fps",
+                        format!("= {fps} is not a rate"),
+                        "use 0 (as fast as possible) or a positive number",
+                    );
+                }
+            }
+        }
+        if let DisplayConfig::Ssd1306 { address, .. } = &self.display
+            && !(0x08..=0x77).contains(address)
+        {
+            return bad(
+                "display.address",
+                format!("= {address:#04x} is not a 7-bit I2C address"),
+                "SSD1306 boards use 0x3c or 0x3d",
+            );
+        }
+        if self.log.ring.is_some() && self.log.ring_kib < 16 {
+            return bad(
+                "log.ring_kib",
+                format!("= {} is too small", self.log.ring_kib),
+                "use at least 16 (KiB)",
+            );
+        }
+        if self.log.port.is_some() && !(300..=4_000_000).contains(&self.log.baud) {
+            return bad(
+                "log.baud",
+                format!("= {} is not a serial speed", self.log.baud),
+                "use a standard rate such as 115200",
+            );
+        }
+        if let Some(addr) = &self.update.listen
+            && addr.parse::<std::net::SocketAddr>().is_err()
+        {
+            return bad(
+                "update.listen",
+                format!("= {addr:?} is not an address"),
+                "use IP:PORT, e.g. \"0.0.0.0:7700\", or remove the key to refuse updates",
+            );
+        }
+        Ok(())
+    }
+
+    fn resolve(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() && !p.starts_with("/dev") {
+                *p = base.join(&*p);
+            }
+        };
+        fix(&mut self.model.store);
+        self.model.models_dir.iter_mut().for_each(fix);
+        self.model.trust.iter_mut().for_each(fix);
+        self.model.bundle.iter_mut().for_each(fix);
+        if let CameraConfig::Images { dir, .. } = &mut self.camera {
+            fix(dir);
+        }
+        if let RelayConfig::Simulated { record } = &mut self.relay {
+            fix(record);
+        }
+        if let DisplayConfig::Png { dir, .. } = &mut self.display {
+            fix(dir);
+        }
+        self.log.port.iter_mut().for_each(fix);
+        self.log.ring.iter_mut().for_each(fix);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../packaging/device.toml");
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("device.toml"))
+    }
+
+    #[test]
+    fn the_shipped_example_is_valid() {
+        let c = parse(EXAMPLE).expect("example config");
+        assert!(matches!(c.camera, CameraConfig::V4l2 { .. }));
+        assert!(matches!(
+            c.relay,
+            RelayConfig::Gpio {
+                line: 17,
+                active_high: true,
+                ..
+            }
+        ));
+        assert!(matches!(c.display, DisplayConfig::St7789(_)));
+    }
+
+    #[test]
+    fn a_misspelt_key_is_named_with_the_keys_expected() {
+        let text = EXAMPLE.replace("baud = ", "baudrate = ");
+        let msg = parse(&text).expect_err("misspelt").to_string();
+        assert!(msg.contains("baudrate"), "{msg}");
+        assert!(msg.contains("expected one of"), "{msg}");
+        assert!(msg.contains("`baud`"), "{msg}");
+    }
+
+    #[test]
+    fn an_unknown_panel_lists_the_choices() {
+        let text = EXAMPLE.replace("panel = \"st7789\"", "panel = \"st7735\"");
+        let msg = parse(&text).expect_err("unknown panel").to_string();
+        assert!(msg.contains("st7735") && msg.contains("ili9341"), "{msg}");
+    }
+
+    #[test]
+    fn inconsistent_values_name_the_key_and_the_fix() {
+        let text = EXAMPLE.replace("agree = 3", "agree = 9");
+        let msg = parse(&text).expect_err("agree > window").to_string();
+        assert!(msg.contains("door.agree = 9"), "{msg}");
+        assert!(msg.contains("at most window"), "{msg}");
+        let text = EXAMPLE.replace("listen = \"0.0.0.0:7700\"", "listen = \"port 7700\"");
+        let msg = parse(&text).expect_err("bad address").to_string();
+        assert!(msg.contains("update.listen"), "{msg}");
+    }
+
+    #[test]
+    fn a_missing_relay_line_is_reported() {
+        let text: String = EXAMPLE
+            .lines()
+            .filter(|l| !l.starts_with("line = "))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let msg = parse(&text).expect_err("no line").to_string();
+        assert!(msg.contains("missing field `line`"), "{msg}");
+    }
+
+    #[test]
+    fn relative_paths_follow_the_config_file() {
+        let text = r#"
+[model]
+store = "store"
+trust = ["keys/door.pub"]
+[camera]
+source = "images"
+dir = "frames"
+[relay]
+kind = "simulated"
+record = "relay.txt"
+[log]
+port = "/dev/pts/7"
+"#;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("sim.toml");
+        std::fs::write(&path, text).expect("write");
+        let c = Config::load(&path).expect("load");
+        assert_eq!(c.model.store, dir.path().join("store"));
+        assert_eq!(c.model.trust[0], dir.path().join("keys/door.pub"));
+        assert_eq!(c.log.port.as_deref(), Some(Path::new("/dev/pts/7")));
+        assert!(matches!(c.display, DisplayConfig::None));
+    }
+}

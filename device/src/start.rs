@@ -1,0 +1,331 @@
+//! Bring-up: from a validated [`Config`] to running threads and the loop.
+//!
+//! Builds the real or simulated hardware the config names, loads the stored model (falling back
+//! to the previous bundle), starts the update listener, the display and log workers, and runs
+//! [`app::run`] until the frames end or `stop` is set (SIGTERM from systemd). Whatever ends the
+//! loop, the relay guard has released the door before this returns.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use ed25519_dalek::VerifyingKey;
+use embedded_hal::digital::OutputPin;
+use facegate_models::bundle;
+use facegate_models::logrecord::{Event, LogRecord};
+use facegate_models::model_files::{YUNET, default_dir};
+
+use crate::app::{self, DoorConfig, Summary};
+use crate::config::{CameraConfig, Config, DisplayConfig, RelayConfig};
+use crate::display::{Display, NoPanel, Panel};
+use crate::hw::latest::Latest;
+use crate::hw::reconnect::{Backoff, Reconnecting};
+use crate::hw::v4l2::{V4l2Camera, V4l2Settings};
+use crate::hw::{FrameSource, gpio, panel};
+use crate::live::{Live, Shared};
+use crate::logout::{LogSender, LogSettings};
+use crate::policy::PolicyConfig;
+use crate::sim::camera::FileCamera;
+use crate::sim::panel::{PanelModel, PngPanel};
+use crate::sim::relay::FilePin;
+use crate::update::server::{Limits, UpdateServer};
+use crate::update::store::FileStore;
+
+/// Reads a public key file written by `facegate keygen` (64 hex digits).
+pub fn read_key(path: &std::path::Path) -> Result<VerifyingKey> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading trusted key {}", path.display()))?;
+    let bytes: [u8; 32] = hex::decode(text.trim())
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .with_context(|| {
+            format!(
+                "{} is not a facegate public key (64 hex digits)",
+                path.display()
+            )
+        })?;
+    VerifyingKey::from_bytes(&bytes)
+        .with_context(|| format!("{} is not a valid Ed25519 key", path.display()))
+}
+
+/// The stored model: the active bundle, else the previous one (an update cut off by a crash or
+/// a bundle that no longer passes its checks must not leave the door without a model).
+pub fn load_stored(store: &FileStore, trusted: &[VerifyingKey], yunet: &[u8]) -> Option<Live> {
+    for (what, bytes) in [("active", store.active()), ("previous", store.previous())] {
+        let Some(bytes) = bytes else { continue };
+        match bundle::verify(&bytes, trusted)
+            .map_err(|e| e.to_string())
+            .and_then(|b| Live::from_bundle(&b, yunet))
+        {
+            Ok(live) => return Some(live),
+            Err(e) => eprintln!("warning: {what} bundle unusable: {e}"),
+        }
+    }
+    None
+}
+
+/// Everything `run` reports.
+pub struct Outcome {
+    /// The loop's tallies and timings.
+    pub summary: Summary,
+    /// Frames the camera delivered that the loop never saw (it was busy).
+    pub skipped_frames: u64,
+    /// From entering [`run`] (keys, models, store, threads) to the loop's start.
+    pub startup: Duration,
+    /// The loop's own running time.
+    pub looped: Duration,
+}
+
+/// Runs the door described by `config` until the frames end or `stop` is set.
+pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Outcome> {
+    let entered = std::time::Instant::now();
+    let trusted = config
+        .model
+        .trust
+        .iter()
+        .map(|p| read_key(p))
+        .collect::<Result<Vec<_>>>()?;
+    let models = config.model.models_dir.clone().unwrap_or_else(default_dir);
+    let yunet = YUNET.read_verified(&models)?;
+    let store = FileStore::open(&config.model.store)
+        .with_context(|| format!("opening the store {}", config.model.store.display()))?;
+    let mut live = load_stored(&store, &trusted, &yunet);
+    if let Some(path) = &config.model.bundle {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let bundle = bundle::verify(&bytes, &trusted)
+            .with_context(|| format!("bundle {} refused", path.display()))?;
+        if live
+            .as_ref()
+            .is_none_or(|l| bundle.header.model_version > l.version)
+        {
+            let fresh = Live::from_bundle(&bundle, &yunet)
+                .map_err(|e| anyhow::anyhow!("bundle {}: {e}", path.display()))?;
+            store.install(&bytes).context("storing the bundle")?;
+            live = Some(fresh);
+        }
+    }
+    let live = live.context(
+        "no valid model bundle in the store: set model.bundle, or push one with `facegate push`",
+    )?;
+    eprintln!(
+        "model version {} ({} people, {}{})",
+        live.version,
+        live.gallery.people.len(),
+        live.pipeline.config().embedder.as_str(),
+        if live.pipeline.config().quantised {
+            " int8"
+        } else {
+            ""
+        },
+    );
+    let shared = Arc::new(Shared::new(live));
+
+    if let Some(addr) = &config.update.listen {
+        let listener = TcpListener::bind(addr).with_context(|| format!("listening on {addr}"))?;
+        eprintln!("accepting signed updates on {}", listener.local_addr()?);
+        let server = Arc::new(UpdateServer::new(
+            trusted,
+            Arc::new(store),
+            shared.clone(),
+            yunet,
+            Limits::default(),
+        ));
+        let stop = stop.clone();
+        std::thread::spawn(move || server.serve(listener, stop));
+    }
+
+    let mut log = LogSender::spawn(LogSettings {
+        port: config.log.port.clone(),
+        baud: config.log.baud,
+        format: config.log.format,
+        ring: config
+            .log
+            .ring
+            .clone()
+            .map(|p| (p, config.log.ring_kib * 1024)),
+    })
+    .context("starting the log")?;
+
+    let faults = shared.clone();
+    let mut display = Display::spawn(open_panel(&config.display), move |message| {
+        faults.post(LogRecord::now(0, 0, Event::Fault { message }));
+    });
+
+    let (mut camera, latest) = open_camera(&config.camera)?;
+    let d = &config.door;
+    let door = DoorConfig {
+        policy: PolicyConfig {
+            window: d.window,
+            agree: d.agree,
+            cooldown: Duration::from_millis(d.cooldown_ms),
+        },
+        unlock_for: Duration::from_millis(d.unlock_ms),
+        active_high: matches!(config.relay, RelayConfig::Gpio { active_high, .. } if active_high)
+            || matches!(config.relay, RelayConfig::Simulated { .. }),
+        hold: Duration::from_millis(d.hold_ms),
+    };
+    let loop_start = std::time::Instant::now();
+    let summary = match &config.relay {
+        RelayConfig::Gpio {
+            chip,
+            line,
+            active_high,
+        } => {
+            // Requested at the locked level: the door never glitches open at start.
+            let pin = gpio::output(chip, *line, !active_high, "facegate-relay")?;
+            drive(
+                &shared,
+                &mut camera,
+                pin,
+                &mut log,
+                &mut display,
+                &door,
+                &stop,
+            )
+        }
+        RelayConfig::Simulated { record } => {
+            let pin = FilePin::create(record)
+                .with_context(|| format!("creating {}", record.display()))?;
+            drive(
+                &shared,
+                &mut camera,
+                pin,
+                &mut log,
+                &mut display,
+                &door,
+                &stop,
+            )
+        }
+    };
+    let looped = loop_start.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    display.close();
+    log.close();
+    Ok(Outcome {
+        summary,
+        skipped_frames: latest.map(|l| l.skipped()).unwrap_or(0),
+        startup: loop_start - entered,
+        looped,
+    })
+}
+
+fn drive<P: OutputPin>(
+    shared: &Shared,
+    camera: &mut Box<dyn FrameSource>,
+    pin: P,
+    log: &mut LogSender,
+    display: &mut Display,
+    door: &DoorConfig,
+    stop: &AtomicBool,
+) -> Summary {
+    app::run(shared, camera, pin, log, display, door, stop)
+}
+
+/// A handle on the frame-skipping reader, to report how many frames it skipped.
+pub struct Skips(Arc<std::sync::Mutex<Option<u64>>>);
+
+struct Counted(Latest, Arc<std::sync::Mutex<Option<u64>>>);
+
+impl FrameSource for Counted {
+    fn next_frame(&mut self) -> Result<Option<crate::hw::Frame>, crate::hw::CameraError> {
+        let got = self.0.next_frame();
+        if let Ok(mut s) = self.1.lock() {
+            *s = Some(self.0.skipped());
+        }
+        got
+    }
+}
+
+impl Skips {
+    /// Frames skipped so far.
+    pub fn skipped(&self) -> u64 {
+        self.0.lock().ok().and_then(|s| *s).unwrap_or(0)
+    }
+}
+
+fn open_camera(config: &CameraConfig) -> Result<(Box<dyn FrameSource>, Option<Skips>)> {
+    let poll = Duration::from_millis(100);
+    match config {
+        CameraConfig::V4l2 {
+            device,
+            format,
+            width,
+            height,
+            fps,
+        } => {
+            let settings = V4l2Settings {
+                device: device.clone(),
+                format: *format,
+                width: *width,
+                height: *height,
+                fps: *fps,
+            };
+            let source = Reconnecting::new(move || V4l2Camera::open(&settings), Backoff::default());
+            let skips = Arc::new(std::sync::Mutex::new(None));
+            let cam = Counted(Latest::spawn(source, poll), skips.clone());
+            Ok((Box::new(cam), Some(Skips(skips))))
+        }
+        CameraConfig::Images {
+            dir,
+            repeat,
+            cycle,
+            fps,
+            size,
+        } => {
+            let mut cam = FileCamera::from_dir(dir, *repeat)
+                .with_context(|| format!("reading frames from {}", dir.display()))?
+                .at_fps(*fps);
+            if let Some([w, h]) = size {
+                cam = cam.frame_size(*w, *h);
+            }
+            if *cycle {
+                cam = cam.cycling();
+            }
+            if *fps > 0.0 {
+                // A paced source behaves like a camera: read on its own thread, newest frame
+                // wins.
+                let skips = Arc::new(std::sync::Mutex::new(None));
+                let latest = Counted(Latest::spawn(cam, poll), skips.clone());
+                Ok((Box::new(latest), Some(Skips(skips))))
+            } else {
+                Ok((Box::new(cam), None))
+            }
+        }
+    }
+}
+
+type PanelOpener = Box<dyn FnOnce() -> Result<Box<dyn Panel>> + Send>;
+
+fn open_panel(config: &DisplayConfig) -> PanelOpener {
+    match config.clone() {
+        DisplayConfig::None => Box::new(|| Ok(Box::new(NoPanel) as Box<dyn Panel>)),
+        DisplayConfig::St7789(w) | DisplayConfig::Ili9341(w) => {
+            let model = if matches!(config, DisplayConfig::St7789(_)) {
+                PanelModel::St7789
+            } else {
+                PanelModel::Ili9341
+            };
+            Box::new(move || {
+                panel::open_tft(
+                    model,
+                    &panel::SpiWiring {
+                        spi: w.spi,
+                        hz: w.spi_hz,
+                        chip: w.gpio_chip,
+                        dc: w.dc,
+                        reset: w.reset,
+                        backlight: w.backlight,
+                    },
+                )
+            })
+        }
+        DisplayConfig::Ssd1306 { i2c, address } => {
+            Box::new(move || panel::open_oled(&i2c, address))
+        }
+        DisplayConfig::Png { dir, model } => {
+            Box::new(move || Ok(Box::new(PngPanel::new(dir, model)?) as Box<dyn Panel>))
+        }
+    }
+}

@@ -1,0 +1,225 @@
+//! What the door's little screen shows, drawn with embedded-graphics.
+//!
+//! One drawing function for every panel: it lays the screen out for the target's size (a
+//! 240x240 or 320x240 colour TFT, a 128x64 mono OLED) and draws in RGB565. Mono panels take the
+//! same drawing through a colour conversion, so every background is dark and every text light:
+//! a colour screen and an OLED say the same thing. Screens are pure data ([`Screen`]), so tests
+//! render each one to a PNG and compare it with a golden image.
+
+use embedded_graphics::mono_font::MonoFont;
+use embedded_graphics::mono_font::MonoTextStyle;
+use embedded_graphics::mono_font::ascii::{FONT_6X10, FONT_10X20};
+use embedded_graphics::pixelcolor::Rgb565;
+use embedded_graphics::prelude::*;
+use embedded_graphics::primitives::{Circle, PrimitiveStyle, Rectangle};
+use embedded_graphics::text::{Alignment, Baseline, Text, TextStyleBuilder};
+
+/// One screen of the door UI.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Screen {
+    /// Nobody in view.
+    Idle,
+    /// A face is in view and being recognised.
+    Looking,
+    /// An enrolled person was let in.
+    Welcome {
+        /// Their name.
+        name: String,
+        /// How sure, 0..1 (the score's margin over the threshold, see [`confidence`]).
+        confidence: f32,
+    },
+    /// A face that matched nobody.
+    NotRecognised,
+    /// A signed model update is being installed.
+    Updating {
+        /// Version being installed.
+        version: u32,
+    },
+    /// Something needs attention (camera lost, ...); the door stays locked.
+    Error {
+        /// Short description.
+        message: String,
+    },
+}
+
+impl Screen {
+    /// A short stable name, used for PNG file names and the simulated panel's index.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Screen::Idle => "idle",
+            Screen::Looking => "looking",
+            Screen::Welcome { .. } => "welcome",
+            Screen::NotRecognised => "not-recognised",
+            Screen::Updating { .. } => "updating",
+            Screen::Error { .. } => "error",
+        }
+    }
+
+    /// One line describing the screen (the simulated panel writes it beside each PNG).
+    pub fn describe(&self) -> String {
+        match self {
+            Screen::Welcome { name, confidence } => {
+                format!("welcome {name} {:.0}%", confidence * 100.0)
+            }
+            Screen::Updating { version } => format!("updating v{version}"),
+            Screen::Error { message } => format!("error {message}"),
+            other => other.kind().to_string(),
+        }
+    }
+}
+
+/// Maps a cosine score to a 0..1 confidence for display: 0 at the threshold, 1 at a score of
+/// `threshold + 0.3` and above (the distance at which genuine pairs sit well clear of it).
+pub fn confidence(score: f32, threshold: f32) -> f32 {
+    ((score - threshold) / 0.3).clamp(0.0, 1.0)
+}
+
+const BG_IDLE: Rgb565 = Rgb565::new(2, 6, 8);
+const BG_LOOKING: Rgb565 = Rgb565::new(6, 12, 4);
+const BG_WELCOME: Rgb565 = Rgb565::new(0, 24, 4);
+const BG_DENIED: Rgb565 = Rgb565::new(18, 4, 2);
+const BG_UPDATE: Rgb565 = Rgb565::new(2, 8, 16);
+const BG_ERROR: Rgb565 = Rgb565::new(12, 0, 0);
+const ACCENT: Rgb565 = Rgb565::new(31, 50, 0);
+
+/// Draws `screen` filling the whole target.
+pub fn draw<D>(screen: &Screen, target: &mut D) -> Result<(), D::Error>
+where
+    D: DrawTarget<Color = Rgb565>,
+{
+    let area = target.bounding_box();
+    let size = area.size;
+    let large = size.width >= 200;
+    let (title_font, body_font): (&MonoFont, &MonoFont) = if large {
+        (&FONT_10X20, &FONT_10X20)
+    } else {
+        (&FONT_10X20, &FONT_6X10)
+    };
+    let centre_x = area.top_left.x + size.width as i32 / 2;
+    let row = |fraction: f32| area.top_left.y + (size.height as f32 * fraction) as i32;
+    let bg = match screen {
+        Screen::Idle => BG_IDLE,
+        Screen::Looking => BG_LOOKING,
+        Screen::Welcome { .. } => BG_WELCOME,
+        Screen::NotRecognised => BG_DENIED,
+        Screen::Updating { .. } => BG_UPDATE,
+        Screen::Error { .. } => BG_ERROR,
+    };
+    target.clear(bg)?;
+    let chars = |font: &MonoFont| (size.width / font.character_size.width).max(1) as usize;
+    let line = |text: &str, font: &MonoFont, y: i32, target: &mut D| {
+        let style = MonoTextStyle::new(font, Rgb565::WHITE);
+        let layout = TextStyleBuilder::new()
+            .alignment(Alignment::Center)
+            .baseline(Baseline::Middle)
+            .build();
+        let fitted = fit(text, chars(font));
+        Text::with_text_style(&fitted, Point::new(centre_x, y), style, layout)
+            .draw(target)
+            .map(|_| ())
+    };
+    match screen {
+        Screen::Idle => {
+            line("facegate", title_font, row(0.35), target)?;
+            line("Look at the camera", body_font, row(0.65), target)?;
+        }
+        Screen::Looking => {
+            let d = (size.height as i32 / 3).max(8) as u32;
+            Circle::with_center(Point::new(centre_x, row(0.38)), d)
+                .into_styled(PrimitiveStyle::with_stroke(ACCENT, (d / 12).max(1)))
+                .draw(target)?;
+            line("Hold still", body_font, row(0.78), target)?;
+        }
+        Screen::Welcome { name, confidence } => {
+            line("Welcome", title_font, row(0.22), target)?;
+            line(name, title_font, row(0.48), target)?;
+            let bar_w = size.width * 3 / 4;
+            let bar_h = (size.height / 16).max(3);
+            let x = centre_x - bar_w as i32 / 2;
+            let y = row(0.70);
+            Rectangle::new(Point::new(x, y), Size::new(bar_w, bar_h))
+                .into_styled(PrimitiveStyle::with_stroke(Rgb565::WHITE, 1))
+                .draw(target)?;
+            let filled = (bar_w as f32 * confidence.clamp(0.0, 1.0)).round() as u32;
+            Rectangle::new(Point::new(x, y), Size::new(filled, bar_h))
+                .into_styled(PrimitiveStyle::with_fill(Rgb565::WHITE))
+                .draw(target)?;
+            let pct = format!("{:.0}% sure", confidence.clamp(0.0, 1.0) * 100.0);
+            line(&pct, body_font, row(0.88), target)?;
+        }
+        Screen::NotRecognised => {
+            line("Not", title_font, row(0.32), target)?;
+            line("recognised", title_font, row(0.52), target)?;
+            line("Door stays locked", body_font, row(0.78), target)?;
+        }
+        Screen::Updating { version } => {
+            line("Updating", title_font, row(0.35), target)?;
+            line(&format!("model v{version}"), body_font, row(0.62), target)?;
+        }
+        Screen::Error { message } => {
+            line("Out of order", title_font, row(0.25), target)?;
+            let width = chars(body_font);
+            for (i, part) in wrap(message, width).iter().take(3).enumerate() {
+                let y = row(0.50) + i as i32 * body_font.character_size.height as i32;
+                line(part, body_font, y, target)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Cuts `text` to `width` characters, marking the cut with a '~'.
+fn fit(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_string();
+    }
+    let mut out: String = text.chars().take(width.saturating_sub(1)).collect();
+    out.push('~');
+    out
+}
+
+/// Greedy word wrap to lines of at most `width` characters (long words are cut by [`fit`]).
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    let mut current = String::new();
+    for word in text.split_whitespace() {
+        if !current.is_empty() && current.chars().count() + 1 + word.chars().count() > width {
+            lines.push(std::mem::take(&mut current));
+        }
+        if !current.is_empty() {
+            current.push(' ');
+        }
+        current.push_str(word);
+    }
+    if !current.is_empty() {
+        lines.push(current);
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_names_are_cut_and_marked() {
+        assert_eq!(fit("Arnold Schwarzenegger", 10), "Arnold Sc~");
+        assert_eq!(fit("Ann", 10), "Ann");
+    }
+
+    #[test]
+    fn messages_wrap_on_words() {
+        assert_eq!(
+            wrap("camera lost: retrying in 4 s", 12),
+            vec!["camera lost:", "retrying in", "4 s"]
+        );
+    }
+
+    #[test]
+    fn confidence_is_zero_at_threshold_and_saturates() {
+        assert_eq!(confidence(0.5, 0.5), 0.0);
+        assert_eq!(confidence(0.95, 0.5), 1.0);
+        assert!((confidence(0.65, 0.5) - 0.5).abs() < 1e-6);
+        assert_eq!(confidence(0.2, 0.5), 0.0);
+    }
+}

@@ -1,0 +1,298 @@
+//! The door binary end to end on simulated hardware, configured by a TOML file as on a Pi:
+//! people enrolled with the real `facegate` CLI, frames from an image folder (enrolled people,
+//! a stranger, a masked enrolled person), the relay recorded to a file, screens as PNGs, and
+//! the recognition log on a pseudo-terminal read like a serial line. Also: SIGTERM while the
+//! door is open releases the relay.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use facegate_models::logrecord::{Event, FrameReader, LogRecord};
+use facegate_tests::{device_bin, facegate_bin, models_dir, shared_dir};
+use serialport::{SerialPort, TTYPort};
+
+fn mfr2(name: &str, n: u32) -> PathBuf {
+    shared_dir().join(format!("faces/mfr2/{name}/{name}_{n:04}.png"))
+}
+
+fn facegate(dir: &Path, args: &[&str]) {
+    let out = Command::new(facegate_bin())
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run facegate");
+    assert!(
+        out.status.success(),
+        "facegate {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Enrols three people from one unmasked photo each and writes frames and a config.
+fn door_dir(dir: &Path, frames: &[PathBuf], extra_camera: &str, door: &str, log_port: &str) {
+    for (name, n) in [("AdrianDunbar", 2), ("ArifAlvi", 3), ("BenAffleck", 3)] {
+        let folder = dir.join("people").join(name);
+        std::fs::create_dir_all(&folder).expect("mkdir");
+        std::fs::copy(mfr2(name, n), folder.join("a.png")).expect("copy");
+    }
+    facegate(dir, &["keygen"]);
+    facegate(
+        dir,
+        &[
+            "enrol",
+            "people",
+            "--key",
+            "facegate.key",
+            "--version",
+            "1",
+            "-o",
+            "door.fgb",
+        ],
+    );
+    std::fs::create_dir_all(dir.join("frames")).expect("mkdir");
+    for (i, f) in frames.iter().enumerate() {
+        let ext = f.extension().and_then(|e| e.to_str()).unwrap_or("png");
+        std::fs::copy(f, dir.join(format!("frames/{i:02}.{ext}"))).expect("copy");
+    }
+    let config = format!(
+        r#"
+[model]
+store = "store"
+models_dir = "{models}"
+trust = ["facegate.pub"]
+bundle = "door.fgb"
+
+[camera]
+source = "images"
+dir = "frames"
+repeat = 3
+{extra_camera}
+
+[door]
+{door}
+
+[relay]
+kind = "simulated"
+record = "relay.txt"
+
+[display]
+panel = "png"
+dir = "screens"
+model = "ili9341"
+
+[log]
+port = "{log_port}"
+format = "binary"
+ring = "log.ring"
+ring_kib = 64
+"#,
+        models = models_dir().display()
+    );
+    std::fs::write(dir.join("door.toml"), config).expect("config");
+}
+
+fn decode(bytes: &[u8]) -> Vec<LogRecord> {
+    FrameReader::new()
+        .push(bytes)
+        .into_iter()
+        .map(|r| r.expect("every record decodes"))
+        .collect()
+}
+
+fn relay_levels(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(dir.join("relay.txt"))
+        .expect("relay record")
+        .lines()
+        .map(|l| l.split_whitespace().nth(1).unwrap_or_default().to_string())
+        .collect()
+}
+
+#[test]
+fn the_door_binary_lets_in_enrolled_people_only_and_logs_to_a_serial_line() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let (mut master, slave) = TTYPort::pair().expect("pty pair");
+    master
+        .set_timeout(Duration::from_millis(100))
+        .expect("timeout");
+    let port = slave.name().expect("pty name");
+    door_dir(
+        dir,
+        &[
+            mfr2("AdrianDunbar", 4),                      // enrolled, another photo
+            shared_dir().join("faces/deepface/img3.jpg"), // never enrolled
+            mfr2("BenAffleck", 7),                        // enrolled, another photo
+            mfr2("ArifAlvi", 1),                          // enrolled, in a surgical mask
+        ],
+        "",
+        "window = 3\nagree = 2\ncooldown_ms = 0\nunlock_ms = 100\nhold_ms = 0",
+        &port,
+    );
+    // The serial reader runs while the door does, as a real one would.
+    let reader = std::thread::spawn(move || {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        let mut quiet_since = Instant::now();
+        // Stops after 5 s without data once something arrived, or 300 s in all.
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(300) {
+            match master.read(&mut buf) {
+                Ok(n) if n > 0 => {
+                    got.extend_from_slice(&buf[..n]);
+                    quiet_since = Instant::now();
+                }
+                _ => {
+                    if !got.is_empty() && quiet_since.elapsed() > Duration::from_secs(5) {
+                        break;
+                    }
+                }
+            }
+        }
+        got
+    });
+    let out = Command::new(device_bin())
+        .args(["run", "--config"])
+        .arg(dir.join("door.toml"))
+        .output()
+        .expect("run the door");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let records = decode(&reader.join().expect("reader"));
+    drop(slave);
+    let events: Vec<&Event> = records.iter().map(|r| &r.event).collect();
+    assert_eq!(events.len(), 12, "{events:#?}");
+    assert!(records.iter().all(|r| r.model_version == 1));
+    let who = |e: &Event| match e {
+        Event::Known { person, .. } => person.clone(),
+        Event::Stranger { .. } => "stranger".into(),
+        other => format!("{other:?}"),
+    };
+    let names: Vec<String> = events.iter().map(|e| who(e)).collect();
+    assert_eq!(
+        &names[..9],
+        [
+            "AdrianDunbar",
+            "AdrianDunbar",
+            "AdrianDunbar",
+            "stranger",
+            "stranger",
+            "stranger",
+            "BenAffleck",
+            "BenAffleck",
+            "BenAffleck"
+        ]
+    );
+    // The masked enrolled person is never taken for someone else.
+    assert!(
+        names[9..]
+            .iter()
+            .all(|n| n == "ArifAlvi" || n == "stranger"),
+        "{names:?}"
+    );
+    let unlocked: Vec<usize> = events
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| matches!(e, Event::Known { unlocked: true, .. }))
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(&unlocked[..2], [1, 7], "{names:?}");
+
+    // The relay: locked at start, one pulse per unlock, locked at the end.
+    let levels = relay_levels(dir);
+    assert_eq!(levels.first().map(String::as_str), Some("low"));
+    assert_eq!(levels.last().map(String::as_str), Some("low"));
+    assert_eq!(
+        levels.iter().filter(|l| *l == "high").count(),
+        unlocked.len()
+    );
+
+    // The screens, in order, as PNG files of the configured panel.
+    let index = std::fs::read_to_string(dir.join("screens/screens.txt")).expect("screens");
+    let kinds: Vec<&str> = index
+        .lines()
+        .filter_map(|l| l.split_once(' ').map(|(_, d)| d))
+        .collect();
+    let pos = |prefix: &str| {
+        kinds
+            .iter()
+            .position(|k| k.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix} screen in {kinds:?}"))
+    };
+    assert_eq!(kinds[0], "idle");
+    assert!(pos("welcome AdrianDunbar") < pos("not-recognised"));
+    assert!(pos("not-recognised") < pos("welcome BenAffleck"));
+    let first = index
+        .lines()
+        .next()
+        .and_then(|l| l.split(' ').next())
+        .expect("file");
+    let png = image::open(dir.join("screens").join(first)).expect("screen png");
+    assert_eq!((png.width(), png.height()), (320, 240));
+
+    // The ring file kept the same records for a late reader.
+    let kept = decode(&std::fs::read(dir.join("log.ring")).expect("ring"));
+    assert_eq!(kept, records);
+}
+
+#[test]
+fn sigterm_while_the_door_is_open_locks_it_and_exits_cleanly() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    door_dir(
+        dir,
+        &[mfr2("AdrianDunbar", 4)],
+        "cycle = true\nfps = 5",
+        // A one-minute pulse: only the shutdown path can end it within the test.
+        "window = 2\nagree = 1\nunlock_ms = 60000",
+        "door.log",
+    );
+    let mut child = Command::new(device_bin())
+        .args(["run", "--config"])
+        .arg(dir.join("door.toml"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the door");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !relay_levels_or_empty(dir).iter().any(|l| l == "high") {
+        assert!(Instant::now() < deadline, "the door never opened");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(kill.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the door ignored SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+    assert_eq!(
+        relay_levels(dir).last().map(String::as_str),
+        Some("low"),
+        "the relay was left open"
+    );
+    let log = decode(&std::fs::read(dir.join("door.log")).expect("log"));
+    assert!(
+        log.iter()
+            .any(|r| matches!(r.event, Event::Known { unlocked: true, .. }))
+    );
+}
+
+fn relay_levels_or_empty(dir: &Path) -> Vec<String> {
+    if dir.join("relay.txt").exists() {
+        relay_levels(dir)
+    } else {
+        Vec::new()
+    }
+}
