@@ -92,7 +92,13 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Outcome> {
     let store = FileStore::open(&config.model.store)
         .with_context(|| format!("opening the store {}", config.model.store.display()))?;
     let mut live = load_stored(&store, &trusted, &yunet);
-    if let Some(path) = &config.model.bundle {
+    // The first bundle may be gone once the store holds a model (cleaned up after install).
+    let first = config
+        .model
+        .bundle
+        .as_ref()
+        .filter(|p| live.is_none() || p.exists());
+    if let Some(path) = first {
         let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
         let bundle = bundle::verify(&bytes, &trusted)
             .with_context(|| format!("bundle {} refused", path.display()))?;
