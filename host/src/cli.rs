@@ -22,6 +22,8 @@ pub enum Command {
     Models(ModelsCmd),
     /// Evaluate open-set recognition on a folder of people (one sub-folder each).
     Eval(EvalCmd),
+    /// Time each pipeline stage (1 thread and all cores), optionally against a peer report.
+    Bench(BenchCmd),
     /// Enrol people from one folder and recognise the photos of another (no camera needed).
     Demo(DemoCmd),
     /// Read and decode the door's recognition log from a serial port (or a saved log file).
@@ -36,6 +38,29 @@ pub enum Command {
     Push(PushCmd),
     /// Show a door's active model version and recent decisions.
     Status(StatusCmd),
+}
+
+/// `facegate bench [--peer PEER.json]`
+#[derive(Debug, Args)]
+pub struct BenchCmd {
+    /// Photo with one face, resized to the camera sizes measured.
+    #[arg(long)]
+    pub photo: PathBuf,
+    /// Timed runs per stage (the median is reported).
+    #[arg(long, default_value_t = 30)]
+    pub rounds: usize,
+    /// Untimed runs first.
+    #[arg(long, default_value_t = 3)]
+    pub warmup: usize,
+    /// Write the timings as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// A report of `scripts/peer_bench.py` (onnxruntime, OpenCV) to compare with.
+    #[arg(long)]
+    pub peer: Option<PathBuf>,
+    /// Models folder.
+    #[command(flatten)]
+    pub models: ModelsDir,
 }
 
 /// `facegate push --device HOST:PORT BUNDLE`

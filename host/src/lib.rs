@@ -16,6 +16,7 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<()> {
     match cli.command {
         cli::Command::Models(c) => cmd::models::run(c),
         cli::Command::Eval(c) => cmd::eval::run(c),
+        cli::Command::Bench(c) => cmd::bench::run(c),
         cli::Command::Demo(c) => cmd::demo::run(c),
         cli::Command::Logs(c) => cmd::logs::run(c),
         cli::Command::Keygen(c) => cmd::keys::keygen(c),

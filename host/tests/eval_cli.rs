@@ -40,6 +40,13 @@ fn eval_mfr2_writes_the_contract_json() {
         r["rank1"]
     );
     assert_eq!(r["quantised"], true);
+    // Fixed thresholds side by side: a closed-set classifier names every impostor, OpenCV's
+    // 0.363 lets in at least as many as the door's stricter threshold.
+    let fixed = &r["at_threshold"];
+    assert_eq!(fixed["closed_set"]["far"], 1.0);
+    let far = |k: &str| fixed[k]["far"].as_f64().expect("far");
+    assert!(far("opencv_0.363") >= far("door"));
+    assert!((fixed["opencv_0.363"]["threshold"].as_f64().expect("t") - 0.363).abs() < 1e-6);
     let stdout = String::from_utf8_lossy(&run.stdout);
     assert!(stdout.contains("TAR"), "{stdout}");
 }

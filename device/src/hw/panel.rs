@@ -6,7 +6,10 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use embedded_graphics::pixelcolor::Rgb565;
 use embedded_graphics::prelude::*;
+use embedded_graphics::primitives::Rectangle;
+use embedded_hal::delay::DelayNs;
 use embedded_hal::digital::OutputPin;
+use embedded_hal::spi::SpiDevice;
 use linux_embedded_hal::spidev::{SpiModeFlags, SpidevOptions};
 use linux_embedded_hal::{Delay, I2cdev, SpidevDevice};
 use mipidsi::interface::SpiInterface;
@@ -17,6 +20,7 @@ use ssd1306::prelude::*;
 use ssd1306::{I2CDisplayInterface, Ssd1306};
 
 use crate::display::Panel;
+use crate::framebuf::FrameBuf;
 use crate::hw::gpio;
 use crate::sim::panel::PanelModel;
 use crate::ui::{self, Screen};
@@ -38,8 +42,11 @@ pub struct SpiWiring {
     pub backlight: Option<u32>,
 }
 
-/// A mipidsi panel: any RGB565 draw target.
-struct Tft<D>(D);
+/// A mipidsi panel: any RGB565 draw target, fed one full frame per screen.
+struct Tft<D> {
+    display: D,
+    frame: FrameBuf,
+}
 
 impl<D> Panel for Tft<D>
 where
@@ -47,11 +54,67 @@ where
     D::Error: std::fmt::Debug,
 {
     fn show(&mut self, screen: &Screen) -> Result<()> {
-        ui::draw(screen, &mut self.0).map_err(|e| anyhow::anyhow!("SPI panel: {e:?}"))
+        let _ = ui::draw(screen, &mut self.frame);
+        let area = Rectangle::new(Point::zero(), self.frame.size());
+        self.display
+            .fill_contiguous(&area, self.frame.pixels().iter().copied())
+            .map_err(|e| anyhow::anyhow!("SPI panel: {e:?}"))
     }
 }
 
-/// Opens an ST7789 (240x240) or ILI9341 (320x240, landscape) and clears it.
+/// Builds an ST7789 (240x240) or ILI9341 (320x240, landscape) panel over any embedded-hal SPI
+/// device and pins, and initialises it. The real one is [`open_tft`]; tests pass recording
+/// doubles and check the bytes on the wire.
+pub fn tft_panel<SPI, DC, RST, DELAY>(
+    model: PanelModel,
+    spi: SPI,
+    dc: DC,
+    reset: Option<RST>,
+    delay: &mut DELAY,
+) -> Result<Box<dyn Panel>>
+where
+    SPI: SpiDevice + 'static,
+    DC: OutputPin + 'static,
+    RST: OutputPin + 'static,
+    DELAY: DelayNs,
+{
+    // The interface borrows its buffer for as long as the panel lives, which is the process.
+    let buffer: &'static mut [u8] = Box::leak(vec![0u8; 4096].into_boxed_slice());
+    let di = SpiInterface::new(spi, dc, buffer);
+    let frame = FrameBuf::new(model.size());
+    macro_rules! build {
+        ($builder:expr) => {
+            match reset {
+                Some(rst) => Box::new(Tft {
+                    display: $builder.reset_pin(rst).init(delay).map_err(|e| {
+                        anyhow::anyhow!("initialising the {} panel: {e:?}", model.as_str())
+                    })?,
+                    frame,
+                }) as Box<dyn Panel>,
+                None => Box::new(Tft {
+                    display: $builder.init(delay).map_err(|e| {
+                        anyhow::anyhow!("initialising the {} panel: {e:?}", model.as_str())
+                    })?,
+                    frame,
+                }),
+            }
+        };
+    }
+    Ok(match model {
+        PanelModel::St7789 => build!(
+            mipidsi::Builder::new(ST7789, di)
+                .display_size(240, 240)
+                .invert_colors(ColorInversion::Inverted)
+        ),
+        PanelModel::Ili9341 => build!(
+            mipidsi::Builder::new(ILI9341Rgb565, di)
+                .orientation(Orientation::new().rotate(Rotation::Deg90))
+        ),
+        PanelModel::Ssd1306 => anyhow::bail!("the SSD1306 is an I2C panel: set display.i2c"),
+    })
+}
+
+/// Opens an ST7789 or ILI9341 on a spidev node and GPIO lines, and clears it.
 pub fn open_tft(model: PanelModel, wiring: &SpiWiring) -> Result<Box<dyn Panel>> {
     let mut spi = SpidevDevice::open(&wiring.spi).with_context(|| {
         format!(
@@ -74,38 +137,11 @@ pub fn open_tft(model: PanelModel, wiring: &SpiWiring) -> Result<Box<dyn Panel>>
         let _ = bl.set_high();
         std::mem::forget(bl);
     }
-    // The interface borrows its buffer for as long as the panel lives, which is the process.
-    let buffer: &'static mut [u8] = Box::leak(vec![0u8; 4096].into_boxed_slice());
-    let di = SpiInterface::new(spi, dc, buffer);
-    let mut delay = Delay;
     let reset = match wiring.reset {
         Some(line) => Some(gpio::output(&wiring.chip, line, true, "facegate-reset")?),
         None => None,
     };
-    macro_rules! build {
-        ($builder:expr) => {
-            match reset {
-                Some(rst) => Box::new(Tft($builder.reset_pin(rst).init(&mut delay).map_err(
-                    |e| anyhow::anyhow!("initialising the {} panel: {e:?}", model.as_str()),
-                )?)) as Box<dyn Panel>,
-                None => Box::new(Tft($builder.init(&mut delay).map_err(|e| {
-                    anyhow::anyhow!("initialising the {} panel: {e:?}", model.as_str())
-                })?)),
-            }
-        };
-    }
-    Ok(match model {
-        PanelModel::St7789 => build!(
-            mipidsi::Builder::new(ST7789, di)
-                .display_size(240, 240)
-                .invert_colors(ColorInversion::Inverted)
-        ),
-        PanelModel::Ili9341 => build!(
-            mipidsi::Builder::new(ILI9341Rgb565, di)
-                .orientation(Orientation::new().rotate(Rotation::Deg90))
-        ),
-        PanelModel::Ssd1306 => anyhow::bail!("the SSD1306 is an I2C panel: set display.i2c"),
-    })
+    tft_panel(model, spi, dc, reset, &mut Delay)
 }
 
 /// A buffered SSD1306: draw into RAM, then flush over I2C.

@@ -97,5 +97,19 @@ fn print_summary(r: &Report) {
             r.misidentified_at_far[k]
         );
     }
+    for (k, p) in &r.at_threshold {
+        let t = if p.threshold.is_finite() {
+            format!("{:.4}", p.threshold)
+        } else {
+            "none".to_owned()
+        };
+        println!(
+            "{k:>13} (threshold {t}): FAR {:.5} ({} impostors let in), TAR {:6.2}%, misidentified {}",
+            p.far,
+            p.accepted_impostors,
+            p.tar * 100.0,
+            p.misidentified
+        );
+    }
     println!("{:.1} s", r.seconds);
 }

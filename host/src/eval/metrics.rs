@@ -52,6 +52,38 @@ pub fn operating_point(
     far_target: f64,
 ) -> OperatingPoint {
     let threshold = threshold_at_far(impostor, far_target);
+    let fixed = at_threshold(genuine, impostor, threshold);
+    OperatingPoint {
+        far_target,
+        threshold,
+        far: fixed.far,
+        tar: fixed.tar,
+        misidentified: fixed.misidentified,
+    }
+}
+
+/// What a fixed threshold gives on this data.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FixedPoint {
+    /// The threshold.
+    pub threshold: f32,
+    /// Impostors accepted / impostors scored.
+    pub far: f64,
+    /// Impostors accepted (counts).
+    pub accepted_impostors: usize,
+    /// Genuine probes accepted as the right person / all genuine probes.
+    pub tar: f64,
+    /// Genuine probes accepted as the wrong person (counts).
+    pub misidentified: usize,
+}
+
+/// Accepts every score at or above `threshold` (a negative-infinity threshold is a closed-set
+/// classifier: everyone gets a name).
+pub fn at_threshold(
+    genuine: &[(usize, BestMatch)],
+    impostor: &[f32],
+    threshold: f32,
+) -> FixedPoint {
     let accepted_impostors = impostor.iter().filter(|&&s| s >= threshold).count();
     let mut correct = 0;
     let mut wrong = 0;
@@ -66,10 +98,10 @@ pub fn operating_point(
             }
         }
     }
-    OperatingPoint {
-        far_target,
+    FixedPoint {
         threshold,
         far: ratio(accepted_impostors, impostor.len()),
+        accepted_impostors,
         tar: ratio(correct, genuine.len()),
         misidentified: wrong,
     }
@@ -109,6 +141,19 @@ mod tests {
         let imp = vec![0.5; 100];
         let t = threshold_at_far(&imp, 0.05);
         assert_eq!(imp.iter().filter(|&&s| s >= t).count(), 0);
+    }
+
+    #[test]
+    fn a_closed_set_classifier_accepts_every_impostor() {
+        let genuine = vec![(0, Some((0, 0.9))), (1, Some((0, 0.2))), (1, None)];
+        let imp = [0.1, -0.3, 0.5];
+        let closed = at_threshold(&genuine, &imp, f32::NEG_INFINITY);
+        assert_eq!(closed.far, 1.0);
+        assert_eq!(closed.accepted_impostors, 3);
+        assert_eq!(closed.misidentified, 1);
+        let opencv = at_threshold(&genuine, &imp, 0.363);
+        assert_eq!(opencv.accepted_impostors, 1);
+        assert!((opencv.tar - 1.0 / 3.0).abs() < 1e-12);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use facegate_models::pipeline::{Pipeline, subject};
 use indicatif::ProgressBar;
 use serde::Serialize;
 
-use super::metrics::{BestMatch, operating_point, rank1};
+use super::metrics::{BestMatch, FixedPoint, at_threshold, operating_point, rank1};
 use super::protocol::Split;
 
 /// FAR targets reported, with their JSON keys.
@@ -183,6 +183,11 @@ pub struct Report {
     pub hardest_impostors: Vec<ScoredProbe>,
     /// The genuine probes that scored lowest or matched the wrong person.
     pub hardest_genuine: Vec<ScoredProbe>,
+    /// Fixed thresholds a user might pick instead of a calibrated one: `"door"` (the threshold
+    /// facegate ships for this embedder), `"opencv_0.363"` (OpenCV's documented cosine
+    /// threshold for SFace), and `"closed_set"` (no threshold: the nearest person always wins,
+    /// as a plain classifier does).
+    pub at_threshold: BTreeMap<String, FixedPoint>,
     /// Smallest FAR step this many impostors can resolve (1 / impostors scored).
     pub far_resolution: f64,
     /// Wall-clock seconds for the whole evaluation.
@@ -201,6 +206,10 @@ pub struct ScoredProbe {
     /// That person's score.
     pub score: f32,
 }
+
+/// OpenCV's cosine threshold for SFace (its `face_recognizer` sample and model card: "same
+/// identity" when cosine >= 0.363).
+pub const OPENCV_SFACE_COSINE: f32 = 0.363;
 
 /// How many mistakes each list keeps.
 const HARDEST: usize = 10;
@@ -379,6 +388,17 @@ pub fn evaluate(
         misidentified_at_far: BTreeMap::new(),
         hardest_impostors,
         hardest_genuine,
+        at_threshold: [
+            (
+                "door",
+                facegate_models::gallery::default_threshold(kind, pipeline.config().quantised),
+            ),
+            ("opencv_0.363", OPENCV_SFACE_COSINE),
+            ("closed_set", f32::NEG_INFINITY),
+        ]
+        .into_iter()
+        .map(|(k, t)| (k.to_owned(), at_threshold(&genuine, &impostor, t)))
+        .collect(),
         far_resolution: if impostor.is_empty() {
             1.0
         } else {
