@@ -271,34 +271,25 @@ where
         }
         summary.frames += 1;
         let t_frame = Instant::now();
-        let detections = match pipeline.detector().detect(&frame.image) {
-            Ok(d) => d,
+        // Detect, pick the subject, align and embed it; any error is one fault record.
+        let analysed = (|| -> facegate_models::error::Result<_> {
+            let detections = pipeline.detector().detect(&frame.image)?;
+            let t_detected = Instant::now();
+            let subject = facegate_models::pipeline::subject(
+                &detections,
+                frame.image.width(),
+                frame.image.height(),
+            )
+            .cloned();
+            let face = match subject {
+                Some(d) => pipeline.embed_detection(&frame.image, d)?,
+                None => None,
+            };
+            Ok((face, t_detected))
+        })();
+        let (face, t_detected) = match analysed {
+            Ok(done) => done,
             Err(e) => {
-                summary.faults += 1;
-                write(
-                    LogRecord::now(
-                        frame.id,
-                        version,
-                        Event::Fault {
-                            message: e.to_string(),
-                        },
-                    ),
-                    &mut summary,
-                );
-                continue;
-            }
-        };
-        let t_detected = Instant::now();
-        let subject = facegate_models::pipeline::subject(
-            &detections,
-            frame.image.width(),
-            frame.image.height(),
-        )
-        .cloned();
-        let face = match subject.map(|d| pipeline.embed_detection(&frame.image, d)) {
-            Some(Ok(face)) => face,
-            None => None,
-            Some(Err(e)) => {
                 summary.faults += 1;
                 write(
                     LogRecord::now(

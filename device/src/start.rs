@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use ed25519_dalek::VerifyingKey;
-use embedded_hal::digital::OutputPin;
+use embedded_hal::digital::{Error as _, ErrorKind, OutputPin};
 use facegate_models::bundle;
 use facegate_models::logrecord::{Event, LogRecord};
 use facegate_models::model_files::{YUNET, default_dir};
@@ -173,38 +173,26 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Outcome> {
         hold: Duration::from_millis(d.hold_ms),
     };
     let loop_start = std::time::Instant::now();
-    let summary = match &config.relay {
+    let pin = match &config.relay {
+        // Requested at the locked level: the door never glitches open at start.
         RelayConfig::Gpio {
             chip,
             line,
             active_high,
-        } => {
-            // Requested at the locked level: the door never glitches open at start.
-            let pin = gpio::output(chip, *line, !active_high, "facegate-relay")?;
-            drive(
-                &shared,
-                &mut camera,
-                pin,
-                &mut log,
-                &mut display,
-                &door,
-                &stop,
-            )
-        }
-        RelayConfig::Simulated { record } => {
-            let pin = FilePin::create(record)
-                .with_context(|| format!("creating {}", record.display()))?;
-            drive(
-                &shared,
-                &mut camera,
-                pin,
-                &mut log,
-                &mut display,
-                &door,
-                &stop,
-            )
-        }
+        } => RelayPin::Gpio(gpio::output(chip, *line, !active_high, "facegate-relay")?),
+        RelayConfig::Simulated { record } => RelayPin::Simulated(
+            FilePin::create(record).with_context(|| format!("creating {}", record.display()))?,
+        ),
     };
+    let summary = app::run(
+        &shared,
+        &mut camera,
+        pin,
+        &mut log,
+        &mut display,
+        &door,
+        &stop,
+    );
     let looped = loop_start.elapsed();
     stop.store(true, Ordering::Relaxed);
     display.close();
@@ -217,16 +205,30 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Outcome> {
     })
 }
 
-fn drive<P: OutputPin>(
-    shared: &Shared,
-    camera: &mut Box<dyn FrameSource>,
-    pin: P,
-    log: &mut LogSender,
-    display: &mut Display,
-    door: &DoorConfig,
-    stop: &AtomicBool,
-) -> Summary {
-    app::run(shared, camera, pin, log, display, door, stop)
+/// The relay the config names: a GPIO line or the simulated file.
+enum RelayPin {
+    Gpio(linux_embedded_hal::CdevPin),
+    Simulated(FilePin),
+}
+
+impl embedded_hal::digital::ErrorType for RelayPin {
+    type Error = ErrorKind;
+}
+
+impl OutputPin for RelayPin {
+    fn set_low(&mut self) -> Result<(), ErrorKind> {
+        match self {
+            RelayPin::Gpio(p) => p.set_low().map_err(|e| e.kind()),
+            RelayPin::Simulated(p) => p.set_low().map_err(|e| e.kind()),
+        }
+    }
+
+    fn set_high(&mut self) -> Result<(), ErrorKind> {
+        match self {
+            RelayPin::Gpio(p) => p.set_high().map_err(|e| e.kind()),
+            RelayPin::Simulated(p) => p.set_high().map_err(|e| e.kind()),
+        }
+    }
 }
 
 /// A handle on the frame-skipping reader, to report how many frames it skipped.
