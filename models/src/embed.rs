@@ -175,7 +175,8 @@ impl Embedder {
 /// Builds a tract plan for an embedder from verified ONNX bytes (int8 weights are expanded to
 /// f32 first, see [`crate::quantise::expand_int8_weights`]).
 fn plan(bytes: &[u8], name: &'static str) -> Result<Arc<TypedRunnableModel>> {
-    let proto = crate::quantise::expand_int8_weights(bytes)?;
+    let mut proto = crate::quantise::expand_int8_weights(bytes)?;
+    crate::rewrite::prelu_as_relu_and_depthwise(&mut proto);
     tract_onnx::onnx()
         .with_ignore_value_info(true)
         .model_for_proto_model(&proto)

@@ -33,6 +33,7 @@ pub mod mask;
 pub mod model_files;
 pub mod pipeline;
 pub mod quantise;
+pub mod rewrite;
 pub mod testdata;
 pub mod wire;
 
