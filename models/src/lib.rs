@@ -31,6 +31,8 @@ pub mod image_io;
 pub mod logrecord;
 pub mod mask;
 pub mod model_files;
+#[cfg(test)]
+mod onnx_test_util;
 pub mod pipeline;
 pub mod quantise;
 pub mod rewrite;

@@ -316,31 +316,8 @@ fn quantise_per_channel(values: &[f32], dims: &[i64], axis: usize) -> (Vec<i8>, 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tract_onnx::pb::{GraphProto, OperatorSetIdProto, TypeProto, ValueInfoProto};
-    use tract_onnx::pb::{tensor_shape_proto, type_proto};
-    use tract_onnx::prelude::*;
-
-    fn value_info(name: &str, dims: &[i64]) -> ValueInfoProto {
-        ValueInfoProto {
-            name: name.into(),
-            r#type: Some(TypeProto {
-                value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-                    elem_type: DataType::Float as i32,
-                    shape: Some(tract_onnx::pb::TensorShapeProto {
-                        dim: dims
-                            .iter()
-                            .map(|&d| tensor_shape_proto::Dimension {
-                                value: Some(tensor_shape_proto::dimension::Value::DimValue(d)),
-                                ..Default::default()
-                            })
-                            .collect(),
-                    }),
-                })),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }
-    }
+    use crate::onnx_test_util::value_info;
+    use tract_onnx::pb::{GraphProto, OperatorSetIdProto};
 
     /// y = x · W with W 64x32: one MatMul whose weight must be quantised per output column.
     fn matmul_model() -> (Vec<u8>, Vec<f32>) {
@@ -378,17 +355,7 @@ mod tests {
     }
 
     fn run(bytes: &[u8], x: &[f32]) -> Vec<f32> {
-        let plan = tract_onnx::onnx()
-            .model_for_read(&mut &bytes[..])
-            .and_then(|m| m.into_optimized())
-            .and_then(|m| m.into_runnable())
-            .expect("plan");
-        let input = Tensor::from_shape(&[1, 64], x).expect("tensor");
-        let out = plan.run(tvec![input.into()]).expect("run");
-        out[0]
-            .try_as_plain_ram()
-            .and_then(|v| v.as_slice::<f32>().map(|s| s.to_vec()))
-            .expect("f32")
+        crate::onnx_test_util::run_bytes(bytes, &[1, 64], x)
     }
 
     #[test]

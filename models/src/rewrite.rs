@@ -117,33 +117,8 @@ fn floats(t: &TensorProto) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use prost::Message;
-    use tract_onnx::pb::{
-        GraphProto, OperatorSetIdProto, TypeProto, ValueInfoProto, tensor_shape_proto, type_proto,
-    };
-    use tract_onnx::prelude::*;
-
-    fn value_info(name: &str, dims: &[i64]) -> ValueInfoProto {
-        ValueInfoProto {
-            name: name.into(),
-            r#type: Some(TypeProto {
-                value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-                    elem_type: DataType::Float as i32,
-                    shape: Some(tract_onnx::pb::TensorShapeProto {
-                        dim: dims
-                            .iter()
-                            .map(|&d| tensor_shape_proto::Dimension {
-                                value: Some(tensor_shape_proto::dimension::Value::DimValue(d)),
-                                ..Default::default()
-                            })
-                            .collect(),
-                    }),
-                })),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }
-    }
+    use crate::onnx_test_util::value_info;
+    use tract_onnx::pb::{GraphProto, OperatorSetIdProto};
 
     /// y = PRelu(x, slope) on 1x4x5x5 with four different slopes.
     fn prelu_model() -> ModelProto {
@@ -176,18 +151,7 @@ mod tests {
     }
 
     fn run(model: &ModelProto, x: &[f32]) -> Vec<f32> {
-        let bytes = model.encode_to_vec();
-        let plan = tract_onnx::onnx()
-            .model_for_read(&mut &bytes[..])
-            .and_then(|m| m.into_optimized())
-            .and_then(|m| m.into_runnable())
-            .expect("plan");
-        let input = Tensor::from_shape(&[1, 4, 5, 5], x).expect("tensor");
-        let out = plan.run(tvec![input.into()]).expect("run");
-        out[0]
-            .try_as_plain_ram()
-            .and_then(|v| v.as_slice::<f32>().map(|s| s.to_vec()))
-            .expect("f32")
+        crate::onnx_test_util::run_model(model, &[1, 4, 5, 5], x)
     }
 
     #[test]
