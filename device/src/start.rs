@@ -20,7 +20,7 @@ use facegate_models::model_files::{YUNET, default_dir};
 use crate::app::{self, DoorConfig, Summary};
 use crate::config::{CameraConfig, Config, DisplayConfig, RelayConfig};
 use crate::display::{Display, NoPanel, Panel};
-use crate::hw::latest::Latest;
+use crate::hw::latest::{Latest, SkipCounter};
 use crate::hw::reconnect::{Backoff, Reconnecting};
 use crate::hw::v4l2::{V4l2Camera, V4l2Settings};
 use crate::hw::{FrameSource, gpio, panel};
@@ -168,8 +168,10 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Outcome> {
             cooldown: Duration::from_millis(d.cooldown_ms),
         },
         unlock_for: Duration::from_millis(d.unlock_ms),
-        active_high: matches!(config.relay, RelayConfig::Gpio { active_high, .. } if active_high)
-            || matches!(config.relay, RelayConfig::Simulated { .. }),
+        active_high: match &config.relay {
+            RelayConfig::Gpio { active_high, .. } => *active_high,
+            RelayConfig::Simulated { .. } => true,
+        },
         hold: Duration::from_millis(d.hold_ms),
     };
     let loop_start = std::time::Instant::now();
@@ -199,7 +201,7 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Outcome> {
     log.close();
     Ok(Outcome {
         summary,
-        skipped_frames: latest.map(|l| l.skipped()).unwrap_or(0),
+        skipped_frames: latest.map(|l| l.get()).unwrap_or(0),
         startup: loop_start - entered,
         looped,
     })
@@ -231,29 +233,7 @@ impl OutputPin for RelayPin {
     }
 }
 
-/// A handle on the frame-skipping reader, to report how many frames it skipped.
-pub struct Skips(Arc<std::sync::Mutex<Option<u64>>>);
-
-struct Counted(Latest, Arc<std::sync::Mutex<Option<u64>>>);
-
-impl FrameSource for Counted {
-    fn next_frame(&mut self) -> Result<Option<crate::hw::Frame>, crate::hw::CameraError> {
-        let got = self.0.next_frame();
-        if let Ok(mut s) = self.1.lock() {
-            *s = Some(self.0.skipped());
-        }
-        got
-    }
-}
-
-impl Skips {
-    /// Frames skipped so far.
-    pub fn skipped(&self) -> u64 {
-        self.0.lock().ok().and_then(|s| *s).unwrap_or(0)
-    }
-}
-
-fn open_camera(config: &CameraConfig) -> Result<(Box<dyn FrameSource>, Option<Skips>)> {
+fn open_camera(config: &CameraConfig) -> Result<(Box<dyn FrameSource>, Option<SkipCounter>)> {
     let poll = Duration::from_millis(100);
     match config {
         CameraConfig::V4l2 {
@@ -271,9 +251,9 @@ fn open_camera(config: &CameraConfig) -> Result<(Box<dyn FrameSource>, Option<Sk
                 fps: *fps,
             };
             let source = Reconnecting::new(move || V4l2Camera::open(&settings), Backoff::default());
-            let skips = Arc::new(std::sync::Mutex::new(None));
-            let cam = Counted(Latest::spawn(source, poll), skips.clone());
-            Ok((Box::new(cam), Some(Skips(skips))))
+            let cam = Latest::spawn(source, poll);
+            let skips = cam.skip_counter();
+            Ok((Box::new(cam), Some(skips)))
         }
         CameraConfig::Images {
             dir,
@@ -294,9 +274,9 @@ fn open_camera(config: &CameraConfig) -> Result<(Box<dyn FrameSource>, Option<Sk
             if *fps > 0.0 {
                 // A paced source behaves like a camera: read on its own thread, newest frame
                 // wins.
-                let skips = Arc::new(std::sync::Mutex::new(None));
-                let latest = Counted(Latest::spawn(cam, poll), skips.clone());
-                Ok((Box::new(latest), Some(Skips(skips))))
+                let latest = Latest::spawn(cam, poll);
+                let skips = latest.skip_counter();
+                Ok((Box::new(latest), Some(skips)))
             } else {
                 Ok((Box::new(cam), None))
             }

@@ -71,7 +71,23 @@ impl Latest {
 
     /// Frames dropped because a newer one arrived before the loop took them.
     pub fn skipped(&self) -> u64 {
-        self.slot.0.lock().map(|s| s.skipped).unwrap_or(0)
+        self.skip_counter().get()
+    }
+
+    /// A handle that reads the skip count after the reader has been handed to the loop.
+    pub fn skip_counter(&self) -> SkipCounter {
+        SkipCounter(self.slot.clone())
+    }
+}
+
+/// Reads a [`Latest`]'s skip count from elsewhere (the report at the end of a run).
+#[derive(Clone)]
+pub struct SkipCounter(Arc<(Mutex<Slot>, Condvar)>);
+
+impl SkipCounter {
+    /// Frames skipped so far.
+    pub fn get(&self) -> u64 {
+        self.0.0.lock().map(|s| s.skipped).unwrap_or(0)
     }
 }
 
