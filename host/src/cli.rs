@@ -20,7 +20,8 @@ pub enum Command {
     /// Fetch, verify and quantise the pinned networks.
     #[command(subcommand)]
     Models(ModelsCmd),
-    /// Evaluate open-set recognition on a folder of people (one sub-folder each).
+    /// Evaluate open-set recognition on a folder of people (one sub-folder each), or a bundle
+    /// on imported test datasets (--bundle).
     Eval(EvalCmd),
     /// Time each pipeline stage (1 thread and all cores), optionally against a peer report.
     Bench(BenchCmd),
@@ -38,6 +39,238 @@ pub enum Command {
     Push(PushCmd),
     /// Show a door's active model version and recent decisions.
     Status(StatusCmd),
+    /// Add photos of people to a dataset folder: detect, check, align, embed (incremental).
+    Import(ImportCmd),
+    /// Take diverse face frames of one person from a webcam or a recording into a dataset.
+    Capture(CaptureCmd),
+    /// Preview the training augmentation of a dataset as a contact sheet.
+    Augment(AugmentCmd),
+    /// Train the classification head and calibrate the stranger threshold into a signed bundle.
+    Train(TrainCmd),
+    /// Recognise the faces in photos with a bundle; optionally draw boxes and names on them.
+    Predict(PredictCmd),
+    /// The pairs of people in a dataset that the embedder confuses most.
+    Lookalikes(LookalikesCmd),
+}
+
+/// `facegate predict --bundle B --trust K.pub PHOTO...`
+#[derive(Debug, Args)]
+pub struct PredictCmd {
+    /// Photos.
+    #[arg(required = true)]
+    pub photos: Vec<PathBuf>,
+    /// The signed bundle.
+    #[arg(long)]
+    pub bundle: PathBuf,
+    /// Trusted public key(s).
+    #[arg(long, required = true)]
+    pub trust: Vec<PathBuf>,
+    /// Write each photo with boxes and names here (PNG).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Write the answers as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Models folder (for the detector).
+    #[command(flatten)]
+    pub models: ModelsDir,
+}
+
+/// `facegate lookalikes DATASET`
+#[derive(Debug, Args)]
+pub struct LookalikesCmd {
+    /// An imported dataset.
+    pub dataset: PathBuf,
+    /// Pairs to list.
+    #[arg(long, default_value_t = 5)]
+    pub top: usize,
+}
+
+/// The door's embedder, for dataset commands.
+#[derive(Debug, Args, Clone)]
+pub struct DatasetNet {
+    /// Where the model files are.
+    #[command(flatten)]
+    pub models: ModelsDir,
+    /// Embedding network.
+    #[arg(long, value_enum, default_value_t = EmbedderArg::Edgeface)]
+    pub embedder: EmbedderArg,
+    /// Use the fp32 embedder instead of the door's int8-weight one.
+    #[arg(long)]
+    pub fp32: bool,
+}
+
+/// `facegate import PATH... [--label NAME] --dataset DIR`
+#[derive(Debug, Args)]
+pub struct ImportCmd {
+    /// With --label: photos (or folders of photos) of that person. Without: folders holding one
+    /// sub-folder of photos per person.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Whose photos these are.
+    #[arg(long)]
+    pub label: Option<String>,
+    /// The dataset folder (created if missing).
+    #[arg(long, short, default_value = "facegate-data")]
+    pub dataset: PathBuf,
+    /// A photo with several faces: take the largest, or skip the photo.
+    #[arg(long, value_enum, default_value_t = crate::faceset::ingest::Multi::Largest)]
+    pub multi: crate::faceset::ingest::Multi,
+    /// Skip faces narrower than this, in photo pixels.
+    #[arg(long, default_value_t = 40.0)]
+    pub min_face: f32,
+    /// Skip faces less sharp than this (variance of the Laplacian of the aligned face).
+    #[arg(long, default_value_t = 25.0)]
+    pub min_sharpness: f32,
+    /// Networks.
+    #[command(flatten)]
+    pub net: DatasetNet,
+}
+
+impl ImportCmd {
+    /// The quality rules from the flags.
+    pub fn rules(&self) -> crate::faceset::ingest::Rules {
+        crate::faceset::ingest::Rules {
+            multi: self.multi,
+            min_face: self.min_face,
+            min_sharpness: self.min_sharpness,
+        }
+    }
+}
+
+/// `facegate capture --label NAME [--device /dev/video0 | --video FILE]`
+#[derive(Debug, Args)]
+pub struct CaptureCmd {
+    /// Whose face this is.
+    #[arg(long)]
+    pub label: String,
+    /// The dataset folder (created if missing).
+    #[arg(long, short, default_value = "facegate-data")]
+    pub dataset: PathBuf,
+    /// Webcam (V4L2, MJPEG).
+    #[arg(long, default_value = "/dev/video0")]
+    pub device: PathBuf,
+    /// Frame width asked of the webcam.
+    #[arg(long, default_value_t = 640)]
+    pub width: u32,
+    /// Frame height asked of the webcam.
+    #[arg(long, default_value_t = 480)]
+    pub height: u32,
+    /// Read a Motion-JPEG recording (.mjpeg, MJPEG .avi) or a folder of frames instead.
+    #[arg(long)]
+    pub video: Option<PathBuf>,
+    /// Frames to keep.
+    #[arg(long, default_value_t = 20)]
+    pub count: usize,
+    /// A frame whose face is at least this similar (cosine) to one already kept is dropped.
+    #[arg(long, default_value_t = 0.9)]
+    pub max_similarity: f32,
+    /// Give up after this many frames.
+    #[arg(long, default_value_t = 3000)]
+    pub max_frames: usize,
+    /// Skip faces narrower than this, in pixels.
+    #[arg(long, default_value_t = 60.0)]
+    pub min_face: f32,
+    /// Skip faces less sharp than this.
+    #[arg(long, default_value_t = 25.0)]
+    pub min_sharpness: f32,
+    /// Networks.
+    #[command(flatten)]
+    pub net: DatasetNet,
+}
+
+impl CaptureCmd {
+    /// The quality rules from the flags (several faces: the largest, as at the door).
+    pub fn rules(&self) -> crate::faceset::ingest::Rules {
+        crate::faceset::ingest::Rules {
+            multi: crate::faceset::ingest::Multi::Largest,
+            min_face: self.min_face,
+            min_sharpness: self.min_sharpness,
+        }
+    }
+}
+
+/// `facegate augment DATASET --preview SHEET.png`
+#[derive(Debug, Args)]
+pub struct AugmentCmd {
+    /// The dataset folder.
+    pub dataset: PathBuf,
+    /// Write a contact sheet here: each row a photo as the door sees it, then its copies.
+    #[arg(long)]
+    pub preview: PathBuf,
+    /// Photos shown (spread over the people).
+    #[arg(long, default_value_t = 8)]
+    pub photos: usize,
+    /// Augmented copies per photo.
+    #[arg(long, default_value_t = 7)]
+    pub copies: usize,
+    /// Share of copies with a synthetic mask.
+    #[arg(long, default_value_t = 0.5)]
+    pub mask_fraction: f32,
+    /// Seed (the same seed gives the same copies).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+/// `facegate train DATASET --impostors DATASET --key K --version N -o door.fgb`
+#[derive(Debug, Args)]
+pub struct TrainCmd {
+    /// The dataset of the people to enrol (from `facegate import`).
+    pub dataset: PathBuf,
+    /// A dataset of people who must NOT get in, for the stranger threshold.
+    #[arg(long)]
+    pub impostors: Option<PathBuf>,
+    /// Target false-accept rate for the threshold.
+    #[arg(long, default_value_t = 1e-3)]
+    pub far: f64,
+    /// Use this threshold instead of calibrating one.
+    #[arg(long)]
+    pub threshold: Option<f32>,
+    /// Enrol only these people of the dataset.
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// Secret key from `facegate keygen`.
+    #[arg(long)]
+    pub key: PathBuf,
+    /// Model version; the door only accepts versions newer than the one it runs.
+    #[arg(long)]
+    pub version: u32,
+    /// Where to write the bundle.
+    #[arg(long, short)]
+    pub out: PathBuf,
+    /// Augmented copies per photo.
+    #[arg(long, default_value_t = 6)]
+    pub augment: usize,
+    /// Share of augmented copies with a synthetic mask.
+    #[arg(long, default_value_t = 0.5)]
+    pub mask_fraction: f32,
+    /// Share of each person's photos held out for validation.
+    #[arg(long, default_value_t = 0.2)]
+    pub val_fraction: f64,
+    /// Most training epochs.
+    #[arg(long, default_value_t = 400)]
+    pub epochs: usize,
+    /// Early stopping: epochs without a lower validation loss.
+    #[arg(long, default_value_t = 30)]
+    pub patience: usize,
+    /// Adam learning rate.
+    #[arg(long, default_value_t = 0.002)]
+    pub lr: f64,
+    /// The head's pick must have at least this probability.
+    #[arg(long, default_value_t = 0.5)]
+    pub min_prob: f32,
+    /// Seed for augmentation and the split.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Write the training report (JSON) here.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Also write a contact sheet of training photos and their augmented copies here.
+    #[arg(long)]
+    pub preview: Option<PathBuf>,
+    /// Models folder.
+    #[command(flatten)]
+    pub models: ModelsDir,
 }
 
 /// `facegate bench [--peer PEER.json]`
@@ -254,6 +487,19 @@ pub struct EvalCmd {
     /// Write the report as JSON here.
     #[arg(long, value_name = "REPORT.json")]
     pub json: Option<PathBuf>,
+    /// Evaluate this signed bundle on DATASET, an imported dataset folder (`facegate import`),
+    /// instead of running a protocol on a photo folder.
+    #[arg(long)]
+    pub bundle: Option<PathBuf>,
+    /// Trusted public key(s) for --bundle.
+    #[arg(long)]
+    pub trust: Vec<PathBuf>,
+    /// With --bundle: more imported datasets whose people are not enrolled (strangers).
+    #[arg(long)]
+    pub strangers: Vec<PathBuf>,
+    /// With --bundle: a folder for the charts (PNG), the HTML page of mistakes and report.json.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 /// `facegate demo ...`

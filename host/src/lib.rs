@@ -1,15 +1,21 @@
 //! # facegate (host CLI)
 //!
-//! The laptop side: fetch and pin the networks, evaluate recognition on labelled photo folders
-//! with the same pipeline the door runs, and run the photo-folder demo. One module per
+//! The laptop side: fetch and pin the networks, import photos (and camera frames) into a
+//! dataset ([`faceset`]), augment them ([`augment`]), train the head and calibrate the stranger
+//! threshold ([`train`]), evaluate a bundle with charts and a mistakes page ([`report`]) or
+//! labelled photo folders with a protocol ([`eval`]), all with the same pipeline the door runs. One module per
 //! subcommand under [`cmd`]; the evaluation protocol and its metrics live in [`eval`] so that
 //! tests and other commands reuse them.
 
+pub mod augment;
 pub mod cli;
 pub mod cmd;
 pub mod dataset;
 pub mod eval;
+pub mod faceset;
 pub mod progress;
+pub mod report;
+pub mod train;
 
 /// Runs one parsed command line.
 pub fn run(cli: cli::Cli) -> anyhow::Result<()> {
@@ -24,5 +30,11 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<()> {
         cli::Command::Inspect(c) => cmd::enrol::inspect(c),
         cli::Command::Push(c) => cmd::push::push(c),
         cli::Command::Status(c) => cmd::push::status(c),
+        cli::Command::Import(c) => cmd::import::run(c),
+        cli::Command::Capture(c) => cmd::capture::run(c),
+        cli::Command::Augment(c) => cmd::augment::run(c),
+        cli::Command::Train(c) => cmd::train::run(c),
+        cli::Command::Predict(c) => cmd::predict::run(c),
+        cli::Command::Lookalikes(c) => cmd::lookalikes::run(c),
     }
 }

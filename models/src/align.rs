@@ -36,11 +36,18 @@ pub fn transform_for(landmarks: &[[f32; 2]; 5]) -> Option<Similarity> {
 /// of them) take a branch-free path; both paths add the same products in the same order, so
 /// the result is bit-identical whichever path a pixel takes.
 pub fn warp(image: &RgbImage, to_crop: &Similarity) -> Option<RgbImage> {
+    warp_sized(image, to_crop, CROP)
+}
+
+/// [`warp`] into a `side`x`side` output: the host keeps a wider crop around each face (the
+/// template shifted into its middle) so that augmentation can rotate and shift it later without
+/// black corners, and without the original photo.
+pub fn warp_sized(image: &RgbImage, to_crop: &Similarity, side: u32) -> Option<RgbImage> {
     let inv = to_crop.inverse()?;
     let m = inv.m;
     let (w, h) = (image.width() as i64, image.height() as i64);
     let raw = image.as_raw();
-    let n = CROP as usize;
+    let n = side as usize;
     let mut out = vec![0u8; n * n * 3];
     let stride = 3 * w as usize;
     for v in 0..n {
@@ -86,7 +93,7 @@ pub fn warp(image: &RgbImage, to_crop: &Similarity) -> Option<RgbImage> {
             }
         }
     }
-    RgbImage::from_raw(CROP, CROP, out)
+    RgbImage::from_raw(side, side, out)
 }
 
 /// `x.floor()` without a libm call (x86-64's baseline has no rounding instruction, and the

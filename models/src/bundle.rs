@@ -20,11 +20,13 @@ use sha2::{Digest, Sha256};
 use crate::detect::DetectorConfig;
 use crate::embed::EmbedderKind;
 use crate::gallery::{Gallery, Person};
+use crate::head::Head;
 
 /// File magic and layout version.
 pub const MAGIC: [u8; 8] = *b"FGBUNDL1";
 /// Version of the header and payload layout.
-pub const FORMAT_VERSION: u16 = 1;
+/// 2 added the trained classification head.
+pub const FORMAT_VERSION: u16 = 2;
 /// Largest bundle accepted: two int8 embedders plus a large gallery fit well under it.
 pub const MAX_BUNDLE: usize = 64 << 20;
 const PREFIX: usize = 8 + 8 + 64 + 8;
@@ -64,6 +66,8 @@ pub struct Payload {
     /// A known face for the door's self-test before it switches over: an aligned 112x112 crop
     /// (PNG) and the enrolled name it must be identified as.
     pub self_test: Option<SelfTest>,
+    /// The trained classification head, if `facegate train` made this bundle.
+    pub head: Option<Head>,
 }
 
 /// The self-test sample of a bundle.
@@ -150,6 +154,7 @@ impl Bundle {
             people: gallery.people.clone(),
             models,
             self_test,
+            head: gallery.head.clone(),
         };
         let header = Header {
             format: FORMAT_VERSION,
@@ -172,6 +177,7 @@ impl Bundle {
             embedder: self.header.embedder,
             threshold: self.header.threshold,
             people: self.payload.people.clone(),
+            head: self.payload.head.clone(),
         }
     }
 

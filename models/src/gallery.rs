@@ -9,6 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::embed::{EmbedderKind, Embedding, cosine};
+use crate::head::Head;
 use crate::{Error, Result};
 
 /// The acceptance threshold used when none has been calibrated for a gallery: the one
@@ -44,6 +45,9 @@ pub struct Gallery {
     pub threshold: f32,
     /// Enrolled people, in a stable order.
     pub people: Vec<Person>,
+    /// A trained classification head (`facegate train`), one class per person. With it the
+    /// head picks the person and that person's cosine score must clear the threshold.
+    pub head: Option<Head>,
 }
 
 /// What the gallery says about one probe face.
@@ -80,6 +84,7 @@ impl Gallery {
             embedder,
             threshold,
             people: Vec::new(),
+            head: None,
         }
     }
 
@@ -127,11 +132,36 @@ impl Gallery {
             .max_by(|a, b| a.1.total_cmp(&b.1))
     }
 
+    /// The person this gallery would name for `probe` before the threshold, and that person's
+    /// cosine score: the head's pick when there is a head and it is confident enough, else
+    /// (no head) the best-scoring person. `None` when the head is unsure or nobody is enrolled.
+    pub fn candidate(&self, probe: &[f32]) -> Option<(usize, f32)> {
+        match &self.head {
+            None => self.best(probe),
+            Some(head) => {
+                let (person, p) = head.pick(probe)?;
+                if p < head.min_prob {
+                    return None;
+                }
+                let score = self.people.get(person).map(|q| {
+                    q.templates
+                        .iter()
+                        .map(|t| cosine(t, probe))
+                        .fold(f32::NEG_INFINITY, f32::max)
+                })?;
+                Some((person, score))
+            }
+        }
+    }
+
     /// Open-set decision for one probe embedding.
     pub fn identify(&self, probe: &[f32]) -> Decision {
-        match self.best(probe) {
+        match self.candidate(probe) {
             Some((person, score)) if score >= self.threshold => Decision::Known { person, score },
-            best => Decision::Stranger { best },
+            Some(best) => Decision::Stranger { best: Some(best) },
+            None => Decision::Stranger {
+                best: self.best(probe),
+            },
         }
     }
 
@@ -141,6 +171,9 @@ impl Gallery {
             return Err(Error::Gallery {
                 reason: "threshold is not a finite number".into(),
             });
+        }
+        if let Some(head) = &self.head {
+            head.validate(self.people.len(), self.embedder.dim())?;
         }
         for p in &self.people {
             if p.templates.is_empty() {
@@ -199,6 +232,34 @@ mod tests {
             g.identify(&unit(128, &[(3, 1.0), (1, 0.2)])).person(),
             Some(0)
         );
+    }
+
+    #[test]
+    fn the_head_picks_the_person_and_the_threshold_still_applies() {
+        let mut g = Gallery::new(EmbedderKind::SFace, 0.5);
+        g.enrol("ann", unit(128, &[(0, 1.0)])).expect("enrol");
+        g.enrol("bob", unit(128, &[(0, 0.8), (1, 0.6)]))
+            .expect("enrol");
+        // Without a head, a probe between the two goes to ann (higher cosine).
+        let probe = unit(128, &[(0, 0.95), (1, 0.2)]);
+        assert_eq!(g.identify(&probe).person(), Some(0));
+        // A head that learnt that dimension 1 means bob names bob.
+        let mut weights = vec![0.0; 2 * 128];
+        weights[128 + 1] = 40.0;
+        g.head = Some(Head {
+            dim: 128,
+            weights,
+            bias: vec![0.0, 0.0],
+            min_prob: 0.6,
+        });
+        g.validate().expect("valid");
+        assert_eq!(g.identify(&probe).person(), Some(1));
+        // The head never lets in what the threshold refuses.
+        let far = unit(128, &[(1, 0.3), (5, 1.0)]);
+        assert!(matches!(g.identify(&far), Decision::Stranger { .. }));
+        // An unsure head is a stranger even when a cosine clears the threshold.
+        let unsure = unit(128, &[(0, 1.0)]);
+        assert!(matches!(g.identify(&unsure), Decision::Stranger { .. }));
     }
 
     #[test]

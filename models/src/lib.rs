@@ -27,6 +27,7 @@ pub mod embed;
 pub mod error;
 pub mod gallery;
 pub mod geometry;
+pub mod head;
 pub mod image_io;
 pub mod logrecord;
 pub mod mask;

@@ -9,6 +9,9 @@ use crate::eval::run::{Labels, Report, evaluate};
 
 /// Runs `facegate eval`.
 pub fn run(cmd: EvalCmd) -> Result<()> {
+    if cmd.bundle.is_some() {
+        return crate::cmd::evalbundle::run(cmd);
+    }
     let split = match cmd.protocol {
         Protocol::OpenSet => protocol::open_set(&cmd.dataset)?,
         Protocol::Mfr2 => protocol::mfr2(&cmd.dataset)?,

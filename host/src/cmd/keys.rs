@@ -18,6 +18,7 @@ pub fn keygen(cmd: KeygenCmd) -> Result<()> {
     getrandom::fill(&mut seed)
         .map_err(|e| anyhow::anyhow!("the system random source failed: {e}"))?;
     let key = SigningKey::from_bytes(&seed);
+    std::fs::create_dir_all(&cmd.out).with_context(|| format!("creating {}", cmd.out.display()))?;
     write_new(&secret_path, &hex::encode(key.to_bytes()), 0o600)?;
     write_new(
         &public_path,

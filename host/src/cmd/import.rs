@@ -1,0 +1,190 @@
+//! `facegate import`: photos -> detected, checked, aligned and embedded faces in a dataset
+//! folder (see [`crate::faceset`]). Incremental by file hash: a photo already imported is not
+//! looked at again, the same photo under a second label is refused, and every photo that is not
+//! taken is listed with its reason at the end.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use facegate_models::image_io;
+use facegate_models::pipeline::{Pipeline, PipelineConfig};
+
+use crate::cli::ImportCmd;
+use crate::dataset::{images_below, is_image, people};
+use crate::faceset::ingest::{Rules, Source, content_id, ingest};
+use crate::faceset::{Dataset, Origin, Skipped};
+use crate::progress::bar;
+
+/// What happened to the photos of one run.
+#[derive(Debug, Default)]
+pub struct Summary {
+    /// New samples.
+    pub added: usize,
+    /// Already in the dataset (or skipped before) and left as they were.
+    pub unchanged: usize,
+    /// Skipped this run: (file, reason).
+    pub skipped: Vec<(String, String)>,
+}
+
+/// Runs `facegate import`.
+pub fn run(cmd: ImportCmd) -> Result<()> {
+    let jobs = jobs(&cmd)?;
+    let kind = cmd.net.embedder.into();
+    let mut ds = Dataset::open_or_create(&cmd.dataset, kind, !cmd.net.fp32)?;
+    let dir = cmd.net.models.resolve();
+    let pipeline = Pipeline::load(
+        &dir,
+        PipelineConfig {
+            embedder: kind,
+            quantised: !cmd.net.fp32,
+            ..Default::default()
+        },
+    )
+    .with_context(|| format!("loading models from {}", dir.display()))?;
+    let rules = cmd.rules();
+    let summary = import(&pipeline, &mut ds, &jobs, rules)?;
+    for (file, reason) in &summary.skipped {
+        println!("skipped {file}: {reason}");
+    }
+    let people = ds.by_person();
+    println!(
+        "{} new faces, {} unchanged, {} skipped; {} now holds {} faces of {} people",
+        summary.added,
+        summary.unchanged,
+        summary.skipped.len(),
+        cmd.dataset.display(),
+        ds.manifest.samples.len(),
+        people.len()
+    );
+    Ok(())
+}
+
+/// (label, photo) pairs from the command line.
+fn jobs(cmd: &ImportCmd) -> Result<Vec<(String, PathBuf)>> {
+    let mut jobs = Vec::new();
+    match &cmd.label {
+        Some(label) => {
+            if label.trim().is_empty() {
+                bail!("--label is empty: give the person's name");
+            }
+            for p in &cmd.paths {
+                if p.is_dir() {
+                    jobs.extend(images_below(p)?.into_iter().map(|f| (label.clone(), f)));
+                } else if p.is_file() && is_image(p) {
+                    jobs.push((label.clone(), p.clone()));
+                } else {
+                    bail!(
+                        "{} is not a photo (jpg, png, webp, pgm, ppm) or a folder of photos",
+                        p.display()
+                    );
+                }
+            }
+        }
+        None => {
+            for p in &cmd.paths {
+                if !p.is_dir() {
+                    bail!(
+                        "{} is not a folder: without --label, give folders with one sub-folder of photos per person",
+                        p.display()
+                    );
+                }
+                for person in people(p)? {
+                    jobs.extend(person.images.into_iter().map(|f| (person.name.clone(), f)));
+                }
+            }
+        }
+    }
+    if jobs.is_empty() {
+        bail!("no photos found in the paths given");
+    }
+    Ok(jobs)
+}
+
+/// Imports `jobs` into `ds`, saving the manifest every 25 new entries and at the end.
+pub fn import(
+    pipeline: &Pipeline,
+    ds: &mut Dataset,
+    jobs: &[(String, PathBuf)],
+    rules: Rules,
+) -> Result<Summary> {
+    let mut known: HashMap<String, String> = ds
+        .manifest
+        .samples
+        .iter()
+        .map(|s| (s.id.clone(), s.person.clone()))
+        .collect();
+    let mut skipped_before: HashMap<(String, String), ()> = ds
+        .manifest
+        .skipped
+        .iter()
+        .map(|s| ((s.id.clone(), s.person.clone()), ()))
+        .collect();
+    let mut summary = Summary::default();
+    let pb = bar(jobs.len() as u64, "importing");
+    let mut dirty = 0;
+    for (person, path) in jobs {
+        pb.inc(1);
+        let source = path.display().to_string();
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) => {
+                summary.skipped.push((source, format!("cannot read: {e}")));
+                continue;
+            }
+        };
+        let id = content_id(&bytes);
+        if let Some(owner) = known.get(&id) {
+            if owner == person {
+                summary.unchanged += 1;
+            } else {
+                summary.skipped.push((
+                    source,
+                    format!("the same photo is already in the dataset as {owner}"),
+                ));
+            }
+            continue;
+        }
+        if skipped_before.contains_key(&(id.clone(), person.clone())) {
+            summary.unchanged += 1;
+            continue;
+        }
+        let outcome = match image_io::decode(&bytes) {
+            Ok(img) => {
+                let src = Source {
+                    id: &id,
+                    person,
+                    name: &source,
+                    origin: Origin::Photo,
+                };
+                ingest(pipeline, ds, &img, src, rules)?
+            }
+            Err(e) => Err(format!("not a readable image: {e}")),
+        };
+        match outcome {
+            Ok(sample) => {
+                known.insert(id, person.clone());
+                ds.manifest.samples.push(sample);
+                summary.added += 1;
+            }
+            Err(reason) => {
+                skipped_before.insert((id.clone(), person.clone()), ());
+                ds.manifest.skipped.push(Skipped {
+                    id,
+                    person: person.clone(),
+                    source: source.clone(),
+                    reason: reason.clone(),
+                });
+                summary.skipped.push((source, reason));
+            }
+        }
+        dirty += 1;
+        if dirty >= 25 {
+            ds.save()?;
+            dirty = 0;
+        }
+    }
+    pb.finish_and_clear();
+    ds.save()?;
+    Ok(summary)
+}

@@ -1,0 +1,196 @@
+//! `facegate predict`: every face in some photos through a signed bundle, as the door would
+//! decide: box, name or stranger, and each enrolled person's confidence; plus a copy of each
+//! photo with the boxes and names drawn on it.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use facegate_models::bundle::verify;
+use facegate_models::detect::Detector;
+use facegate_models::embed::Embedder;
+use facegate_models::gallery::{Decision, Gallery};
+use facegate_models::image_io;
+use facegate_models::model_files::YUNET;
+use facegate_models::pipeline::Pipeline;
+use plotters::prelude::*;
+use serde::Serialize;
+
+use crate::cli::PredictCmd;
+use crate::cmd::keys::read_public;
+use crate::cmd::models::write_atomically;
+
+/// One face's answer.
+#[derive(Debug, Serialize)]
+pub struct FaceAnswer {
+    /// x, y, width, height in photo pixels.
+    pub bbox: [f32; 4],
+    /// The enrolled name, or `None` for a stranger.
+    pub name: Option<String>,
+    /// The cosine score of the person named (or of the closest person for a stranger).
+    pub score: f32,
+    /// Per enrolled person: the head's probability (or the cosine score without a head).
+    pub confidence: Vec<(String, f32)>,
+}
+
+/// One photo's answer.
+#[derive(Debug, Serialize)]
+pub struct PhotoAnswer {
+    /// The photo.
+    pub photo: String,
+    /// Faces, largest first.
+    pub faces: Vec<FaceAnswer>,
+}
+
+/// Runs `facegate predict`.
+pub fn run(cmd: PredictCmd) -> Result<()> {
+    let trusted = cmd
+        .trust
+        .iter()
+        .map(|p| read_public(p))
+        .collect::<Result<Vec<_>>>()?;
+    let bytes =
+        std::fs::read(&cmd.bundle).with_context(|| format!("reading {}", cmd.bundle.display()))?;
+    let bundle =
+        verify(&bytes, &trusted).with_context(|| format!("{} refused", cmd.bundle.display()))?;
+    let h = &bundle.header;
+    let dir = cmd.models.resolve();
+    let detector = Detector::from_bytes(&YUNET.read_verified(&dir)?, h.detector)?;
+    let embedder = Embedder::from_files(h.embedder, h.quantised, &bundle.payload.models)?;
+    let pipeline = Pipeline::from_parts(detector, embedder);
+    let gallery = bundle.gallery();
+    if let Some(out) = &cmd.out {
+        std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    }
+    let mut answers = Vec::new();
+    for photo in &cmd.photos {
+        let img = match image_io::open(photo) {
+            Ok(i) => i,
+            Err(e) => {
+                eprintln!("{}: {e}", photo.display());
+                continue;
+            }
+        };
+        let mut faces = pipeline.faces(&img)?;
+        faces.sort_by(|a, b| b.detection.bbox.area().total_cmp(&a.detection.bbox.area()));
+        let answer = PhotoAnswer {
+            photo: photo.display().to_string(),
+            faces: faces
+                .iter()
+                .map(|f| answer(&gallery, &f.detection.bbox, &f.embedding))
+                .collect(),
+        };
+        print_answer(&answer);
+        if let Some(out) = &cmd.out {
+            annotate(img, &answer, out, photo)?;
+        }
+        answers.push(answer);
+    }
+    if let Some(path) = &cmd.json {
+        write_atomically(path, &serde_json::to_vec_pretty(&answers)?)?;
+    }
+    Ok(())
+}
+
+fn answer(gallery: &Gallery, b: &facegate_models::geometry::BBox, e: &[f32]) -> FaceAnswer {
+    let decision = gallery.identify(e);
+    let conf = match &gallery.head {
+        Some(head) => head.probabilities(e),
+        None => gallery.scores(e),
+    };
+    let mut confidence: Vec<(String, f32)> = gallery
+        .people
+        .iter()
+        .zip(conf)
+        .map(|(p, c)| (p.name.clone(), c))
+        .collect();
+    confidence.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let (name, score) = match decision {
+        Decision::Known { person, score } => (Some(gallery.people[person].name.clone()), score),
+        Decision::Stranger { best } => (None, best.map_or(f32::NAN, |b| b.1)),
+    };
+    FaceAnswer {
+        bbox: [b.x, b.y, b.w, b.h],
+        name,
+        score,
+        confidence,
+    }
+}
+
+fn print_answer(a: &PhotoAnswer) {
+    if a.faces.is_empty() {
+        println!("{}: no face found", a.photo);
+    }
+    for (i, f) in a.faces.iter().enumerate() {
+        let top: Vec<String> = f
+            .confidence
+            .iter()
+            .take(3)
+            .map(|(n, c)| format!("{n} {c:.3}"))
+            .collect();
+        println!(
+            "{} face {} at ({:.0},{:.0} {:.0}x{:.0}): {} (score {:.3}) | {}",
+            a.photo,
+            i + 1,
+            f.bbox[0],
+            f.bbox[1],
+            f.bbox[2],
+            f.bbox[3],
+            f.name.as_deref().unwrap_or("stranger"),
+            f.score,
+            top.join(", ")
+        );
+    }
+}
+
+/// Draws boxes (green: enrolled, red: stranger) and names onto the photo, saved as PNG.
+fn annotate(mut img: image::RgbImage, a: &PhotoAnswer, out: &Path, photo: &Path) -> Result<()> {
+    crate::report::plots::register_font();
+    let (w, h) = img.dimensions();
+    {
+        let root = BitMapBackend::with_buffer(img.as_mut(), (w, h)).into_drawing_area();
+        let size = (h as f64 / 28.0).clamp(12.0, 40.0);
+        for f in &a.faces {
+            let [x, y, bw, bh] = f.bbox.map(|v| v.round() as i32);
+            let colour = if f.name.is_some() {
+                RGBColor(40, 200, 60)
+            } else {
+                RGBColor(230, 40, 40)
+            };
+            let stroke = (w.max(h) / 300).max(2);
+            root.draw(&Rectangle::new(
+                [(x, y), (x + bw, y + bh)],
+                colour.stroke_width(stroke),
+            ))
+            .map_err(|e| anyhow::anyhow!("drawing: {e:?}"))?;
+            let label = format!("{} {:.2}", f.name.as_deref().unwrap_or("stranger"), f.score);
+            let ty = (y - size as i32 - 4).max(0);
+            root.draw(&Rectangle::new(
+                [
+                    (x, ty),
+                    (
+                        x + (label.len() as f64 * size * 0.6) as i32,
+                        ty + size as i32 + 4,
+                    ),
+                ],
+                colour.filled(),
+            ))
+            .map_err(|e| anyhow::anyhow!("drawing: {e:?}"))?;
+            root.draw(&Text::new(
+                label,
+                (x + 2, ty + 2),
+                ("sans-serif", size).into_font().color(&WHITE),
+            ))
+            .map_err(|e| anyhow::anyhow!("drawing: {e:?}"))?;
+        }
+        root.present()
+            .map_err(|e| anyhow::anyhow!("drawing: {e:?}"))?;
+    }
+    let stem = photo
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let path = out.join(format!("{stem}.png"));
+    let mut b = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut b, image::ImageFormat::Png)?;
+    write_atomically(&path, &b.into_inner())
+}

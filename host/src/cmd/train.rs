@@ -1,0 +1,342 @@
+//! `facegate train`: a dataset of enrolled people (and one of impostors) -> a signed bundle
+//! with gallery templates, a trained head and a stranger threshold calibrated to a target
+//! false-accept rate.
+//!
+//! Transfer learning, open-set: the embedder stays frozen (the door's int8 file), a softmax head
+//! is fitted on each person's photos plus augmented and masked copies, and the threshold is set
+//! on faces of people who are NOT enrolled (each also with a synthetic mask, since masked
+//! strangers come to doors too). Copies of one photo never straddle the train/validation split.
+
+use std::time::{Instant, UNIX_EPOCH};
+
+use anyhow::{Context, Result, bail};
+use facegate_models::bundle::{Bundle, SelfTest};
+use facegate_models::embed::Embedder;
+use facegate_models::gallery::{Decision, Gallery};
+use facegate_models::model_files::YUNET;
+use serde::Serialize;
+
+use crate::cli::TrainCmd;
+use crate::cmd::keys::read_secret;
+use crate::cmd::models::write_atomically;
+use crate::faceset::Dataset;
+use crate::train::head::{self, Epoch, Examples, HeadConfig};
+use crate::train::{
+    View, augmented_views, calibrate, impostor_scores, probe_views, validation_split,
+};
+
+/// What `facegate train --report` writes.
+#[derive(Debug, Serialize)]
+pub struct TrainReport {
+    /// Enrolled people, in class order.
+    pub people: Vec<String>,
+    /// Photos per person used for training / validation.
+    pub photos: Vec<(usize, usize)>,
+    /// Training examples (photos and augmented copies).
+    pub train_examples: usize,
+    /// Validation examples.
+    pub val_examples: usize,
+    /// Epochs run and the one kept.
+    pub epochs_run: usize,
+    /// The kept epoch.
+    pub best_epoch: usize,
+    /// Validation accuracy of the head alone (closed set) at the kept epoch.
+    pub val_accuracy: f32,
+    /// Impostor views used for calibration (unmasked + masked).
+    pub impostor_views: usize,
+    /// Target FAR.
+    pub far_target: f64,
+    /// Calibrated threshold.
+    pub threshold: f32,
+    /// Impostor views accepted at that threshold.
+    pub impostors_accepted: usize,
+    /// Validation photos (unmasked) accepted as the right person.
+    pub val_tar_unmasked: f64,
+    /// Validation photos with a synthetic mask accepted as the right person.
+    pub val_tar_masked: f64,
+    /// Seconds spent embedding augmented views.
+    pub embed_seconds: f64,
+    /// Seconds spent fitting the head.
+    pub fit_seconds: f64,
+    /// Per-epoch numbers.
+    pub history: Vec<Epoch>,
+}
+
+/// Runs `facegate train`.
+pub fn run(cmd: TrainCmd) -> Result<()> {
+    let key = read_secret(&cmd.key)?;
+    let ds = Dataset::open(&cmd.dataset)?;
+    let m = &ds.manifest;
+    let models = cmd.models.resolve();
+    let embedder = Embedder::load(&models, m.embedder, m.quantised)
+        .with_context(|| format!("loading the embedder from {}", models.display()))?;
+
+    // People and their photos.
+    let mut people: Vec<(String, Vec<usize>)> = Vec::new();
+    for (i, s) in m.samples.iter().enumerate() {
+        if !cmd.only.is_empty() && !cmd.only.iter().any(|n| n == &s.person) {
+            continue;
+        }
+        match people.iter_mut().find(|(n, _)| n == &s.person) {
+            Some((_, v)) => v.push(i),
+            None => people.push((s.person.clone(), vec![i])),
+        }
+    }
+    people.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    if let Some(missing) = cmd
+        .only
+        .iter()
+        .find(|n| !people.iter().any(|(p, _)| p == *n))
+    {
+        bail!(
+            "--only {missing}: nobody of that name in {}",
+            cmd.dataset.display()
+        );
+    }
+    if people.len() < 2 {
+        bail!(
+            "{} holds {} person(s); training a head needs at least two (import more people)",
+            cmd.dataset.display(),
+            people.len()
+        );
+    }
+
+    // Split by photo, then augment.
+    let mut train_idx = Vec::new();
+    let mut val_idx = Vec::new();
+    let mut photos = Vec::new();
+    for (_, idx) in &people {
+        let ids: Vec<&str> = idx.iter().map(|&i| m.samples[i].id.as_str()).collect();
+        let val = validation_split(&ids, cmd.val_fraction, cmd.seed);
+        let nv = val.iter().filter(|v| **v).count();
+        photos.push((idx.len() - nv, nv));
+        for (&i, v) in idx.iter().zip(val) {
+            if v {
+                val_idx.push(i)
+            } else {
+                train_idx.push(i)
+            }
+        }
+    }
+    let class_of = |sample: usize| {
+        people
+            .iter()
+            .position(|(n, _)| n == &m.samples[sample].person)
+            .unwrap_or(0) as u32
+    };
+    let t0 = Instant::now();
+    let train_views = augmented_views(
+        &embedder,
+        &ds,
+        &train_idx,
+        cmd.augment,
+        cmd.mask_fraction,
+        cmd.seed,
+        "augmenting",
+    )?;
+    let val_views = augmented_views(
+        &embedder,
+        &ds,
+        &val_idx,
+        cmd.augment,
+        cmd.mask_fraction,
+        cmd.seed ^ 1,
+        "validation",
+    )?;
+    let embed_seconds = t0.elapsed().as_secs_f64();
+    let examples = |views: &[View]| Examples {
+        x: views
+            .iter()
+            .flat_map(|v| v.embedding.iter().copied())
+            .collect(),
+        y: views.iter().map(|v| class_of(v.sample)).collect(),
+    };
+    let t1 = Instant::now();
+    let cfg = HeadConfig {
+        epochs: cmd.epochs,
+        patience: cmd.patience,
+        lr: cmd.lr,
+        min_prob: cmd.min_prob,
+    };
+    let dim = m.embedder.dim();
+    let (head, history) = head::train(
+        &examples(&train_views),
+        &examples(&val_views),
+        people.len(),
+        dim,
+        cfg,
+    )?;
+    let fit_seconds = t1.elapsed().as_secs_f64();
+
+    // Gallery: every photo of each person (not the augmented copies: masked templates would
+    // draw masked strangers towards them).
+    let mut gallery = Gallery::new(m.embedder, 0.0);
+    for (name, idx) in &people {
+        for &i in idx {
+            gallery.enrol(name, m.samples[i].embedding.clone())?;
+        }
+    }
+    gallery.head = Some(head);
+
+    // Threshold on impostors.
+    let (impostor_views, threshold) = match (&cmd.impostors, cmd.threshold) {
+        (_, Some(t)) => (Vec::new(), t),
+        (Some(dir), None) => {
+            let imp = Dataset::open(dir)?;
+            if imp.manifest.embedder != m.embedder || imp.manifest.quantised != m.quantised {
+                bail!(
+                    "{} was imported with a different embedder than {}",
+                    dir.display(),
+                    cmd.dataset.display()
+                );
+            }
+            let enrolled: Vec<&str> = people.iter().map(|(n, _)| n.as_str()).collect();
+            let idx: Vec<usize> = (0..imp.manifest.samples.len())
+                .filter(|&i| !enrolled.contains(&imp.manifest.samples[i].person.as_str()))
+                .collect();
+            if idx.is_empty() {
+                bail!(
+                    "{} has no faces of people outside the enrolled ones",
+                    dir.display()
+                );
+            }
+            let views = probe_views(&embedder, &imp, &idx, "impostors")?;
+            let t = calibrate(&gallery, &views, cmd.far);
+            (views, t)
+        }
+        (None, None) => bail!(
+            "give --impostors DATASET (faces of people who are not enrolled, from `facegate import`) to calibrate the stranger threshold, or --threshold"
+        ),
+    };
+    if !impostor_views.is_empty() && (impostor_views.len() as f64) * cmd.far < 1.0 {
+        eprintln!(
+            "note: {} impostor views cannot resolve FAR {}: the threshold sits above every impostor; import more strangers for a calibrated rate",
+            impostor_views.len(),
+            cmd.far
+        );
+    }
+    gallery.threshold = threshold;
+    gallery.validate()?;
+    let impostors_accepted = impostor_scores(&gallery, &impostor_views)
+        .iter()
+        .filter(|s| **s >= threshold)
+        .count();
+
+    // Validation TAR with the final gallery, unmasked and masked.
+    let val_probe = probe_views(&embedder, &ds, &val_idx, "checking")?;
+    let tar = |masked: bool| {
+        let views: Vec<&View> = val_probe.iter().filter(|v| v.masked == masked).collect();
+        let ok = views
+            .iter()
+            .filter(|v| matches!(gallery.identify(&v.embedding), Decision::Known { person, .. } if person as u32 == class_of(v.sample)))
+            .count();
+        if views.is_empty() {
+            f64::NAN
+        } else {
+            ok as f64 / views.len() as f64
+        }
+    };
+    let (val_tar_unmasked, val_tar_masked) = (tar(false), tar(true));
+
+    // Self-test: the first photo the final gallery names correctly.
+    let self_test = people
+        .iter()
+        .flat_map(|(name, idx)| idx.iter().map(move |&i| (name, i)))
+        .find(|(name, i)| {
+            let s = &m.samples[*i];
+            matches!(gallery.identify(&s.embedding), Decision::Known { person, .. } if gallery.people[person].name == **name)
+        })
+        .context("no enrolled photo is recognised by the trained model: check the dataset")?;
+    let crop = crate::augment::apply(
+        &ds.crop(&m.samples[self_test.1])?,
+        &m.samples[self_test.1].landmarks,
+        &crate::augment::Params::identity(),
+    );
+    let mut png = std::io::Cursor::new(Vec::new());
+    crop.write_to(&mut png, image::ImageFormat::Png)?;
+
+    let mut files = Vec::new();
+    for f in m.embedder.model_files(m.quantised) {
+        files.push((f.file_name.to_owned(), f.read_verified(&models)?));
+    }
+    YUNET.read_verified(&models)?; // the door needs it too: fail here, not at the door
+    let created_ms = UNIX_EPOCH
+        .elapsed()
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let bundle = Bundle::new(
+        &gallery,
+        m.quantised,
+        cmd.version,
+        created_ms,
+        Default::default(),
+        files,
+        Some(SelfTest {
+            label: self_test.0.clone(),
+            crop_png: png.into_inner(),
+        }),
+    );
+    let bytes = bundle.sign(&key);
+    write_atomically(&cmd.out, &bytes)?;
+
+    let best = &history.epochs[history.best_epoch - 1];
+    let report = TrainReport {
+        people: people.iter().map(|(n, _)| n.clone()).collect(),
+        photos,
+        train_examples: train_views.len(),
+        val_examples: val_views.len(),
+        epochs_run: history.epochs.len(),
+        best_epoch: history.best_epoch,
+        val_accuracy: best.val_accuracy,
+        impostor_views: impostor_views.len(),
+        far_target: cmd.far,
+        threshold,
+        impostors_accepted,
+        val_tar_unmasked,
+        val_tar_masked,
+        embed_seconds,
+        fit_seconds,
+        history: history.epochs.clone(),
+    };
+    println!(
+        "trained {} people on {} examples ({} validation) in {:.1} s (+{:.1} s embedding): best epoch {} of {}{}, validation accuracy {:.2}%",
+        report.people.len(),
+        report.train_examples,
+        report.val_examples,
+        fit_seconds,
+        embed_seconds,
+        report.best_epoch,
+        report.epochs_run,
+        if history.stopped_early {
+            " (stopped early)"
+        } else {
+            ""
+        },
+        100.0 * best.val_accuracy
+    );
+    println!(
+        "threshold {threshold:.4} for FAR {}: {} of {} impostor views accepted; validation TAR {:.2}% unmasked, {:.2}% masked",
+        cmd.far,
+        impostors_accepted,
+        impostor_views.len(),
+        100.0 * val_tar_unmasked,
+        100.0 * val_tar_masked
+    );
+    println!(
+        "wrote {} ({} bytes, version {})",
+        cmd.out.display(),
+        bytes.len(),
+        cmd.version
+    );
+    if let Some(path) = &cmd.preview {
+        crate::cmd::augment::preview(&ds, path, 8, cmd.augment, cmd.mask_fraction, cmd.seed)?;
+        println!(
+            "wrote {} (training photos and their augmented copies)",
+            path.display()
+        );
+    }
+    if let Some(path) = &cmd.report {
+        write_atomically(path, &serde_json::to_vec_pretty(&report)?)?;
+    }
+    Ok(())
+}

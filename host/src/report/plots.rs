@@ -1,0 +1,251 @@
+//! PNG charts for `facegate eval`: the confusion matrix and the DET curve, drawn with plotters
+//! into an RGB buffer. Text uses DejaVu Sans compiled into the binary, so a chart looks the
+//! same on every laptop and needs no system font lookup.
+
+use std::sync::Once;
+
+use anyhow::{Result, anyhow};
+use image::RgbImage;
+use plotters::prelude::*;
+use plotters::style::FontStyle;
+
+const FONT: &str = "sans-serif";
+
+/// Makes the embedded DejaVu Sans the "sans-serif" font (once).
+pub fn register_font() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // DejaVu is a valid font; if registration failed anyway, charts still draw without
+        // text, and the error surfaces as a plotters error when text is drawn.
+        let _ = plotters::style::register_font(FONT, FontStyle::Normal, dejavu::sans::regular());
+    });
+}
+
+fn err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
+    anyhow!("drawing the chart: {e:?}")
+}
+
+/// A confusion matrix: rows are the truth, columns the decision, shaded by the row's share.
+pub fn confusion(labels: &[String], counts: &[Vec<usize>], title: &str) -> Result<RgbImage> {
+    register_font();
+    let n = labels.len();
+    let cell = if n > 20 { 22 } else { 40 };
+    let left = 170u32;
+    let top = 150u32;
+    let (w, h) = (left + cell * n as u32 + 20, top + cell * n as u32 + 20);
+    let mut buf = vec![255u8; (w * h * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let short = |s: &str| s.chars().take(20).collect::<String>();
+        let font = (FONT, 13).into_font();
+        root.draw(&Text::new(title.to_owned(), (8, 8), (FONT, 16).into_font()))
+            .map_err(err)?;
+        root.draw(&Text::new(
+            "truth \u{2193} / decision \u{2192}",
+            (8, 30),
+            font.clone(),
+        ))
+        .map_err(err)?;
+        for (i, row) in counts.iter().enumerate() {
+            let total: usize = row.iter().sum();
+            let y = top as i32 + (i as u32 * cell) as i32;
+            root.draw(&Text::new(
+                short(&labels[i]),
+                (8, y + cell as i32 / 2 - 7),
+                font.clone(),
+            ))
+            .map_err(err)?;
+            for (j, &c) in row.iter().enumerate() {
+                let x = left as i32 + (j as u32 * cell) as i32;
+                let share = if total == 0 {
+                    0.0
+                } else {
+                    c as f64 / total as f64
+                };
+                let colour = if i == j {
+                    RGBColor(
+                        (255.0 - 200.0 * share) as u8,
+                        (255.0 - 80.0 * share) as u8,
+                        (255.0 - 200.0 * share) as u8,
+                    )
+                } else {
+                    RGBColor(
+                        255,
+                        (255.0 - 200.0 * share) as u8,
+                        (255.0 - 200.0 * share) as u8,
+                    )
+                };
+                root.draw(&Rectangle::new(
+                    [(x, y), (x + cell as i32, y + cell as i32)],
+                    colour.filled(),
+                ))
+                .map_err(err)?;
+                root.draw(&Rectangle::new(
+                    [(x, y), (x + cell as i32, y + cell as i32)],
+                    RGBColor(200, 200, 200),
+                ))
+                .map_err(err)?;
+                if c > 0 {
+                    root.draw(&Text::new(
+                        c.to_string(),
+                        (x + 3, y + cell as i32 / 2 - 7),
+                        (FONT, if cell > 30 { 13 } else { 10 }).into_font(),
+                    ))
+                    .map_err(err)?;
+                }
+            }
+        }
+        for (j, label) in labels.iter().enumerate() {
+            let x = left as i32 + (j as u32 * cell) as i32 + cell as i32 / 2 - 6;
+            root.draw(&Text::new(
+                short(label),
+                (x, top as i32 - 6),
+                font.clone().transform(FontTransform::Rotate270),
+            ))
+            .map_err(err)?;
+        }
+        root.present().map_err(err)?;
+    }
+    RgbImage::from_raw(w, h, buf).ok_or_else(|| anyhow!("chart buffer size"))
+}
+
+/// One DET curve: (false-accept rate, false-reject rate) points, in threshold order.
+pub struct Curve {
+    /// Legend.
+    pub name: String,
+    /// Points.
+    pub points: Vec<(f64, f64)>,
+}
+
+/// A DET chart (both axes logarithmic), with a mark at each curve's operating threshold.
+pub fn det(curves: &[Curve], marks: &[(String, f64, f64)], title: &str) -> Result<RgbImage> {
+    register_font();
+    let (w, h) = (720u32, 540u32);
+    let mut buf = vec![255u8; (w * h * 3) as usize];
+    let floor = 1e-4;
+    {
+        let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, (FONT, 18))
+            .margin(12)
+            .x_label_area_size(44)
+            .y_label_area_size(60)
+            .build_cartesian_2d((floor..1.0f64).log_scale(), (floor..1.0f64).log_scale())
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_desc("false-accept rate (strangers let in)")
+            .y_desc("false-reject rate (enrolled refused)")
+            .label_style((FONT, 12))
+            .axis_desc_style((FONT, 14))
+            .x_label_formatter(&|v| format!("{v:.0e}"))
+            .y_label_formatter(&|v| format!("{v:.0e}"))
+            .draw()
+            .map_err(err)?;
+        let palette = [BLUE, RED, GREEN, MAGENTA, CYAN, BLACK];
+        for (i, c) in curves.iter().enumerate() {
+            let colour = palette[i % palette.len()];
+            let pts: Vec<(f64, f64)> = c
+                .points
+                .iter()
+                .map(|&(a, b)| (a.max(floor), b.max(floor)))
+                .collect();
+            chart
+                .draw_series(LineSeries::new(pts, colour.stroke_width(2)))
+                .map_err(err)?
+                .label(c.name.clone())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2))
+                });
+        }
+        for (name, far, frr) in marks {
+            let p = (far.max(floor), frr.max(floor));
+            chart
+                .draw_series([Circle::new(p, 5, BLACK.filled())])
+                .map_err(err)?;
+            chart
+                .draw_series([Text::new(name.clone(), p, (FONT, 12))])
+                .map_err(err)?;
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.9))
+            .border_style(BLACK)
+            .label_font((FONT, 13))
+            .draw()
+            .map_err(err)?;
+        root.present().map_err(err)?;
+    }
+    RgbImage::from_raw(w, h, buf).ok_or_else(|| anyhow!("chart buffer size"))
+}
+
+/// DET points from scores: genuine (right-person score or None when never accepted) and
+/// impostor candidate scores, swept over every distinct threshold.
+pub fn det_points(genuine: &[Option<f32>], impostor: &[f32]) -> Vec<(f64, f64)> {
+    let mut thresholds: Vec<f32> = genuine
+        .iter()
+        .flatten()
+        .chain(impostor)
+        .copied()
+        .filter(|v| v.is_finite())
+        .collect();
+    thresholds.sort_by(f32::total_cmp);
+    thresholds.dedup();
+    let (ng, ni) = (genuine.len().max(1) as f64, impostor.len().max(1) as f64);
+    thresholds
+        .iter()
+        .map(|&t| {
+            let far = impostor.iter().filter(|&&s| s >= t).count() as f64 / ni;
+            let frr = genuine
+                .iter()
+                .filter(|s| !s.is_some_and(|s| s >= t))
+                .count() as f64
+                / ng;
+            (far, frr)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn charts_draw_with_text() {
+        let labels = vec!["ann".to_owned(), "bob".to_owned(), "stranger".to_owned()];
+        let img = confusion(&labels, &[vec![5, 1, 0], vec![0, 6, 0], vec![1, 0, 9]], "t")
+            .expect("confusion");
+        // Text was drawn: some pixels are dark.
+        assert!(
+            img.pixels()
+                .filter(|p| p[0] < 80 && p[1] < 80 && p[2] < 80)
+                .count()
+                > 100
+        );
+        let pts = det_points(&[Some(0.9), Some(0.4), None], &[0.1, 0.5, 0.3]);
+        assert!(
+            pts.iter()
+                .all(|&(a, b)| (0.0..=1.0).contains(&a) && (0.0..=1.0).contains(&b))
+        );
+        let img = det(
+            &[Curve {
+                name: "x".into(),
+                points: pts,
+            }],
+            &[("door".into(), 0.01, 0.1)],
+            "det",
+        )
+        .expect("det");
+        assert_eq!(img.dimensions(), (720, 540));
+    }
+
+    #[test]
+    fn det_points_move_the_right_way() {
+        let pts = det_points(&[Some(0.9), Some(0.6)], &[0.5, 0.7]);
+        // Lowest threshold: everyone in; highest: nobody.
+        assert_eq!(pts.first(), Some(&(1.0, 0.0)));
+        assert_eq!(pts.last(), Some(&(0.0, 0.5)));
+    }
+}

@@ -1,0 +1,158 @@
+//! `facegate train`'s machinery: turn a dataset into training examples (each photo plus
+//! augmented and masked copies, embedded by the frozen door embedder), split them by photo,
+//! fit the head ([`head`]), and calibrate the stranger threshold on impostor faces.
+
+pub mod head;
+
+use anyhow::Result;
+use facegate_models::embed::Embedder;
+use facegate_models::gallery::Gallery;
+
+use crate::augment::{self, Params};
+use crate::eval::metrics::threshold_at_far;
+use crate::faceset::{Dataset, Sample};
+use crate::progress::bar;
+
+/// One embedded view of a sample.
+#[derive(Clone, Debug)]
+pub struct View {
+    /// Index into the dataset's samples.
+    pub sample: usize,
+    /// Whether a synthetic mask was drawn.
+    pub masked: bool,
+    /// L2-normalised embedding.
+    pub embedding: Vec<f32>,
+}
+
+/// The stored embedding of each sample plus `copies` augmented views (a share `mask_prob` of
+/// them masked), embedded with `embedder`. Deterministic by `seed`.
+pub fn augmented_views(
+    embedder: &Embedder,
+    ds: &Dataset,
+    samples: &[usize],
+    copies: usize,
+    mask_prob: f32,
+    seed: u64,
+    what: &str,
+) -> Result<Vec<View>> {
+    let pb = bar((samples.len() * copies) as u64, what);
+    let mut out = Vec::with_capacity(samples.len() * (copies + 1));
+    for &i in samples {
+        let s = &ds.manifest.samples[i];
+        out.push(View {
+            sample: i,
+            masked: false,
+            embedding: s.embedding.clone(),
+        });
+        if copies == 0 {
+            continue;
+        }
+        let ctx = ds.crop(s)?;
+        for k in 0..copies {
+            let p = Params::random(augment::sample_seed(seed, &s.id, k), mask_prob);
+            let crop = augment::apply(&ctx, &s.landmarks, &p);
+            out.push(View {
+                sample: i,
+                masked: p.mask.is_some(),
+                embedding: embedder.embed(&crop)?,
+            });
+            pb.inc(1);
+        }
+    }
+    pb.finish_and_clear();
+    Ok(out)
+}
+
+/// Each sample as the door would see it unmasked (stored embedding) and with one synthetic
+/// mask (re-embedded): how probes and impostors are scored.
+pub fn probe_views(
+    embedder: &Embedder,
+    ds: &Dataset,
+    samples: &[usize],
+    what: &str,
+) -> Result<Vec<View>> {
+    let pb = bar(samples.len() as u64, what);
+    let mut out = Vec::with_capacity(samples.len() * 2);
+    for &i in samples {
+        let s = &ds.manifest.samples[i];
+        out.push(View {
+            sample: i,
+            masked: false,
+            embedding: s.embedding.clone(),
+        });
+        out.push(View {
+            sample: i,
+            masked: true,
+            embedding: embedder.embed(&masked_crop(ds, s)?)?,
+        });
+        pb.inc(1);
+    }
+    pb.finish_and_clear();
+    Ok(out)
+}
+
+/// The sample's aligned crop with its evaluation mask (seeded by its ID, so every run and
+/// every command paints the same one).
+pub fn masked_crop(ds: &Dataset, s: &Sample) -> Result<image::RgbImage> {
+    let ctx = ds.crop(s)?;
+    Ok(augment::apply(
+        &ctx,
+        &s.landmarks,
+        &Params::mask_only(augment::sample_seed(0xA5C5, &s.id, 0)),
+    ))
+}
+
+/// The validation photos of one person: a `fraction` of them (at least one when the person
+/// has three or more), chosen by a hash of the photo ID so that all augmented copies of a
+/// photo land on the same side and reruns choose the same photos.
+pub fn validation_split(ids: &[&str], fraction: f64, seed: u64) -> Vec<bool> {
+    let n = ids.len();
+    let want = if n >= 3 {
+        ((fraction * n as f64).round() as usize).clamp(1, n - 1)
+    } else {
+        0
+    };
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by_key(|&i| augment::sample_seed(seed, ids[i], 0));
+    let mut val = vec![false; n];
+    for &i in order.iter().take(want) {
+        val[i] = true;
+    }
+    val
+}
+
+/// The candidate score of each impostor view under `gallery` (head included); a view the
+/// head is unsure about can never be accepted and scores -1.
+pub fn impostor_scores(gallery: &Gallery, views: &[View]) -> Vec<f32> {
+    views
+        .iter()
+        .map(|v| gallery.candidate(&v.embedding).map_or(-1.0, |(_, s)| s))
+        .collect()
+}
+
+/// The threshold that lets at most floor(far * n) of the impostor views in.
+pub fn calibrate(gallery: &Gallery, impostors: &[View], far: f64) -> f32 {
+    threshold_at_far(&impostor_scores(gallery, impostors), far)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation_takes_a_share_of_photos_never_all() {
+        let ids: Vec<String> = (0..10).map(|i| format!("{i:016x}")).collect();
+        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let v = validation_split(&refs, 0.2, 1);
+        assert_eq!(v.iter().filter(|b| **b).count(), 2);
+        assert_eq!(v, validation_split(&refs, 0.2, 1));
+        assert_eq!(validation_split(&refs[..2], 0.5, 1), vec![false, false]);
+        assert_eq!(
+            validation_split(&refs[..3], 0.9, 1)
+                .iter()
+                .filter(|b| **b)
+                .count(),
+            2
+        );
+    }
+}

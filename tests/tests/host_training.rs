@@ -1,0 +1,350 @@
+//! The laptop workflow end to end through the real binaries, on AT&T faces and LFW strangers:
+//! import (incremental, with bad photos skipped for stated reasons), capture from a Motion-JPEG
+//! recording, the augmentation preview, train (head + calibrated threshold), eval with charts
+//! and a mistakes page, predict with an annotated photo, and finally the door binary running
+//! the trained bundle (head included) and logging the right names.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use facegate_tests::{device_bin, facegate_bin, models_dir, shared_dir};
+
+fn run(bin: &Path, dir: &Path, args: &[&str]) -> Output {
+    let out = Command::new(bin)
+        .current_dir(dir)
+        .env("FACEGATE_MODELS", models_dir())
+        .args(args)
+        .output()
+        .expect("run binary");
+    assert!(
+        out.status.success(),
+        "{} {args:?} failed:\n{}\n{}",
+        bin.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn fg(dir: &Path, args: &[&str]) -> String {
+    String::from_utf8_lossy(&run(&facegate_bin(), dir, args).stdout).into_owned()
+}
+
+fn att(person: u32, photo: u32) -> String {
+    shared_dir()
+        .join(format!("faces/att_faces/s{person}/{photo}.pgm"))
+        .display()
+        .to_string()
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).expect("read json")).expect("json")
+}
+
+/// LFW people with a single photo, for impostors: sorted, every `step`-th from `from`.
+fn lfw_singles(from: usize, step: usize, n: usize) -> Vec<PathBuf> {
+    let root = shared_dir().join("faces/lfw/images");
+    let mut people: Vec<PathBuf> = std::fs::read_dir(&root)
+        .expect("lfw")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    people.sort();
+    people
+        .into_iter()
+        .filter(|p| {
+            std::fs::read_dir(p)
+                .map(|d| d.count() == 1)
+                .unwrap_or(false)
+        })
+        .skip(from)
+        .step_by(step)
+        .take(n)
+        .collect()
+}
+
+#[test]
+fn photos_to_a_trained_bundle_that_the_door_runs() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+
+    // Import: six photos each of four AT&T people for training, the other four for testing.
+    for p in 1..=4 {
+        let train: Vec<String> = (1..=6).map(|i| att(p, i)).collect();
+        let test: Vec<String> = (7..=10).map(|i| att(p, i)).collect();
+        let label = format!("s{p}");
+        let mut args = vec!["import", "--label", &label, "-d", "train"];
+        args.extend(train.iter().map(String::as_str));
+        fg(dir, &args);
+        let mut args = vec!["import", "--label", &label, "-d", "test"];
+        args.extend(test.iter().map(String::as_str));
+        fg(dir, &args);
+    }
+    // Strangers for the eval: four other AT&T people.
+    for p in 5..=8 {
+        fg(
+            dir,
+            &[
+                "import",
+                &format!(
+                    "{}",
+                    shared_dir().join(format!("faces/att_faces/s{p}")).display()
+                ),
+                "--label",
+                &format!("s{p}"),
+                "-d",
+                "strangers",
+            ],
+        );
+    }
+
+    // Re-import is incremental; bad files are skipped with reasons, the same photo under a
+    // second name is refused.
+    std::fs::write(dir.join("broken.jpg"), b"\xFF\xD8\xFFnot really").expect("write");
+    let blank = image::RgbImage::from_pixel(200, 200, image::Rgb([120, 130, 140]));
+    blank.save(dir.join("wall.png")).expect("save");
+    let photo = image::open(att(1, 1)).expect("att").to_rgb8();
+    image::imageops::blur(&photo, 4.0)
+        .save(dir.join("blurred.png"))
+        .expect("save");
+    let out = fg(
+        dir,
+        &[
+            "import",
+            "--label",
+            "s1",
+            "-d",
+            "train",
+            &att(1, 1),
+            &att(1, 2),
+            "broken.jpg",
+            "wall.png",
+            "blurred.png",
+        ],
+    );
+    assert!(out.contains("0 new faces, 2 unchanged, 3 skipped"), "{out}");
+    assert!(out.contains("broken.jpg: not a readable image"), "{out}");
+    assert!(out.contains("wall.png: no face found"), "{out}");
+    assert!(out.contains("blurred.png: face is too blurred"), "{out}");
+    let out = fg(dir, &["import", "--label", "s2", "-d", "train", &att(1, 3)]);
+    assert!(out.contains("already in the dataset as s1"), "{out}");
+    let manifest = json(&dir.join("train/manifest.json"));
+    assert_eq!(manifest["samples"].as_array().map(Vec::len), Some(24));
+
+    // Capture from a Motion-JPEG recording: the same frame three times is kept once, a cut
+    // frame is reported, a second view of the face is kept.
+    let mut mjpeg = Vec::new();
+    let frames = [
+        shared_dir().join("faces/mfr2/AdrianDunbar/AdrianDunbar_0002.png"),
+        shared_dir().join("faces/mfr2/AdrianDunbar/AdrianDunbar_0002.png"),
+        shared_dir().join("faces/mfr2/AdrianDunbar/AdrianDunbar_0002.png"),
+        shared_dir().join("faces/mfr2/AdrianDunbar/AdrianDunbar_0003.png"),
+    ];
+    for (i, f) in frames.iter().enumerate() {
+        let img = image::open(f).expect("frame").to_rgb8();
+        let mut jpg = std::io::Cursor::new(Vec::new());
+        img.write_to(&mut jpg, image::ImageFormat::Jpeg)
+            .expect("jpeg");
+        mjpeg.extend_from_slice(jpg.get_ref());
+        if i == 1 {
+            mjpeg.extend_from_slice(&[0xFF, 0xD8, 0xFF, 0xE0, 0, 0x10, 1, 2, 3, 0xFF, 0xD9]);
+        }
+    }
+    std::fs::write(dir.join("walk.mjpeg"), &mjpeg).expect("write");
+    let out = fg(
+        dir,
+        &[
+            "capture",
+            "--label",
+            "adrian",
+            "--video",
+            "walk.mjpeg",
+            "-d",
+            "captured",
+            "--count",
+            "5",
+            "--max-similarity",
+            "0.95",
+        ],
+    );
+    assert!(out.contains("kept 2 of the frames"), "{out}");
+    assert!(
+        out.contains("skipped walk.mjpeg frame 3: cannot decode"),
+        "{out}"
+    );
+
+    // Impostors for calibration: LFW people with one photo (never the eval strangers).
+    let impostors: Vec<PathBuf> = lfw_singles(0, 2, 120);
+    std::fs::create_dir_all(dir.join("lfw")).expect("mkdir");
+    for p in &impostors {
+        std::os::unix::fs::symlink(p, dir.join("lfw").join(p.file_name().expect("name")))
+            .expect("link");
+    }
+    fg(dir, &["import", "lfw", "-d", "impostors"]);
+
+    // Preview.
+    let out = fg(
+        dir,
+        &[
+            "augment",
+            "train",
+            "--preview",
+            "sheet.png",
+            "--photos",
+            "4",
+            "--copies",
+            "5",
+        ],
+    );
+    assert!(out.contains("4 photos x 5 copies"), "{out}");
+    let sheet = image::open(dir.join("sheet.png")).expect("sheet");
+    assert_eq!((sheet.width(), sheet.height()), (6 * 116, 4 * 116));
+
+    // Train.
+    fg(dir, &["keygen"]);
+    let out = fg(
+        dir,
+        &[
+            "train",
+            "train",
+            "--impostors",
+            "impostors",
+            "--far",
+            "0.01",
+            "--key",
+            "facegate.key",
+            "--version",
+            "3",
+            "-o",
+            "door.fgb",
+            "--report",
+            "train.json",
+        ],
+    );
+    assert!(out.contains("trained 4 people"), "{out}");
+    let report = json(&dir.join("train.json"));
+    let views = report["impostor_views"].as_u64().expect("views");
+    let accepted = report["impostors_accepted"].as_u64().expect("accepted");
+    assert_eq!(
+        views,
+        2 * impostors.len() as u64,
+        "each impostor unmasked and masked"
+    );
+    assert!(
+        accepted as f64 <= 0.01 * views as f64,
+        "{accepted} of {views}"
+    );
+    assert!(
+        report["val_accuracy"].as_f64().expect("acc") >= 0.9,
+        "{report}"
+    );
+
+    // Eval on held-out photos and unseen strangers; the training photos are left out.
+    let out = fg(
+        dir,
+        &[
+            "eval",
+            "test",
+            "--bundle",
+            "door.fgb",
+            "--trust",
+            "facegate.pub",
+            "--strangers",
+            "strangers",
+            "--strangers",
+            "train",
+            "--out",
+            "report",
+            "--json",
+            "eval.json",
+        ],
+    );
+    assert!(out.contains("confusion matrix"), "{out}");
+    let eval = json(&dir.join("eval.json"));
+    assert_eq!(
+        eval["left_out_enrolled"], 24,
+        "training photos must not be scored"
+    );
+    assert_eq!(eval["unmasked"]["genuine"], 16);
+    assert_eq!(eval["unmasked"]["strangers"], 40);
+    assert!(
+        eval["unmasked"]["at_bundle"]["tar"].as_f64().expect("tar") >= 0.9,
+        "{eval}"
+    );
+    assert!(
+        eval["unmasked"]["at_bundle"]["far"].as_f64().expect("far") <= 0.05,
+        "{eval}"
+    );
+    let confusion: u64 = eval["confusion"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .flat_map(|r| {
+            r.as_array()
+                .expect("row")
+                .iter()
+                .map(|c| c.as_u64().expect("count"))
+        })
+        .sum();
+    assert_eq!(confusion, 2 * (16 + 40));
+    for f in ["confusion.png", "det.png", "report.html", "report.json"] {
+        assert!(dir.join("report").join(f).is_file(), "{f}");
+    }
+    let html = std::fs::read_to_string(dir.join("report/report.html")).expect("html");
+    assert!(html.contains("confusion.png") && html.contains("Strangers closest to getting in"));
+
+    // Predict: an enrolled person's unseen photo and a stranger, with an annotated copy.
+    fg(
+        dir,
+        &[
+            "predict",
+            &att(2, 9),
+            &att(7, 1),
+            "--bundle",
+            "door.fgb",
+            "--trust",
+            "facegate.pub",
+            "--out",
+            "annotated",
+            "--json",
+            "predict.json",
+        ],
+    );
+    let p = json(&dir.join("predict.json"));
+    assert_eq!(p[0]["faces"][0]["name"], "s2", "{p}");
+    assert!(p[1]["faces"][0]["name"].is_null(), "{p}");
+    assert!(dir.join("annotated/9.png").is_file());
+
+    // The door runs the trained bundle: its log names s3 and never names the stranger.
+    let cam = dir.join("camera");
+    std::fs::create_dir_all(&cam).expect("mkdir");
+    std::fs::copy(att(3, 8), cam.join("a.pgm")).expect("copy");
+    std::fs::copy(att(6, 2), cam.join("b.pgm")).expect("copy");
+    run(
+        &device_bin(),
+        dir,
+        &[
+            "simulate",
+            "--store",
+            "store",
+            "--bundle",
+            "door.fgb",
+            "--trust",
+            "facegate.pub",
+            "--camera-dir",
+            "camera",
+            "--repeat",
+            "4",
+            "--log",
+            "door.log",
+            "--text-log",
+            "--window",
+            "3",
+            "--agree",
+            "2",
+        ],
+    );
+    let log = std::fs::read_to_string(dir.join("door.log")).expect("log");
+    assert!(log.contains("s3"), "{log}");
+    assert!(log.contains("UNLOCK") || log.contains("unlock"), "{log}");
+    assert!(!log.contains("s6"), "{log}");
+}
