@@ -100,6 +100,17 @@ pub struct DatasetNet {
     pub fp32: bool,
 }
 
+/// Which faces are good enough to keep (import and capture).
+#[derive(Debug, Args, Clone)]
+pub struct QualityOpts {
+    /// Skip faces narrower than this, in pixels of the photo or frame.
+    #[arg(long, default_value_t = 40.0)]
+    pub min_face: f32,
+    /// Skip faces less sharp than this (variance of the Laplacian over the aligned face).
+    #[arg(long, default_value_t = 25.0)]
+    pub min_sharpness: f32,
+}
+
 /// `facegate import PATH... [--label NAME] --dataset DIR`
 #[derive(Debug, Args)]
 pub struct ImportCmd {
@@ -116,12 +127,9 @@ pub struct ImportCmd {
     /// A photo with several faces: take the largest, or skip the photo.
     #[arg(long, value_enum, default_value_t = crate::faceset::ingest::Multi::Largest)]
     pub multi: crate::faceset::ingest::Multi,
-    /// Skip faces narrower than this, in photo pixels.
-    #[arg(long, default_value_t = 40.0)]
-    pub min_face: f32,
-    /// Skip faces less sharp than this (variance of the Laplacian of the aligned face).
-    #[arg(long, default_value_t = 25.0)]
-    pub min_sharpness: f32,
+    /// Photo quality rules.
+    #[command(flatten)]
+    pub quality: QualityOpts,
     /// Networks.
     #[command(flatten)]
     pub net: DatasetNet,
@@ -132,8 +140,8 @@ impl ImportCmd {
     pub fn rules(&self) -> crate::faceset::ingest::Rules {
         crate::faceset::ingest::Rules {
             multi: self.multi,
-            min_face: self.min_face,
-            min_sharpness: self.min_sharpness,
+            min_face: self.quality.min_face,
+            min_sharpness: self.quality.min_sharpness,
         }
     }
 }
@@ -168,12 +176,9 @@ pub struct CaptureCmd {
     /// Give up after this many frames.
     #[arg(long, default_value_t = 3000)]
     pub max_frames: usize,
-    /// Skip faces narrower than this, in pixels.
-    #[arg(long, default_value_t = 60.0)]
-    pub min_face: f32,
-    /// Skip faces less sharp than this.
-    #[arg(long, default_value_t = 25.0)]
-    pub min_sharpness: f32,
+    /// Photo quality rules.
+    #[command(flatten)]
+    pub quality: QualityOpts,
     /// Networks.
     #[command(flatten)]
     pub net: DatasetNet,
@@ -184,8 +189,8 @@ impl CaptureCmd {
     pub fn rules(&self) -> crate::faceset::ingest::Rules {
         crate::faceset::ingest::Rules {
             multi: crate::faceset::ingest::Multi::Largest,
-            min_face: self.min_face,
-            min_sharpness: self.min_sharpness,
+            min_face: self.quality.min_face,
+            min_sharpness: self.quality.min_sharpness,
         }
     }
 }
@@ -210,6 +215,16 @@ pub struct AugmentCmd {
     /// Seed (the same seed gives the same copies).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+}
+
+/// Model architecture for `facegate train`.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Arch {
+    /// Softmax head on the frozen EdgeFace embedder, gallery templates, cosine threshold.
+    Transfer,
+    /// A small CNN trained from nothing, with an "other people" class and a probability
+    /// threshold.
+    Scratch,
 }
 
 /// `facegate train DATASET --impostors DATASET --key K --version N -o door.fgb`
@@ -247,15 +262,18 @@ pub struct TrainCmd {
     /// Share of each person's photos held out for validation.
     #[arg(long, default_value_t = 0.2)]
     pub val_fraction: f64,
-    /// Most training epochs.
-    #[arg(long, default_value_t = 400)]
-    pub epochs: usize,
-    /// Early stopping: epochs without a lower validation loss.
-    #[arg(long, default_value_t = 30)]
-    pub patience: usize,
-    /// Adam learning rate.
-    #[arg(long, default_value_t = 0.002)]
-    pub lr: f64,
+    /// What to train: a head on the frozen pretrained embedder, or a CNN from scratch.
+    #[arg(long, value_enum, default_value_t = Arch::Transfer)]
+    pub arch: Arch,
+    /// Most training epochs [default: 400 transfer, 60 scratch].
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Early stopping: epochs without a lower validation loss [default: 30 transfer, 10 scratch].
+    #[arg(long)]
+    pub patience: Option<usize>,
+    /// Adam learning rate [default: 0.002 transfer, 0.001 scratch].
+    #[arg(long)]
+    pub lr: Option<f64>,
     /// The head's pick must have at least this probability.
     #[arg(long, default_value_t = 0.5)]
     pub min_prob: f32,

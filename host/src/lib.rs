@@ -15,6 +15,7 @@ pub mod eval;
 pub mod faceset;
 pub mod progress;
 pub mod report;
+pub mod scratch;
 pub mod train;
 
 /// Runs one parsed command line.

@@ -24,22 +24,32 @@ pub enum EmbedderKind {
     /// Both, score-averaged: the two networks fail on different faces, so their mean cosine
     /// separates people better, above all behind a mask, for about 3x the compute.
     Fused,
+    /// A small CNN trained from scratch on the laptop (`facegate train --arch scratch`): not an
+    /// embedder but a classifier, whose "embedding" is its class probabilities (the enrolled
+    /// people, then "other people"). Its ONNX file travels only inside a signed bundle.
+    Scratch,
 }
+
+/// File name of a from-scratch CNN inside a bundle (int8 weights).
+pub const SCRATCH_FILE: &str = "scratch_cnn.int8.onnx";
 
 /// One network inside an embedder.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Network {
     EdgeFace,
     SFace,
+    Scratch,
 }
 
 impl Network {
-    fn model_file(self, quantised: bool) -> &'static ModelFile {
+    /// The pinned file; `None` for a from-scratch CNN, which is trained per door.
+    fn model_file(self, quantised: bool) -> Option<&'static ModelFile> {
         match (self, quantised) {
-            (Self::EdgeFace, false) => &model_files::EDGEFACE,
-            (Self::EdgeFace, true) => &model_files::EDGEFACE_INT8,
-            (Self::SFace, false) => &model_files::SFACE,
-            (Self::SFace, true) => &model_files::SFACE_INT8,
+            (Self::EdgeFace, false) => Some(&model_files::EDGEFACE),
+            (Self::EdgeFace, true) => Some(&model_files::EDGEFACE_INT8),
+            (Self::SFace, false) => Some(&model_files::SFACE),
+            (Self::SFace, true) => Some(&model_files::SFACE_INT8),
+            (Self::Scratch, _) => None,
         }
     }
 
@@ -47,7 +57,7 @@ impl Network {
     fn normalise(self, p: u8) -> f32 {
         match self {
             // (p / 255 - 0.5) / 0.5
-            Self::EdgeFace => p as f32 / 127.5 - 1.0,
+            Self::EdgeFace | Self::Scratch => p as f32 / 127.5 - 1.0,
             // SFace normalises inside its graph.
             Self::SFace => p as f32,
         }
@@ -60,6 +70,7 @@ impl EmbedderKind {
             Self::EdgeFace => &[Network::EdgeFace],
             Self::SFace => &[Network::SFace],
             Self::Fused => &[Network::EdgeFace, Network::SFace],
+            Self::Scratch => &[Network::Scratch],
         }
     }
 
@@ -67,7 +78,7 @@ impl EmbedderKind {
     pub fn model_files(self, quantised: bool) -> Vec<&'static ModelFile> {
         self.networks()
             .iter()
-            .map(|n| n.model_file(quantised))
+            .filter_map(|n| n.model_file(quantised))
             .collect()
     }
 
@@ -77,6 +88,8 @@ impl EmbedderKind {
             Self::EdgeFace => 512,
             Self::SFace => 128,
             Self::Fused => 640,
+            // Depends on the bundle (people + 1).
+            Self::Scratch => 0,
         }
     }
 
@@ -86,6 +99,7 @@ impl EmbedderKind {
             Self::EdgeFace => "edgeface",
             Self::SFace => "sface",
             Self::Fused => "fused",
+            Self::Scratch => "scratch",
         }
     }
 }
@@ -110,7 +124,11 @@ impl Embedder {
     pub fn load(dir: &Path, kind: EmbedderKind, quantised: bool) -> Result<Self> {
         let mut plans = Vec::new();
         for &net in kind.networks() {
-            let file = net.model_file(quantised);
+            let Some(file) = net.model_file(quantised) else {
+                return Err(Error::ModelMissing {
+                    path: dir.join(SCRATCH_FILE),
+                });
+            };
             let bytes = file.read_verified(dir)?;
             plans.push((net, file.name, plan(&bytes, file.name)?));
         }
@@ -130,16 +148,26 @@ impl Embedder {
     ) -> Result<Self> {
         let mut plans = Vec::new();
         for &net in kind.networks() {
-            let file = net.model_file(quantised);
-            let path = Path::new(file.file_name);
+            let file_name = net
+                .model_file(quantised)
+                .map_or(SCRATCH_FILE, |f| f.file_name);
+            let path = Path::new(file_name);
             let (_, bytes) = files
                 .iter()
-                .find(|(name, _)| name == file.file_name)
+                .find(|(name, _)| name == file_name)
                 .ok_or_else(|| Error::ModelMissing {
                     path: path.to_owned(),
                 })?;
-            file.verify(path, bytes)?;
-            plans.push((net, file.name, plan(bytes, file.name)?));
+            // A pinned network must be the pinned bytes; a scratch CNN is vouched for by the
+            // bundle's signature alone.
+            let name = match net.model_file(quantised) {
+                Some(file) => {
+                    file.verify(path, bytes)?;
+                    file.name
+                }
+                None => "scratch CNN",
+            };
+            plans.push((net, name, plan(bytes, name)?));
         }
         Ok(Self {
             kind,
@@ -166,7 +194,11 @@ impl Embedder {
         let mut out = Vec::with_capacity(self.kind.dim());
         for (net, name, plan) in &self.plans {
             let v = run(*net, name, plan, crop)?;
-            out.extend(l2_normalise(v).into_iter().map(|x| x * weight));
+            if *net == Network::Scratch {
+                out.extend(v); // class probabilities, not a direction
+            } else {
+                out.extend(l2_normalise(v).into_iter().map(|x| x * weight));
+            }
         }
         Ok(out)
     }

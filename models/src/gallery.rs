@@ -24,6 +24,8 @@ pub fn default_threshold(kind: EmbedderKind, quantised: bool) -> f32 {
         (EmbedderKind::SFace, true) => 0.4847,
         (EmbedderKind::Fused, false) => 0.4578,
         (EmbedderKind::Fused, true) => 0.4665,
+        // A probability: below one half another class could be more likely.
+        (EmbedderKind::Scratch, _) => 0.5,
     }
 }
 
@@ -110,8 +112,18 @@ impl Gallery {
         Ok(())
     }
 
-    /// Each person's score for `probe`, in gallery order.
+    /// Each person's score for `probe`, in gallery order. For a from-scratch classifier the
+    /// probe *is* the scores: the probability of each enrolled person (then "other").
     pub fn scores(&self, probe: &[f32]) -> Vec<f32> {
+        if self.embedder == EmbedderKind::Scratch {
+            let mut s = probe
+                .iter()
+                .take(self.people.len())
+                .copied()
+                .collect::<Vec<_>>();
+            s.resize(self.people.len(), f32::NEG_INFINITY);
+            return s;
+        }
         self.people
             .iter()
             .map(|p| {
@@ -138,6 +150,7 @@ impl Gallery {
     pub fn candidate(&self, probe: &[f32]) -> Option<(usize, f32)> {
         match &self.head {
             None => self.best(probe),
+            Some(_) if self.embedder == EmbedderKind::Scratch => None,
             Some(head) => {
                 let (person, p) = head.pick(probe)?;
                 if p < head.min_prob {
@@ -171,6 +184,24 @@ impl Gallery {
             return Err(Error::Gallery {
                 reason: "threshold is not a finite number".into(),
             });
+        }
+        if self.embedder == EmbedderKind::Scratch {
+            // A classifier: names only, and a probability threshold of at least one half, so
+            // that an accepted person is always the most probable class ("other" included).
+            if self.head.is_some() || self.people.iter().any(|p| !p.templates.is_empty()) {
+                return Err(Error::Gallery {
+                    reason: "a from-scratch classifier carries no templates and no head".into(),
+                });
+            }
+            if !(0.5..=1.0).contains(&self.threshold) {
+                return Err(Error::Gallery {
+                    reason: format!(
+                        "a classifier threshold must be a probability of at least 0.5, not {}",
+                        self.threshold
+                    ),
+                });
+            }
+            return Ok(());
         }
         if let Some(head) = &self.head {
             head.validate(self.people.len(), self.embedder.dim())?;
@@ -260,6 +291,33 @@ mod tests {
         // An unsure head is a stranger even when a cosine clears the threshold.
         let unsure = unit(128, &[(0, 1.0)]);
         assert!(matches!(g.identify(&unsure), Decision::Stranger { .. }));
+    }
+
+    #[test]
+    fn a_scratch_classifier_names_the_most_probable_enrolled_class_above_threshold() {
+        let mut g = Gallery::new(EmbedderKind::Scratch, 0.8);
+        for name in ["ann", "bob"] {
+            g.people.push(Person {
+                name: name.into(),
+                templates: Vec::new(),
+            });
+        }
+        g.validate().expect("valid");
+        assert_eq!(g.identify(&[0.05, 0.9, 0.05]).person(), Some(1));
+        // "other people" most likely, or unsure: a stranger.
+        assert!(matches!(
+            g.identify(&[0.1, 0.05, 0.85]),
+            Decision::Stranger { .. }
+        ));
+        assert!(matches!(
+            g.identify(&[0.6, 0.3, 0.1]),
+            Decision::Stranger { .. }
+        ));
+        g.threshold = 0.3;
+        assert!(
+            g.validate().is_err(),
+            "below one half another class may win"
+        );
     }
 
     #[test]

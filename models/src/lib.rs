@@ -32,6 +32,7 @@ pub mod image_io;
 pub mod logrecord;
 pub mod mask;
 pub mod model_files;
+pub mod onnx_build;
 #[cfg(test)]
 mod onnx_test_util;
 pub mod pipeline;

@@ -1,32 +1,10 @@
 //! Helpers for tests that build small ONNX graphs by hand (quantisation, rewrites).
 
 use prost::Message;
-use tract_onnx::pb::tensor_proto::DataType;
-use tract_onnx::pb::{ModelProto, TypeProto, ValueInfoProto, tensor_shape_proto, type_proto};
+use tract_onnx::pb::ModelProto;
 use tract_onnx::prelude::*;
 
-/// A float tensor input or output of fixed shape.
-pub fn value_info(name: &str, dims: &[i64]) -> ValueInfoProto {
-    ValueInfoProto {
-        name: name.into(),
-        r#type: Some(TypeProto {
-            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-                elem_type: DataType::Float as i32,
-                shape: Some(tract_onnx::pb::TensorShapeProto {
-                    dim: dims
-                        .iter()
-                        .map(|&d| tensor_shape_proto::Dimension {
-                            value: Some(tensor_shape_proto::dimension::Value::DimValue(d)),
-                            ..Default::default()
-                        })
-                        .collect(),
-                }),
-            })),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
+pub use crate::onnx_build::value_info;
 
 /// Runs an encoded model on one f32 input of `shape`, returning the first output.
 pub fn run_bytes(bytes: &[u8], shape: &[usize], x: &[f32]) -> Vec<f32> {

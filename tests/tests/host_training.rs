@@ -347,4 +347,93 @@ fn photos_to_a_trained_bundle_that_the_door_runs() {
     assert!(log.contains("s3"), "{log}");
     assert!(log.contains("UNLOCK") || log.contains("unlock"), "{log}");
     assert!(!log.contains("s6"), "{log}");
+
+    // The from-scratch CNN on the same data: trained, exported to ONNX with int8 weights,
+    // evaluated through tract, and run by the door from the same kind of bundle.
+    let out = fg(
+        dir,
+        &[
+            "train",
+            "train",
+            "--arch",
+            "scratch",
+            "--impostors",
+            "impostors",
+            "--far",
+            "0.01",
+            "--epochs",
+            "12",
+            "--augment",
+            "3",
+            "--key",
+            "facegate.key",
+            "--version",
+            "4",
+            "-o",
+            "scratch.fgb",
+            "--report",
+            "scratch.json",
+        ],
+    );
+    assert!(out.contains("trained a CNN from scratch"), "{out}");
+    let r = json(&dir.join("scratch.json"));
+    assert!(r["export_max_diff"].as_f64().expect("diff") < 0.02, "{r}");
+    assert!(
+        r["model_bytes_int8"].as_u64().expect("int8") * 3
+            < r["model_bytes_fp32"].as_u64().expect("fp32"),
+        "{r}"
+    );
+    assert!(r["threshold"].as_f64().expect("threshold") >= 0.5, "{r}");
+    let views = r["calibration_views"].as_u64().expect("views");
+    assert!(r["impostors_accepted"].as_u64().expect("accepted") as f64 <= 0.01 * views as f64);
+    fg(
+        dir,
+        &[
+            "eval",
+            "test",
+            "--bundle",
+            "scratch.fgb",
+            "--trust",
+            "facegate.pub",
+            "--strangers",
+            "strangers",
+            "--json",
+            "scratch-eval.json",
+        ],
+    );
+    let eval = json(&dir.join("scratch-eval.json"));
+    assert_eq!(eval["embedder"], "scratch");
+    assert_eq!(eval["unmasked"]["genuine"], 16);
+    let inspect = fg(dir, &["inspect", "scratch.fgb", "--trust", "facegate.pub"]);
+    assert!(inspect.contains("scratch_cnn.int8.onnx"), "{inspect}");
+    run(
+        &device_bin(),
+        dir,
+        &[
+            "simulate",
+            "--store",
+            "store-scratch",
+            "--bundle",
+            "scratch.fgb",
+            "--trust",
+            "facegate.pub",
+            "--camera-dir",
+            "camera",
+            "--repeat",
+            "4",
+            "--log",
+            "scratch.log",
+            "--text-log",
+            "--window",
+            "3",
+            "--agree",
+            "2",
+        ],
+    );
+    let log = std::fs::read_to_string(dir.join("scratch.log")).expect("log");
+    assert!(
+        log.lines().count() >= 8,
+        "one record per frame at least: {log}"
+    );
+    assert!(!log.contains("s6"), "a stranger named: {log}");
 }

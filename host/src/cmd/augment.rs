@@ -6,7 +6,7 @@ use anyhow::{Result, bail};
 
 use crate::augment::{self, Params};
 use crate::cli::AugmentCmd;
-use crate::cmd::models::write_atomically;
+use crate::cmd::models::write_png;
 use crate::faceset::Dataset;
 
 /// Runs `facegate augment`.
@@ -74,8 +74,6 @@ pub fn preview(
         rows.push(row);
     }
     let sheet = augment::contact_sheet(&rows);
-    let mut png = std::io::Cursor::new(Vec::new());
-    sheet.write_to(&mut png, image::ImageFormat::Png)?;
-    write_atomically(path, &png.into_inner())?;
+    write_png(path, &sheet)?;
     Ok(rows.len())
 }

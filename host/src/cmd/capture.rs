@@ -16,10 +16,10 @@ use facegate_device::hw::{CameraError, Frame, FrameSource};
 use facegate_device::sim::camera::FileCamera;
 use facegate_models::embed::cosine;
 use facegate_models::image_io;
-use facegate_models::pipeline::{Pipeline, PipelineConfig};
+use facegate_models::pipeline::Pipeline;
 
 use crate::cli::CaptureCmd;
-use crate::faceset::ingest::{Source, content_id, ingest};
+use crate::faceset::ingest::{Source, content_id, ingest, open_with_pipeline};
 use crate::faceset::{Dataset, Origin, Skipped};
 use crate::progress::bar;
 
@@ -80,18 +80,7 @@ impl FrameSource for MjpegFile {
 
 /// Runs `facegate capture`.
 pub fn run(cmd: CaptureCmd) -> Result<()> {
-    let kind = cmd.net.embedder.into();
-    let mut ds = Dataset::open_or_create(&cmd.dataset, kind, !cmd.net.fp32)?;
-    let dir = cmd.net.models.resolve();
-    let pipeline = Pipeline::load(
-        &dir,
-        PipelineConfig {
-            embedder: kind,
-            quantised: !cmd.net.fp32,
-            ..Default::default()
-        },
-    )
-    .with_context(|| format!("loading models from {}", dir.display()))?;
+    let (mut ds, pipeline) = open_with_pipeline(&cmd.dataset, &cmd.net)?;
     let (mut source, what): (Box<dyn FrameSource>, String) = match &cmd.video {
         Some(v) if v.is_dir() => (
             Box::new(

@@ -1,17 +1,15 @@
 //! `facegate enrol`: photos of each person -> templates -> a signed bundle the door can load;
 //! `facegate inspect`: verify a bundle and show its header.
 
-use std::time::UNIX_EPOCH;
-
 use anyhow::{Context, Result, bail};
-use facegate_models::bundle::{Bundle, SelfTest, verify};
+use facegate_models::bundle::{Bundle, SelfTest};
 use facegate_models::gallery::{Gallery, default_threshold};
 use facegate_models::image_io;
 use facegate_models::pipeline::{Pipeline, PipelineConfig};
 
 use crate::cli::{EnrolCmd, InspectCmd};
-use crate::cmd::keys::{read_public, read_secret};
-use crate::cmd::models::write_atomically;
+use crate::cmd::keys::{open_bundle, read_secret};
+use crate::cmd::models::{now_ms, png_bytes, write_atomically};
 use crate::dataset::people;
 use crate::progress::bar;
 
@@ -67,10 +65,7 @@ pub fn run(cmd: EnrolCmd) -> Result<()> {
     for file in kind.model_files(true) {
         models.push((file.file_name.to_owned(), file.read_verified(&dir)?));
     }
-    let created_ms = UNIX_EPOCH
-        .elapsed()
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
+    let created_ms = now_ms();
     let bundle = Bundle::new(
         &gallery,
         true,
@@ -111,26 +106,15 @@ fn self_test_sample(
     let Some(crop) = facegate_models::align::warp(&img, transform) else {
         return Ok(None);
     };
-    let mut png = std::io::Cursor::new(Vec::new());
-    crop.write_to(&mut png, image::ImageFormat::Png)
-        .context("encoding the self-test crop")?;
     Ok(Some(SelfTest {
         label: label.to_owned(),
-        crop_png: png.into_inner(),
+        crop_png: png_bytes(&crop)?,
     }))
 }
 
 /// Runs `facegate inspect`.
 pub fn inspect(cmd: InspectCmd) -> Result<()> {
-    let trusted = cmd
-        .trust
-        .iter()
-        .map(|p| read_public(p))
-        .collect::<Result<Vec<_>>>()?;
-    let bytes =
-        std::fs::read(&cmd.bundle).with_context(|| format!("reading {}", cmd.bundle.display()))?;
-    let bundle =
-        verify(&bytes, &trusted).with_context(|| format!("{} refused", cmd.bundle.display()))?;
+    let bundle = open_bundle(&cmd.bundle, &cmd.trust)?;
     let h = &bundle.header;
     println!("signature ok");
     println!(

@@ -9,15 +9,14 @@
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use facegate_models::bundle::verify;
 use facegate_models::embed::{Embedder, cosine};
 use facegate_models::gallery::{Decision, Gallery};
 use serde::Serialize;
 
 use crate::augment::{self, Params};
 use crate::cli::EvalCmd;
-use crate::cmd::keys::read_public;
-use crate::cmd::models::write_atomically;
+use crate::cmd::keys::open_bundle;
+use crate::cmd::models::{write_atomically, write_png};
 use crate::eval::metrics::{self, BestMatch, FixedPoint, OperatingPoint};
 use crate::faceset::Dataset;
 use crate::progress::bar;
@@ -106,15 +105,7 @@ pub fn run(cmd: EvalCmd) -> Result<()> {
     if cmd.trust.is_empty() {
         bail!("--bundle needs --trust KEY.pub: the bundle is verified as the door would");
     }
-    let trusted = cmd
-        .trust
-        .iter()
-        .map(|p| read_public(p))
-        .collect::<Result<Vec<_>>>()?;
-    let bytes =
-        std::fs::read(bundle_path).with_context(|| format!("reading {}", bundle_path.display()))?;
-    let bundle =
-        verify(&bytes, &trusted).with_context(|| format!("{} refused", bundle_path.display()))?;
+    let bundle = open_bundle(bundle_path, &cmd.trust)?;
     let h = &bundle.header;
     let embedder = Embedder::from_files(h.embedder, h.quantised, &bundle.payload.models)?;
     let gallery = bundle.gallery();
@@ -289,12 +280,19 @@ fn print_text(r: &BundleReport, names: &[String]) {
         "person", "support", "precision", "recall"
     );
     for p in &r.per_person {
+        let pct = |v: f64| {
+            if v.is_nan() {
+                "-".to_owned()
+            } else {
+                format!("{:.1}%", 100.0 * v)
+            }
+        };
         println!(
-            "{:<24} {:>8} {:>9.1}% {:>7.1}%",
+            "{:<24} {:>8} {:>10} {:>8}",
             p.name.chars().take(24).collect::<String>(),
             p.support,
-            100.0 * p.precision,
-            100.0 * p.recall
+            pct(p.precision),
+            pct(p.recall)
         );
     }
     println!(
@@ -349,11 +347,7 @@ fn write_folder(
 ) -> Result<()> {
     std::fs::create_dir_all(out.join("thumbs"))
         .with_context(|| format!("creating {}", out.display()))?;
-    let png = |img: &image::RgbImage, name: &str| -> Result<()> {
-        let mut b = std::io::Cursor::new(Vec::new());
-        img.write_to(&mut b, image::ImageFormat::Png)?;
-        write_atomically(&out.join(name), &b.into_inner())
-    };
+    let png = |img: &image::RgbImage, name: &str| write_png(&out.join(name), img);
     png(
         &plots::confusion(
             names,

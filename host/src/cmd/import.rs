@@ -6,13 +6,13 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use facegate_models::image_io;
-use facegate_models::pipeline::{Pipeline, PipelineConfig};
+use facegate_models::pipeline::Pipeline;
 
 use crate::cli::ImportCmd;
 use crate::dataset::{images_below, is_image, people};
-use crate::faceset::ingest::{Rules, Source, content_id, ingest};
+use crate::faceset::ingest::{Rules, Source, content_id, ingest, open_with_pipeline};
 use crate::faceset::{Dataset, Origin, Skipped};
 use crate::progress::bar;
 
@@ -30,18 +30,7 @@ pub struct Summary {
 /// Runs `facegate import`.
 pub fn run(cmd: ImportCmd) -> Result<()> {
     let jobs = jobs(&cmd)?;
-    let kind = cmd.net.embedder.into();
-    let mut ds = Dataset::open_or_create(&cmd.dataset, kind, !cmd.net.fp32)?;
-    let dir = cmd.net.models.resolve();
-    let pipeline = Pipeline::load(
-        &dir,
-        PipelineConfig {
-            embedder: kind,
-            quantised: !cmd.net.fp32,
-            ..Default::default()
-        },
-    )
-    .with_context(|| format!("loading models from {}", dir.display()))?;
+    let (mut ds, pipeline) = open_with_pipeline(&cmd.dataset, &cmd.net)?;
     let rules = cmd.rules();
     let summary = import(&pipeline, &mut ds, &jobs, rules)?;
     for (file, reason) in &summary.skipped {

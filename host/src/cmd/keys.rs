@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use ed25519_dalek::{SigningKey, VerifyingKey};
-use facegate_models::bundle::key_id;
+use facegate_models::bundle::{Bundle, key_id, verify};
 
 use crate::cli::KeygenCmd;
 
@@ -76,4 +76,14 @@ pub fn read_secret(path: &Path) -> Result<SigningKey> {
 pub fn read_public(path: &Path) -> Result<VerifyingKey> {
     VerifyingKey::from_bytes(&read_hex32(path, "public key")?)
         .with_context(|| format!("{} is not a valid Ed25519 public key", path.display()))
+}
+
+/// Reads and verifies a bundle against the trusted public key files, as the door would.
+pub fn open_bundle(path: &Path, trust: &[std::path::PathBuf]) -> Result<Bundle> {
+    let trusted = trust
+        .iter()
+        .map(|p| read_public(p))
+        .collect::<Result<Vec<_>>>()?;
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    verify(&bytes, &trusted).with_context(|| format!("{} refused", path.display()))
 }

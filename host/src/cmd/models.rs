@@ -174,3 +174,24 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
         .with_context(|| format!("renaming into {}", path.display()))?;
     Ok(())
 }
+
+/// An image as PNG bytes.
+pub fn png_bytes(img: &image::RgbImage) -> Result<Vec<u8>> {
+    let mut b = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut b, image::ImageFormat::Png)
+        .context("encoding a PNG")?;
+    Ok(b.into_inner())
+}
+
+/// Writes an image as a PNG file (atomically).
+pub fn write_png(path: &Path, img: &image::RgbImage) -> Result<()> {
+    write_atomically(path, &png_bytes(img)?)
+}
+
+/// Now, in ms since the Unix epoch (a bundle's creation time).
+pub fn now_ms() -> u64 {
+    std::time::UNIX_EPOCH
+        .elapsed()
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

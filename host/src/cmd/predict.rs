@@ -5,7 +5,6 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use facegate_models::bundle::verify;
 use facegate_models::detect::Detector;
 use facegate_models::embed::Embedder;
 use facegate_models::gallery::{Decision, Gallery};
@@ -16,8 +15,8 @@ use plotters::prelude::*;
 use serde::Serialize;
 
 use crate::cli::PredictCmd;
-use crate::cmd::keys::read_public;
-use crate::cmd::models::write_atomically;
+use crate::cmd::keys::open_bundle;
+use crate::cmd::models::{write_atomically, write_png};
 
 /// One face's answer.
 #[derive(Debug, Serialize)]
@@ -43,15 +42,7 @@ pub struct PhotoAnswer {
 
 /// Runs `facegate predict`.
 pub fn run(cmd: PredictCmd) -> Result<()> {
-    let trusted = cmd
-        .trust
-        .iter()
-        .map(|p| read_public(p))
-        .collect::<Result<Vec<_>>>()?;
-    let bytes =
-        std::fs::read(&cmd.bundle).with_context(|| format!("reading {}", cmd.bundle.display()))?;
-    let bundle =
-        verify(&bytes, &trusted).with_context(|| format!("{} refused", cmd.bundle.display()))?;
+    let bundle = open_bundle(&cmd.bundle, &cmd.trust)?;
     let h = &bundle.header;
     let dir = cmd.models.resolve();
     let detector = Detector::from_bytes(&YUNET.read_verified(&dir)?, h.detector)?;
@@ -190,7 +181,5 @@ fn annotate(mut img: image::RgbImage, a: &PhotoAnswer, out: &Path, photo: &Path)
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
     let path = out.join(format!("{stem}.png"));
-    let mut b = std::io::Cursor::new(Vec::new());
-    img.write_to(&mut b, image::ImageFormat::Png)?;
-    write_atomically(&path, &b.into_inner())
+    write_png(&path, &img)
 }

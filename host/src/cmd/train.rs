@@ -7,7 +7,7 @@
 //! on faces of people who are NOT enrolled (each also with a synthetic mask, since masked
 //! strangers come to doors too). Copies of one photo never straddle the train/validation split.
 
-use std::time::{Instant, UNIX_EPOCH};
+use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use facegate_models::bundle::{Bundle, SelfTest};
@@ -16,9 +16,9 @@ use facegate_models::gallery::{Decision, Gallery};
 use facegate_models::model_files::YUNET;
 use serde::Serialize;
 
-use crate::cli::TrainCmd;
+use crate::cli::{Arch, TrainCmd};
 use crate::cmd::keys::read_secret;
-use crate::cmd::models::write_atomically;
+use crate::cmd::models::{now_ms, png_bytes, write_atomically};
 use crate::faceset::Dataset;
 use crate::train::head::{self, Epoch, Examples, HeadConfig};
 use crate::train::{
@@ -101,6 +101,10 @@ pub fn run(cmd: TrainCmd) -> Result<()> {
         );
     }
 
+    if cmd.arch == Arch::Scratch {
+        return scratch(&cmd, &ds, &people, &key);
+    }
+
     // Split by photo, then augment.
     let mut train_idx = Vec::new();
     let mut val_idx = Vec::new();
@@ -153,9 +157,9 @@ pub fn run(cmd: TrainCmd) -> Result<()> {
     };
     let t1 = Instant::now();
     let cfg = HeadConfig {
-        epochs: cmd.epochs,
-        patience: cmd.patience,
-        lr: cmd.lr,
+        epochs: cmd.epochs.unwrap_or(400),
+        patience: cmd.patience.unwrap_or(30),
+        lr: cmd.lr.unwrap_or(0.002),
         min_prob: cmd.min_prob,
     };
     let dim = m.embedder.dim();
@@ -252,32 +256,11 @@ pub fn run(cmd: TrainCmd) -> Result<()> {
         &m.samples[self_test.1].landmarks,
         &crate::augment::Params::identity(),
     );
-    let mut png = std::io::Cursor::new(Vec::new());
-    crop.write_to(&mut png, image::ImageFormat::Png)?;
-
     let mut files = Vec::new();
     for f in m.embedder.model_files(m.quantised) {
         files.push((f.file_name.to_owned(), f.read_verified(&models)?));
     }
-    YUNET.read_verified(&models)?; // the door needs it too: fail here, not at the door
-    let created_ms = UNIX_EPOCH
-        .elapsed()
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
-    let bundle = Bundle::new(
-        &gallery,
-        m.quantised,
-        cmd.version,
-        created_ms,
-        Default::default(),
-        files,
-        Some(SelfTest {
-            label: self_test.0.clone(),
-            crop_png: png.into_inner(),
-        }),
-    );
-    let bytes = bundle.sign(&key);
-    write_atomically(&cmd.out, &bytes)?;
+    let bytes = write_bundle(&cmd, &key, &gallery, m.quantised, files, self_test.0, &crop)?;
 
     let best = &history.epochs[history.best_epoch - 1];
     let report = TrainReport {
@@ -339,4 +322,101 @@ pub fn run(cmd: TrainCmd) -> Result<()> {
         write_atomically(path, &serde_json::to_vec_pretty(&report)?)?;
     }
     Ok(())
+}
+
+/// `--arch scratch`: the CNN, its bundle and report.
+fn scratch(
+    cmd: &TrainCmd,
+    ds: &Dataset,
+    people: &[(String, Vec<usize>)],
+    key: &ed25519_dalek::SigningKey,
+) -> Result<()> {
+    let Some(imp_dir) = &cmd.impostors else {
+        bail!(
+            "--arch scratch needs --impostors DATASET: its \"other people\" class and its threshold are learnt from faces of people who are not enrolled"
+        );
+    };
+    let impostors = Dataset::open(imp_dir)?;
+    let cfg = crate::scratch::ScratchConfig {
+        epochs: cmd.epochs.unwrap_or(60),
+        patience: cmd.patience.unwrap_or(10),
+        lr: cmd.lr.unwrap_or(0.001),
+        augment: cmd.augment,
+        mask_fraction: cmd.mask_fraction,
+        val_fraction: cmd.val_fraction,
+        far: cmd.far,
+        seed: cmd.seed,
+    };
+    let crate::scratch::Trained {
+        gallery,
+        onnx,
+        report,
+        self_test: (label, crop),
+    } = crate::scratch::train(ds, people, &impostors, cfg)?;
+    let files = vec![(facegate_models::embed::SCRATCH_FILE.to_owned(), onnx)];
+    let bytes = write_bundle(cmd, key, &gallery, true, files, &label, &crop)?;
+    println!(
+        "trained a CNN from scratch ({} weights) for {} people + other on {} examples ({} validation) in {:.1} s: best epoch {} of {}, validation accuracy {:.2}%",
+        report.parameters,
+        report.people.len(),
+        report.train_examples,
+        report.val_examples,
+        report.train_seconds,
+        report.best_epoch,
+        report.epochs_run,
+        100.0 * report.val_accuracy
+    );
+    println!(
+        "threshold {:.4} for FAR {}: {} of {} impostor views accepted; validation TAR {:.2}% unmasked, {:.2}% masked; model {} bytes int8 ({} fp32), export max diff {:.2e}",
+        report.threshold,
+        cmd.far,
+        report.impostors_accepted,
+        report.calibration_views,
+        100.0 * report.val_tar_unmasked,
+        100.0 * report.val_tar_masked,
+        report.model_bytes_int8,
+        report.model_bytes_fp32,
+        report.export_max_diff
+    );
+    println!(
+        "wrote {} ({} bytes, version {})",
+        cmd.out.display(),
+        bytes.len(),
+        cmd.version
+    );
+    if let Some(path) = &cmd.preview {
+        crate::cmd::augment::preview(ds, path, 8, cmd.augment, cmd.mask_fraction, cmd.seed)?;
+    }
+    if let Some(path) = &cmd.report {
+        write_atomically(path, &serde_json::to_vec_pretty(&report)?)?;
+    }
+    Ok(())
+}
+
+/// Signs and writes the bundle (checking first that the door's detector file is there too).
+fn write_bundle(
+    cmd: &TrainCmd,
+    key: &ed25519_dalek::SigningKey,
+    gallery: &Gallery,
+    quantised: bool,
+    files: Vec<(String, Vec<u8>)>,
+    label: &str,
+    crop: &image::RgbImage,
+) -> Result<Vec<u8>> {
+    YUNET.read_verified(&cmd.models.resolve())?; // the door needs it: fail here, not there
+    let bundle = Bundle::new(
+        gallery,
+        quantised,
+        cmd.version,
+        now_ms(),
+        Default::default(),
+        files,
+        Some(SelfTest {
+            label: label.to_owned(),
+            crop_png: png_bytes(crop)?,
+        }),
+    );
+    let bytes = bundle.sign(key);
+    write_atomically(&cmd.out, &bytes)?;
+    Ok(bytes)
 }

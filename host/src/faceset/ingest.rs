@@ -124,3 +124,23 @@ pub fn ingest(
         sharpness: sharp,
     }))
 }
+
+/// Opens (or starts) the dataset of `net`'s embedder and loads the matching pipeline.
+pub fn open_with_pipeline(
+    dir: &std::path::Path,
+    net: &crate::cli::DatasetNet,
+) -> Result<(Dataset, Pipeline)> {
+    let kind = net.embedder.into();
+    let ds = Dataset::open_or_create(dir, kind, !net.fp32)?;
+    let models = net.models.resolve();
+    let pipeline = Pipeline::load(
+        &models,
+        facegate_models::pipeline::PipelineConfig {
+            embedder: kind,
+            quantised: !net.fp32,
+            ..Default::default()
+        },
+    )
+    .with_context(|| format!("loading models from {}", models.display()))?;
+    Ok((ds, pipeline))
+}

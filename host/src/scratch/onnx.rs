@@ -1,0 +1,167 @@
+//! Writes the from-scratch CNN as an ONNX graph that tract (on the door) runs: the same layers
+//! as [`super::net`], ending in a Softmax so the door's "embedding" is the class probabilities.
+//! Weights are then quantised to int8 by the same code as the pretrained embedders.
+
+use anyhow::Result;
+use facegate_models::onnx_build::value_info;
+use prost::Message;
+use tract_onnx::pb::attribute_proto::AttributeType;
+use tract_onnx::pb::tensor_proto::DataType;
+use tract_onnx::pb::{
+    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
+};
+
+use super::net::Net;
+
+fn ints(name: &str, v: &[i64]) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        r#type: AttributeType::Ints as i32,
+        ints: v.to_vec(),
+        ..Default::default()
+    }
+}
+
+fn int(name: &str, v: i64) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        r#type: AttributeType::Int as i32,
+        i: v,
+        ..Default::default()
+    }
+}
+
+fn node(op: &str, inputs: &[&str], output: &str, attribute: Vec<AttributeProto>) -> NodeProto {
+    NodeProto {
+        input: inputs.iter().map(|s| s.to_string()).collect(),
+        output: vec![output.into()],
+        name: output.into(),
+        op_type: op.into(),
+        attribute,
+        ..Default::default()
+    }
+}
+
+/// The ONNX bytes (fp32) of `net`: input `input` [1, 3, 112, 112], output `probabilities`
+/// [1, classes].
+pub fn export(net: &Net) -> Result<Vec<u8>> {
+    let initializer = net
+        .weights()?
+        .into_iter()
+        .map(|w| TensorProto {
+            name: w.name,
+            dims: w.dims.iter().map(|&d| d as i64).collect(),
+            data_type: DataType::Float as i32,
+            raw_data: w.values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            ..Default::default()
+        })
+        .collect();
+    let pool = |input: &str, out: &str, op: &str| {
+        node(
+            op,
+            &[input],
+            out,
+            vec![ints("kernel_shape", &[2, 2]), ints("strides", &[2, 2])],
+        )
+    };
+    let mut nodes = vec![pool("input", "pool0", "AveragePool")];
+    let mut prev = "pool0".to_owned();
+    for i in 1..=3 {
+        let (w, b) = (format!("conv{i}.weight"), format!("conv{i}.bias"));
+        let (c, r, p) = (format!("conv{i}"), format!("relu{i}"), format!("pool{i}"));
+        nodes.push(node(
+            "Conv",
+            &[&prev, &w, &b],
+            &c,
+            vec![ints("kernel_shape", &[3, 3]), ints("pads", &[1, 1, 1, 1])],
+        ));
+        nodes.push(node("Relu", &[&c], &r, vec![]));
+        nodes.push(pool(&r, &p, "MaxPool"));
+        prev = p;
+    }
+    nodes.push(node("Flatten", &[&prev], "flat", vec![int("axis", 1)]));
+    nodes.push(node(
+        "Gemm",
+        &["flat", "fc1.weight", "fc1.bias"],
+        "fc1",
+        vec![int("transB", 1)],
+    ));
+    nodes.push(node("Relu", &["fc1"], "hidden", vec![]));
+    nodes.push(node(
+        "Gemm",
+        &["hidden", "fc2.weight", "fc2.bias"],
+        "logits",
+        vec![int("transB", 1)],
+    ));
+    nodes.push(node(
+        "Softmax",
+        &["logits"],
+        "probabilities",
+        vec![int("axis", 1)],
+    ));
+    let model = ModelProto {
+        ir_version: 7,
+        producer_name: "facegate".into(),
+        opset_import: vec![OperatorSetIdProto {
+            domain: String::new(),
+            version: 13,
+        }],
+        graph: Some(GraphProto {
+            name: "facegate_scratch_cnn".into(),
+            node: nodes,
+            initializer,
+            input: vec![value_info("input", &[1, 3, 112, 112])],
+            output: vec![value_info("probabilities", &[1, net.classes() as i64])],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    Ok(model.encode_to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{D, Device, Tensor};
+    use tract_onnx::prelude::*;
+
+    #[test]
+    fn tract_runs_the_export_exactly_as_candle_does() {
+        let dev = Device::Cpu;
+        let net = Net::new(3, 7, &dev).expect("net");
+        let bytes = export(&net).expect("export");
+        let x: Vec<f32> = (0..3 * 112 * 112)
+            .map(|i| ((i * 7919) % 255) as f32 / 127.5 - 1.0)
+            .collect();
+        let want: Vec<f32> = candle_nn::ops::softmax(
+            &net.forward(
+                &Tensor::from_vec(x.clone(), (1, 3, 112, 112), &dev).expect("tensor"),
+                None,
+            )
+            .expect("forward"),
+            D::Minus1,
+        )
+        .expect("softmax")
+        .flatten_all()
+        .expect("flat")
+        .to_vec1()
+        .expect("vec");
+        let plan = tract_onnx::onnx()
+            .model_for_read(&mut &bytes[..])
+            .and_then(|m| m.into_optimized())
+            .and_then(|m| m.into_runnable())
+            .expect("tract loads the export");
+        let input = tract_ndarray::Array4::from_shape_vec((1, 3, 112, 112), x)
+            .expect("shape")
+            .into_tensor();
+        let out = plan.run(tvec![input.into()]).expect("run");
+        let got: Vec<f32> = out[0]
+            .try_as_plain_ram()
+            .and_then(|v| v.as_slice::<f32>().map(|s| s.to_vec()))
+            .expect("f32");
+        assert_eq!(got.len(), 3);
+        for (a, b) in want.iter().zip(&got) {
+            assert!((a - b).abs() < 1e-5, "candle {want:?} vs tract {got:?}");
+        }
+    }
+}
