@@ -305,23 +305,7 @@ pub fn run(cmd: TrainCmd) -> Result<()> {
         100.0 * val_tar_unmasked,
         100.0 * val_tar_masked
     );
-    println!(
-        "wrote {} ({} bytes, version {})",
-        cmd.out.display(),
-        bytes.len(),
-        cmd.version
-    );
-    if let Some(path) = &cmd.preview {
-        crate::cmd::augment::preview(&ds, path, 8, cmd.augment, cmd.mask_fraction, cmd.seed)?;
-        println!(
-            "wrote {} (training photos and their augmented copies)",
-            path.display()
-        );
-    }
-    if let Some(path) = &cmd.report {
-        write_atomically(path, &serde_json::to_vec_pretty(&report)?)?;
-    }
-    Ok(())
+    finish(&cmd, &ds, bytes.len(), &report)
 }
 
 /// `--arch scratch`: the CNN, its bundle and report.
@@ -378,17 +362,26 @@ fn scratch(
         report.model_bytes_fp32,
         report.export_max_diff
     );
+    finish(cmd, ds, bytes.len(), &report)
+}
+
+/// The last words of both architectures: where the bundle went, the optional preview and
+/// report.
+fn finish(cmd: &TrainCmd, ds: &Dataset, bytes: usize, report: &impl Serialize) -> Result<()> {
     println!(
-        "wrote {} ({} bytes, version {})",
+        "wrote {} ({bytes} bytes, version {})",
         cmd.out.display(),
-        bytes.len(),
         cmd.version
     );
     if let Some(path) = &cmd.preview {
         crate::cmd::augment::preview(ds, path, 8, cmd.augment, cmd.mask_fraction, cmd.seed)?;
+        println!(
+            "wrote {} (training photos and their augmented copies)",
+            path.display()
+        );
     }
     if let Some(path) = &cmd.report {
-        write_atomically(path, &serde_json::to_vec_pretty(&report)?)?;
+        write_atomically(path, &serde_json::to_vec_pretty(report)?)?;
     }
     Ok(())
 }
