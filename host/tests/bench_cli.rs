@@ -1,12 +1,8 @@
 //! `facegate bench` through the real binary: every stage timed for one thread and all cores,
 //! JSON written, and facegate / peer ratios printed from a peer report.
 
-use std::path::PathBuf;
-use std::process::Command;
-
-fn shared() -> PathBuf {
-    facegate_models::testdata::for_crate(env!("CARGO_MANIFEST_DIR"))
-}
+mod common;
+use common::{facegate, json as json_file, shared, succeed};
 
 #[test]
 fn bench_times_every_stage_and_prints_ratios_against_a_peer() {
@@ -19,22 +15,16 @@ fn bench_times_every_stage_and_prints_ratios_against_a_peer() {
     )
     .expect("write");
     let json = dir.path().join("bench.json");
-    let run = Command::new(env!("CARGO_BIN_EXE_facegate"))
-        .args(["bench", "--rounds", "1", "--warmup", "0", "--photo"])
-        .arg(shared().join("faces/deepface/img1.jpg"))
-        .arg("--json")
-        .arg(&json)
-        .arg("--peer")
-        .arg(&peer)
-        .output()
-        .expect("run facegate");
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
+    let run = succeed(
+        facegate()
+            .args(["bench", "--rounds", "1", "--warmup", "0", "--photo"])
+            .arg(shared().join("faces/deepface/img1.jpg"))
+            .arg("--json")
+            .arg(&json)
+            .arg("--peer")
+            .arg(&peer),
     );
-    let r: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&json).expect("report")).expect("json");
+    let r = json_file(&json);
     let one = &r["threads"]["1"];
     for stage in [
         "yunet_320x256",

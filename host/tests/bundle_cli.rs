@@ -1,15 +1,14 @@
 //! keygen -> enrol -> inspect through the real binary, with real photos and models: a good
 //! bundle verifies, another key and a flipped byte are refused.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Output;
 
-fn shared() -> PathBuf {
-    facegate_models::testdata::for_crate(env!("CARGO_MANIFEST_DIR"))
-}
+mod common;
+use common::shared;
 
 fn facegate(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_facegate"))
+    common::facegate()
         .current_dir(dir)
         .args(args)
         .output()

@@ -1,30 +1,20 @@
 //! The `facegate eval` contract, through the real binary on the shared MFR2 half: the JSON
 //! keys other work relies on, the split sizes, and accuracy floors that catch regressions.
 
-use std::path::PathBuf;
-use std::process::Command;
-
-fn shared() -> PathBuf {
-    facegate_models::testdata::for_crate(env!("CARGO_MANIFEST_DIR"))
-}
+mod common;
+use common::{facegate, json as json_file, shared, succeed};
 
 #[test]
 fn eval_mfr2_writes_the_contract_json() {
     let out = tempfile::tempdir().expect("tempdir");
     let json = out.path().join("report.json");
-    let run = Command::new(env!("CARGO_BIN_EXE_facegate"))
-        .args(["eval", "--protocol", "mfr2", "--quantised", "--json"])
-        .arg(&json)
-        .arg(shared().join("faces/mfr2"))
-        .output()
-        .expect("run facegate");
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
+    let run = succeed(
+        facegate()
+            .args(["eval", "--protocol", "mfr2", "--quantised", "--json"])
+            .arg(&json)
+            .arg(shared().join("faces/mfr2")),
     );
-    let r: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&json).expect("report")).expect("json");
+    let r = json_file(&json);
     for key in ["1e-2", "1e-3", "1e-4"] {
         let tar = r["tar_at_far"][key].as_f64().expect("tar_at_far key");
         assert!((0.0..=1.0).contains(&tar));
@@ -53,7 +43,7 @@ fn eval_mfr2_writes_the_contract_json() {
 
 #[test]
 fn eval_on_a_missing_folder_says_what_is_wrong() {
-    let run = Command::new(env!("CARGO_BIN_EXE_facegate"))
+    let run = facegate()
         .args(["eval", "/nonexistent/people"])
         .output()
         .expect("run facegate");
