@@ -427,6 +427,8 @@ pub enum EmbedderArg {
     Sface,
     /// Both networks, cosines averaged: best behind masks, about 3x the compute.
     Fused,
+    /// SFace with its last layer retrained for masks (`facegate models adapt` first).
+    SfaceMasked,
 }
 
 impl From<EmbedderArg> for EmbedderKind {
@@ -435,6 +437,7 @@ impl From<EmbedderArg> for EmbedderKind {
             EmbedderArg::Edgeface => EmbedderKind::EdgeFace,
             EmbedderArg::Sface => EmbedderKind::SFace,
             EmbedderArg::Fused => EmbedderKind::Fused,
+            EmbedderArg::SfaceMasked => EmbedderKind::SFaceMasked,
         }
     }
 }
@@ -464,6 +467,36 @@ pub enum ModelsCmd {
     Fetch(ModelsDir),
     /// Check every file against its pinned SHA-256.
     Verify(ModelsDir),
+    /// Train the mask-adapted SFace (`--embedder sface-masked`): SFace's last layer retrained
+    /// so that faces behind a synthetic mask embed like the same faces without one.
+    Adapt(AdaptCmd),
+}
+
+/// `facegate models adapt`.
+#[derive(Debug, Args)]
+pub struct AdaptCmd {
+    /// Photos to learn from: one sub-folder per person (names are not used, only faces).
+    #[arg(long, value_name = "DIR")]
+    pub faces: PathBuf,
+    /// Leave out the people that `facegate eval DIR --protocol open-set` evaluates, so that
+    /// evaluation on the same folder stays honest.
+    #[arg(long)]
+    pub hold_out_open_set: bool,
+    /// Masked copies of each photo (kinds cycle surgical, cloth, patterned).
+    #[arg(long, default_value_t = 2)]
+    pub masks: usize,
+    /// Passes over the training views.
+    #[arg(long, default_value_t = 3)]
+    pub epochs: usize,
+    /// Use at most this many photos (spread over the folder), for a quick run.
+    #[arg(long)]
+    pub max_photos: Option<usize>,
+    /// Do nothing when a valid adapted model is already there (for setup scripts).
+    #[arg(long)]
+    pub if_missing: bool,
+    /// Where the models are (the result is written there too).
+    #[command(flatten)]
+    pub models: ModelsDir,
 }
 
 /// Evaluation protocol.

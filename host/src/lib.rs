@@ -7,6 +7,7 @@
 //! subcommand under [`cmd`]; the evaluation protocol and its metrics live in [`eval`] so that
 //! tests and other commands reuse them.
 
+pub mod adapt;
 pub mod augment;
 pub mod cli;
 pub mod cmd;

@@ -8,6 +8,7 @@ use image::RgbImage;
 use serde::{Deserialize, Serialize};
 use tract_onnx::prelude::*;
 
+use crate::adapted;
 use crate::align::CROP;
 use crate::model_files::{self, ModelFile};
 use crate::{Error, Result};
@@ -28,6 +29,10 @@ pub enum EmbedderKind {
     /// embedder but a classifier, whose "embedding" is its class probabilities (the enrolled
     /// people, then "other people"). Its ONNX file travels only inside a signed bundle.
     Scratch,
+    /// SFace with its last layer retrained for masked faces (`facegate models adapt`, see
+    /// [`crate::adapted`]): same size and speed as SFace.
+    #[serde(rename = "sface-masked")]
+    SFaceMasked,
 }
 
 /// File name of a from-scratch CNN inside a bundle (int8 weights).
@@ -35,10 +40,11 @@ pub const SCRATCH_FILE: &str = "scratch_cnn.int8.onnx";
 
 /// One network inside an embedder.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Network {
+pub(crate) enum Network {
     EdgeFace,
     SFace,
     Scratch,
+    SFaceMasked,
 }
 
 impl Network {
@@ -49,7 +55,40 @@ impl Network {
             (Self::EdgeFace, true) => Some(&model_files::EDGEFACE_INT8),
             (Self::SFace, false) => Some(&model_files::SFACE),
             (Self::SFace, true) => Some(&model_files::SFACE_INT8),
-            (Self::Scratch, _) => None,
+            (Self::Scratch | Self::SFaceMasked, _) => None,
+        }
+    }
+
+    /// The file's name in a models folder or a bundle.
+    fn file_name(self, quantised: bool) -> &'static str {
+        match (self, quantised) {
+            (Self::Scratch, _) => SCRATCH_FILE,
+            (Self::SFaceMasked, false) => adapted::FILE,
+            (Self::SFaceMasked, true) => adapted::FILE_INT8,
+            _ => self.model_file(quantised).map_or("", |f| f.file_name),
+        }
+    }
+
+    /// Reads the file from a models folder and checks it (pinned hash, or the adapted
+    /// network's manifest).
+    fn read(self, dir: &Path, quantised: bool) -> Result<Vec<u8>> {
+        match self {
+            Self::SFaceMasked => adapted::read_verified(dir, quantised),
+            _ => match self.model_file(quantised) {
+                Some(file) => file.read_verified(dir),
+                None => Err(Error::ModelMissing {
+                    path: dir.join(self.file_name(quantised)),
+                }),
+            },
+        }
+    }
+
+    /// Name in messages.
+    fn label(self, quantised: bool) -> &'static str {
+        match self {
+            Self::Scratch => "scratch CNN",
+            Self::SFaceMasked => "mask-adapted SFace",
+            _ => self.model_file(quantised).map_or("", |f| f.name),
         }
     }
 
@@ -59,7 +98,7 @@ impl Network {
             // (p / 255 - 0.5) / 0.5
             Self::EdgeFace | Self::Scratch => p as f32 / 127.5 - 1.0,
             // SFace normalises inside its graph.
-            Self::SFace => p as f32,
+            Self::SFace | Self::SFaceMasked => p as f32,
         }
     }
 }
@@ -71,6 +110,7 @@ impl EmbedderKind {
             Self::SFace => &[Network::SFace],
             Self::Fused => &[Network::EdgeFace, Network::SFace],
             Self::Scratch => &[Network::Scratch],
+            Self::SFaceMasked => &[Network::SFaceMasked],
         }
     }
 
@@ -82,11 +122,20 @@ impl EmbedderKind {
             .collect()
     }
 
+    /// Every file this embedder loads, read from `dir` and checked, with its file name: what a
+    /// model bundle carries.
+    pub fn read_files(self, dir: &Path, quantised: bool) -> Result<Vec<(String, Vec<u8>)>> {
+        self.networks()
+            .iter()
+            .map(|n| Ok((n.file_name(quantised).to_owned(), n.read(dir, quantised)?)))
+            .collect()
+    }
+
     /// Embedding length.
     pub fn dim(self) -> usize {
         match self {
             Self::EdgeFace => 512,
-            Self::SFace => 128,
+            Self::SFace | Self::SFaceMasked => 128,
             Self::Fused => 640,
             // Depends on the bundle (people + 1).
             Self::Scratch => 0,
@@ -100,6 +149,7 @@ impl EmbedderKind {
             Self::SFace => "sface",
             Self::Fused => "fused",
             Self::Scratch => "scratch",
+            Self::SFaceMasked => "sface-masked",
         }
     }
 }
@@ -124,13 +174,9 @@ impl Embedder {
     pub fn load(dir: &Path, kind: EmbedderKind, quantised: bool) -> Result<Self> {
         let mut plans = Vec::new();
         for &net in kind.networks() {
-            let Some(file) = net.model_file(quantised) else {
-                return Err(Error::ModelMissing {
-                    path: dir.join(SCRATCH_FILE),
-                });
-            };
-            let bytes = file.read_verified(dir)?;
-            plans.push((net, file.name, plan(&bytes, file.name)?));
+            let bytes = net.read(dir, quantised)?;
+            let name = net.label(quantised);
+            plans.push((net, name, plan(&bytes, name)?));
         }
         Ok(Self {
             kind,
@@ -148,9 +194,7 @@ impl Embedder {
     ) -> Result<Self> {
         let mut plans = Vec::new();
         for &net in kind.networks() {
-            let file_name = net
-                .model_file(quantised)
-                .map_or(SCRATCH_FILE, |f| f.file_name);
+            let file_name = net.file_name(quantised);
             let path = Path::new(file_name);
             let (_, bytes) = files
                 .iter()
@@ -158,15 +202,12 @@ impl Embedder {
                 .ok_or_else(|| Error::ModelMissing {
                     path: path.to_owned(),
                 })?;
-            // A pinned network must be the pinned bytes; a scratch CNN is vouched for by the
-            // bundle's signature alone.
-            let name = match net.model_file(quantised) {
-                Some(file) => {
-                    file.verify(path, bytes)?;
-                    file.name
-                }
-                None => "scratch CNN",
-            };
+            // A pinned network must be the pinned bytes; a trained one (scratch CNN,
+            // mask-adapted SFace) is vouched for by the bundle's signature alone.
+            if let Some(file) = net.model_file(quantised) {
+                file.verify(path, bytes)?;
+            }
+            let name = net.label(quantised);
             plans.push((net, name, plan(bytes, name)?));
         }
         Ok(Self {
@@ -219,7 +260,7 @@ fn plan(bytes: &[u8], name: &'static str) -> Result<Arc<TypedRunnableModel>> {
 }
 
 /// Runs one network on a crop: NCHW, R,G,B, the network's own input scaling.
-fn run(
+pub(crate) fn run(
     net: Network,
     name: &'static str,
     plan: &Arc<TypedRunnableModel>,

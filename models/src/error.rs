@@ -97,6 +97,17 @@ pub enum Error {
         /// What was wrong with the graph.
         reason: String,
     },
+    /// The mask-adapted SFace file is missing, or is not the file its manifest describes.
+    #[error(
+        "mask-adapted SFace in {path}: {reason}: run `facegate models adapt --faces DIR` \
+         (see the README) to train it again"
+    )]
+    Adapted {
+        /// The file or folder concerned.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// A gallery file is unreadable or inconsistent.
     #[error("gallery is invalid: {reason}")]
     Gallery {

@@ -26,6 +26,8 @@ pub fn default_threshold(kind: EmbedderKind, quantised: bool) -> f32 {
         (EmbedderKind::Fused, true) => 0.4665,
         // A probability: below one half another class could be more likely.
         (EmbedderKind::Scratch, _) => 0.5,
+        (EmbedderKind::SFaceMasked, false) => 0.4912,
+        (EmbedderKind::SFaceMasked, true) => 0.4939,
     }
 }
 

@@ -20,6 +20,7 @@
 //!   clears a threshold calibrated on impostor faces; otherwise it is a stranger.
 //! * Nothing here touches hardware or the network; the crate builds for the Pi unchanged.
 
+pub mod adapted;
 pub mod align;
 pub mod bundle;
 pub mod detect;

@@ -252,7 +252,7 @@ fn weight_axes(nodes: &[NodeProto]) -> HashMap<&str, Option<usize>> {
 }
 
 /// The f32 values of a float initializer, from `raw_data` or `float_data`.
-fn float_values(t: &TensorProto) -> Result<Vec<f32>> {
+pub(crate) fn float_values(t: &TensorProto) -> Result<Vec<f32>> {
     if t.data_type != DataType::Float as i32 {
         return Ok(Vec::new());
     }

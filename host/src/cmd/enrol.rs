@@ -61,10 +61,7 @@ pub fn run(cmd: EnrolCmd) -> Result<()> {
             cmd.people.display()
         );
     }
-    let mut models = Vec::new();
-    for file in kind.model_files(true) {
-        models.push((file.file_name.to_owned(), file.read_verified(&dir)?));
-    }
+    let models = kind.read_files(&dir, true)?;
     let created_ms = now_ms();
     let bundle = Bundle::new(
         &gallery,

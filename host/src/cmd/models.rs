@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail};
 use facegate_models::model_files::{self, ModelFile, Origin, sha256_hex};
 use facegate_models::quantise::quantise_weights;
 
-use crate::cli::{ModelsCmd, ModelsDir};
+use crate::cli::{AdaptCmd, ModelsCmd, ModelsDir};
 use crate::progress::spinner;
 
 /// Runs `facegate models ...`.
@@ -19,7 +19,50 @@ pub fn run(cmd: ModelsCmd) -> Result<()> {
     match cmd {
         ModelsCmd::Fetch(dir) => fetch(&dir.resolve()),
         ModelsCmd::Verify(dir) => verify(&dir),
+        ModelsCmd::Adapt(cmd) => adapt(&cmd),
     }
+}
+
+fn adapt(cmd: &AdaptCmd) -> Result<()> {
+    let cfg = crate::adapt::Config {
+        masks: cmd.masks,
+        epochs: cmd.epochs.max(1),
+        max_photos: cmd.max_photos,
+        hold_out_open_set: cmd.hold_out_open_set,
+        ..Default::default()
+    };
+    let dir = cmd.models.resolve();
+    if cmd.if_missing
+        && facegate_models::adapted::read_verified(&dir, false).is_ok()
+        && facegate_models::adapted::read_verified(&dir, true).is_ok()
+    {
+        println!("adapted SFace already in {}", dir.display());
+        return Ok(());
+    }
+    let start = std::time::Instant::now();
+    let m = crate::adapt::adapt(&cmd.faces, &dir, &cfg)?;
+    println!(
+        "adapted SFace for masks from {} photos of {} people ({} views) in {:.0} s",
+        m.photos,
+        m.people,
+        m.views,
+        start.elapsed().as_secs_f64()
+    );
+    println!(
+        "loss (1 - cosine to the unmasked teacher) per epoch: {}",
+        m.loss
+            .iter()
+            .map(|l| format!("{l:.4}"))
+            .collect::<Vec<_>>()
+            .join(" -> ")
+    );
+    println!(
+        "wrote {} and {} into {}",
+        facegate_models::adapted::FILE,
+        facegate_models::adapted::FILE_INT8,
+        dir.display()
+    );
+    Ok(())
 }
 
 fn verify(dir: &ModelsDir) -> Result<()> {

@@ -256,10 +256,7 @@ pub fn run(cmd: TrainCmd) -> Result<()> {
         &m.samples[self_test.1].landmarks,
         &crate::augment::Params::identity(),
     );
-    let mut files = Vec::new();
-    for f in m.embedder.model_files(m.quantised) {
-        files.push((f.file_name.to_owned(), f.read_verified(&models)?));
-    }
+    let files = m.embedder.read_files(&models, m.quantised)?;
     let bytes = write_bundle(&cmd, &key, &gallery, m.quantised, files, self_test.0, &crop)?;
 
     let best = &history.epochs[history.best_epoch - 1];

@@ -1,0 +1,348 @@
+//! `facegate models adapt`: retrains SFace's last layer so that masked faces embed like the
+//! same faces unmasked (see [`facegate_models::adapted`] for why this layer and why no labels).
+//!
+//! Each photo gives one plain view and `masks` views with a synthetic mask (surgical, cloth,
+//! patterned in turn), each run through the door's own detection and alignment (the masked
+//! photo is detected again, as the door would see it). SFace's backbone turns every view into
+//! its 7x7x1024 feature map once; the teacher's embedding of the plain view is the target for
+//! all views of that photo. The layer starts from SFace's own weights and is trained with
+//! AdamW on 1 - cosine, so unmasked faces keep their place while masked ones move towards it.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use anyhow::{Context, Result, bail};
+use candle_core::{Device, Tensor, Var};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+use facegate_models::adapted::{self, LastLayer, Manifest};
+use facegate_models::align;
+use facegate_models::detect::{Detector, DetectorConfig};
+use facegate_models::image_io;
+use facegate_models::mask::{self, MaskStyle};
+use facegate_models::model_files::{SFACE, YUNET, sha256_hex};
+use facegate_models::pipeline::subject;
+use facegate_models::quantise::quantise_weights;
+use half::f16;
+use rand::SeedableRng;
+use rand::rngs::Xoshiro256PlusPlus;
+use rand::seq::SliceRandom;
+
+use crate::eval::protocol;
+use crate::eval::run::mask_seed;
+
+/// Training settings.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Masked copies per photo.
+    pub masks: usize,
+    /// Passes over the views.
+    pub epochs: usize,
+    /// AdamW learning rate.
+    pub lr: f64,
+    /// Views per step.
+    pub batch: usize,
+    /// Use at most this many photos (spread over people), for quick runs.
+    pub max_photos: Option<usize>,
+    /// Leave out the people `facegate eval --protocol open-set` evaluates on this folder.
+    pub hold_out_open_set: bool,
+    /// Shuffling seed.
+    pub seed: u64,
+    /// Worker threads for detection and features.
+    pub threads: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            masks: 2,
+            epochs: 3,
+            lr: 1e-4,
+            batch: 256,
+            max_photos: None,
+            hold_out_open_set: false,
+            seed: 0,
+            threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        }
+    }
+}
+
+/// The photos to learn from: every image of every person folder, minus the open-set
+/// protocol's people when asked, capped evenly.
+pub fn photos(faces: &Path, cfg: &Config) -> Result<(usize, Vec<PathBuf>)> {
+    let mut people = crate::dataset::people(faces)?;
+    if cfg.hold_out_open_set {
+        let split = protocol::open_set(faces)?;
+        let used: HashSet<&PathBuf> = split
+            .gallery
+            .iter()
+            .map(|(_, p)| p)
+            .chain(split.genuine.iter().chain(&split.impostor).map(|p| &p.path))
+            .collect();
+        people.retain(|p| !p.images.iter().any(|i| used.contains(i)));
+    }
+    let mut out: Vec<PathBuf> = people.iter().flat_map(|p| p.images.clone()).collect();
+    if let Some(max) = cfg.max_photos
+        && out.len() > max
+    {
+        let step = out.len() as f64 / max as f64;
+        out = (0..max)
+            .map(|i| out[(i as f64 * step) as usize].clone())
+            .collect();
+    }
+    let people = people
+        .iter()
+        .filter(|p| p.images.iter().any(|i| out.contains(i)))
+        .count();
+    Ok((people, out))
+}
+
+/// Feature maps of all views, as f16 to halve the memory (50,176 values per view).
+struct Views {
+    features: Vec<f16>,
+    /// Photo index of each view (its teacher).
+    photo: Vec<usize>,
+    /// Teacher embedding of each photo, L2-normalised.
+    teacher: Vec<Vec<f32>>,
+}
+
+fn teacher(layer: &LastLayer, f: &[f32]) -> Vec<f32> {
+    let e = (0..layer.outputs)
+        .map(|o| {
+            let row = &layer.weight[o * layer.inputs..(o + 1) * layer.inputs];
+            let z: f32 = row.iter().zip(f).map(|(w, x)| w * x).sum::<f32>() + layer.bias[o];
+            z * layer.scale[o] + layer.shift[o]
+        })
+        .collect();
+    facegate_models::embed::l2_normalise(e)
+}
+
+/// Detects, masks, aligns and runs the backbone on every photo.
+fn extract(
+    photos: &[PathBuf],
+    cfg: &Config,
+    detector: &Detector,
+    sface: &[u8],
+    layer: &LastLayer,
+) -> Result<Views> {
+    let plan = adapted::feature_plan(sface)?;
+    let next = AtomicUsize::new(0);
+    let done: Mutex<Vec<(usize, Vec<Vec<f32>>)>> = Mutex::new(Vec::new());
+    let pb = crate::progress::bar(photos.len() as u64, "features");
+    std::thread::scope(|s| {
+        for _ in 0..cfg.threads.max(1) {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(path) = photos.get(i) else { break };
+                    if let Some(views) = photo_views(path, cfg.masks, detector, &plan)
+                        && let Ok(mut d) = done.lock()
+                    {
+                        d.push((i, views));
+                    }
+                    pb.inc(1);
+                }
+            });
+        }
+    });
+    pb.finish_and_clear();
+    let mut done = done.into_inner().unwrap_or_default();
+    done.sort_by_key(|(i, _)| *i);
+    let mut views = Views {
+        features: Vec::new(),
+        photo: Vec::new(),
+        teacher: Vec::new(),
+    };
+    for (_, fs) in done {
+        let p = views.teacher.len();
+        views.teacher.push(teacher(layer, &fs[0]));
+        for f in fs {
+            views.features.extend(f.iter().map(|&x| f16::from_f32(x)));
+            views.photo.push(p);
+        }
+    }
+    Ok(views)
+}
+
+/// The plain view's features first, then one per masked copy that is still detected; `None`
+/// when the photo is unreadable or has no face.
+fn photo_views(
+    path: &Path,
+    masks: usize,
+    detector: &Detector,
+    plan: &std::sync::Arc<tract_onnx::prelude::TypedRunnableModel>,
+) -> Option<Vec<Vec<f32>>> {
+    let img = image_io::open(path).ok()?;
+    let dets = detector.detect(&img).ok()?;
+    let det = subject(&dets, img.width(), img.height())?.clone();
+    let (_, crop) = align::align(&img, &det)?;
+    let mut out = vec![adapted::features(plan, &crop).ok()?];
+    for k in 0..masks {
+        let mut masked = img.clone();
+        mask::paint(
+            &mut masked,
+            &det.landmarks,
+            &MaskStyle::for_enrolment(mask_seed(path), k),
+        );
+        let Ok(dets) = detector.detect(&masked) else {
+            continue;
+        };
+        let Some(d) = subject(&dets, masked.width(), masked.height()) else {
+            continue;
+        };
+        if let Some((_, crop)) = align::align(&masked, d)
+            && let Ok(f) = adapted::features(plan, &crop)
+        {
+            out.push(f);
+        }
+    }
+    Some(out)
+}
+
+/// Trains the layer; returns weight, bias and the mean loss of each epoch.
+fn fit(views: &Views, layer: &LastLayer, cfg: &Config) -> Result<(Vec<f32>, Vec<f32>, Vec<f32>)> {
+    let dev = Device::Cpu;
+    let (o, d) = (layer.outputs, layer.inputs);
+    let w = Var::from_tensor(&Tensor::from_slice(&layer.weight, (o, d), &dev)?)?;
+    let b = Var::from_tensor(&Tensor::from_slice(&layer.bias, o, &dev)?)?;
+    let scale = Tensor::from_slice(&layer.scale, (1, o), &dev)?;
+    let shift = Tensor::from_slice(&layer.shift, (1, o), &dev)?;
+    let mut opt = AdamW::new(
+        vec![w.clone(), b.clone()],
+        ParamsAdamW {
+            lr: cfg.lr,
+            weight_decay: 0.0,
+            ..Default::default()
+        },
+    )?;
+    let n = views.photo.len();
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(cfg.seed);
+    let mut losses = Vec::new();
+    let pb = crate::progress::bar((cfg.epochs * n.div_ceil(cfg.batch)) as u64, "training");
+    for _ in 0..cfg.epochs {
+        order.shuffle(&mut rng);
+        let mut total = 0.0f64;
+        for chunk in order.chunks(cfg.batch) {
+            let mut x = Vec::with_capacity(chunk.len() * d);
+            let mut t = Vec::with_capacity(chunk.len() * o);
+            for &v in chunk {
+                x.extend(
+                    views.features[v * d..(v + 1) * d]
+                        .iter()
+                        .map(|h| h.to_f32()),
+                );
+                t.extend_from_slice(&views.teacher[views.photo[v]]);
+            }
+            let x = Tensor::from_vec(x, (chunk.len(), d), &dev)?;
+            let t = Tensor::from_vec(t, (chunk.len(), o), &dev)?;
+            let s = x
+                .matmul(&w.as_tensor().t()?)?
+                .broadcast_add(b.as_tensor())?
+                .broadcast_mul(&scale)?
+                .broadcast_add(&shift)?;
+            let norm = s.sqr()?.sum_keepdim(1)?.sqrt()?.clamp(1e-6, f64::MAX)?;
+            let cos = s.broadcast_div(&norm)?.mul(&t)?.sum(1)?;
+            let loss = (1.0 - cos)?.mean_all()?;
+            opt.backward_step(&loss)?;
+            total += loss.to_scalar::<f32>()? as f64 * chunk.len() as f64;
+            pb.inc(1);
+        }
+        losses.push((total / n as f64) as f32);
+    }
+    pb.finish_and_clear();
+    let weight = w.as_tensor().flatten_all()?.to_vec1::<f32>()?;
+    let bias = b.as_tensor().to_vec1::<f32>()?;
+    Ok((weight, bias, losses))
+}
+
+/// Trains the mask-adapted SFace from the photos under `faces` and writes the fp32 file, the
+/// int8 file and the manifest into `models`.
+pub fn adapt(faces: &Path, models: &Path, cfg: &Config) -> Result<Manifest> {
+    let (people, list) = photos(faces, cfg)?;
+    if list.is_empty() {
+        bail!(
+            "no photos to learn from under {} (one sub-folder of photos per person)",
+            faces.display()
+        );
+    }
+    let sface = SFACE.read_verified(models)?;
+    let detector = Detector::from_bytes(&YUNET.read_verified(models)?, DetectorConfig::default())?;
+    let layer = adapted::last_layer(&sface)?;
+    let views = extract(&list, cfg, &detector, &sface, &layer)?;
+    if views.teacher.is_empty() {
+        bail!("no face found in any photo under {}", faces.display());
+    }
+    let (weight, bias, loss) = fit(&views, &layer, cfg)?;
+    let fp32 = adapted::with_last_layer(&sface, &weight, &bias)?;
+    let (int8, _) = quantise_weights(&fp32)?;
+    let manifest = Manifest {
+        base_sha256: SFACE.sha256.to_owned(),
+        sha256: sha256_hex(&fp32),
+        sha256_int8: sha256_hex(&int8),
+        faces: faces.display().to_string(),
+        people,
+        photos: views.teacher.len(),
+        views: views.photo.len(),
+        loss,
+        created_ms: crate::cmd::models::now_ms(),
+    };
+    let write = crate::cmd::models::write_atomically;
+    write(&models.join(adapted::FILE), &fp32)?;
+    write(&models.join(adapted::FILE_INT8), &int8)?;
+    write(
+        &models.join(adapted::MANIFEST),
+        serde_json::to_string_pretty(&manifest)?.as_bytes(),
+    )
+    .with_context(|| format!("writing the manifest into {}", models.display()))?;
+    Ok(manifest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `n` person folders of `k` (empty) photos each, names sorted as created.
+    fn folder(n: usize, k: usize) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("test step");
+        for p in 0..n {
+            let person = dir.path().join(format!("person_{p:05}"));
+            std::fs::create_dir(&person).expect("test step");
+            for i in 0..k {
+                std::fs::write(person.join(format!("{i}.jpg")), b"").expect("test step");
+            }
+        }
+        dir
+    }
+
+    #[test]
+    fn holding_out_leaves_out_exactly_the_protocol_people() {
+        // 1,100 people: the protocol enrols the first 50 (>= 6 photos) and takes the next
+        // 1,000 as impostors, so 50 remain for training.
+        let dir = folder(1100, 6);
+        let cfg = Config {
+            hold_out_open_set: true,
+            ..Default::default()
+        };
+        let (people, list) = photos(dir.path(), &cfg).expect("test step");
+        assert_eq!((people, list.len()), (50, 300));
+        assert!(
+            list.iter()
+                .all(|p| p.to_string_lossy().contains("person_010"))
+        );
+        let (all, _) = photos(dir.path(), &Config::default()).expect("test step");
+        assert_eq!(all, 1100);
+    }
+
+    #[test]
+    fn a_cap_spreads_over_the_folder() {
+        let dir = folder(10, 10);
+        let cfg = Config {
+            max_photos: Some(10),
+            ..Default::default()
+        };
+        let (people, list) = photos(dir.path(), &cfg).expect("test step");
+        assert_eq!((people, list.len()), (10, 10));
+    }
+}

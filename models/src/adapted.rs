@@ -1,0 +1,370 @@
+//! The mask-adapted SFace: the pinned SFace 2021dec whose last layer is retrained on the host
+//! so that a face behind a mask lands where the same face without one does.
+//!
+//! SFace ends in one linear map from its 7x7x1024 feature map (`bn1`) to the 128-d embedding,
+//! followed by a fixed batch norm. That map still knows *where* each feature came from, so it
+//! can learn to lean on the eyes and brows a mask leaves visible. `facegate models adapt`
+//! retrains only that map by distillation: the pinned SFace on an unmasked photo is the
+//! teacher, the adapted one must give the same direction for the photo with a synthetic mask
+//! and without it. No labels are needed, and the backbone (every other weight) is the pinned
+//! network, untouched.
+//!
+//! Training is not bit-reproducible across machines (thread counts change the order of float
+//! sums), so the result cannot be pinned by a constant SHA-256 like the fetched files. A
+//! manifest beside it records the digests of the fp32 and int8 files, the pinned base and how it
+//! was trained; loading from the models folder checks the file against it. Inside a model
+//! bundle, the bundle's signature vouches for it, as for any trained part.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use prost::Message;
+use serde::{Deserialize, Serialize};
+use tract_onnx::pb::{ModelProto, TensorProto, tensor_proto::DataType};
+use tract_onnx::prelude::*;
+
+use crate::align::CROP;
+use crate::model_files::{SFACE, sha256_hex};
+use crate::quantise::float_values;
+use crate::{Error, Result};
+
+/// The adapted network, fp32 weights.
+pub const FILE: &str = "face_recognition_sface_2021dec.masked.onnx";
+/// The adapted network with int8 weights (what the door runs).
+pub const FILE_INT8: &str = "face_recognition_sface_2021dec.masked.int8.onnx";
+/// What was trained, and the digests of both files.
+pub const MANIFEST: &str = "sface_masked.json";
+/// SFace's feature map before its last layer (7x7x1024, flattened by the graph).
+pub const FEATURES: &str = "bn1";
+const WEIGHT: &str = "pre_fc1_weight";
+const BIAS: &str = "pre_fc1_bias";
+const NORM: &str = "fc1";
+
+/// Written by `facegate models adapt` beside the two files.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// SHA-256 of the pinned SFace the layer was trained on.
+    pub base_sha256: String,
+    /// SHA-256 of [`FILE`].
+    pub sha256: String,
+    /// SHA-256 of [`FILE_INT8`].
+    pub sha256_int8: String,
+    /// The photo folder it was trained on.
+    pub faces: String,
+    /// People and photos used, and training views (plain + masked copies).
+    pub people: usize,
+    /// Photos with a face.
+    pub photos: usize,
+    /// Training views.
+    pub views: usize,
+    /// Mean distillation loss (1 - cosine to the teacher) after each epoch.
+    pub loss: Vec<f32>,
+    /// When, ms since the Unix epoch.
+    pub created_ms: u64,
+}
+
+/// SFace's last layer, `embedding = (weight . features + bias) * scale + shift`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LastLayer {
+    /// Row-major `outputs x inputs`.
+    pub weight: Vec<f32>,
+    /// One per output.
+    pub bias: Vec<f32>,
+    /// The following batch norm folded to a scale...
+    pub scale: Vec<f32>,
+    /// ...and a shift per output.
+    pub shift: Vec<f32>,
+    /// Feature length (50,176 for SFace).
+    pub inputs: usize,
+    /// Embedding length (128).
+    pub outputs: usize,
+}
+
+fn bad(reason: impl Into<String>) -> Error {
+    Error::OnnxRewrite {
+        reason: reason.into(),
+    }
+}
+
+fn decode(onnx: &[u8]) -> Result<ModelProto> {
+    ModelProto::decode(onnx).map_err(|e| bad(format!("not an ONNX model file: {e}")))
+}
+
+fn initializer<'a>(model: &'a ModelProto, name: &str) -> Result<&'a TensorProto> {
+    model
+        .graph
+        .as_ref()
+        .and_then(|g| g.initializer.iter().find(|t| t.name == name))
+        .ok_or_else(|| {
+            bad(format!(
+                "the model has no tensor {name}: is this SFace 2021dec?"
+            ))
+        })
+}
+
+fn values(model: &ModelProto, name: &str) -> Result<Vec<f32>> {
+    let v = float_values(initializer(model, name)?)?;
+    if v.is_empty() {
+        return Err(bad(format!("{name} is not a float tensor")));
+    }
+    Ok(v)
+}
+
+/// Reads SFace's last layer (and folds the batch norm after it) from the ONNX file.
+pub fn last_layer(sface: &[u8]) -> Result<LastLayer> {
+    let model = decode(sface)?;
+    let weight = values(&model, WEIGHT)?;
+    let bias = values(&model, BIAS)?;
+    let dims = &initializer(&model, WEIGHT)?.dims;
+    let (outputs, inputs) = match dims.as_slice() {
+        [o, i] => (*o as usize, *i as usize),
+        _ => return Err(bad(format!("{WEIGHT} has shape {dims:?}, expected 2-D"))),
+    };
+    let norm = |part: &str| values(&model, &format!("{NORM}_{part}"));
+    let (gamma, beta, mean, var) = (
+        norm("gamma")?,
+        norm("beta")?,
+        norm("moving_mean")?,
+        norm("moving_var")?,
+    );
+    let eps = model
+        .graph
+        .as_ref()
+        .and_then(|g| g.node.iter().find(|n| n.output.iter().any(|o| o == NORM)))
+        .and_then(|n| n.attribute.iter().find(|a| a.name == "epsilon"))
+        .map_or(1e-5, |a| a.f);
+    if bias.len() != outputs
+        || [&gamma, &beta, &mean, &var]
+            .iter()
+            .any(|v| v.len() != outputs)
+    {
+        return Err(bad(
+            "SFace's last layer and its batch norm disagree in size",
+        ));
+    }
+    let scale: Vec<f32> = gamma
+        .iter()
+        .zip(&var)
+        .map(|(g, v)| g / (v + eps).sqrt())
+        .collect();
+    let shift = beta
+        .iter()
+        .zip(&mean)
+        .zip(&scale)
+        .map(|((b, m), s)| b - m * s)
+        .collect();
+    Ok(LastLayer {
+        weight,
+        bias,
+        scale,
+        shift,
+        inputs,
+        outputs,
+    })
+}
+
+/// The SFace file with its last layer's weight and bias replaced; nothing else changes.
+pub fn with_last_layer(sface: &[u8], weight: &[f32], bias: &[f32]) -> Result<Vec<u8>> {
+    let mut model = decode(sface)?;
+    let old = last_layer(sface)?;
+    if weight.len() != old.weight.len() || bias.len() != old.bias.len() {
+        return Err(bad(format!(
+            "new last layer has {} weights and {} biases, SFace has {} and {}",
+            weight.len(),
+            bias.len(),
+            old.weight.len(),
+            old.bias.len()
+        )));
+    }
+    let graph = model.graph.as_mut().ok_or_else(|| bad("no graph"))?;
+    for t in &mut graph.initializer {
+        let new = match t.name.as_str() {
+            WEIGHT => weight,
+            BIAS => bias,
+            _ => continue,
+        };
+        t.data_type = DataType::Float as i32;
+        t.float_data.clear();
+        t.raw_data = new.iter().flat_map(|v| v.to_le_bytes()).collect();
+    }
+    Ok(model.encode_to_vec())
+}
+
+/// A tract plan of SFace that stops at [`FEATURES`]: crop in (0..255 per channel, NCHW), the
+/// flattened feature map out. The host runs it once per training view.
+pub fn feature_plan(sface: &[u8]) -> Result<Arc<TypedRunnableModel>> {
+    let mut proto = crate::quantise::expand_int8_weights(sface)?;
+    crate::rewrite::prelu_as_relu_and_depthwise(&mut proto);
+    tract_onnx::onnx()
+        .with_ignore_value_info(true)
+        .model_for_proto_model(&proto)
+        .and_then(|m| m.with_input_fact(0, f32::fact([1, 3, CROP as usize, CROP as usize]).into()))
+        .and_then(|mut m| {
+            m.select_outputs_by_name([FEATURES])?;
+            Ok(m)
+        })
+        .and_then(|m| m.into_optimized())
+        .and_then(|m| m.into_runnable())
+        .map_err(|e| Error::load("SFace features", e))
+}
+
+/// The flattened feature map of one aligned crop, through a [`feature_plan`].
+pub fn features(plan: &Arc<TypedRunnableModel>, crop: &image::RgbImage) -> Result<Vec<f32>> {
+    crate::embed::run(crate::embed::Network::SFace, "SFace features", plan, crop)
+}
+
+/// Reads the adapted file (int8 or fp32) from `dir` and checks it against the manifest.
+pub fn read_verified(dir: &Path, quantised: bool) -> Result<Vec<u8>> {
+    let manifest_path = dir.join(MANIFEST);
+    let text = std::fs::read_to_string(&manifest_path).map_err(|e| Error::Adapted {
+        path: manifest_path.clone(),
+        reason: format!("cannot read the manifest ({e})"),
+    })?;
+    let manifest: Manifest = serde_json::from_str(&text).map_err(|e| Error::Adapted {
+        path: manifest_path.clone(),
+        reason: format!("unreadable manifest ({e})"),
+    })?;
+    if manifest.base_sha256 != SFACE.sha256 {
+        return Err(Error::Adapted {
+            path: manifest_path,
+            reason: "trained on another SFace than the pinned one".into(),
+        });
+    }
+    let (name, expected) = if quantised {
+        (FILE_INT8, manifest.sha256_int8)
+    } else {
+        (FILE, manifest.sha256)
+    };
+    let path = dir.join(name);
+    let bytes = std::fs::read(&path).map_err(|e| Error::Adapted {
+        path: path.clone(),
+        reason: format!("cannot read it ({e})"),
+    })?;
+    let actual = sha256_hex(&bytes);
+    if actual != expected {
+        return Err(Error::Adapted {
+            path,
+            reason: format!("SHA-256 {actual}, but the manifest says {expected}"),
+        });
+    }
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model_files::default_dir;
+
+    fn sface() -> Vec<u8> {
+        SFACE
+            .read_verified(&default_dir())
+            .expect("SFace missing: run `facegate models fetch` (or set FACEGATE_MODELS)")
+    }
+
+    #[test]
+    fn last_layer_roundtrips_and_replacing_changes_only_it() {
+        let bytes = sface();
+        let layer = last_layer(&bytes).expect("test step");
+        assert_eq!((layer.outputs, layer.inputs), (128, 1024 * 7 * 7));
+        let w2: Vec<f32> = layer.weight.iter().map(|w| w * 0.5).collect();
+        let b2 = vec![0.25; layer.outputs];
+        let out = with_last_layer(&bytes, &w2, &b2).expect("test step");
+        let again = last_layer(&out).expect("test step");
+        assert_eq!(again.weight, w2);
+        assert_eq!(again.bias, b2);
+        assert_eq!(again.scale, layer.scale);
+        // Every other tensor is byte-identical.
+        let (a, b) = (
+            decode(&bytes).expect("test step"),
+            decode(&out).expect("test step"),
+        );
+        let (ga, gb) = (a.graph.expect("test step"), b.graph.expect("test step"));
+        assert_eq!(ga.node, gb.node);
+        for (x, y) in ga.initializer.iter().zip(&gb.initializer) {
+            if x.name != WEIGHT && x.name != BIAS {
+                assert_eq!(x, y);
+            }
+        }
+    }
+
+    #[test]
+    fn features_through_the_last_layer_give_sface_s_embedding() {
+        let bytes = sface();
+        let layer = last_layer(&bytes).expect("test step");
+        let plan = feature_plan(&bytes).expect("test step");
+        let embedder =
+            crate::embed::Embedder::load(&default_dir(), crate::embed::EmbedderKind::SFace, false)
+                .expect("test step");
+        let crop = image::RgbImage::from_fn(CROP, CROP, |x, y| {
+            image::Rgb([(x * 2) as u8, (y * 2) as u8, ((x + y) % 256) as u8])
+        });
+        let f = features(&plan, &crop).expect("test step");
+        assert_eq!(f.len(), layer.inputs);
+        let e: Vec<f32> = (0..layer.outputs)
+            .map(|o| {
+                let row = &layer.weight[o * layer.inputs..(o + 1) * layer.inputs];
+                let z: f32 = row.iter().zip(&f).map(|(w, x)| w * x).sum::<f32>() + layer.bias[o];
+                z * layer.scale[o] + layer.shift[o]
+            })
+            .collect();
+        let e = crate::embed::l2_normalise(e);
+        let reference = embedder.embed(&crop).expect("test step");
+        let cos = crate::embed::cosine(&e, &reference);
+        assert!(cos > 0.9999, "cosine {cos}");
+    }
+
+    #[test]
+    fn a_bundled_adapted_file_needs_no_pin() {
+        use crate::embed::{Embedder, EmbedderKind, cosine};
+        let bytes = sface();
+        let layer = last_layer(&bytes).expect("test step");
+        // Same weights, rewritten: a different file that must embed exactly as SFace.
+        let same = with_last_layer(&bytes, &layer.weight, &layer.bias).expect("test step");
+        let adapted =
+            Embedder::from_files(EmbedderKind::SFaceMasked, false, &[(FILE.into(), same)])
+                .expect("test step");
+        let sface = Embedder::load(&default_dir(), EmbedderKind::SFace, false).expect("test step");
+        let crop = image::RgbImage::from_fn(CROP, CROP, |x, y| {
+            image::Rgb([(x * 2) as u8, 90, (y * 2) as u8])
+        });
+        let c = cosine(
+            &adapted.embed(&crop).expect("test step"),
+            &sface.embed(&crop).expect("test step"),
+        );
+        assert!(c > 0.99999, "cosine {c}");
+        // Without the file the bundle is refused.
+        assert!(Embedder::from_files(EmbedderKind::SFaceMasked, true, &[]).is_err());
+    }
+
+    #[test]
+    fn missing_or_altered_files_are_refused() {
+        let dir = tempfile::tempdir().expect("test step");
+        let err = read_verified(dir.path(), true)
+            .expect_err("must fail")
+            .to_string();
+        assert!(err.contains("models adapt"), "{err}");
+        let m = Manifest {
+            base_sha256: SFACE.sha256.into(),
+            sha256: sha256_hex(b"fp32"),
+            sha256_int8: sha256_hex(b"int8"),
+            faces: "x".into(),
+            people: 1,
+            photos: 1,
+            views: 2,
+            loss: vec![0.1],
+            created_ms: 0,
+        };
+        std::fs::write(
+            dir.path().join(MANIFEST),
+            serde_json::to_string(&m).expect("test step"),
+        )
+        .expect("test step");
+        std::fs::write(dir.path().join(FILE_INT8), b"int8").expect("test step");
+        assert_eq!(read_verified(dir.path(), true).expect("test step"), b"int8");
+        std::fs::write(dir.path().join(FILE_INT8), b"int9").expect("test step");
+        let err = read_verified(dir.path(), true)
+            .expect_err("must fail")
+            .to_string();
+        assert!(err.contains("manifest says"), "{err}");
+    }
+}
