@@ -91,9 +91,10 @@ pub fn photos(faces: &Path, cfg: &Config) -> Result<(usize, Vec<PathBuf>)> {
             .map(|i| out[(i as f64 * step) as usize].clone())
             .collect();
     }
+    let kept: HashSet<&PathBuf> = out.iter().collect();
     let people = people
         .iter()
-        .filter(|p| p.images.iter().any(|i| out.contains(i)))
+        .filter(|p| p.images.iter().any(|i| kept.contains(i)))
         .count();
     Ok((people, out))
 }

@@ -114,14 +114,6 @@ impl EmbedderKind {
         }
     }
 
-    /// The pinned files this embedder loads, fp32 or int8-weight.
-    pub fn model_files(self, quantised: bool) -> Vec<&'static ModelFile> {
-        self.networks()
-            .iter()
-            .filter_map(|n| n.model_file(quantised))
-            .collect()
-    }
-
     /// Every file this embedder loads, read from `dir` and checked, with its file name: what a
     /// model bundle carries.
     pub fn read_files(self, dir: &Path, quantised: bool) -> Result<Vec<(String, Vec<u8>)>> {
