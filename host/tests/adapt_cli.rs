@@ -58,6 +58,15 @@ fn adapt_trains_writes_and_is_used_by_eval() {
         loss[2] < loss[0],
         "distillation loss did not fall: {loss:?}"
     );
+    // Set-up scripts re-run it: a valid model is kept as it is.
+    let again = succeed(
+        facegate()
+            .env("FACEGATE_MODELS", models.path())
+            .args(["models", "adapt", "--if-missing", "--faces"])
+            .arg(&lfw),
+    );
+    assert!(String::from_utf8_lossy(&again.stdout).contains("already"));
+    assert_eq!(json(&models.path().join(MANIFEST)), m);
 
     // The door's int8 file runs the MFR2 protocol (real masks) as SFace does.
     let out = tempfile::tempdir().expect("tempdir");
