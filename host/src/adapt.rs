@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{Context, Result, bail};
 use candle_core::{Device, Tensor, Var};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+use candle_nn::Optimizer;
 use facegate_models::adapted::{self, LastLayer, Manifest};
 use facegate_models::align;
 use facegate_models::detect::{Detector, DetectorConfig};
@@ -209,14 +209,7 @@ fn fit(views: &Views, layer: &LastLayer, cfg: &Config) -> Result<(Vec<f32>, Vec<
     let b = Var::from_tensor(&Tensor::from_slice(&layer.bias, o, &dev)?)?;
     let scale = Tensor::from_slice(&layer.scale, (1, o), &dev)?;
     let shift = Tensor::from_slice(&layer.shift, (1, o), &dev)?;
-    let mut opt = AdamW::new(
-        vec![w.clone(), b.clone()],
-        ParamsAdamW {
-            lr: cfg.lr,
-            weight_decay: 0.0,
-            ..Default::default()
-        },
-    )?;
+    let mut opt = crate::train::adamw(vec![w.clone(), b.clone()], cfg.lr)?;
     let n = views.photo.len();
     let mut order: Vec<usize> = (0..n).collect();
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(cfg.seed);

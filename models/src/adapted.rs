@@ -23,7 +23,6 @@ use serde::{Deserialize, Serialize};
 use tract_onnx::pb::{ModelProto, TensorProto, tensor_proto::DataType};
 use tract_onnx::prelude::*;
 
-use crate::align::CROP;
 use crate::model_files::{SFACE, sha256_hex};
 use crate::quantise::float_values;
 use crate::{Error, Result};
@@ -193,19 +192,7 @@ pub fn with_last_layer(sface: &[u8], weight: &[f32], bias: &[f32]) -> Result<Vec
 /// A tract plan of SFace that stops at [`FEATURES`]: crop in (0..255 per channel, NCHW), the
 /// flattened feature map out. The host runs it once per training view.
 pub fn feature_plan(sface: &[u8]) -> Result<Arc<TypedRunnableModel>> {
-    let mut proto = crate::quantise::expand_int8_weights(sface)?;
-    crate::rewrite::prelu_as_relu_and_depthwise(&mut proto);
-    tract_onnx::onnx()
-        .with_ignore_value_info(true)
-        .model_for_proto_model(&proto)
-        .and_then(|m| m.with_input_fact(0, f32::fact([1, 3, CROP as usize, CROP as usize]).into()))
-        .and_then(|mut m| {
-            m.select_outputs_by_name([FEATURES])?;
-            Ok(m)
-        })
-        .and_then(|m| m.into_optimized())
-        .and_then(|m| m.into_runnable())
-        .map_err(|e| Error::load("SFace features", e))
+    crate::embed::plan_to(sface, "SFace features", Some(FEATURES))
 }
 
 /// The flattened feature map of one aligned crop, through a [`feature_plan`].
@@ -253,6 +240,7 @@ pub fn read_verified(dir: &Path, quantised: bool) -> Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::align::CROP;
     use crate::model_files::default_dir;
 
     fn sface() -> Vec<u8> {

@@ -240,12 +240,27 @@ impl Embedder {
 /// Builds a tract plan for an embedder from verified ONNX bytes (int8 weights are expanded to
 /// f32 first, see [`crate::quantise::expand_int8_weights`]).
 fn plan(bytes: &[u8], name: &'static str) -> Result<Arc<TypedRunnableModel>> {
+    plan_to(bytes, name, None)
+}
+
+/// [`plan`], optionally stopping at the tensor named `output` instead of the graph's output.
+pub(crate) fn plan_to(
+    bytes: &[u8],
+    name: &'static str,
+    output: Option<&str>,
+) -> Result<Arc<TypedRunnableModel>> {
     let mut proto = crate::quantise::expand_int8_weights(bytes)?;
     crate::rewrite::prelu_as_relu_and_depthwise(&mut proto);
     tract_onnx::onnx()
         .with_ignore_value_info(true)
         .model_for_proto_model(&proto)
         .and_then(|m| m.with_input_fact(0, f32::fact([1, 3, CROP as usize, CROP as usize]).into()))
+        .and_then(|mut m| {
+            if let Some(output) = output {
+                m.select_outputs_by_name([output])?;
+            }
+            Ok(m)
+        })
         .and_then(|m| m.into_optimized())
         .and_then(|m| m.into_runnable())
         .map_err(|e| Error::load(name, e))

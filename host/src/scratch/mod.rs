@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use candle_core::{D, DType, Device, Tensor};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW, loss};
+use candle_nn::{Optimizer, loss};
 use facegate_models::embed::{Embedder, EmbedderKind, SCRATCH_FILE};
 use facegate_models::gallery::{Decision, Gallery, Person};
 use facegate_models::quantise::quantise_weights;
@@ -259,14 +259,7 @@ pub fn train(
     // Training.
     let dev = Device::Cpu;
     let net = Net::new(k + 1, cfg.seed, &dev)?;
-    let mut opt = AdamW::new(
-        net.vars.iter().map(|(_, v)| v.clone()).collect(),
-        ParamsAdamW {
-            lr: cfg.lr,
-            weight_decay: 0.0,
-            ..Default::default()
-        },
-    )?;
+    let mut opt = crate::train::adamw(net.vars.iter().map(|(_, v)| v.clone()).collect(), cfg.lr)?;
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(cfg.seed ^ 0xD1);
     let t0 = Instant::now();
     let mut history = Vec::new();

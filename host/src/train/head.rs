@@ -5,7 +5,7 @@
 
 use anyhow::{Context, Result, bail};
 use candle_core::{D, DType, Device, Tensor, Var};
-use candle_nn::{AdamW, Module, Optimizer, ParamsAdamW, linear::Linear, loss};
+use candle_nn::{Module, Optimizer, linear::Linear, loss};
 use facegate_models::head::Head;
 use serde::Serialize;
 
@@ -117,14 +117,7 @@ pub fn train(
     let w = Var::zeros((classes, dim), DType::F32, &dev)?;
     let b = Var::zeros(classes, DType::F32, &dev)?;
     let model = Linear::new(w.as_tensor().clone(), Some(b.as_tensor().clone()));
-    let mut opt = AdamW::new(
-        vec![w.clone(), b.clone()],
-        ParamsAdamW {
-            lr: cfg.lr,
-            weight_decay: 0.0,
-            ..Default::default()
-        },
-    )?;
+    let mut opt = crate::train::adamw(vec![w.clone(), b.clone()], cfg.lr)?;
     let (xt, yt) = tensors(train, dim, &dev)?;
     let validation = if val.is_empty() {
         None

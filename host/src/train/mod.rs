@@ -91,6 +91,20 @@ pub fn probe_views(
     Ok(out)
 }
 
+/// AdamW without weight decay, as every trainer here uses it: they regularise by early stopping,
+/// dropout or by starting from pretrained weights instead.
+pub fn adamw(vars: Vec<candle_core::Var>, lr: f64) -> candle_core::Result<candle_nn::AdamW> {
+    use candle_nn::Optimizer;
+    candle_nn::AdamW::new(
+        vars,
+        candle_nn::ParamsAdamW {
+            lr,
+            weight_decay: 0.0,
+            ..Default::default()
+        },
+    )
+}
+
 /// The sample's aligned crop with its evaluation mask (seeded by its ID, so every run and
 /// every command paints the same one).
 pub fn masked_crop(ds: &Dataset, s: &Sample) -> Result<image::RgbImage> {
