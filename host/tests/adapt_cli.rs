@@ -67,6 +67,12 @@ fn adapt_trains_writes_and_is_used_by_eval() {
     );
     assert!(String::from_utf8_lossy(&again.stdout).contains("already"));
     assert_eq!(json(&models.path().join(MANIFEST)), m);
+    let verified = succeed(
+        facegate()
+            .env("FACEGATE_MODELS", models.path())
+            .args(["models", "verify"]),
+    );
+    assert!(String::from_utf8_lossy(&verified.stdout).contains(FILE_INT8));
 
     // The door's int8 file runs the MFR2 protocol (real masks) as SFace does.
     let out = tempfile::tempdir().expect("tempdir");
@@ -143,4 +149,10 @@ fn adapt_trains_writes_and_is_used_by_eval() {
         err.contains("models adapt") && err.contains("SHA-256"),
         "{err}"
     );
+    let verify = facegate()
+        .env("FACEGATE_MODELS", models.path())
+        .args(["models", "verify"])
+        .output()
+        .expect("run facegate");
+    assert!(!verify.status.success(), "verify passed an altered file");
 }

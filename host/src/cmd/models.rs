@@ -77,6 +77,21 @@ fn verify(dir: &ModelsDir) -> Result<()> {
             }
         }
     }
+    // The mask-adapted SFace is optional, but once trained it must match its manifest.
+    use facegate_models::adapted;
+    if dir.join(adapted::MANIFEST).exists() {
+        for (quantised, name) in [(false, adapted::FILE), (true, adapted::FILE_INT8)] {
+            match adapted::read_verified(&dir, quantised) {
+                Ok(bytes) => println!("ok       {:>10} B  {name}", bytes.len()),
+                Err(e) => {
+                    bad += 1;
+                    println!("FAILED   {e}");
+                }
+            }
+        }
+    } else {
+        println!("absent   mask-adapted SFace (optional: `facegate models adapt`)");
+    }
     if bad > 0 {
         bail!("{bad} model file(s) missing or wrong in {}", dir.display());
     }
