@@ -251,6 +251,7 @@ pub(crate) fn plan_to(
 ) -> Result<Arc<TypedRunnableModel>> {
     let mut proto = crate::quantise::expand_int8_weights(bytes)?;
     crate::rewrite::prelu_as_relu_and_depthwise(&mut proto);
+    crate::rewrite::layernorm_centering_as_matmul(&mut proto);
     tract_onnx::onnx()
         .with_ignore_value_info(true)
         .model_for_proto_model(&proto)
