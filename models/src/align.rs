@@ -32,83 +32,82 @@ pub fn transform_for(landmarks: &[[f32; 2]; 5]) -> Option<Similarity> {
 /// Warps `image` into a `CROP`x`CROP` face crop with `to_crop` (image -> crop coordinates).
 /// Returns `None` when the transform is singular.
 ///
-/// Bilinear, black outside the image. Pixels whose four neighbours are all inside (nearly all
-/// of them) take a branch-free path; both paths add the same products in the same order, so
-/// the result is bit-identical whichever path a pixel takes.
+/// Bilinear, black outside the image, as OpenCV's `warpAffine` does, and like it in fixed
+/// point: source coordinates are rounded to 1/1024 pixel (OpenCV: 1/32) and the four taps are
+/// weighed and summed in integers. That is within one grey level of the exact float warp (a
+/// test holds it there) and several times faster: this runs for every face of every frame.
 pub fn warp(image: &RgbImage, to_crop: &Similarity) -> Option<RgbImage> {
     warp_sized(image, to_crop, CROP)
 }
+
+/// Fractional bits of the fixed-point source coordinates.
+const FRAC_BITS: u32 = 10;
+/// One pixel in fixed point.
+const ONE: i64 = 1 << FRAC_BITS;
+/// Offset that keeps coordinates positive before truncation, so truncation is floor: any
+/// source coordinate a warp can meet (|x| < 2^40 pixels) stays clear of it.
+const BIAS: f64 = (1u64 << 50) as f64;
 
 /// [`warp`] into a `side`x`side` output: the host keeps a wider crop around each face (the
 /// template shifted into its middle) so that augmentation can rotate and shift it later without
 /// black corners, and without the original photo.
 pub fn warp_sized(image: &RgbImage, to_crop: &Similarity, side: u32) -> Option<RgbImage> {
-    let inv = to_crop.inverse()?;
-    let m = inv.m;
+    let m = to_crop.inverse()?.m;
     let (w, h) = (image.width() as i64, image.height() as i64);
     let raw = image.as_raw();
     let n = side as usize;
     let mut out = vec![0u8; n * n * 3];
     let stride = 3 * w as usize;
-    for v in 0..n {
+    // floor(v * ONE + 0.5) without a libm call: truncation after a large positive shift.
+    let fixed = |v: f64| ((v * ONE as f64 + 0.5 + BIAS) as i64) - BIAS as i64;
+    // As OpenCV does: each source coordinate is a per-row part plus a per-column part, both
+    // rounded to fixed point once, so the inner loop only adds integers.
+    let cols: Vec<[i64; 2]> = (0..n)
+        .map(|u| [fixed(m[0][0] * u as f64), fixed(m[1][0] * u as f64)])
+        .collect();
+    for (v, row) in out.chunks_exact_mut(n * 3).enumerate() {
         let vf = v as f64;
-        for u in 0..n {
-            let uf = u as f64;
-            let sx = m[0][0] * uf + m[0][1] * vf + m[0][2];
-            let sy = m[1][0] * uf + m[1][1] * vf + m[1][2];
-            let (x0, y0) = (floor(sx), floor(sy));
-            let (fx, fy) = (sx - x0, sy - y0);
-            let (x0, y0) = (x0 as i64, y0 as i64);
-            let weights = [
-                (1.0 - fx) * (1.0 - fy),
-                fx * (1.0 - fy),
-                (1.0 - fx) * fy,
-                fx * fy,
-            ];
-            let mut acc = [0f64; 3];
+        let (rx, ry) = (fixed(m[0][1] * vf + m[0][2]), fixed(m[1][1] * vf + m[1][2]));
+        for (px, [cx, cy]) in row.chunks_exact_mut(3).zip(&cols) {
+            let (sx, sy) = (rx + cx, ry + cy);
+            let (x0, y0) = (sx >> FRAC_BITS, sy >> FRAC_BITS);
+            let (fx, fy) = ((sx & (ONE - 1)) as u32, (sy & (ONE - 1)) as u32);
+            let (gx, gy) = (ONE as u32 - fx, ONE as u32 - fy);
+            let mut acc = [0u32; 3];
             if x0 >= 0 && y0 >= 0 && x0 + 1 < w && y0 + 1 < h {
                 let i = (y0 as usize * w as usize + x0 as usize) * 3;
-                let taps = [i, i + 3, i + stride, i + stride + 3];
-                for (t, wt) in taps.iter().zip(weights) {
-                    let p = &raw[*t..*t + 3];
-                    for c in 0..3 {
-                        acc[c] += wt * p[c] as f64;
-                    }
+                let top = &raw[i..i + 6];
+                let bottom = &raw[i + stride..i + stride + 6];
+                for c in 0..3 {
+                    let t = top[c] as u32 * gx + top[c + 3] as u32 * fx;
+                    let b = bottom[c] as u32 * gx + bottom[c + 3] as u32 * fx;
+                    acc[c] = t * gy + b * fy;
                 }
             } else {
-                for (k, wt) in weights.into_iter().enumerate() {
-                    let (x, y) = (x0 + (k as i64 & 1), y0 + (k as i64 >> 1));
+                let taps = [
+                    (0, 0, gx * gy),
+                    (1, 0, fx * gy),
+                    (0, 1, gx * fy),
+                    (1, 1, fx * fy),
+                ];
+                for (dx, dy, wt) in taps {
+                    let (x, y) = (x0 + dx, y0 + dy);
                     if x < 0 || y < 0 || x >= w || y >= h {
                         continue; // constant black border
                     }
                     let i = ((y * w + x) * 3) as usize;
                     for c in 0..3 {
-                        acc[c] += wt * raw[i + c] as f64;
+                        acc[c] += wt * raw[i + c] as u32;
                     }
                 }
             }
-            let o = (v * n + u) * 3;
+            // The weights sum to 2^20: round half up and drop the fraction (never above 255).
             for c in 0..3 {
-                out[o + c] = round_non_negative(acc[c]).min(255.0) as u8;
+                px[c] = ((acc[c] + (1 << (2 * FRAC_BITS - 1))) >> (2 * FRAC_BITS)) as u8;
             }
         }
     }
     RgbImage::from_raw(side, side, out)
-}
-
-/// `x.floor()` without a libm call (x86-64's baseline has no rounding instruction, and the
-/// call dominated the warp). Exact for the coordinates a warp sees (|x| < 2^52).
-#[inline]
-fn floor(x: f64) -> f64 {
-    let t = x as i64 as f64;
-    if t > x { t - 1.0 } else { t }
-}
-
-/// `x.round()` (half away from zero) for `x >= 0`, without a libm call; bit-identical to it.
-#[inline]
-fn round_non_negative(x: f64) -> f64 {
-    let t = x as i64 as f64;
-    if x - t >= 0.5 { t + 1.0 } else { t }
 }
 
 /// Aligns one detection: fits the transform and warps.
@@ -123,8 +122,8 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    /// The straightforward warp (four taps, each bounds-checked), kept as the reference the
-    /// fast one must match bit for bit.
+    /// The exact float warp (four taps, each bounds-checked), kept as the reference the
+    /// fixed-point one must stay within one grey level of.
     fn warp_reference(image: &RgbImage, to_crop: &Similarity) -> Option<RgbImage> {
         let inv = to_crop.inverse()?;
         let (w, h) = (image.width() as i64, image.height() as i64);
@@ -161,7 +160,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn fast_warp_is_bit_identical_to_the_reference(
+        fn fixed_point_warp_is_within_one_level_of_the_exact_one(
             scale in 0.2f64..3.0,
             angle in -1.0f64..1.0,
             tx in -150.0f64..150.0,
@@ -173,15 +172,15 @@ mod tests {
             });
             let (c, s) = (scale * angle.cos(), scale * angle.sin());
             let t = Similarity { m: [[c, -s, tx], [s, c, ty]] };
-            prop_assert_eq!(warp(&img, &t), warp_reference(&img, &t));
-        }
-
-        #[test]
-        fn floor_and_round_match_the_library(x in -1e6f64..1e6) {
-            prop_assert_eq!(floor(x), x.floor());
-            if x >= 0.0 {
-                prop_assert_eq!(round_non_negative(x), x.round());
+            let fast = warp(&img, &t).expect("warp");
+            let exact = warp_reference(&img, &t).expect("warp");
+            let mut off = 0;
+            for (a, b) in fast.as_raw().iter().zip(exact.as_raw()) {
+                prop_assert!(a.abs_diff(*b) <= 1, "{a} vs {b}");
+                off += usize::from(a != b);
             }
+            // Rounding ties aside, nearly every value is the exact one.
+            prop_assert!(off * 20 <= fast.as_raw().len(), "{off} values off by one");
         }
     }
 

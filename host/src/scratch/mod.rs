@@ -264,8 +264,7 @@ pub fn train(
     let t0 = Instant::now();
     let mut history = Vec::new();
     let mut best: Option<(f32, f32, usize, Vec<Vec<f32>>)> = None;
-    let mut best_loss = f32::INFINITY;
-    let mut since = 0;
+    let mut stop = crate::train::EarlyStop::new(cfg.patience);
     let pb = bar(cfg.epochs as u64, "training");
     for epoch in 1..=cfg.epochs {
         let mut order: Vec<usize> = (0..train_ex.len()).collect();
@@ -311,14 +310,8 @@ pub fn train(
         if better {
             best = Some((val_accuracy, val_loss, epoch, net.snapshot()?));
         }
-        if val_loss < best_loss {
-            best_loss = val_loss;
-            since = 0;
-        } else {
-            since += 1;
-            if since >= cfg.patience {
-                break;
-            }
+        if stop.should_stop(val_loss) {
+            break;
         }
     }
     pb.finish_and_clear();

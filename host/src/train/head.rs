@@ -126,8 +126,7 @@ pub fn train(
     };
     let mut epochs = Vec::new();
     let mut best: Option<Checkpoint> = None;
-    let mut best_loss = f32::INFINITY;
-    let mut since_best = 0;
+    let mut stop = super::EarlyStop::new(cfg.patience);
     let mut stopped_early = false;
     for epoch in 1..=cfg.epochs {
         let logits = model.forward(&xt)?;
@@ -168,17 +167,9 @@ pub fn train(
                 bias: b.as_tensor().to_vec1()?,
             });
         }
-        if validation.is_some() {
-            if val_loss < best_loss {
-                best_loss = val_loss;
-                since_best = 0;
-            } else {
-                since_best += 1;
-                if since_best >= cfg.patience {
-                    stopped_early = true;
-                    break;
-                }
-            }
+        if validation.is_some() && stop.should_stop(val_loss) {
+            stopped_early = true;
+            break;
         }
     }
     let Checkpoint {

@@ -91,6 +91,37 @@ pub fn probe_views(
     Ok(out)
 }
 
+/// Early stopping on validation loss: stop after `patience` epochs in a row without a new
+/// lowest loss. Shared by the head and scratch-CNN trainers so both stop by the same rule.
+pub struct EarlyStop {
+    patience: usize,
+    best: f32,
+    since: usize,
+}
+
+impl EarlyStop {
+    /// A rule that tolerates `patience` epochs without improvement.
+    pub fn new(patience: usize) -> Self {
+        Self {
+            patience,
+            best: f32::INFINITY,
+            since: 0,
+        }
+    }
+
+    /// Records one epoch's validation loss; true when training should stop.
+    pub fn should_stop(&mut self, val_loss: f32) -> bool {
+        if val_loss < self.best {
+            self.best = val_loss;
+            self.since = 0;
+            false
+        } else {
+            self.since += 1;
+            self.since >= self.patience
+        }
+    }
+}
+
 /// AdamW without weight decay, as every trainer here uses it: they regularise by early stopping,
 /// dropout or by starting from pretrained weights instead.
 pub fn adamw(vars: Vec<candle_core::Var>, lr: f64) -> candle_core::Result<candle_nn::AdamW> {
@@ -151,6 +182,17 @@ pub fn calibrate(gallery: &Gallery, impostors: &[View], far: f64) -> f32 {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn early_stop_counts_epochs_since_the_lowest_loss() {
+        let mut stop = super::EarlyStop::new(2);
+        assert!(!stop.should_stop(1.0));
+        assert!(!stop.should_stop(1.1)); // one epoch without a new low
+        assert!(!stop.should_stop(0.9)); // new low: the count restarts
+        assert!(!stop.should_stop(0.9)); // equal is not lower
+        assert!(stop.should_stop(1.0));
+    }
+
     use super::*;
 
     #[test]
