@@ -20,14 +20,14 @@ pub fn default_threshold(kind: EmbedderKind, quantised: bool) -> f32 {
     match (kind, quantised) {
         (EmbedderKind::EdgeFace, false) => 0.4963,
         (EmbedderKind::EdgeFace, true) => 0.4992,
-        (EmbedderKind::SFace, false) => 0.4816,
-        (EmbedderKind::SFace, true) => 0.4847,
+        (EmbedderKind::SFace, false) => 0.4817,
+        (EmbedderKind::SFace, true) => 0.4848,
         (EmbedderKind::Fused, false) => 0.4578,
-        (EmbedderKind::Fused, true) => 0.4665,
+        (EmbedderKind::Fused, true) => 0.4664,
         // A probability: below one half another class could be more likely.
         (EmbedderKind::Scratch, _) => 0.5,
-        (EmbedderKind::SFaceMasked, false) => 0.4912,
-        (EmbedderKind::SFaceMasked, true) => 0.4939,
+        (EmbedderKind::SFaceMasked, false) => 0.4916,
+        (EmbedderKind::SFaceMasked, true) => 0.4942,
     }
 }
 
