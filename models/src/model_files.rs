@@ -161,27 +161,17 @@ mod tests {
 
     #[test]
     fn missing_file_says_how_to_fetch() {
-        let dir = tempfile_dir();
-        let err = YUNET.read_verified(&dir).expect_err("missing");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let err = YUNET.read_verified(dir.path()).expect_err("missing");
         assert!(matches!(err, Error::ModelMissing { .. }));
         assert!(err.to_string().contains("facegate models fetch"), "{err}");
     }
 
     #[test]
     fn wrong_bytes_fail_the_hash() {
-        let dir = tempfile_dir();
-        std::fs::write(YUNET.path_in(&dir), b"not yunet").expect("write");
-        let err = YUNET.read_verified(&dir).expect_err("tampered");
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(YUNET.path_in(dir.path()), b"not yunet").expect("write");
+        let err = YUNET.read_verified(dir.path()).expect_err("tampered");
         assert!(matches!(err, Error::ModelHash { .. }), "{err}");
-    }
-
-    fn tempfile_dir() -> PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "facegate-model-files-{}-{:?}",
-            std::process::id(),
-            std::thread::current().id()
-        ));
-        std::fs::create_dir_all(&dir).expect("mkdir");
-        dir
     }
 }

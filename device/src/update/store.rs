@@ -118,14 +118,22 @@ impl FileStore {
         std::fs::read(self.previous_path()).ok()
     }
 
-    /// Makes `bytes` the active bundle, keeping the old one as previous.
+    /// Makes `bytes` the active bundle, keeping the old one as previous. On error the staged
+    /// copy is removed: a disk that fills while the old bundle is copied aside must not also
+    /// lose the space the new one took.
     pub fn install(&self, bytes: &[u8]) -> std::io::Result<()> {
         let staged = self.write_temp(bytes)?;
-        if let Some(old) = self.active() {
-            let prev = self.write_temp(&old)?;
-            std::fs::rename(&prev, self.previous_path())?;
+        let result = (|| {
+            if let Some(old) = self.active() {
+                let prev = self.write_temp(&old)?;
+                std::fs::rename(&prev, self.previous_path())?;
+            }
+            std::fs::rename(&staged, self.active_path())
+        })();
+        if let Err(e) = result {
+            let _ = std::fs::remove_file(&staged);
+            return Err(e);
         }
-        std::fs::rename(&staged, self.active_path())?;
         File::open(&self.dir)?.sync_all()
     }
 
@@ -158,38 +166,83 @@ fn rand_suffix() -> u64 {
 mod tests {
     use super::*;
 
+    fn staging_files(dir: &Path) -> usize {
+        std::fs::read_dir(dir)
+            .expect("dir")
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(".staging"))
+            .count()
+    }
+
     #[test]
     fn install_keeps_the_previous_bundle() {
-        let dir = std::env::temp_dir().join(format!("facegate-store-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let store = FileStore::open(&dir).expect("open");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = FileStore::open(dir.path()).expect("open");
         assert_eq!(store.active(), None);
         store.install(b"one").expect("install");
         store.install(b"two").expect("install");
         assert_eq!(store.active().as_deref(), Some(&b"two"[..]));
         assert_eq!(store.previous().as_deref(), Some(&b"one"[..]));
-        let leftovers = std::fs::read_dir(&dir).expect("dir").filter(|e| {
-            e.as_ref()
-                .map(|e| e.file_name().to_string_lossy().starts_with(".staging"))
-                .unwrap_or(false)
-        });
-        assert_eq!(leftovers.count(), 0);
-        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(staging_files(dir.path()), 0);
     }
 
     /// A store whose writes fail (here: its folder is gone) reports the error and leaves the
-    /// real store untouched. (A fault-injecting store for full-disk tests is still to come.)
+    /// real store untouched.
     #[test]
     fn a_failed_write_changes_nothing() {
-        let dir = std::env::temp_dir().join(format!("facegate-store-ro-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let store = FileStore::open(&dir).expect("open");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = FileStore::open(dir.path()).expect("open");
         store.install(b"good").expect("install");
         let full = FileStore {
-            dir: dir.join("vanished"),
+            dir: dir.path().join("vanished"),
         };
         assert!(full.install(b"new").is_err());
         assert_eq!(store.active().as_deref(), Some(&b"good"[..]));
-        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Set in the child process of [`writes_that_fail_midway_change_nothing`].
+    const CHILD: &str = "FACEGATE_STORE_FSIZE_CHILD";
+
+    /// The real store on a real file system whose writes stop partway: the test runs itself
+    /// again under a file-size limit (`ulimit -f`, with SIGXFSZ ignored so that the write
+    /// fails instead of killing the process), which cuts every write at 2 KiB as a full disk
+    /// does. Both ways an install can meet it: the new bundle does not fit, or it fits and
+    /// copying the old one aside does not. Each time the old bundles stay exactly as they
+    /// were and no staging file is left behind.
+    #[test]
+    fn writes_that_fail_midway_change_nothing() {
+        let big = vec![0xB5u8; 16 * 1024];
+        let small = vec![0x5Au8; 1024];
+        if let Ok(dir) = std::env::var(CHILD) {
+            let store = FileStore::open(Path::new(&dir)).expect("open");
+            let err = store.install(&big).expect_err("does not fit");
+            assert!(err.raw_os_error() == Some(27), "EFBIG expected: {err}");
+            let err = store
+                .install(&small)
+                .expect_err("the old one does not fit aside");
+            assert!(err.raw_os_error() == Some(27), "EFBIG expected: {err}");
+            return;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = FileStore::open(dir.path()).expect("open");
+        let old: Vec<u8> = (0..12 * 1024).map(|i| (i % 251) as u8).collect();
+        store.install(b"older").expect("install");
+        store.install(&old).expect("install");
+        let exe = std::env::current_exe().expect("test binary");
+        let status = std::process::Command::new("sh")
+            .args(["-c", "trap '' XFSZ; ulimit -f 4; exec \"$0\" \"$@\""])
+            .arg(exe)
+            .args([
+                "update::store::tests::writes_that_fail_midway_change_nothing",
+                "--exact",
+                "--test-threads=1",
+            ])
+            .env(CHILD, dir.path())
+            .status()
+            .expect("run the limited child");
+        assert!(status.success(), "the child's checks failed: {status}");
+        assert_eq!(store.active().as_deref(), Some(&old[..]));
+        assert_eq!(store.previous().as_deref(), Some(&b"older"[..]));
+        assert_eq!(staging_files(dir.path()), 0);
     }
 }
