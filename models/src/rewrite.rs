@@ -168,19 +168,22 @@ pub fn layernorm_centering_as_matmul(model: &mut ModelProto) -> usize {
             (last_axis_mean && c > 1).then_some((i, c))
         })
         .collect();
-    for (k, &(i, c)) in centring.iter().enumerate() {
-        let name = format!("facegate_centre{k}");
-        let cu = c as usize;
-        let values = (0..cu * cu)
-            .map(|j| f32::from(j / cu == j % cu) - 1.0 / c as f32)
-            .collect();
-        graph.initializer.push(TensorProto {
-            name: name.clone(),
-            dims: vec![c, c],
-            data_type: DataType::Float as i32,
-            float_data: values,
-            ..Default::default()
-        });
+    // One matrix per channel count, shared by every LayerNorm of that width.
+    for &(i, c) in &centring {
+        let name = format!("facegate_centre_{c}");
+        if !graph.initializer.iter().any(|t| t.name == name) {
+            let cu = c as usize;
+            let values = (0..cu * cu)
+                .map(|j| f32::from(j / cu == j % cu) - 1.0 / c as f32)
+                .collect();
+            graph.initializer.push(TensorProto {
+                name: name.clone(),
+                dims: vec![c, c],
+                data_type: DataType::Float as i32,
+                float_data: values,
+                ..Default::default()
+            });
+        }
         let node = &mut graph.node[i];
         node.op_type = "MatMul".into();
         node.input[1] = name;
