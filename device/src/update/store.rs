@@ -229,7 +229,8 @@ mod tests {
         store.install(b"older").expect("install");
         store.install(&old).expect("install");
         let exe = std::env::current_exe().expect("test binary");
-        let status = std::process::Command::new("sh")
+        // Output through pipes: the limit would also cut a log file the test output goes to.
+        let out = std::process::Command::new("sh")
             .args(["-c", "trap '' XFSZ; ulimit -f 4; exec \"$0\" \"$@\""])
             .arg(exe)
             .args([
@@ -238,9 +239,17 @@ mod tests {
                 "--test-threads=1",
             ])
             .env(CHILD, dir.path())
-            .status()
+            .output()
             .expect("run the limited child");
-        assert!(status.success(), "the child's checks failed: {status}");
+        assert!(
+            out.status.success(),
+            "the child's checks failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let log = String::from_utf8_lossy(&out.stdout);
+        assert!(log.contains("1 passed"), "the child ran no test: {log}");
         assert_eq!(store.active().as_deref(), Some(&old[..]));
         assert_eq!(store.previous().as_deref(), Some(&b"older"[..]));
         assert_eq!(staging_files(dir.path()), 0);
