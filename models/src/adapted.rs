@@ -79,6 +79,22 @@ pub struct LastLayer {
     pub outputs: usize,
 }
 
+impl LastLayer {
+    /// The L2-normalised embedding of one flattened feature map.
+    pub fn apply(&self, features: &[f32]) -> Vec<f32> {
+        let e = self
+            .weight
+            .chunks_exact(self.inputs)
+            .zip(self.bias.iter().zip(self.scale.iter().zip(&self.shift)))
+            .map(|(row, (b, (scale, shift)))| {
+                let z: f32 = row.iter().zip(features).map(|(w, x)| w * x).sum::<f32>() + b;
+                z * scale + shift
+            })
+            .collect();
+        crate::embed::l2_normalise(e)
+    }
+}
+
 fn bad(reason: impl Into<String>) -> Error {
     Error::OnnxRewrite {
         reason: reason.into(),
@@ -288,14 +304,7 @@ mod tests {
         });
         let f = features(&plan, &crop).expect("test step");
         assert_eq!(f.len(), layer.inputs);
-        let e: Vec<f32> = (0..layer.outputs)
-            .map(|o| {
-                let row = &layer.weight[o * layer.inputs..(o + 1) * layer.inputs];
-                let z: f32 = row.iter().zip(&f).map(|(w, x)| w * x).sum::<f32>() + layer.bias[o];
-                z * layer.scale[o] + layer.shift[o]
-            })
-            .collect();
-        let e = crate::embed::l2_normalise(e);
+        let e = layer.apply(&f);
         let reference = embedder.embed(&crop).expect("test step");
         let cos = crate::embed::cosine(&e, &reference);
         assert!(cos > 0.9999, "cosine {cos}");

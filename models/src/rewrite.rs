@@ -283,24 +283,8 @@ mod tests {
         let x: Vec<f32> = (0..3 * 112 * 112)
             .map(|i| ((i * 7919) % 255) as f32 / 127.5 - 1.0)
             .collect();
-        let run = |m: &ModelProto| -> Vec<f32> {
-            use tract_onnx::prelude::*;
-            let plan = tract_onnx::onnx()
-                .with_ignore_value_info(true)
-                .model_for_proto_model(m)
-                .and_then(|m| m.with_input_fact(0, f32::fact([1, 3, 112, 112]).into()))
-                .and_then(|m| m.into_optimized())
-                .and_then(|m| m.into_runnable())
-                .expect("plan");
-            let input = tract_ndarray::Array4::from_shape_vec((1, 3, 112, 112), x.clone())
-                .expect("shape")
-                .into_tensor();
-            let out = plan.run(tvec![input.into()]).expect("run");
-            out[0]
-                .try_as_plain_ram()
-                .and_then(|v| v.as_slice::<f32>().map(|s| s.to_vec()))
-                .expect("f32 output")
-        };
+        let shape = [1, 3, 112, 112];
+        let run = |m: &ModelProto| crate::onnx_test_util::run_model(m, &shape, &x);
         let (a, b) = (run(&original), run(&rewritten));
         let cos = crate::embed::cosine(
             &crate::embed::l2_normalise(a),

@@ -108,17 +108,6 @@ struct Views {
     teacher: Vec<Vec<f32>>,
 }
 
-fn teacher(layer: &LastLayer, f: &[f32]) -> Vec<f32> {
-    let e = (0..layer.outputs)
-        .map(|o| {
-            let row = &layer.weight[o * layer.inputs..(o + 1) * layer.inputs];
-            let z: f32 = row.iter().zip(f).map(|(w, x)| w * x).sum::<f32>() + layer.bias[o];
-            z * layer.scale[o] + layer.shift[o]
-        })
-        .collect();
-    facegate_models::embed::l2_normalise(e)
-}
-
 /// Detects, masks, aligns and runs the backbone on every photo.
 fn extract(
     photos: &[PathBuf],
@@ -157,7 +146,7 @@ fn extract(
     };
     for (_, fs) in done {
         let p = views.teacher.len();
-        views.teacher.push(teacher(layer, &fs[0]));
+        views.teacher.push(layer.apply(&fs[0]));
         for f in fs {
             views.features.extend(f.iter().map(|&x| f16::from_f32(x)));
             views.photo.push(p);
