@@ -14,6 +14,7 @@ use facegate_models::gallery::{Decision, Gallery};
 use facegate_models::image_io;
 use facegate_models::logrecord::LogRecord;
 use facegate_models::pipeline::Pipeline;
+use facegate_models::refine;
 
 /// How many recent records `facegate status` can show.
 pub const RECENT: usize = 20;
@@ -37,8 +38,15 @@ impl Live {
             Detector::from_bytes(yunet, h.detector).map_err(|e| format!("detector: {e}"))?;
         let embedder = Embedder::from_files(h.embedder, h.quantised, &bundle.payload.models)
             .map_err(|e| format!("embedder: {e}"))?;
+        let mut pipeline = Pipeline::from_parts(detector, embedder);
+        // Templates made on refined landmarks need the door to refine the same way.
+        if let Some(r) = refine::from_files(&bundle.payload.models)
+            .map_err(|e| format!("landmark refiner: {e}"))?
+        {
+            pipeline = pipeline.with_refiner(r);
+        }
         let live = Live {
-            pipeline: Pipeline::from_parts(detector, embedder),
+            pipeline,
             gallery: bundle.gallery(),
             version: h.model_version,
         };

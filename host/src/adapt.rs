@@ -18,13 +18,15 @@ use candle_core::{Device, Tensor, Var};
 use candle_nn::Optimizer;
 use facegate_models::adapted::{self, LastLayer, Manifest};
 use facegate_models::align;
-use facegate_models::detect::{Detector, DetectorConfig};
+use facegate_models::detect::{Detection, Detector, DetectorConfig};
 use facegate_models::image_io;
 use facegate_models::mask::{self, MaskStyle};
 use facegate_models::model_files::{SFACE, YUNET, sha256_hex};
 use facegate_models::pipeline::subject;
 use facegate_models::quantise::quantise_weights;
+use facegate_models::refine::Refiner;
 use half::f16;
+use image::RgbImage;
 use rand::SeedableRng;
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::seq::SliceRandom;
@@ -51,6 +53,9 @@ pub struct Config {
     pub seed: u64,
     /// Worker threads for detection and features.
     pub threads: usize,
+    /// Align every view on refined landmarks (as `--refine-landmarks` does at evaluation and
+    /// at the door), with the refiner in the models folder.
+    pub refine_landmarks: bool,
 }
 
 impl Default for Config {
@@ -64,6 +69,7 @@ impl Default for Config {
             hold_out_open_set: false,
             seed: 0,
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            refine_landmarks: false,
         }
     }
 }
@@ -115,6 +121,7 @@ fn extract(
     detector: &Detector,
     sface: &[u8],
     layer: &LastLayer,
+    refiner: Option<&Refiner>,
 ) -> Result<Views> {
     let plan = adapted::feature_plan(sface)?;
     let next = AtomicUsize::new(0);
@@ -126,7 +133,7 @@ fn extract(
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(path) = photos.get(i) else { break };
-                    if let Some(views) = photo_views(path, cfg.masks, detector, &plan)
+                    if let Some(views) = photo_views(path, cfg.masks, detector, refiner, &plan)
                         && let Ok(mut d) = done.lock()
                     {
                         d.push((i, views));
@@ -161,12 +168,21 @@ fn photo_views(
     path: &Path,
     masks: usize,
     detector: &Detector,
+    refiner: Option<&Refiner>,
     plan: &std::sync::Arc<tract_onnx::prelude::TypedRunnableModel>,
 ) -> Option<Vec<Vec<f32>>> {
+    // The door's alignment: the detector's landmarks, refined when asked.
+    let align_view = |img: &RgbImage, det: &Detection| -> Option<RgbImage> {
+        let det = match refiner {
+            Some(r) => r.refine(img, det).ok()??,
+            None => det.clone(),
+        };
+        Some(align::align(img, &det)?.1)
+    };
     let img = image_io::open(path).ok()?;
     let dets = detector.detect(&img).ok()?;
     let det = subject(&dets, img.width(), img.height())?.clone();
-    let (_, crop) = align::align(&img, &det)?;
+    let crop = align_view(&img, &det)?;
     let mut out = vec![adapted::features(plan, &crop).ok()?];
     for k in 0..masks {
         let mut masked = img.clone();
@@ -181,7 +197,7 @@ fn photo_views(
         let Some(d) = subject(&dets, masked.width(), masked.height()) else {
             continue;
         };
-        if let Some((_, crop)) = align::align(&masked, d)
+        if let Some(crop) = align_view(&masked, d)
             && let Ok(f) = adapted::features(plan, &crop)
         {
             out.push(f);
@@ -253,7 +269,12 @@ pub fn adapt(faces: &Path, models: &Path, cfg: &Config) -> Result<Manifest> {
     let sface = SFACE.read_verified(models)?;
     let detector = Detector::from_bytes(&YUNET.read_verified(models)?, DetectorConfig::default())?;
     let layer = adapted::last_layer(&sface)?;
-    let views = extract(&list, cfg, &detector, &sface, &layer)?;
+    let refiner = if cfg.refine_landmarks {
+        Some(Refiner::load(models)?)
+    } else {
+        None
+    };
+    let views = extract(&list, cfg, &detector, &sface, &layer, refiner.as_ref())?;
     if views.teacher.is_empty() {
         bail!("no face found in any photo under {}", faces.display());
     }
@@ -270,6 +291,7 @@ pub fn adapt(faces: &Path, models: &Path, cfg: &Config) -> Result<Manifest> {
         views: views.photo.len(),
         loss,
         created_ms: crate::cmd::models::now_ms(),
+        refiner_sha256: refiner.map(|r| r.sha256().to_owned()),
     };
     let write = crate::cmd::models::write_atomically;
     write(&models.join(adapted::FILE), &fp32)?;

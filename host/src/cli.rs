@@ -454,6 +454,9 @@ pub struct NetworkOpts {
     /// Use the int8-weight embedder (what the door runs).
     #[arg(long)]
     pub quantised: bool,
+    /// Re-place landmarks with the trained refiner before alignment (`models refine`).
+    #[arg(long)]
+    pub refine_landmarks: bool,
     /// Worker threads [default: all cores].
     #[arg(long)]
     pub threads: Option<usize>,
@@ -471,6 +474,35 @@ pub enum ModelsCmd {
     /// Train the mask-adapted SFace (`--embedder sface-masked`): SFace's last layer retrained
     /// so that faces behind a synthetic mask embed like the same faces without one.
     Adapt(AdaptCmd),
+    /// Train the landmark refiner (`--refine-landmarks`): a small CNN that re-places the
+    /// detector's landmarks on a masked face where they are on the same face without a mask.
+    Refine(RefineCmd),
+}
+
+/// `facegate models refine`.
+#[derive(Debug, Args)]
+pub struct RefineCmd {
+    /// Photos to learn from: one sub-folder per person (names are not used, only faces).
+    #[arg(long, value_name = "DIR")]
+    pub faces: PathBuf,
+    /// Leave out the people that `facegate eval DIR --protocol open-set` evaluates.
+    #[arg(long)]
+    pub hold_out_open_set: bool,
+    /// Masked copies of each photo (kinds cycle surgical, cloth, patterned).
+    #[arg(long, default_value_t = 3)]
+    pub masks: usize,
+    /// Passes over the training crops.
+    #[arg(long, default_value_t = 8)]
+    pub epochs: usize,
+    /// Use at most this many photos (spread over the folder), for a quick run.
+    #[arg(long)]
+    pub max_photos: Option<usize>,
+    /// Do nothing when a valid refiner is already there (for setup scripts).
+    #[arg(long)]
+    pub if_missing: bool,
+    /// Where the models are (the result is written there too).
+    #[command(flatten)]
+    pub models: ModelsDir,
 }
 
 /// `facegate models adapt`.
@@ -495,6 +527,10 @@ pub struct AdaptCmd {
     /// Do nothing when a valid adapted model is already there (for setup scripts).
     #[arg(long)]
     pub if_missing: bool,
+    /// Align the training views on refined landmarks (`models refine` first), as
+    /// `--refine-landmarks` aligns at evaluation and at the door.
+    #[arg(long)]
+    pub refine_landmarks: bool,
     /// Where the models are (the result is written there too).
     #[command(flatten)]
     pub models: ModelsDir,

@@ -15,6 +15,7 @@ pub mod dataset;
 pub mod eval;
 pub mod faceset;
 pub mod progress;
+pub mod refine;
 pub mod report;
 pub mod scratch;
 pub mod train;

@@ -60,6 +60,10 @@ pub struct Manifest {
     pub loss: Vec<f32>,
     /// When, ms since the Unix epoch.
     pub created_ms: u64,
+    /// The landmark refiner the training views were aligned with, if any (SHA-256): the layer
+    /// is best used with the same alignment.
+    #[serde(default)]
+    pub refiner_sha256: Option<String>,
 }
 
 /// SFace's last layer, `embedding = (weight . features + bias) * scale + shift`.
@@ -216,17 +220,23 @@ pub fn features(plan: &Arc<TypedRunnableModel>, crop: &image::RgbImage) -> Resul
     crate::embed::run(crate::embed::Network::SFace, "SFace features", plan, crop)
 }
 
-/// Reads the adapted file (int8 or fp32) from `dir` and checks it against the manifest.
-pub fn read_verified(dir: &Path, quantised: bool) -> Result<Vec<u8>> {
+/// The manifest in `dir`.
+pub fn read_manifest(dir: &Path) -> Result<Manifest> {
     let manifest_path = dir.join(MANIFEST);
     let text = std::fs::read_to_string(&manifest_path).map_err(|e| Error::Adapted {
         path: manifest_path.clone(),
         reason: format!("cannot read the manifest ({e})"),
     })?;
-    let manifest: Manifest = serde_json::from_str(&text).map_err(|e| Error::Adapted {
-        path: manifest_path.clone(),
+    serde_json::from_str(&text).map_err(|e| Error::Adapted {
+        path: manifest_path,
         reason: format!("unreadable manifest ({e})"),
-    })?;
+    })
+}
+
+/// Reads the adapted file (int8 or fp32) from `dir` and checks it against the manifest.
+pub fn read_verified(dir: &Path, quantised: bool) -> Result<Vec<u8>> {
+    let manifest_path = dir.join(MANIFEST);
+    let manifest = read_manifest(dir)?;
     if manifest.base_sha256 != SFACE.sha256 {
         return Err(Error::Adapted {
             path: manifest_path,
@@ -350,6 +360,7 @@ mod tests {
             views: 2,
             loss: vec![0.1],
             created_ms: 0,
+            refiner_sha256: None,
         };
         std::fs::write(
             dir.path().join(MANIFEST),

@@ -108,6 +108,17 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// The landmark refiner is missing, or is not the file its manifest describes.
+    #[error(
+        "landmark refiner in {path}: {reason}: run `facegate models refine --faces DIR` \
+         (scripts/setup does) to train it again"
+    )]
+    Refiner {
+        /// The file or folder concerned.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// A gallery file is unreadable or inconsistent.
     #[error("gallery is invalid: {reason}")]
     Gallery {

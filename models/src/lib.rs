@@ -38,6 +38,7 @@ pub mod onnx_build;
 mod onnx_test_util;
 pub mod pipeline;
 pub mod quantise;
+pub mod refine;
 pub mod rewrite;
 pub mod testdata;
 pub mod wire;

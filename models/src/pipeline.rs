@@ -12,6 +12,7 @@ use crate::detect::{Detection, Detector, DetectorConfig};
 use crate::embed::{Embedder, EmbedderKind, Embedding};
 use crate::geometry::Similarity;
 use crate::model_files;
+use crate::refine::Refiner;
 
 /// Faces embedded per image at most: a crowd photo must not stall a door for seconds.
 pub const MAX_FACES: usize = 16;
@@ -42,6 +43,7 @@ pub struct Face {
 pub struct Pipeline {
     detector: Detector,
     embedder: Embedder,
+    refiner: Option<Refiner>,
     config: PipelineConfig,
 }
 
@@ -54,6 +56,7 @@ impl Pipeline {
         Ok(Self {
             detector,
             embedder,
+            refiner: None,
             config,
         })
     }
@@ -69,8 +72,20 @@ impl Pipeline {
         Self {
             detector,
             embedder,
+            refiner: None,
             config,
         }
+    }
+
+    /// Re-places every face's landmarks with `refiner` before alignment (see [`crate::refine`]).
+    pub fn with_refiner(mut self, refiner: Refiner) -> Self {
+        self.refiner = Some(refiner);
+        self
+    }
+
+    /// The landmark refiner, when one is in use.
+    pub fn refiner(&self) -> Option<&Refiner> {
+        self.refiner.as_ref()
     }
 
     /// The configuration in force.
@@ -111,6 +126,13 @@ impl Pipeline {
 
     /// Aligns and embeds one detection; `None` if its landmarks are degenerate.
     pub fn embed_detection(&self, image: &RgbImage, detection: Detection) -> Result<Option<Face>> {
+        let detection = match &self.refiner {
+            Some(r) => match r.refine(image, &detection)? {
+                Some(d) => d,
+                None => return Ok(None),
+            },
+            None => detection,
+        };
         let Some((transform, crop)) = align::align(image, &detection) else {
             return Ok(None);
         };

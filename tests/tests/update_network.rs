@@ -41,7 +41,7 @@ fn make_bundle(
 ) -> Vec<u8> {
     let mut gallery = Gallery::new(
         pipeline.config().embedder,
-        default_threshold(pipeline.config().embedder, true),
+        default_threshold(pipeline.config().embedder, true, false),
     );
     let mut self_test = None;
     for (name, n) in people {
@@ -337,4 +337,51 @@ fn a_full_disk_refuses_the_update_and_keeps_the_old_model() {
     assert!(r.starts_with("ok: version 2"), "{r}");
     stop.store(true, Ordering::Relaxed);
     serving.join().expect("server");
+}
+
+/// A bundle enrolled on refined landmarks carries the refiner: the door refines too, and a
+/// refiner file it cannot load refuses the whole bundle (the old model keeps serving).
+#[test]
+fn a_bundle_with_a_landmark_refiner_makes_the_door_refine() {
+    use facegate_models::refine;
+    let models = models_dir();
+    let key = SigningKey::from_bytes(&[7; 32]);
+    let yunet = YUNET.read_verified(&models).expect("yunet");
+    // A refiner that always answers the template (its output layer is zero).
+    let weights: Vec<Vec<f32>> = refine::weight_shapes()
+        .into_iter()
+        .map(|(name, dims)| {
+            let n = dims.iter().product();
+            if name.starts_with("fc2") {
+                vec![0.0; n]
+            } else {
+                (0..n).map(|i| ((i % 5) as f32 - 2.0) * 0.01).collect()
+            }
+        })
+        .collect();
+    let refiner = refine::graph(&weights).expect("graph");
+    let pipeline = door_pipeline(&models)
+        .with_refiner(refine::Refiner::from_bytes(&refiner).expect("refiner"));
+    let with = |file: Vec<u8>| {
+        let signed = make_bundle(&pipeline, &[("AdrianDunbar", 2)], 1, &key);
+        let mut b = bundle::verify(&signed, &[key.verifying_key()]).expect("verifies");
+        b.payload.models.push((refine::FILE.to_owned(), file));
+        let signed = b.sign(&key);
+        bundle::verify(&signed, &[key.verifying_key()]).expect("verifies")
+    };
+    let live = Live::from_bundle(&with(refiner.clone()), &yunet).expect("live");
+    assert_eq!(
+        live.pipeline.refiner().map(|r| r.sha256().to_owned()),
+        Some(facegate_models::model_files::sha256_hex(&refiner))
+    );
+    let img = image_io::open(&mfr2("AdrianDunbar", 2)).expect("photo");
+    let face = live.pipeline.main_face(&img).expect("run").expect("face");
+    assert!(matches!(
+        live.gallery.identify(&face.embedding),
+        facegate_models::gallery::Decision::Known { person: 0, .. }
+    ));
+    let broken = Live::from_bundle(&with(b"not a network".to_vec()), &yunet)
+        .err()
+        .expect("refused");
+    assert!(broken.contains("landmark refiner"), "{broken}");
 }

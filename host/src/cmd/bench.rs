@@ -49,6 +49,8 @@ struct Fixture {
     embedders: Vec<(String, EmbedderKind, Embedder)>,
     frames: Vec<(u32, u32, image::RgbImage)>,
     gallery: Vec<(EmbedderKind, Gallery)>,
+    /// The landmark refiner, when `models refine` has trained one.
+    refiner: Option<facegate_models::refine::Refiner>,
 }
 
 fn load(cmd: &BenchCmd) -> Result<Fixture> {
@@ -75,7 +77,7 @@ fn load(cmd: &BenchCmd) -> Result<Fixture> {
     let mut gallery = Vec::new();
     for kind in [EmbedderKind::EdgeFace, EmbedderKind::SFace] {
         let dim = kind.dim();
-        let mut g = Gallery::new(kind, default_threshold(kind, true));
+        let mut g = Gallery::new(kind, default_threshold(kind, true, false));
         for p in 0..10 {
             for t in 0..3 {
                 let mut v: Vec<f32> = (0..dim)
@@ -93,6 +95,7 @@ fn load(cmd: &BenchCmd) -> Result<Fixture> {
         embedders,
         frames,
         gallery,
+        refiner: facegate_models::refine::Refiner::load(&models).ok(),
     })
 }
 
@@ -114,6 +117,12 @@ fn measure(fx: &Fixture, warmup: usize, rounds: usize) -> Result<Timings> {
         "align".into(),
         median_ms(warmup, rounds, || align::align(frame, &det)),
     );
+    if let Some(r) = &fx.refiner {
+        t.insert(
+            "refine_landmarks".into(),
+            median_ms(warmup, rounds, || r.refine(frame, &det)),
+        );
+    }
     let (_, crop) = align::align(frame, &det).context("alignment failed")?;
     for (name, _, e) in &fx.embedders {
         t.insert(name.clone(), median_ms(warmup, rounds, || e.embed(&crop)));

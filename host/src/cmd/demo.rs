@@ -23,9 +23,13 @@ pub fn run(cmd: DemoCmd) -> Result<()> {
         _ => bail!("give both --enrol DIR and --probe DIR, or neither for the built-in demo"),
     };
     let kind = pipeline.config().embedder;
-    let threshold = cmd
-        .threshold
-        .unwrap_or_else(|| default_threshold(kind, pipeline.config().quantised));
+    let threshold = cmd.threshold.unwrap_or_else(|| {
+        default_threshold(
+            kind,
+            pipeline.config().quantised,
+            pipeline.refiner().is_some(),
+        )
+    });
     let mut gallery = Gallery::new(kind, threshold);
     println!(
         "enrolling {} photos (threshold {threshold:.3}, {})",

@@ -25,12 +25,19 @@ pub fn run(cmd: EnrolCmd) -> Result<()> {
         quantised: true,
         ..Default::default()
     };
-    let pipeline = Pipeline::load(&dir, config)
+    let mut pipeline = Pipeline::load(&dir, config)
         .with_context(|| format!("loading models from {}", dir.display()))?;
+    let refiner = if cmd.net.refine_landmarks {
+        let bytes = facegate_models::refine::read_verified(&dir)?;
+        pipeline = pipeline.with_refiner(facegate_models::refine::Refiner::from_bytes(&bytes)?);
+        Some(bytes)
+    } else {
+        None
+    };
     let mut gallery = Gallery::new(
         kind,
         cmd.threshold
-            .unwrap_or_else(|| default_threshold(kind, true)),
+            .unwrap_or_else(|| default_threshold(kind, true, cmd.net.refine_landmarks)),
     );
     let total = folders.iter().map(|p| p.images.len()).sum::<usize>();
     let pb = bar(total as u64, "enrolling");
@@ -61,7 +68,10 @@ pub fn run(cmd: EnrolCmd) -> Result<()> {
             cmd.people.display()
         );
     }
-    let models = kind.read_files(&dir, true)?;
+    let mut models = kind.read_files(&dir, true)?;
+    if let Some(bytes) = refiner {
+        models.push((facegate_models::refine::FILE.to_owned(), bytes));
+    }
     let created_ms = now_ms();
     let bundle = Bundle::new(
         &gallery,

@@ -51,8 +51,13 @@ pub fn load_pipeline(net: &NetworkOpts) -> Result<Pipeline> {
         quantised: net.quantised,
         ..Default::default()
     };
-    Pipeline::load(&dir, config)
-        .with_context(|| format!("loading the networks from {}", dir.display()))
+    let pipeline = Pipeline::load(&dir, config)
+        .with_context(|| format!("loading the networks from {}", dir.display()))?;
+    if net.refine_landmarks {
+        let refiner = facegate_models::refine::Refiner::load(&dir)?;
+        return Ok(pipeline.with_refiner(refiner));
+    }
+    Ok(pipeline)
 }
 
 /// Worker threads: the option, else every core.
@@ -68,12 +73,17 @@ pub fn threads(net: &NetworkOpts) -> usize {
 
 fn print_summary(r: &Report) {
     println!(
-        "{} | protocol {} | masks {} | {}{}",
+        "{} | protocol {} | masks {} | {}{}{}",
         r.dataset,
         r.protocol,
         r.masks,
         r.embedder,
-        if r.quantised { " int8" } else { "" }
+        if r.quantised { " int8" } else { "" },
+        if r.refiner_sha256.is_some() {
+            " | refined landmarks"
+        } else {
+            ""
+        }
     );
     println!(
         "enrolled {} | gallery images {} | genuine {} | impostor {} ({} with a face)",

@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail};
 use facegate_models::model_files::{self, ModelFile, Origin, sha256_hex};
 use facegate_models::quantise::quantise_weights;
 
-use crate::cli::{AdaptCmd, ModelsCmd, ModelsDir};
+use crate::cli::{AdaptCmd, ModelsCmd, ModelsDir, RefineCmd};
 use crate::progress::spinner;
 
 /// Runs `facegate models ...`.
@@ -20,7 +20,50 @@ pub fn run(cmd: ModelsCmd) -> Result<()> {
         ModelsCmd::Fetch(dir) => fetch(&dir.resolve()),
         ModelsCmd::Verify(dir) => verify(&dir),
         ModelsCmd::Adapt(cmd) => adapt(&cmd),
+        ModelsCmd::Refine(cmd) => refine(&cmd),
     }
+}
+
+fn refine(cmd: &RefineCmd) -> Result<()> {
+    let cfg = crate::refine::Config {
+        masks: cmd.masks,
+        epochs: cmd.epochs.max(1),
+        max_photos: cmd.max_photos,
+        hold_out_open_set: cmd.hold_out_open_set,
+        ..Default::default()
+    };
+    let dir = cmd.models.resolve();
+    if cmd.if_missing && facegate_models::refine::Refiner::load(&dir).is_ok() {
+        println!("landmark refiner already in {}", dir.display());
+        return Ok(());
+    }
+    let start = std::time::Instant::now();
+    let m = crate::refine::train(&cmd.faces, &dir, &cfg)?;
+    println!(
+        "landmark refiner from {} photos ({} crops) in {:.0} s",
+        m.photos,
+        m.crops,
+        start.elapsed().as_secs_f64()
+    );
+    println!(
+        "mean training error per epoch (x{} px): {}",
+        facegate_models::refine::OUT_SCALE,
+        m.loss
+            .iter()
+            .map(|l| format!("{l:.4}"))
+            .collect::<Vec<_>>()
+            .join(" -> ")
+    );
+    println!(
+        "held-back masked crops, median landmark error: detector {:.2} px, refined {:.2} px",
+        m.median_error_px[0], m.median_error_px[1]
+    );
+    println!(
+        "wrote {} into {}",
+        facegate_models::refine::FILE,
+        dir.display()
+    );
+    Ok(())
 }
 
 fn adapt(cmd: &AdaptCmd) -> Result<()> {
@@ -29,12 +72,26 @@ fn adapt(cmd: &AdaptCmd) -> Result<()> {
         epochs: cmd.epochs.max(1),
         max_photos: cmd.max_photos,
         hold_out_open_set: cmd.hold_out_open_set,
+        refine_landmarks: cmd.refine_landmarks,
         ..Default::default()
     };
     let dir = cmd.models.resolve();
+    // Already there, and aligned the way this run would align (refined or not)?
+    let same_alignment = || {
+        let trained = facegate_models::adapted::read_manifest(&dir)
+            .ok()
+            .and_then(|m| m.refiner_sha256);
+        let wanted = cmd
+            .refine_landmarks
+            .then(|| facegate_models::refine::Refiner::load(&dir).ok())
+            .flatten()
+            .map(|r| r.sha256().to_owned());
+        trained == wanted
+    };
     if cmd.if_missing
         && facegate_models::adapted::read_verified(&dir, false).is_ok()
         && facegate_models::adapted::read_verified(&dir, true).is_ok()
+        && same_alignment()
     {
         println!("adapted SFace already in {}", dir.display());
         return Ok(());
@@ -91,6 +148,18 @@ fn verify(dir: &ModelsDir) -> Result<()> {
         }
     } else {
         println!("absent   mask-adapted SFace (optional: `facegate models adapt`)");
+    }
+    use facegate_models::refine;
+    if dir.join(refine::MANIFEST).exists() {
+        match refine::read_verified(&dir) {
+            Ok(bytes) => println!("ok       {:>10} B  {}", bytes.len(), refine::FILE),
+            Err(e) => {
+                bad += 1;
+                println!("FAILED   {e}");
+            }
+        }
+    } else {
+        println!("absent   landmark refiner (optional: `facegate models refine`)");
     }
     if bad > 0 {
         bail!("{bad} model file(s) missing or wrong in {}", dir.display());

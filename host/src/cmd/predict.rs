@@ -47,7 +47,10 @@ pub fn run(cmd: PredictCmd) -> Result<()> {
     let dir = cmd.models.resolve();
     let detector = Detector::from_bytes(&YUNET.read_verified(&dir)?, h.detector)?;
     let embedder = Embedder::from_files(h.embedder, h.quantised, &bundle.payload.models)?;
-    let pipeline = Pipeline::from_parts(detector, embedder);
+    let mut pipeline = Pipeline::from_parts(detector, embedder);
+    if let Some(r) = facegate_models::refine::from_files(&bundle.payload.models)? {
+        pipeline = pipeline.with_refiner(r);
+    }
     let gallery = bundle.gallery();
     if let Some(out) = &cmd.out {
         std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;

@@ -161,6 +161,8 @@ pub struct Report {
     pub embedder: String,
     /// Whether the int8-weight embedder was used.
     pub quantised: bool,
+    /// SHA-256 of the landmark refiner, when faces were aligned on refined landmarks.
+    pub refiner_sha256: Option<String>,
     /// Sizes.
     pub counts: Counts,
     /// No face found.
@@ -370,6 +372,7 @@ pub fn evaluate(
         masks: labels.masks.to_owned(),
         embedder: kind.as_str().to_owned(),
         quantised: pipeline.config().quantised,
+        refiner_sha256: pipeline.refiner().map(|r| r.sha256().to_owned()),
         counts: Counts {
             enrolled: split.enrolled.len(),
             gallery_images: split.gallery.len(),
@@ -391,7 +394,11 @@ pub fn evaluate(
         at_threshold: [
             (
                 "door",
-                facegate_models::gallery::default_threshold(kind, pipeline.config().quantised),
+                facegate_models::gallery::default_threshold(
+                    kind,
+                    pipeline.config().quantised,
+                    pipeline.refiner().is_some(),
+                ),
             ),
             ("opencv_0.363", OPENCV_SFACE_COSINE),
             ("closed_set", f32::NEG_INFINITY),

@@ -1,0 +1,394 @@
+//! `facegate models refine`: trains the landmark refiner ([`facegate_models::refine`]).
+//!
+//! Every photo is detected once without a mask: those landmarks are the answer. The photo is
+//! then seen plain and with `masks` synthetic masks; each view is detected again, aligned on
+//! its own (worse) landmarks as the door would, and the network learns to find the plain
+//! landmarks in that crop. No names are needed. One photo in ten is held back to report the
+//! error on crops it never trained on.
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use anyhow::{Context, Result};
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::{AdamW, Conv2d, Conv2dConfig, Linear, Module, Optimizer, ParamsAdamW};
+use facegate_models::align;
+use facegate_models::detect::Detector;
+use facegate_models::image_io;
+use facegate_models::mask::{self, MaskStyle};
+use facegate_models::model_files::sha256_hex;
+use facegate_models::pipeline::subject;
+use facegate_models::refine::{self, CHANNELS, Manifest, OUT_SCALE, SIDE};
+use rand::rngs::Xoshiro256PlusPlus;
+use rand::seq::SliceRandom;
+use rand::{RngExt, SeedableRng};
+
+use crate::cmd::models::write_atomically;
+use crate::eval::run::mask_seed;
+
+/// Training settings.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Masked copies per photo (kinds cycle surgical, cloth, patterned).
+    pub masks: usize,
+    /// Passes over the crops.
+    pub epochs: usize,
+    /// AdamW learning rate (divided by 3 for the last third of the epochs).
+    pub lr: f64,
+    /// Crops per step.
+    pub batch: usize,
+    /// Leave out the people `facegate eval --protocol open-set` evaluates on this folder.
+    pub hold_out_open_set: bool,
+    /// Use at most this many photos, for quick runs.
+    pub max_photos: Option<usize>,
+    /// Initialisation and shuffling seed.
+    pub seed: u64,
+    /// Worker threads for detection.
+    pub threads: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            masks: 3,
+            epochs: 8,
+            lr: 1e-3,
+            batch: 64,
+            hold_out_open_set: false,
+            max_photos: None,
+            seed: 0,
+            threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        }
+    }
+}
+
+/// Training crops: network inputs, targets (the plain landmarks in the crop, as the network
+/// outputs them), and where each came from.
+#[derive(Default)]
+struct Crops {
+    inputs: Vec<f32>,
+    targets: Vec<f32>,
+    /// Detector's own landmarks in the crop, for the baseline error.
+    detected: Vec<f32>,
+    masked: Vec<bool>,
+    photo: Vec<usize>,
+}
+
+impl Crops {
+    fn len(&self) -> usize {
+        self.masked.len()
+    }
+}
+
+/// One training crop: network input, target, the detector's own points (both as the network
+/// outputs them), masked or not.
+struct Sample {
+    input: Vec<f32>,
+    target: [f32; 10],
+    detected: [f32; 10],
+    masked: bool,
+}
+
+/// The plain view first, then each masked view still detected; empty when the photo is
+/// unreadable or has no face.
+fn photo_crops(path: &Path, masks: usize, detector: &Detector) -> Vec<Sample> {
+    let Ok(img) = image_io::open(path) else {
+        return Vec::new();
+    };
+    let Ok(dets) = detector.detect(&img) else {
+        return Vec::new();
+    };
+    let Some(plain) = subject(&dets, img.width(), img.height()).cloned() else {
+        return Vec::new();
+    };
+    let template = refine::template_flat();
+    let mut out = Vec::new();
+    for k in 0..=masks {
+        let mut view = img.clone();
+        if k > 0 {
+            mask::paint(
+                &mut view,
+                &plain.landmarks,
+                &MaskStyle::for_enrolment(mask_seed(path) ^ 0x5EED, k - 1),
+            );
+        }
+        let Ok(dets) = detector.detect(&view) else {
+            continue;
+        };
+        let Some(det) = subject(&dets, view.width(), view.height()) else {
+            continue;
+        };
+        let Some((t, crop)) = align::align(&view, det) else {
+            continue;
+        };
+        let mut target = [0.0; 10];
+        let mut detected = [0.0; 10];
+        for i in 0..5 {
+            let a = t.apply([plain.landmarks[i][0] as f64, plain.landmarks[i][1] as f64]);
+            let b = t.apply([det.landmarks[i][0] as f64, det.landmarks[i][1] as f64]);
+            for c in 0..2 {
+                target[2 * i + c] = (a[c] as f32 - template[2 * i + c]) / OUT_SCALE;
+                detected[2 * i + c] = (b[c] as f32 - template[2 * i + c]) / OUT_SCALE;
+            }
+        }
+        out.push(Sample {
+            input: refine::input(&crop),
+            target,
+            detected,
+            masked: k > 0,
+        });
+    }
+    out
+}
+
+fn collect(photos: &[std::path::PathBuf], cfg: &Config, detector: &Detector) -> Crops {
+    let next = AtomicUsize::new(0);
+    let done = Mutex::new(Vec::new());
+    let pb = crate::progress::bar(photos.len() as u64, "crops");
+    std::thread::scope(|s| {
+        for _ in 0..cfg.threads.max(1) {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(path) = photos.get(i) else { break };
+                    let crops = photo_crops(path, cfg.masks, detector);
+                    if let Ok(mut d) = done.lock() {
+                        d.push((i, crops));
+                    }
+                    pb.inc(1);
+                }
+            });
+        }
+    });
+    pb.finish_and_clear();
+    let mut done = done.into_inner().unwrap_or_default();
+    done.sort_by_key(|(i, _)| *i);
+    let mut crops = Crops::default();
+    for (i, views) in done {
+        for v in views {
+            crops.inputs.extend(v.input);
+            crops.targets.extend(v.target);
+            crops.detected.extend(v.detected);
+            crops.masked.push(v.masked);
+            crops.photo.push(i);
+        }
+    }
+    crops
+}
+
+/// The network being trained, weights in [`refine::weight_shapes`] order.
+struct Net {
+    vars: Vec<Var>,
+}
+
+impl Net {
+    fn new(seed: u64, dev: &Device) -> Result<Self> {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+        let mut vars = Vec::new();
+        for (name, dims) in refine::weight_shapes() {
+            let v = if name.ends_with("bias") {
+                Var::zeros(dims[0], DType::F32, dev)?
+            } else {
+                let fan_in: usize = dims[1..].iter().product();
+                // Kaiming-uniform; the output layer starts small so the first guess is the
+                // template itself.
+                let gain = if name == "fc2.weight" { 0.1 } else { 1.0 };
+                let bound = gain * (6.0 / fan_in as f32).sqrt();
+                let n: usize = dims.iter().product();
+                let w: Vec<f32> = (0..n).map(|_| rng.random_range(-bound..bound)).collect();
+                Var::from_tensor(&Tensor::from_vec(w, dims, dev)?)?
+            };
+            vars.push(v);
+        }
+        Ok(Self { vars })
+    }
+
+    fn t(&self, i: usize) -> Tensor {
+        self.vars[i].as_tensor().clone()
+    }
+
+    /// Outputs for a batch `[n, 1, SIDE, SIDE]`, as the exported graph computes them.
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let cfg = Conv2dConfig {
+            padding: 1,
+            ..Default::default()
+        };
+        let mut x = x.clone();
+        for i in 0..CHANNELS.len() {
+            x = Conv2d::new(self.t(2 * i), Some(self.t(2 * i + 1)), cfg)
+                .forward(&x)?
+                .relu()?;
+            if i + 1 < CHANNELS.len() {
+                x = x.max_pool2d(2)?;
+            }
+        }
+        let n = 2 * CHANNELS.len();
+        let x = Linear::new(self.t(n), Some(self.t(n + 1)))
+            .forward(&x.flatten_from(1)?)?
+            .relu()?;
+        Ok(Linear::new(self.t(n + 2), Some(self.t(n + 3))).forward(&x)?)
+    }
+
+    fn weights(&self) -> Result<Vec<Vec<f32>>> {
+        self.vars
+            .iter()
+            .map(|v| Ok(v.as_tensor().flatten_all()?.to_vec1::<f32>()?))
+            .collect()
+    }
+}
+
+fn batch(crops: &Crops, idx: &[usize], dev: &Device) -> Result<(Tensor, Tensor)> {
+    let s = (SIDE * SIDE) as usize;
+    let x: Vec<f32> = idx
+        .iter()
+        .flat_map(|&i| crops.inputs[i * s..(i + 1) * s].iter().copied())
+        .collect();
+    let y: Vec<f32> = idx
+        .iter()
+        .flat_map(|&i| crops.targets[i * 10..(i + 1) * 10].iter().copied())
+        .collect();
+    Ok((
+        Tensor::from_vec(x, (idx.len(), 1, SIDE as usize, SIDE as usize), dev)?,
+        Tensor::from_vec(y, (idx.len(), 10), dev)?,
+    ))
+}
+
+fn median(mut v: Vec<f32>) -> f32 {
+    if v.is_empty() {
+        return f32::NAN;
+    }
+    v.sort_by(f32::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Median distance (crop pixels, over landmarks and crops) from the plain landmarks on the
+/// held-back masked crops: the detector's own, and the network's.
+fn held_back_error(net: &Net, crops: &Crops, held: &[usize], dev: &Device) -> Result<[f32; 2]> {
+    let masked: Vec<usize> = held.iter().copied().filter(|&i| crops.masked[i]).collect();
+    let (mut before, mut after) = (Vec::new(), Vec::new());
+    for chunk in masked.chunks(256) {
+        let (x, _) = batch(crops, chunk, dev)?;
+        let pred = net.forward(&x)?.to_vec2::<f32>()?;
+        for (p, &i) in pred.iter().zip(chunk) {
+            let t = &crops.targets[i * 10..(i + 1) * 10];
+            let d = &crops.detected[i * 10..(i + 1) * 10];
+            for k in 0..5 {
+                let dist = |a: &[f32]| {
+                    OUT_SCALE
+                        * ((a[2 * k] - t[2 * k]).powi(2) + (a[2 * k + 1] - t[2 * k + 1]).powi(2))
+                            .sqrt()
+                };
+                before.push(dist(d));
+                after.push(dist(p));
+            }
+        }
+    }
+    Ok([median(before), median(after)])
+}
+
+/// Trains the refiner on the photos under `faces` and writes it (and its manifest) into
+/// `models`.
+pub fn train(faces: &Path, models: &Path, cfg: &Config) -> Result<Manifest> {
+    let yunet = facegate_models::model_files::YUNET.read_verified(models)?;
+    let detector = Detector::from_bytes(&yunet, Default::default())?;
+    let adapt_cfg = crate::adapt::Config {
+        hold_out_open_set: cfg.hold_out_open_set,
+        max_photos: cfg.max_photos,
+        ..Default::default()
+    };
+    let (_, photos) = crate::adapt::photos(faces, &adapt_cfg)?;
+    let crops = collect(&photos, cfg, &detector);
+    anyhow::ensure!(
+        crops.len() >= 20,
+        "only {} face crops in {}: the refiner needs photos with faces",
+        crops.len(),
+        faces.display()
+    );
+    let (held, train): (Vec<usize>, Vec<usize>) =
+        (0..crops.len()).partition(|&i| crops.photo[i] % 10 == 9);
+    let dev = Device::Cpu;
+    let net = Net::new(cfg.seed, &dev)?;
+    let mut opt = AdamW::new(
+        net.vars.clone(),
+        ParamsAdamW {
+            lr: cfg.lr,
+            weight_decay: 1e-4,
+            ..Default::default()
+        },
+    )?;
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(cfg.seed ^ 0xBA7C);
+    let mut order = train.clone();
+    let mut loss = Vec::new();
+    let pb = crate::progress::bar(
+        (cfg.epochs * order.len().div_ceil(cfg.batch)) as u64,
+        "refiner",
+    );
+    for epoch in 0..cfg.epochs {
+        if epoch == cfg.epochs * 2 / 3 {
+            opt.set_learning_rate(cfg.lr / 3.0);
+        }
+        order.shuffle(&mut rng);
+        let (mut total, mut steps) = (0.0, 0);
+        for chunk in order.chunks(cfg.batch) {
+            let (x, y) = batch(&crops, chunk, &dev)?;
+            // Lighting varies at a door: scale the contrast of each batch a little.
+            let x = (x * rng.random_range(0.8f64..1.2))?;
+            let l = (net.forward(&x)? - y)?.abs()?.mean_all()?;
+            opt.backward_step(&l)?;
+            total += l.to_scalar::<f32>()?;
+            steps += 1;
+            pb.inc(1);
+        }
+        loss.push(total / steps.max(1) as f32);
+    }
+    pb.finish_and_clear();
+    let median_error_px = held_back_error(&net, &crops, &held, &dev)?;
+    let bytes = refine::graph(&net.weights()?)?;
+    std::fs::create_dir_all(models).with_context(|| format!("creating {}", models.display()))?;
+    let manifest = Manifest {
+        sha256: sha256_hex(&bytes),
+        faces: faces.display().to_string(),
+        photos: photos.len(),
+        crops: crops.len(),
+        median_error_px,
+        loss,
+    };
+    write_atomically(&models.join(refine::FILE), &bytes)?;
+    write_atomically(
+        &models.join(refine::MANIFEST),
+        (serde_json::to_string_pretty(&manifest)? + "\n").as_bytes(),
+    )?;
+    Ok(manifest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use facegate_models::refine::Refiner;
+
+    #[test]
+    fn tract_runs_the_export_as_candle_trains_it() {
+        let dev = Device::Cpu;
+        let net = Net::new(3, &dev).expect("net");
+        let bytes = refine::graph(&net.weights().expect("weights")).expect("graph");
+        let side = SIDE as usize;
+        let x: Vec<f32> = (0..side * side)
+            .map(|i| ((i * 7919) % 255) as f32 / 127.5 - 1.0)
+            .collect();
+        let want = net
+            .forward(&Tensor::from_vec(x.clone(), (1, 1, side, side), &dev).expect("tensor"))
+            .expect("forward")
+            .flatten_all()
+            .expect("flat")
+            .to_vec1::<f32>()
+            .expect("vec");
+        // Feed the same input through the door's path: a crop whose `input` is `x`.
+        let refiner = Refiner::from_bytes(&bytes).expect("tract loads the export");
+        let got = refiner.run(&x).expect("run");
+        assert_eq!(got.len(), 10);
+        for (a, b) in want.iter().zip(&got) {
+            assert!((a - b).abs() < 1e-4, "candle {want:?} vs tract {got:?}");
+        }
+    }
+}

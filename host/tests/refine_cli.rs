@@ -1,0 +1,152 @@
+//! `facegate models refine` through the real binary: a short training run on shared LFW photos
+//! (the open-set protocol's people held out) writes the landmark refiner and its manifest, it
+//! places masked landmarks better than the detector on held-back crops, `--refine-landmarks`
+//! evaluates with it and puts it into a signed bundle, and an altered file is refused with a
+//! message that says how to fix it.
+
+mod common;
+use common::{facegate, json, shared, succeed};
+use facegate_models::model_files::{self, default_dir};
+use facegate_models::refine::{FILE, MANIFEST};
+
+/// A models folder with the pinned files (linked, not copied) and no refiner yet.
+fn models_folder() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for file in model_files::ALL {
+        let src = file.path_in(&default_dir());
+        assert!(
+            src.exists(),
+            "{} missing: run `facegate models fetch` first",
+            src.display()
+        );
+        std::os::unix::fs::symlink(&src, file.path_in(dir.path())).expect("link");
+    }
+    dir
+}
+
+#[test]
+fn refine_trains_writes_and_is_used_by_eval_and_enrol() {
+    let models = models_folder();
+    let lfw = shared().join("faces/lfw/images");
+    let run = succeed(
+        facegate()
+            .env("FACEGATE_MODELS", models.path())
+            .args(["models", "refine", "--hold-out-open-set"])
+            .args(["--max-photos", "400", "--epochs", "5", "--faces"])
+            .arg(&lfw),
+    );
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(stdout.contains("landmark refiner"), "{stdout}");
+    let m = json(&models.path().join(MANIFEST));
+    let photos = m["photos"].as_u64().expect("photos");
+    assert!((380..=400).contains(&photos), "photos {photos}");
+    // The plain view and three masked copies, nearly always detected.
+    assert!(m["crops"].as_u64().expect("crops") > 3 * photos);
+    let loss: Vec<f64> = m["loss"]
+        .as_array()
+        .expect("loss")
+        .iter()
+        .map(|l| l.as_f64().expect("number"))
+        .collect();
+    assert_eq!(loss.len(), 5);
+    assert!(loss[4] < loss[0], "training error did not fall: {loss:?}");
+    let [detector, refined] = [0, 1].map(|i| m["median_error_px"][i].as_f64().expect("error"));
+    assert!(
+        refined < detector,
+        "refined landmarks ({refined} px) are no better than the detector's ({detector} px)"
+    );
+    // Set-up scripts re-run it: a valid refiner is kept as it is.
+    let again = succeed(
+        facegate()
+            .env("FACEGATE_MODELS", models.path())
+            .args(["models", "refine", "--if-missing", "--faces"])
+            .arg(&lfw),
+    );
+    assert!(String::from_utf8_lossy(&again.stdout).contains("already"));
+    assert_eq!(json(&models.path().join(MANIFEST)), m);
+
+    // The evaluation aligns on refined landmarks and says so in its report.
+    let out = tempfile::tempdir().expect("tempdir");
+    let report = out.path().join("mfr2.json");
+    succeed(
+        facegate()
+            .env("FACEGATE_MODELS", models.path())
+            .args(["eval", "--protocol", "mfr2", "--embedder", "sface"])
+            .args(["--refine-landmarks", "--json"])
+            .arg(&report)
+            .arg(shared().join("faces/mfr2")),
+    );
+    let r = json(&report);
+    assert_eq!(r["refiner_sha256"], m["sha256"]);
+    let rank1 = r["rank1"].as_f64().expect("rank1");
+    assert!(rank1 >= 0.85, "rank-1 {rank1}");
+
+    // A bundle enrolled on refined landmarks carries the refiner for the door.
+    let dir = out.path();
+    let person = dir.join("people/AdrianDunbar");
+    std::fs::create_dir_all(&person).expect("mkdir");
+    std::fs::copy(
+        shared().join("faces/mfr2/AdrianDunbar/AdrianDunbar_0002.png"),
+        person.join("a.png"),
+    )
+    .expect("copy");
+    let in_dir = |args: &[&str]| {
+        succeed(
+            facegate()
+                .env("FACEGATE_MODELS", models.path())
+                .current_dir(dir)
+                .args(args),
+        )
+    };
+    in_dir(&["keygen"]);
+    in_dir(&[
+        "enrol",
+        "people",
+        "--key",
+        "facegate.key",
+        "--version",
+        "1",
+        "-o",
+        "door.fgb",
+        "--refine-landmarks",
+    ]);
+    let shown = in_dir(&["inspect", "door.fgb", "--trust", "facegate.pub"]);
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.contains(FILE), "{shown}");
+    // The door's path: the bundle's photo is recognised through the bundle's refiner.
+    let predicted = in_dir(&[
+        "predict",
+        "--bundle",
+        "door.fgb",
+        "--trust",
+        "facegate.pub",
+        "people/AdrianDunbar/a.png",
+    ]);
+    let predicted = String::from_utf8_lossy(&predicted.stdout);
+    assert!(predicted.contains("AdrianDunbar"), "{predicted}");
+
+    // One byte changed: refused, and the message names the fix.
+    let path = models.path().join(FILE);
+    let mut bytes = std::fs::read(&path).expect("refiner file");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&path, bytes).expect("write");
+    let run = facegate()
+        .env("FACEGATE_MODELS", models.path())
+        .args(["eval", "--protocol", "mfr2", "--refine-landmarks"])
+        .arg(shared().join("faces/mfr2"))
+        .output()
+        .expect("run facegate");
+    assert!(!run.status.success());
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        err.contains("models refine") && err.contains("SHA-256"),
+        "{err}"
+    );
+    let verify = facegate()
+        .env("FACEGATE_MODELS", models.path())
+        .args(["models", "verify"])
+        .output()
+        .expect("run facegate");
+    assert!(!verify.status.success(), "verify passed an altered refiner");
+}
