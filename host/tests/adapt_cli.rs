@@ -4,28 +4,15 @@
 //! refused with a message that says how to fix it.
 
 mod common;
-use common::{facegate, json, shared, succeed};
+use common::{
+    enrol_one, facegate, falling_loss, json, pinned_models_folder, shared, succeed,
+    tampering_is_refused,
+};
 use facegate_models::adapted::{FILE_INT8, MANIFEST};
-use facegate_models::model_files::{self, default_dir};
-
-/// A models folder with the pinned files (linked, not copied) and nothing adapted yet.
-fn models_folder() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("tempdir");
-    for file in model_files::ALL {
-        let src = file.path_in(&default_dir());
-        assert!(
-            src.exists(),
-            "{} missing: run `facegate models fetch` first",
-            src.display()
-        );
-        std::os::unix::fs::symlink(&src, file.path_in(dir.path())).expect("link");
-    }
-    dir
-}
 
 #[test]
 fn adapt_trains_writes_and_is_used_by_eval() {
-    let models = models_folder();
+    let models = pinned_models_folder();
     let lfw = shared().join("faces/lfw/images");
     let run = succeed(
         facegate()
@@ -47,17 +34,7 @@ fn adapt_trains_writes_and_is_used_by_eval() {
     assert!((100..=120).contains(&photos), "photos {photos}");
     // Two masked copies each, nearly always detected again.
     assert!(m["views"].as_u64().expect("views") > 2 * photos);
-    let loss: Vec<f64> = m["loss"]
-        .as_array()
-        .expect("loss")
-        .iter()
-        .map(|l| l.as_f64().expect("number"))
-        .collect();
-    assert_eq!(loss.len(), 3);
-    assert!(
-        loss[2] < loss[0],
-        "distillation loss did not fall: {loss:?}"
-    );
+    falling_loss(&m, 3);
     // Set-up scripts re-run it: a valid model is kept as it is.
     let again = succeed(
         facegate()
@@ -92,67 +69,14 @@ fn adapt_trains_writes_and_is_used_by_eval() {
 
     // A signed bundle carries the adapted int8 file, and verifies.
     let dir = out.path();
-    let person = dir.join("people/AdrianDunbar");
-    std::fs::create_dir_all(&person).expect("mkdir");
-    std::fs::copy(
-        shared().join("faces/mfr2/AdrianDunbar/AdrianDunbar_0002.png"),
-        person.join("a.png"),
-    )
-    .expect("copy");
-    let in_dir = |args: &[&str]| {
-        succeed(
-            facegate()
-                .env("FACEGATE_MODELS", models.path())
-                .current_dir(dir)
-                .args(args),
-        )
-    };
-    in_dir(&["keygen"]);
-    in_dir(&[
-        "enrol",
-        "people",
-        "--key",
-        "facegate.key",
-        "--version",
-        "1",
-        "-o",
-        "door.fgb",
-        "--embedder",
-        "sface-masked",
-    ]);
-    let shown = in_dir(&["inspect", "door.fgb", "--trust", "facegate.pub"]);
-    let shown = String::from_utf8_lossy(&shown.stdout);
+    let shown = enrol_one(models.path(), dir, &["--embedder", "sface-masked"]);
     assert!(shown.contains(FILE_INT8), "{shown}");
 
     // One byte changed: refused, and the message names the fix.
-    let path = models.path().join(FILE_INT8);
-    let mut bytes = std::fs::read(&path).expect("int8 file");
-    let last = bytes.len() - 1;
-    bytes[last] ^= 1;
-    std::fs::write(&path, bytes).expect("write");
-    let run = facegate()
-        .env("FACEGATE_MODELS", models.path())
-        .args([
-            "eval",
-            "--protocol",
-            "mfr2",
-            "--embedder",
-            "sface-masked",
-            "--quantised",
-        ])
-        .arg(shared().join("faces/mfr2"))
-        .output()
-        .expect("run facegate");
-    assert!(!run.status.success());
-    let err = String::from_utf8_lossy(&run.stderr);
-    assert!(
-        err.contains("models adapt") && err.contains("SHA-256"),
-        "{err}"
+    tampering_is_refused(
+        models.path(),
+        FILE_INT8,
+        &["--embedder", "sface-masked", "--quantised"],
+        "models adapt",
     );
-    let verify = facegate()
-        .env("FACEGATE_MODELS", models.path())
-        .args(["models", "verify"])
-        .output()
-        .expect("run facegate");
-    assert!(!verify.status.success(), "verify passed an altered file");
 }

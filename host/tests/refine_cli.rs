@@ -5,28 +5,15 @@
 //! message that says how to fix it.
 
 mod common;
-use common::{facegate, json, shared, succeed};
-use facegate_models::model_files::{self, default_dir};
+use common::{
+    enrol_one, facegate, falling_loss, json, pinned_models_folder, shared, succeed,
+    tampering_is_refused,
+};
 use facegate_models::refine::{FILE, MANIFEST};
-
-/// A models folder with the pinned files (linked, not copied) and no refiner yet.
-fn models_folder() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("tempdir");
-    for file in model_files::ALL {
-        let src = file.path_in(&default_dir());
-        assert!(
-            src.exists(),
-            "{} missing: run `facegate models fetch` first",
-            src.display()
-        );
-        std::os::unix::fs::symlink(&src, file.path_in(dir.path())).expect("link");
-    }
-    dir
-}
 
 #[test]
 fn refine_trains_writes_and_is_used_by_eval_and_enrol() {
-    let models = models_folder();
+    let models = pinned_models_folder();
     let lfw = shared().join("faces/lfw/images");
     let run = succeed(
         facegate()
@@ -42,14 +29,7 @@ fn refine_trains_writes_and_is_used_by_eval_and_enrol() {
     assert!((380..=400).contains(&photos), "photos {photos}");
     // The plain view and three masked copies, nearly always detected.
     assert!(m["crops"].as_u64().expect("crops") > 3 * photos);
-    let loss: Vec<f64> = m["loss"]
-        .as_array()
-        .expect("loss")
-        .iter()
-        .map(|l| l.as_f64().expect("number"))
-        .collect();
-    assert_eq!(loss.len(), 5);
-    assert!(loss[4] < loss[0], "training error did not fall: {loss:?}");
+    falling_loss(&m, 5);
     let [detector, refined] = [0, 1].map(|i| m["median_error_px"][i].as_f64().expect("error"));
     assert!(
         refined < detector,
@@ -83,70 +63,24 @@ fn refine_trains_writes_and_is_used_by_eval_and_enrol() {
 
     // A bundle enrolled on refined landmarks carries the refiner for the door.
     let dir = out.path();
-    let person = dir.join("people/AdrianDunbar");
-    std::fs::create_dir_all(&person).expect("mkdir");
-    std::fs::copy(
-        shared().join("faces/mfr2/AdrianDunbar/AdrianDunbar_0002.png"),
-        person.join("a.png"),
-    )
-    .expect("copy");
-    let in_dir = |args: &[&str]| {
-        succeed(
-            facegate()
-                .env("FACEGATE_MODELS", models.path())
-                .current_dir(dir)
-                .args(args),
-        )
-    };
-    in_dir(&["keygen"]);
-    in_dir(&[
-        "enrol",
-        "people",
-        "--key",
-        "facegate.key",
-        "--version",
-        "1",
-        "-o",
-        "door.fgb",
-        "--refine-landmarks",
-    ]);
-    let shown = in_dir(&["inspect", "door.fgb", "--trust", "facegate.pub"]);
-    let shown = String::from_utf8_lossy(&shown.stdout);
+    let shown = enrol_one(models.path(), dir, &["--refine-landmarks"]);
     assert!(shown.contains(FILE), "{shown}");
     // The door's path: the bundle's photo is recognised through the bundle's refiner.
-    let predicted = in_dir(&[
-        "predict",
-        "--bundle",
-        "door.fgb",
-        "--trust",
-        "facegate.pub",
-        "people/AdrianDunbar/a.png",
-    ]);
+    let predicted = succeed(
+        facegate()
+            .env("FACEGATE_MODELS", models.path())
+            .current_dir(dir)
+            .args(["predict", "--bundle", "door.fgb", "--trust", "facegate.pub"])
+            .arg("people/AdrianDunbar/a.png"),
+    );
     let predicted = String::from_utf8_lossy(&predicted.stdout);
     assert!(predicted.contains("AdrianDunbar"), "{predicted}");
 
     // One byte changed: refused, and the message names the fix.
-    let path = models.path().join(FILE);
-    let mut bytes = std::fs::read(&path).expect("refiner file");
-    let last = bytes.len() - 1;
-    bytes[last] ^= 1;
-    std::fs::write(&path, bytes).expect("write");
-    let run = facegate()
-        .env("FACEGATE_MODELS", models.path())
-        .args(["eval", "--protocol", "mfr2", "--refine-landmarks"])
-        .arg(shared().join("faces/mfr2"))
-        .output()
-        .expect("run facegate");
-    assert!(!run.status.success());
-    let err = String::from_utf8_lossy(&run.stderr);
-    assert!(
-        err.contains("models refine") && err.contains("SHA-256"),
-        "{err}"
+    tampering_is_refused(
+        models.path(),
+        FILE,
+        &["--refine-landmarks"],
+        "models refine",
     );
-    let verify = facegate()
-        .env("FACEGATE_MODELS", models.path())
-        .args(["models", "verify"])
-        .output()
-        .expect("run facegate");
-    assert!(!verify.status.success(), "verify passed an altered refiner");
 }

@@ -21,19 +21,13 @@ use std::path::Path;
 use std::sync::Arc;
 
 use image::RgbImage;
-use prost::Message;
 use serde::{Deserialize, Serialize};
-use tract_onnx::pb::attribute_proto::AttributeType;
-use tract_onnx::pb::tensor_proto::DataType;
-use tract_onnx::pb::{
-    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
-};
 use tract_onnx::prelude::*;
 
 use crate::align::{self, TEMPLATE};
 use crate::detect::Detection;
 use crate::model_files::sha256_hex;
-use crate::onnx_build::value_info;
+use crate::onnx_build::{dense_head, encode_model, float_initializer, ints, node, value_info};
 use crate::{Error, Result};
 
 /// The refiner network (fp32: 1.9 MB, small beside the embedder a bundle carries anyway).
@@ -58,9 +52,9 @@ pub struct Manifest {
     pub sha256: String,
     /// The photo folder it was trained on.
     pub faces: String,
-    /// Photos with a face.
+    /// Photos it was given (those without a face give no crops).
     pub photos: usize,
-    /// Training crops (plain and masked).
+    /// Training and held-back crops (plain and masked).
     pub crops: usize,
     /// Median landmark error on held-back masked crops, crop pixels: detector alone, refined.
     pub median_error_px: [f32; 2],
@@ -107,26 +101,6 @@ pub fn weight_shapes() -> Vec<(String, Vec<usize>)> {
     out
 }
 
-fn ints(name: &str, v: &[i64]) -> AttributeProto {
-    AttributeProto {
-        name: name.into(),
-        r#type: AttributeType::Ints as i32,
-        ints: v.to_vec(),
-        ..Default::default()
-    }
-}
-
-fn node(op: &str, inputs: &[&str], output: &str, attribute: Vec<AttributeProto>) -> NodeProto {
-    NodeProto {
-        input: inputs.iter().map(|s| s.to_string()).collect(),
-        output: vec![output.into()],
-        name: output.into(),
-        op_type: op.into(),
-        attribute,
-        ..Default::default()
-    }
-}
-
 /// The ONNX bytes of the refiner with these weights (in [`weight_shapes`] order): input
 /// `input` [1, 1, 56, 56], output `offsets` [1, 10].
 pub fn graph(weights: &[Vec<f32>]) -> Result<Vec<u8>> {
@@ -144,13 +118,7 @@ pub fn graph(weights: &[Vec<f32>]) -> Result<Vec<u8>> {
     let initializer = shapes
         .iter()
         .zip(weights)
-        .map(|((name, dims), w)| TensorProto {
-            name: name.clone(),
-            dims: dims.iter().map(|&d| d as i64).collect(),
-            data_type: DataType::Float as i32,
-            raw_data: w.iter().flat_map(|v| v.to_le_bytes()).collect(),
-            ..Default::default()
-        })
+        .map(|((name, dims), w)| float_initializer(name, dims, w))
         .collect();
     let mut nodes = Vec::new();
     let mut prev = "input".to_owned();
@@ -176,44 +144,32 @@ pub fn graph(weights: &[Vec<f32>]) -> Result<Vec<u8>> {
             prev = p;
         }
     }
-    let int = |name: &str, v: i64| AttributeProto {
-        name: name.into(),
-        r#type: AttributeType::Int as i32,
-        i: v,
-        ..Default::default()
-    };
-    nodes.push(node("Flatten", &[&prev], "flat", vec![int("axis", 1)]));
-    nodes.push(node(
-        "Gemm",
-        &["flat", "fc1.weight", "fc1.bias"],
-        "fc1",
-        vec![int("transB", 1)],
-    ));
-    nodes.push(node("Relu", &["fc1"], "hidden", vec![]));
-    nodes.push(node(
-        "Gemm",
-        &["hidden", "fc2.weight", "fc2.bias"],
-        "offsets",
-        vec![int("transB", 1)],
-    ));
-    let model = ModelProto {
-        ir_version: 7,
-        producer_name: "facegate".into(),
-        opset_import: vec![OperatorSetIdProto {
-            domain: String::new(),
-            version: 13,
-        }],
-        graph: Some(GraphProto {
-            name: "facegate_landmark_refiner".into(),
-            node: nodes,
-            initializer,
-            input: vec![value_info("input", &[1, 1, SIDE as i64, SIDE as i64])],
-            output: vec![value_info("offsets", &[1, 10])],
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    Ok(model.encode_to_vec())
+    nodes.extend(dense_head(&prev, "offsets"));
+    Ok(encode_model(
+        "facegate_landmark_refiner",
+        nodes,
+        initializer,
+        value_info("input", &[1, 1, SIDE as i64, SIDE as i64]),
+        value_info("offsets", &[1, 10]),
+    ))
+}
+
+/// A refiner whose output layer is zero: it always answers the template, so a face ends up
+/// aligned on the best similarity fit of the detector's own points, as without a refiner. The
+/// tests use it to exercise the plumbing (bundles, the door) without training one.
+pub fn template_graph() -> Result<Vec<u8>> {
+    let weights: Vec<Vec<f32>> = weight_shapes()
+        .into_iter()
+        .map(|(name, dims)| {
+            let n = dims.iter().product();
+            if name.starts_with("fc2") {
+                vec![0.0; n]
+            } else {
+                (0..n).map(|i| ((i % 7) as f32 - 3.0) * 0.01).collect()
+            }
+        })
+        .collect();
+    graph(&weights)
 }
 
 /// The bytes of [`FILE`] in the models folder, checked against its manifest.
@@ -358,22 +314,6 @@ mod tests {
     use super::*;
     use crate::geometry::BBox;
 
-    /// A refiner whose output layer is all zeros: it answers "the template" for every crop.
-    fn template_refiner() -> Vec<u8> {
-        let weights: Vec<Vec<f32>> = weight_shapes()
-            .into_iter()
-            .map(|(name, dims)| {
-                let n = dims.iter().product();
-                if name.starts_with("fc2") {
-                    vec![0.0; n]
-                } else {
-                    (0..n).map(|i| ((i % 7) as f32 - 3.0) * 0.01).collect()
-                }
-            })
-            .collect();
-        graph(&weights).expect("graph")
-    }
-
     #[test]
     fn wrong_weight_shapes_are_refused() {
         let mut weights: Vec<Vec<f32>> = weight_shapes()
@@ -390,7 +330,7 @@ mod tests {
         // A refiner that always answers the template moves the landmarks to where the
         // template sits under the detection's own transform: a least-squares fit of the
         // detected points, so a perfect similarity of the template stays where it is.
-        let refiner = Refiner::from_bytes(&template_refiner()).expect("load");
+        let refiner = Refiner::from_bytes(&template_graph().expect("graph")).expect("load");
         let image = RgbImage::from_pixel(300, 300, image::Rgb([120, 110, 100]));
         let k = 1.7;
         let landmarks = TEMPLATE.map(|[x, y]| [(x * k + 40.0) as f32, (y * k + 25.0) as f32]);
@@ -419,7 +359,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let missing = Refiner::load(dir.path()).expect_err("nothing there");
         assert!(missing.to_string().contains("models refine"), "{missing}");
-        let bytes = template_refiner();
+        let bytes = template_graph().expect("graph");
         let manifest = Manifest {
             sha256: sha256_hex(&bytes),
             faces: "test".into(),

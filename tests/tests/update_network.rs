@@ -347,19 +347,7 @@ fn a_bundle_with_a_landmark_refiner_makes_the_door_refine() {
     let models = models_dir();
     let key = SigningKey::from_bytes(&[7; 32]);
     let yunet = YUNET.read_verified(&models).expect("yunet");
-    // A refiner that always answers the template (its output layer is zero).
-    let weights: Vec<Vec<f32>> = refine::weight_shapes()
-        .into_iter()
-        .map(|(name, dims)| {
-            let n = dims.iter().product();
-            if name.starts_with("fc2") {
-                vec![0.0; n]
-            } else {
-                (0..n).map(|i| ((i % 5) as f32 - 2.0) * 0.01).collect()
-            }
-        })
-        .collect();
-    let refiner = refine::graph(&weights).expect("graph");
+    let refiner = refine::template_graph().expect("graph");
     let pipeline = door_pipeline(&models)
         .with_refiner(refine::Refiner::from_bytes(&refiner).expect("refiner"));
     let with = |file: Vec<u8>| {

@@ -14,4 +14,5 @@ pub mod lookalikes;
 pub mod models;
 pub mod predict;
 pub mod push;
+pub mod refine;
 pub mod train;

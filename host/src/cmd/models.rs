@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail};
 use facegate_models::model_files::{self, ModelFile, Origin, sha256_hex};
 use facegate_models::quantise::quantise_weights;
 
-use crate::cli::{AdaptCmd, ModelsCmd, ModelsDir, RefineCmd};
+use crate::cli::{AdaptCmd, ModelsCmd, ModelsDir};
 use crate::progress::spinner;
 
 /// Runs `facegate models ...`.
@@ -20,50 +20,16 @@ pub fn run(cmd: ModelsCmd) -> Result<()> {
         ModelsCmd::Fetch(dir) => fetch(&dir.resolve()),
         ModelsCmd::Verify(dir) => verify(&dir),
         ModelsCmd::Adapt(cmd) => adapt(&cmd),
-        ModelsCmd::Refine(cmd) => refine(&cmd),
+        ModelsCmd::Refine(cmd) => crate::cmd::refine::run(&cmd),
     }
 }
 
-fn refine(cmd: &RefineCmd) -> Result<()> {
-    let cfg = crate::refine::Config {
-        masks: cmd.masks,
-        epochs: cmd.epochs.max(1),
-        max_photos: cmd.max_photos,
-        hold_out_open_set: cmd.hold_out_open_set,
-        ..Default::default()
-    };
-    let dir = cmd.models.resolve();
-    if cmd.if_missing && facegate_models::refine::Refiner::load(&dir).is_ok() {
-        println!("landmark refiner already in {}", dir.display());
-        return Ok(());
-    }
-    let start = std::time::Instant::now();
-    let m = crate::refine::train(&cmd.faces, &dir, &cfg)?;
-    println!(
-        "landmark refiner from {} photos ({} crops) in {:.0} s",
-        m.photos,
-        m.crops,
-        start.elapsed().as_secs_f64()
-    );
-    println!(
-        "mean training error per epoch (x{} px): {}",
-        facegate_models::refine::OUT_SCALE,
-        m.loss
-            .iter()
-            .map(|l| format!("{l:.4}"))
-            .collect::<Vec<_>>()
-            .join(" -> ")
-    );
-    println!(
-        "held-back masked crops, median landmark error: detector {:.2} px, refined {:.2} px",
-        m.median_error_px[0], m.median_error_px[1]
-    );
-    println!(
-        "wrote {} into {}",
-        facegate_models::refine::FILE,
-        dir.display()
-    );
-    Ok(())
+/// Losses of successive epochs, as `0.1600 -> 0.1370 -> ...`.
+pub fn per_epoch(loss: &[f32]) -> String {
+    loss.iter()
+        .map(|l| format!("{l:.4}"))
+        .collect::<Vec<_>>()
+        .join(" -> ")
 }
 
 fn adapt(cmd: &AdaptCmd) -> Result<()> {
@@ -107,11 +73,7 @@ fn adapt(cmd: &AdaptCmd) -> Result<()> {
     );
     println!(
         "loss (1 - cosine to the unmasked teacher) per epoch: {}",
-        m.loss
-            .iter()
-            .map(|l| format!("{l:.4}"))
-            .collect::<Vec<_>>()
-            .join(" -> ")
+        per_epoch(&m.loss)
     );
     println!(
         "wrote {} and {} into {}",

@@ -3,44 +3,11 @@
 //! Weights are then quantised to int8 by the same code as the pretrained embedders.
 
 use anyhow::Result;
-use facegate_models::onnx_build::value_info;
-use prost::Message;
-use tract_onnx::pb::attribute_proto::AttributeType;
-use tract_onnx::pb::tensor_proto::DataType;
-use tract_onnx::pb::{
-    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
+use facegate_models::onnx_build::{
+    dense_head, encode_model, float_initializer, int, ints, node, value_info,
 };
 
 use super::net::Net;
-
-fn ints(name: &str, v: &[i64]) -> AttributeProto {
-    AttributeProto {
-        name: name.into(),
-        r#type: AttributeType::Ints as i32,
-        ints: v.to_vec(),
-        ..Default::default()
-    }
-}
-
-fn int(name: &str, v: i64) -> AttributeProto {
-    AttributeProto {
-        name: name.into(),
-        r#type: AttributeType::Int as i32,
-        i: v,
-        ..Default::default()
-    }
-}
-
-fn node(op: &str, inputs: &[&str], output: &str, attribute: Vec<AttributeProto>) -> NodeProto {
-    NodeProto {
-        input: inputs.iter().map(|s| s.to_string()).collect(),
-        output: vec![output.into()],
-        name: output.into(),
-        op_type: op.into(),
-        attribute,
-        ..Default::default()
-    }
-}
 
 /// The ONNX bytes (fp32) of `net`: input `input` [1, 3, 112, 112], output `probabilities`
 /// [1, classes].
@@ -48,13 +15,7 @@ pub fn export(net: &Net) -> Result<Vec<u8>> {
     let initializer = net
         .weights()?
         .into_iter()
-        .map(|w| TensorProto {
-            name: w.name,
-            dims: w.dims.iter().map(|&d| d as i64).collect(),
-            data_type: DataType::Float as i32,
-            raw_data: w.values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-            ..Default::default()
-        })
+        .map(|w| float_initializer(&w.name, &w.dims, &w.values))
         .collect();
     let pool = |input: &str, out: &str, op: &str| {
         node(
@@ -79,44 +40,20 @@ pub fn export(net: &Net) -> Result<Vec<u8>> {
         nodes.push(pool(&r, &p, "MaxPool"));
         prev = p;
     }
-    nodes.push(node("Flatten", &[&prev], "flat", vec![int("axis", 1)]));
-    nodes.push(node(
-        "Gemm",
-        &["flat", "fc1.weight", "fc1.bias"],
-        "fc1",
-        vec![int("transB", 1)],
-    ));
-    nodes.push(node("Relu", &["fc1"], "hidden", vec![]));
-    nodes.push(node(
-        "Gemm",
-        &["hidden", "fc2.weight", "fc2.bias"],
-        "logits",
-        vec![int("transB", 1)],
-    ));
+    nodes.extend(dense_head(&prev, "logits"));
     nodes.push(node(
         "Softmax",
         &["logits"],
         "probabilities",
         vec![int("axis", 1)],
     ));
-    let model = ModelProto {
-        ir_version: 7,
-        producer_name: "facegate".into(),
-        opset_import: vec![OperatorSetIdProto {
-            domain: String::new(),
-            version: 13,
-        }],
-        graph: Some(GraphProto {
-            name: "facegate_scratch_cnn".into(),
-            node: nodes,
-            initializer,
-            input: vec![value_info("input", &[1, 3, 112, 112])],
-            output: vec![value_info("probabilities", &[1, net.classes() as i64])],
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    Ok(model.encode_to_vec())
+    Ok(encode_model(
+        "facegate_scratch_cnn",
+        nodes,
+        initializer,
+        value_info("input", &[1, 3, 112, 112]),
+        value_info("probabilities", &[1, net.classes() as i64]),
+    ))
 }
 
 #[cfg(test)]

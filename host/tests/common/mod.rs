@@ -31,3 +31,99 @@ pub fn succeed(cmd: &mut Command) -> Output {
 pub fn json(path: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(path).expect("report")).expect("json")
 }
+
+/// A models folder with the pinned files (linked, not copied) and nothing trained yet.
+pub fn pinned_models_folder() -> tempfile::TempDir {
+    use facegate_models::model_files::{self, default_dir};
+    let dir = tempfile::tempdir().expect("tempdir");
+    for file in model_files::ALL {
+        let src = file.path_in(&default_dir());
+        assert!(
+            src.exists(),
+            "{} missing: run `facegate models fetch` first",
+            src.display()
+        );
+        std::os::unix::fs::symlink(&src, file.path_in(dir.path())).expect("link");
+    }
+    dir
+}
+
+/// Enrols one MFR2 person (one unmasked photo) into `dir/door.fgb`, signed by a fresh key in
+/// `dir`, with the models in `models` and `extra` enrol arguments; returns what `inspect`
+/// prints about the bundle.
+pub fn enrol_one(models: &Path, dir: &Path, extra: &[&str]) -> String {
+    let person = dir.join("people/AdrianDunbar");
+    std::fs::create_dir_all(&person).expect("mkdir");
+    std::fs::copy(
+        shared().join("faces/mfr2/AdrianDunbar/AdrianDunbar_0002.png"),
+        person.join("a.png"),
+    )
+    .expect("copy");
+    let in_dir = |args: &[&str]| {
+        succeed(
+            facegate()
+                .env("FACEGATE_MODELS", models)
+                .current_dir(dir)
+                .args(args),
+        )
+    };
+    in_dir(&["keygen"]);
+    let mut enrol = vec![
+        "enrol",
+        "people",
+        "--key",
+        "facegate.key",
+        "--version",
+        "1",
+        "-o",
+        "door.fgb",
+    ];
+    enrol.extend_from_slice(extra);
+    in_dir(&enrol);
+    let shown = in_dir(&["inspect", "door.fgb", "--trust", "facegate.pub"]);
+    String::from_utf8_lossy(&shown.stdout).into_owned()
+}
+
+/// The per-epoch `loss` list of a training manifest, checked to have `epochs` entries and to
+/// end lower than it started.
+pub fn falling_loss(manifest: &serde_json::Value, epochs: usize) -> Vec<f64> {
+    let loss: Vec<f64> = manifest["loss"]
+        .as_array()
+        .expect("loss")
+        .iter()
+        .map(|l| l.as_f64().expect("number"))
+        .collect();
+    assert_eq!(loss.len(), epochs);
+    assert!(
+        loss[epochs - 1] < loss[0],
+        "training loss did not fall: {loss:?}"
+    );
+    loss
+}
+
+/// Flips one byte of the trained file `name` in `models`, then checks that `facegate eval` with
+/// `eval_args` on MFR2 refuses it with a message naming the SHA-256 check and `fix`, and that
+/// `models verify` fails too.
+pub fn tampering_is_refused(models: &Path, name: &str, eval_args: &[&str], fix: &str) {
+    let path = models.join(name);
+    let mut bytes = std::fs::read(&path).expect("trained file");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&path, bytes).expect("write");
+    let run = facegate()
+        .env("FACEGATE_MODELS", models)
+        .args(["eval", "--protocol", "mfr2"])
+        .args(eval_args)
+        .arg(shared().join("faces/mfr2"))
+        .output()
+        .expect("run facegate");
+    assert!(!run.status.success());
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(err.contains(fix) && err.contains("SHA-256"), "{err}");
+    let verify = facegate()
+        .env("FACEGATE_MODELS", models)
+        .args(["models", "verify"])
+        .output()
+        .expect("run facegate");
+    assert!(!verify.status.success(), "verify passed an altered {name}");
+}
