@@ -385,7 +385,7 @@ mod tests {
             .expect("vec");
         // Feed the same input through the door's path: a crop whose `input` is `x`.
         let refiner = Refiner::from_bytes(&bytes).expect("tract loads the export");
-        let got = refiner.run(&x).expect("run");
+        let got = refiner.run(x.clone()).expect("run");
         assert_eq!(got.len(), 10);
         for (a, b) in want.iter().zip(&got) {
             assert!((a - b).abs() < 1e-4, "candle {want:?} vs tract {got:?}");

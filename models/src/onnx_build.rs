@@ -75,6 +75,23 @@ pub fn value_info(name: &str, dims: &[i64]) -> ValueInfoProto {
     }
 }
 
+/// Layer `i` of a small CNN: a padded 3x3 `Conv` of `input` (weights `conv{i}.weight`,
+/// `conv{i}.bias`) and its `Relu`; returns the nodes and the name of the Relu's output.
+pub fn conv3x3_relu(input: &str, i: usize) -> (Vec<NodeProto>, String) {
+    let (w, b) = (format!("conv{i}.weight"), format!("conv{i}.bias"));
+    let (c, r) = (format!("conv{i}"), format!("relu{i}"));
+    let nodes = vec![
+        node(
+            "Conv",
+            &[input, &w, &b],
+            &c,
+            vec![ints("kernel_shape", &[3, 3]), ints("pads", &[1, 1, 1, 1])],
+        ),
+        node("Relu", &[&c], &r, vec![]),
+    ];
+    (nodes, r)
+}
+
 /// `Flatten` of `input`, then `fc1` (+ `Relu`) and `fc2` into `output`: the dense end of the
 /// small CNNs facegate trains (weights `fc1.weight`, `fc1.bias`, `fc2.weight`, `fc2.bias`,
 /// stored `outputs x inputs`).

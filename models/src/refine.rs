@@ -27,7 +27,9 @@ use tract_onnx::prelude::*;
 use crate::align::{self, TEMPLATE};
 use crate::detect::Detection;
 use crate::model_files::sha256_hex;
-use crate::onnx_build::{dense_head, encode_model, float_initializer, ints, node, value_info};
+use crate::onnx_build::{
+    conv3x3_relu, dense_head, encode_model, float_initializer, ints, node, value_info,
+};
 use crate::{Error, Result};
 
 /// The refiner network (fp32: 1.9 MB, small beside the embedder a bundle carries anyway).
@@ -123,16 +125,9 @@ pub fn graph(weights: &[Vec<f32>]) -> Result<Vec<u8>> {
     let mut nodes = Vec::new();
     let mut prev = "input".to_owned();
     for i in 1..=CHANNELS.len() {
-        let (w, b) = (format!("conv{i}.weight"), format!("conv{i}.bias"));
-        let (c, r) = (format!("conv{i}"), format!("relu{i}"));
-        nodes.push(node(
-            "Conv",
-            &[&prev, &w, &b],
-            &c,
-            vec![ints("kernel_shape", &[3, 3]), ints("pads", &[1, 1, 1, 1])],
-        ));
-        nodes.push(node("Relu", &[&c], &r, vec![]));
-        prev = r;
+        let (conv, out) = conv3x3_relu(&prev, i);
+        nodes.extend(conv);
+        prev = out;
         if i < CHANNELS.len() {
             let p = format!("pool{i}");
             nodes.push(node(
@@ -253,12 +248,9 @@ impl Refiner {
     }
 
     /// The raw network outputs for one input made by [`input`].
-    pub fn run(&self, input: &[f32]) -> Result<Vec<f32>> {
-        let x = tract_ndarray::Array4::from_shape_vec(
-            (1, 1, SIDE as usize, SIDE as usize),
-            input.to_vec(),
-        )
-        .map_err(|e| Error::inference("landmark refiner", e))?;
+    pub fn run(&self, input: Vec<f32>) -> Result<Vec<f32>> {
+        let x = tract_ndarray::Array4::from_shape_vec((1, 1, SIDE as usize, SIDE as usize), input)
+            .map_err(|e| Error::inference("landmark refiner", e))?;
         let out = self
             .plan
             .run(tvec![x.into_tensor().into()])
@@ -278,7 +270,7 @@ impl Refiner {
 
     /// The five landmarks in crop coordinates for a crop aligned on the detector's points.
     pub fn predict(&self, crop: &RgbImage) -> Result<[[f32; 2]; 5]> {
-        let flat = self.run(&input(crop))?;
+        let flat = self.run(input(crop))?;
         let t = template_flat();
         let mut lm = [[0.0; 2]; 5];
         for (i, p) in lm.iter_mut().enumerate() {

@@ -4,7 +4,7 @@
 
 use anyhow::Result;
 use facegate_models::onnx_build::{
-    dense_head, encode_model, float_initializer, int, ints, node, value_info,
+    conv3x3_relu, dense_head, encode_model, float_initializer, int, ints, node, value_info,
 };
 
 use super::net::Net;
@@ -28,15 +28,9 @@ pub fn export(net: &Net) -> Result<Vec<u8>> {
     let mut nodes = vec![pool("input", "pool0", "AveragePool")];
     let mut prev = "pool0".to_owned();
     for i in 1..=3 {
-        let (w, b) = (format!("conv{i}.weight"), format!("conv{i}.bias"));
-        let (c, r, p) = (format!("conv{i}"), format!("relu{i}"), format!("pool{i}"));
-        nodes.push(node(
-            "Conv",
-            &[&prev, &w, &b],
-            &c,
-            vec![ints("kernel_shape", &[3, 3]), ints("pads", &[1, 1, 1, 1])],
-        ));
-        nodes.push(node("Relu", &[&c], &r, vec![]));
+        let (conv, r) = conv3x3_relu(&prev, i);
+        nodes.extend(conv);
+        let p = format!("pool{i}");
         nodes.push(pool(&r, &p, "MaxPool"));
         prev = p;
     }
