@@ -98,7 +98,7 @@ fn kill_9_during_pushes_never_leaves_the_door_without_a_valid_model() {
     let face = pipeline.main_face(&img).expect("pipeline").expect("face");
     let mut gallery = Gallery::new(
         pipeline.config().embedder,
-        default_threshold(pipeline.config().embedder, true, false),
+        default_threshold(pipeline.config().embedder, true, false, false),
     );
     gallery
         .enrol("BenAffleck", face.embedding.clone())

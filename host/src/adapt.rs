@@ -22,7 +22,7 @@ use facegate_models::detect::{Detection, Detector, DetectorConfig};
 use facegate_models::image_io;
 use facegate_models::mask::{self, MaskStyle};
 use facegate_models::model_files::{SFACE, YUNET, sha256_hex};
-use facegate_models::pipeline::subject;
+use facegate_models::pipeline::{same_face, subject};
 use facegate_models::quantise::quantise_weights;
 use facegate_models::refine::Refiner;
 use half::f16;
@@ -194,7 +194,7 @@ fn photo_views(
         let Ok(dets) = detector.detect(&masked) else {
             continue;
         };
-        let Some(d) = subject(&dets, masked.width(), masked.height()) else {
+        let Some(d) = same_face(&dets, &det) else {
             continue;
         };
         if let Some(crop) = align_view(&masked, d)

@@ -363,6 +363,10 @@ pub struct EnrolCmd {
     /// Acceptance threshold [default: calibrated for the embedder at FAR 1e-3].
     #[arg(long)]
     pub threshold: Option<f32>,
+    /// Masked copies of each enrolment photo added as extra templates (surgical, cloth,
+    /// patterned in turn), so the door knows each person behind a mask too.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub enrol_masks: usize,
     /// Networks (the bundle always carries the int8-weight embedder).
     #[command(flatten)]
     pub net: NetworkOpts,
@@ -604,6 +608,10 @@ pub struct DemoCmd {
     /// Acceptance threshold (cosine) [default: the one calibrated for the embedder].
     #[arg(long)]
     pub threshold: Option<f32>,
+    /// Masked copies of each enrolment photo added as extra templates (surgical, cloth,
+    /// patterned in turn), so the door knows each person behind a mask too.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub enrol_masks: usize,
     /// Networks to run.
     #[command(flatten)]
     pub net: NetworkOpts,

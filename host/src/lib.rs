@@ -18,6 +18,7 @@ pub mod progress;
 pub mod refine;
 pub mod report;
 pub mod scratch;
+pub mod templates;
 pub mod train;
 
 /// Runs one parsed command line.

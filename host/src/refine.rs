@@ -18,7 +18,7 @@ use facegate_models::detect::Detector;
 use facegate_models::image_io;
 use facegate_models::mask::{self, MaskStyle};
 use facegate_models::model_files::sha256_hex;
-use facegate_models::pipeline::subject;
+use facegate_models::pipeline::{same_face, subject};
 use facegate_models::refine::{self, CHANNELS, Manifest, OUT_SCALE, SIDE};
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::seq::SliceRandom;
@@ -116,7 +116,7 @@ fn photo_crops(path: &Path, masks: usize, detector: &Detector) -> Vec<Sample> {
         let Ok(dets) = detector.detect(&view) else {
             continue;
         };
-        let Some(det) = subject(&dets, view.width(), view.height()) else {
+        let Some(det) = same_face(&dets, &plain) else {
             continue;
         };
         let Some((t, crop)) = align::align(&view, det) else {

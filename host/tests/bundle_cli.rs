@@ -82,3 +82,85 @@ fn enrol_signs_a_bundle_that_only_the_right_key_accepts() {
     assert!(!tampered.status.success());
     assert!(String::from_utf8_lossy(&tampered.stderr).contains("signature check failed"));
 }
+
+/// The score `predict` gives the largest face of `photo` under `bundle`.
+fn predicted_score(dir: &Path, bundle: &str, photo: &Path) -> f64 {
+    let json = format!("{bundle}.json");
+    let out = facegate(
+        dir,
+        &[
+            "predict",
+            "--bundle",
+            bundle,
+            "--trust",
+            "facegate.pub",
+            "--json",
+            &json,
+            photo.to_str().expect("utf-8 path"),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    common::json(&dir.join(json))[0]["faces"][0]["score"]
+        .as_f64()
+        .expect("score")
+}
+
+#[test]
+fn enrol_masks_add_masked_templates_that_know_a_masked_face_better() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let person = dir.join("people/AdrianDunbar");
+    std::fs::create_dir_all(&person).expect("mkdir");
+    for n in [2, 4] {
+        let name = format!("AdrianDunbar_000{n}.png");
+        std::fs::copy(
+            shared().join("faces/mfr2/AdrianDunbar").join(&name),
+            person.join(name),
+        )
+        .expect("copy");
+    }
+    assert!(facegate(dir, &["keygen"]).status.success());
+    let enrol = |out: &str, masks: &str| {
+        let done = facegate(
+            dir,
+            &[
+                "enrol",
+                "people",
+                "--key",
+                "facegate.key",
+                "--version",
+                "1",
+                "-o",
+                out,
+                "--enrol-masks",
+                masks,
+            ],
+        );
+        assert!(
+            done.status.success(),
+            "{}",
+            String::from_utf8_lossy(&done.stderr)
+        );
+        String::from_utf8_lossy(&done.stdout).into_owned()
+    };
+    assert!(enrol("plain.fgb", "0").contains("(2 templates)"));
+    let masked = enrol("masked.fgb", "3");
+    // Two photos, each plain and with three masks (a masked face the detector loses is left
+    // out, never replaced by another face).
+    assert!(
+        ["(6 templates)", "(7 templates)", "(8 templates)"]
+            .iter()
+            .any(|t| masked.contains(t)),
+        "{masked}"
+    );
+    // A photo of him in a real surgical mask, never enrolled.
+    let probe = shared().join("faces/mfr2/AdrianDunbar/AdrianDunbar_0001.png");
+    let plain = predicted_score(dir, "plain.fgb", &probe);
+    let with_masks = predicted_score(dir, "masked.fgb", &probe);
+    // Measured: 0.44 -> 0.66 (EdgeFace int8).
+    assert!(with_masks > plain + 0.1, "{plain} -> {with_masks}");
+}

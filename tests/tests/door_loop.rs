@@ -34,7 +34,7 @@ fn door_unlocks_for_enrolled_people_only_and_logs_every_decision() {
     )
     .expect("pipeline");
     let kind = pipeline.config().embedder;
-    let mut gallery = Gallery::new(kind, default_threshold(kind, true, false));
+    let mut gallery = Gallery::new(kind, default_threshold(kind, true, false, false));
     for (name, n) in [("AdrianDunbar", 2), ("ArifAlvi", 3), ("BenAffleck", 3)] {
         let img = image_io::open(&mfr2(name, n)).expect("photo");
         let face = pipeline.main_face(&img).expect("pipeline").expect("a face");

@@ -41,7 +41,7 @@ fn make_bundle(
 ) -> Vec<u8> {
     let mut gallery = Gallery::new(
         pipeline.config().embedder,
-        default_threshold(pipeline.config().embedder, true, false),
+        default_threshold(pipeline.config().embedder, true, false, false),
     );
     let mut self_test = None;
     for (name, n) in people {

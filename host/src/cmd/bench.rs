@@ -77,7 +77,7 @@ fn load(cmd: &BenchCmd) -> Result<Fixture> {
     let mut gallery = Vec::new();
     for kind in [EmbedderKind::EdgeFace, EmbedderKind::SFace] {
         let dim = kind.dim();
-        let mut g = Gallery::new(kind, default_threshold(kind, true, false));
+        let mut g = Gallery::new(kind, default_threshold(kind, true, false, false));
         for p in 0..10 {
             for t in 0..3 {
                 let mut v: Vec<f32> = (0..dim)

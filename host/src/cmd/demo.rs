@@ -13,6 +13,7 @@ use crate::cli::DemoCmd;
 use crate::cmd::eval::load_pipeline;
 use crate::dataset::{images_below, people};
 use crate::eval::protocol;
+use crate::templates::photo_templates;
 
 /// Runs the demo.
 pub fn run(cmd: DemoCmd) -> Result<()> {
@@ -28,6 +29,7 @@ pub fn run(cmd: DemoCmd) -> Result<()> {
             kind,
             pipeline.config().quantised,
             pipeline.refiner().is_some(),
+            cmd.enrol_masks > 0,
         )
     });
     let mut gallery = Gallery::new(kind, threshold);
@@ -39,9 +41,13 @@ pub fn run(cmd: DemoCmd) -> Result<()> {
     for (name, path) in &enrol {
         match image_io::open(path)
             .map_err(anyhow::Error::from)
-            .and_then(|img| Ok(pipeline.main_face(&img)?))
+            .and_then(|img| photo_templates(&pipeline, &img, path, cmd.enrol_masks))
         {
-            Ok(Some(face)) => gallery.enrol(name, face.embedding)?,
+            Ok(Some(t)) => {
+                for e in t.embeddings() {
+                    gallery.enrol(name, e)?;
+                }
+            }
             Ok(None) => println!("  skipped {}: no face found", path.display()),
             Err(e) => println!("  skipped {}: {e}", path.display()),
         }

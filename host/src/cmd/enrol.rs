@@ -12,6 +12,7 @@ use crate::cmd::keys::{open_bundle, read_secret};
 use crate::cmd::models::{now_ms, png_bytes, write_atomically};
 use crate::dataset::people;
 use crate::progress::bar;
+use crate::templates::photo_templates;
 
 /// Runs `facegate enrol`.
 pub fn run(cmd: EnrolCmd) -> Result<()> {
@@ -36,8 +37,9 @@ pub fn run(cmd: EnrolCmd) -> Result<()> {
     };
     let mut gallery = Gallery::new(
         kind,
-        cmd.threshold
-            .unwrap_or_else(|| default_threshold(kind, true, cmd.net.refine_landmarks)),
+        cmd.threshold.unwrap_or_else(|| {
+            default_threshold(kind, true, cmd.net.refine_landmarks, cmd.enrol_masks > 0)
+        }),
     );
     let total = folders.iter().map(|p| p.images.len()).sum::<usize>();
     let pb = bar(total as u64, "enrolling");
@@ -48,13 +50,15 @@ pub fn run(cmd: EnrolCmd) -> Result<()> {
             pb.inc(1);
             let outcome = image_io::open(path)
                 .map_err(anyhow::Error::from)
-                .and_then(|img| Ok(pipeline.main_face(&img)?));
+                .and_then(|img| photo_templates(&pipeline, &img, path, cmd.enrol_masks));
             match outcome {
-                Ok(Some(face)) => {
+                Ok(Some(t)) => {
                     if self_test.is_none() {
-                        self_test = self_test_sample(&person.name, path, &face.transform)?;
+                        self_test = self_test_sample(&person.name, path, &t.face.transform)?;
                     }
-                    gallery.enrol(&person.name, face.embedding)?
+                    for e in t.embeddings() {
+                        gallery.enrol(&person.name, e)?;
+                    }
                 }
                 Ok(None) => skipped.push(format!("{}: no face found", path.display())),
                 Err(e) => skipped.push(format!("{}: {e}", path.display())),

@@ -9,7 +9,7 @@ use std::time::Instant;
 use facegate_models::embed::{EmbedderKind, Embedding};
 use facegate_models::gallery::Gallery;
 use facegate_models::image_io;
-use facegate_models::mask::{self, MaskStyle};
+use facegate_models::mask::MaskStyle;
 use facegate_models::model_files::sha256_hex;
 use facegate_models::pipeline::{Pipeline, subject};
 use indicatif::ProgressBar;
@@ -54,23 +54,25 @@ pub fn mask_seed(path: &Path) -> u64 {
 
 /// Recognises the main face of one image, optionally wearing a synthetic mask.
 pub fn embed_one(pipeline: &Pipeline, job: &Job) -> Outcome {
-    let mut img = match image_io::open(&job.path) {
+    let img = match image_io::open(&job.path) {
         Ok(i) => i,
         Err(e) => return Outcome::Error(e.to_string()),
     };
     if let Some(style) = &job.mask {
-        // Find the face unmasked, paint the mask on the photo, then run the whole pipeline on
-        // the masked photo as the door would see it (detection included).
-        match pipeline.detector().detect(&img) {
+        // Find the face unmasked, then let the pipeline paint the mask and see that same face
+        // as the door would (detection included): a lost face is a failure, not a bystander.
+        let plain = match pipeline.detector().detect(&img) {
             Ok(dets) => match subject(&dets, img.width(), img.height()) {
-                Some(d) => {
-                    let landmarks = d.landmarks;
-                    mask::paint(&mut img, &landmarks, style);
-                }
+                Some(d) => d.clone(),
                 None => return Outcome::NoFace,
             },
             Err(e) => return Outcome::Error(e.to_string()),
-        }
+        };
+        return match pipeline.masked_face(&img, &plain, style) {
+            Ok(Some(f)) => Outcome::Face(f.embedding),
+            Ok(None) => Outcome::NoFace,
+            Err(e) => Outcome::Error(e.to_string()),
+        };
     }
     match pipeline.main_face(&img) {
         Ok(Some(f)) => Outcome::Face(f.embedding),
@@ -398,6 +400,7 @@ pub fn evaluate(
                     kind,
                     pipeline.config().quantised,
                     pipeline.refiner().is_some(),
+                    enrol_masks > 0,
                 ),
             ),
             ("opencv_0.363", OPENCV_SFACE_COSINE),
