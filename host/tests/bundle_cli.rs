@@ -15,6 +15,22 @@ fn facegate(dir: &Path, args: &[&str]) -> Output {
         .expect("run facegate")
 }
 
+/// `facegate enrol people -o OUT` (version 2, signed by `facegate.key`) with `extra` arguments.
+fn enrol(dir: &Path, out: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "enrol",
+        "people",
+        "--key",
+        "facegate.key",
+        "--version",
+        "2",
+        "-o",
+        out,
+    ];
+    args.extend_from_slice(extra);
+    facegate(dir, &args)
+}
+
 #[test]
 fn enrol_signs_a_bundle_that_only_the_right_key_accepts() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -37,19 +53,7 @@ fn enrol_signs_a_bundle_that_only_the_right_key_accepts() {
         "a second keygen must not overwrite the key"
     );
 
-    let enrol = facegate(
-        dir,
-        &[
-            "enrol",
-            "people",
-            "--key",
-            "facegate.key",
-            "--version",
-            "2",
-            "-o",
-            "door.fgb",
-        ],
-    );
+    let enrol = enrol(dir, "door.fgb", &[]);
     let out = String::from_utf8_lossy(&enrol.stdout);
     assert!(
         enrol.status.success(),
@@ -86,24 +90,18 @@ fn enrol_signs_a_bundle_that_only_the_right_key_accepts() {
 /// The score `predict` gives the largest face of `photo` under `bundle`.
 fn predicted_score(dir: &Path, bundle: &str, photo: &Path) -> f64 {
     let json = format!("{bundle}.json");
-    let out = facegate(
-        dir,
-        &[
-            "predict",
-            "--bundle",
-            bundle,
-            "--trust",
-            "facegate.pub",
-            "--json",
-            &json,
-            photo.to_str().expect("utf-8 path"),
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let photo = photo.to_str().expect("utf-8 path");
+    let args = [
+        "predict",
+        "--bundle",
+        bundle,
+        "--trust",
+        "facegate.pub",
+        "--json",
+        &json,
+        photo,
+    ];
+    common::succeed(common::facegate().current_dir(dir).args(args));
     common::json(&dir.join(json))[0]["faces"][0]["score"]
         .as_f64()
         .expect("score")
@@ -117,38 +115,18 @@ fn enrol_masks_add_masked_templates_that_know_a_masked_face_better() {
     std::fs::create_dir_all(&person).expect("mkdir");
     for n in [2, 4] {
         let name = format!("AdrianDunbar_000{n}.png");
-        std::fs::copy(
-            shared().join("faces/mfr2/AdrianDunbar").join(&name),
-            person.join(name),
-        )
-        .expect("copy");
+        let src = shared().join("faces/mfr2/AdrianDunbar").join(&name);
+        std::fs::copy(src, person.join(name)).expect("copy");
     }
     assert!(facegate(dir, &["keygen"]).status.success());
-    let enrol = |out: &str, masks: &str| {
-        let done = facegate(
-            dir,
-            &[
-                "enrol",
-                "people",
-                "--key",
-                "facegate.key",
-                "--version",
-                "1",
-                "-o",
-                out,
-                "--enrol-masks",
-                masks,
-            ],
-        );
-        assert!(
-            done.status.success(),
-            "{}",
-            String::from_utf8_lossy(&done.stderr)
-        );
+    let enrolled = |out: &str, masks: &str| {
+        let done = enrol(dir, out, &["--enrol-masks", masks]);
+        let stderr = String::from_utf8_lossy(&done.stderr);
+        assert!(done.status.success(), "{stderr}");
         String::from_utf8_lossy(&done.stdout).into_owned()
     };
-    assert!(enrol("plain.fgb", "0").contains("(2 templates)"));
-    let masked = enrol("masked.fgb", "3");
+    assert!(enrolled("plain.fgb", "0").contains("(2 templates)"));
+    let masked = enrolled("masked.fgb", "3");
     // Two photos, each plain and with three masks (a masked face the detector loses is left
     // out, never replaced by another face).
     assert!(
