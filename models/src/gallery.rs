@@ -29,8 +29,8 @@ pub fn default_threshold(
     if masked_templates {
         // Measured as the door runs them (int8 weights, refined landmarks) and used for every
         // setting: fp32 or YuNet-landmark galleries with masked templates were not measured.
-        // Set by the masked strangers in every case (unmasked ones: 0.5367, 0.4803, 0.4624,
-        // 0.5070).
+        // The masked strangers set each of them; the unmasked ones alone would give EdgeFace
+        // 0.5367, SFace 0.4803, fused 0.4624 and the mask-adapted SFace 0.5070.
         return match kind {
             EmbedderKind::EdgeFace => 0.6803,
             EmbedderKind::SFace => 0.5463,
