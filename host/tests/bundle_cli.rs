@@ -17,18 +17,7 @@ fn facegate(dir: &Path, args: &[&str]) -> Output {
 
 /// `facegate enrol people -o OUT` (version 2, signed by `facegate.key`) with `extra` arguments.
 fn enrol(dir: &Path, out: &str, extra: &[&str]) -> Output {
-    let mut args = vec![
-        "enrol",
-        "people",
-        "--key",
-        "facegate.key",
-        "--version",
-        "2",
-        "-o",
-        out,
-    ];
-    args.extend_from_slice(extra);
-    facegate(dir, &args)
+    facegate(dir, &common::enrol_args("2", out, extra))
 }
 
 #[test]

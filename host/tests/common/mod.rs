@@ -48,6 +48,23 @@ pub fn pinned_models_folder() -> tempfile::TempDir {
     dir
 }
 
+/// `enrol people -o OUT --version VERSION` signed by `facegate.key` (as `keygen` writes it in
+/// the working folder), then `extra`.
+pub fn enrol_args<'a>(version: &'a str, out: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "enrol",
+        "people",
+        "--key",
+        "facegate.key",
+        "--version",
+        version,
+        "-o",
+        out,
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
 /// Enrols one MFR2 person (one unmasked photo) into `dir/door.fgb`, signed by a fresh key in
 /// `dir`, with the models in `models` and `extra` enrol arguments; returns what `inspect`
 /// prints about the bundle.
@@ -68,18 +85,7 @@ pub fn enrol_one(models: &Path, dir: &Path, extra: &[&str]) -> String {
         )
     };
     in_dir(&["keygen"]);
-    let mut enrol = vec![
-        "enrol",
-        "people",
-        "--key",
-        "facegate.key",
-        "--version",
-        "1",
-        "-o",
-        "door.fgb",
-    ];
-    enrol.extend_from_slice(extra);
-    in_dir(&enrol);
+    in_dir(&enrol_args("1", "door.fgb", extra));
     let shown = in_dir(&["inspect", "door.fgb", "--trust", "facegate.pub"]);
     String::from_utf8_lossy(&shown.stdout).into_owned()
 }
