@@ -486,7 +486,8 @@ pub enum ModelsCmd {
 /// `facegate models refine`.
 #[derive(Debug, Args)]
 pub struct RefineCmd {
-    /// Photos to learn from: one sub-folder per person (names are not used, only faces).
+    /// Photos to learn from: one sub-folder per person (the folder names are not used; which
+    /// photos share a folder is: the stranger term keeps different people's faces apart).
     #[arg(long, value_name = "DIR")]
     pub faces: PathBuf,
     /// Leave out the people that `facegate eval DIR --protocol open-set` evaluates.
@@ -512,7 +513,8 @@ pub struct RefineCmd {
 /// `facegate models adapt`.
 #[derive(Debug, Args)]
 pub struct AdaptCmd {
-    /// Photos to learn from: one sub-folder per person (names are not used, only faces).
+    /// Photos to learn from: one sub-folder per person (the folder names are not used; which
+    /// photos share a folder is: the stranger term keeps different people's faces apart).
     #[arg(long, value_name = "DIR")]
     pub faces: PathBuf,
     /// Leave out the people that `facegate eval DIR --protocol open-set` evaluates, so that
@@ -535,6 +537,13 @@ pub struct AdaptCmd {
     /// `--refine-landmarks` aligns at evaluation and at the door.
     #[arg(long)]
     pub refine_landmarks: bool,
+    /// Weight of the stranger term (0: distillation only, as before it existed).
+    #[arg(long, default_value_t = crate::adapt::STRANGER.weight)]
+    pub stranger_weight: f32,
+    /// Cosine between a masked view and another person's face above which the stranger term
+    /// pushes them apart.
+    #[arg(long, default_value_t = crate::adapt::STRANGER.margin)]
+    pub stranger_margin: f32,
     /// Where the models are (the result is written there too).
     #[command(flatten)]
     pub models: ModelsDir,

@@ -35,6 +35,9 @@ fn adapt_trains_writes_and_is_used_by_eval() {
     // Two masked copies each, nearly always detected again.
     assert!(m["views"].as_u64().expect("views") > 2 * photos);
     falling_loss(&m, 3);
+    // The stranger term is on by default, and its per-epoch value is recorded.
+    assert_eq!(m["stranger"]["weight"].as_f64(), Some(100.0), "{m}");
+    assert_eq!(m["stranger_loss"].as_array().map(Vec::len), Some(3), "{m}");
     // Set-up scripts re-run it: a valid model is kept as it is.
     let again = succeed(
         facegate()
@@ -79,4 +82,35 @@ fn adapt_trains_writes_and_is_used_by_eval() {
         &["--embedder", "sface-masked", "--quantised"],
         "models adapt",
     );
+}
+
+#[test]
+fn if_missing_trains_again_when_the_stranger_term_differs() {
+    let models = pinned_models_folder();
+    let lfw = shared().join("faces/lfw/images");
+    let adapt = |extra: &[&str]| {
+        let run = succeed(
+            facegate()
+                .env("FACEGATE_MODELS", models.path())
+                .args(["models", "adapt", "--if-missing", "--hold-out-open-set"])
+                .args(["--max-photos", "12", "--epochs", "1"])
+                .args(extra)
+                .arg("--faces")
+                .arg(&lfw),
+        );
+        String::from_utf8_lossy(&run.stdout).into_owned()
+    };
+    assert!(adapt(&[]).contains("stranger term"));
+    assert!(adapt(&[]).contains("already"));
+    // A model trained without the term (as before it existed) is not what setup asks for.
+    let off = adapt(&["--stranger-weight", "0"]);
+    assert!(
+        off.contains("adapted SFace for masks") && !off.contains("stranger term"),
+        "{off}"
+    );
+    let m = json(&models.path().join(MANIFEST));
+    assert_eq!(m["stranger"]["weight"].as_f64(), Some(0.0), "{m}");
+    assert_eq!(m["stranger_loss"].as_array().map(Vec::len), Some(0), "{m}");
+    assert!(adapt(&["--stranger-weight", "0"]).contains("already"));
+    assert!(!adapt(&[]).contains("already"));
 }

@@ -64,6 +64,24 @@ pub struct Manifest {
     /// is best used with the same alignment.
     #[serde(default)]
     pub refiner_sha256: Option<String>,
+    /// How hard masked views were pushed away from other people's faces (0: not at all, as
+    /// before this setting existed), and from what cosine on.
+    #[serde(default)]
+    pub stranger: Stranger,
+    /// Mean stranger term after each epoch (empty when its weight is 0).
+    #[serde(default)]
+    pub stranger_loss: Vec<f32>,
+}
+
+/// The stranger term of `facegate models adapt`: a masked view whose cosine to another
+/// person's unmasked face exceeds `margin` is penalised by `weight` times the squared excess,
+/// so that masks stop making strangers look alike.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Stranger {
+    /// Weight of the term against the distillation loss.
+    pub weight: f32,
+    /// Cosine above which a pair of different people is penalised.
+    pub margin: f32,
 }
 
 /// SFace's last layer, `embedding = (weight . features + bias) * scale + shift`.
@@ -361,6 +379,8 @@ mod tests {
             loss: vec![0.1],
             created_ms: 0,
             refiner_sha256: None,
+            stranger: Stranger::default(),
+            stranger_loss: Vec::new(),
         };
         std::fs::write(
             dir.path().join(MANIFEST),

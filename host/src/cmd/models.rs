@@ -39,14 +39,23 @@ fn adapt(cmd: &AdaptCmd) -> Result<()> {
         max_photos: cmd.max_photos,
         hold_out_open_set: cmd.hold_out_open_set,
         refine_landmarks: cmd.refine_landmarks,
+        stranger: facegate_models::adapted::Stranger {
+            weight: cmd.stranger_weight.max(0.0),
+            margin: cmd.stranger_margin,
+        },
         ..Default::default()
     };
     let dir = cmd.models.resolve();
-    // Already there, and aligned the way this run would align (refined or not)?
-    let same_alignment = || {
-        let trained = facegate_models::adapted::read_manifest(&dir)
-            .ok()
-            .and_then(|m| m.refiner_sha256);
+    // Already there, aligned the way this run would align (refined or not) and trained with
+    // the same stranger term (one trained before the term existed reads as weight 0)?
+    let same_training = || {
+        let Ok(m) = facegate_models::adapted::read_manifest(&dir) else {
+            return false;
+        };
+        if m.stranger != cfg.stranger {
+            return false;
+        }
+        let trained = m.refiner_sha256;
         let wanted = cmd
             .refine_landmarks
             .then(|| facegate_models::refine::Refiner::load(&dir).ok())
@@ -57,7 +66,7 @@ fn adapt(cmd: &AdaptCmd) -> Result<()> {
     if cmd.if_missing
         && facegate_models::adapted::read_verified(&dir, false).is_ok()
         && facegate_models::adapted::read_verified(&dir, true).is_ok()
-        && same_alignment()
+        && same_training()
     {
         println!("adapted SFace already in {}", dir.display());
         return Ok(());
@@ -75,6 +84,18 @@ fn adapt(cmd: &AdaptCmd) -> Result<()> {
         "loss (1 - cosine to the unmasked teacher) per epoch: {}",
         per_epoch(&m.loss)
     );
+    if !m.stranger_loss.is_empty() {
+        println!(
+            "stranger term (x {}, from cosine {}) per epoch: {}",
+            m.stranger.weight,
+            m.stranger.margin,
+            m.stranger_loss
+                .iter()
+                .map(|l| format!("{l:.2e}"))
+                .collect::<Vec<_>>()
+                .join(" -> ")
+        );
+    }
     println!(
         "wrote {} and {} into {}",
         facegate_models::adapted::FILE,
