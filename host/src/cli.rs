@@ -486,8 +486,7 @@ pub enum ModelsCmd {
 /// `facegate models refine`.
 #[derive(Debug, Args)]
 pub struct RefineCmd {
-    /// Photos to learn from: one sub-folder per person (the folder names are not used; which
-    /// photos share a folder is: the stranger term keeps different people's faces apart).
+    /// Photos to learn from: one sub-folder per person (names are not used, only faces).
     #[arg(long, value_name = "DIR")]
     pub faces: PathBuf,
     /// Leave out the people that `facegate eval DIR --protocol open-set` evaluates.
@@ -537,7 +536,9 @@ pub struct AdaptCmd {
     /// `--refine-landmarks` aligns at evaluation and at the door.
     #[arg(long)]
     pub refine_landmarks: bool,
-    /// Weight of the stranger term (0: distillation only, as before it existed).
+    /// Weight of the stranger term (0: distillation only, as before it existed). The door's
+    /// default threshold for `sface-masked` is measured with the defaults; with other settings
+    /// calibrate one (`facegate eval` reports it) and pass it to `enrol --threshold`.
     #[arg(long, default_value_t = crate::adapt::STRANGER.weight)]
     pub stranger_weight: f32,
     /// Cosine between a masked view and another person's face above which the stranger term
