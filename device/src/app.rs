@@ -151,11 +151,11 @@ impl<P: OutputPin> Relay<P> {
         };
     }
 
-    /// Opens until `now + duration` (extends a pulse already running).
+    /// Opens until `now + duration` (extends a pulse already running). The open level is
+    /// driven again even during a pulse: the relay keeper ([`crate::hw::keeper`]) ends each
+    /// pulse on its own clock and counts its length from the latest command.
     pub fn pulse(&mut self, now: Instant, duration: Duration) {
-        if self.release_at.is_none() {
-            self.set(true);
-        }
+        self.set(true);
         self.release_at = Some(now + duration);
     }
 
@@ -218,6 +218,7 @@ where
     };
     screens.show(Screen::Idle);
     while !stop.load(Ordering::Relaxed) {
+        shared.heartbeat.fetch_add(1, Ordering::Relaxed);
         let now = Instant::now();
         relay.tick(now);
         let posted = std::mem::take(&mut *shared.outbox.lock().unwrap_or_else(|p| p.into_inner()));

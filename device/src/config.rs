@@ -124,6 +124,9 @@ pub struct DoorSection {
     pub unlock_ms: u64,
     /// How long "Welcome" / "Not recognised" stay on screen, in milliseconds.
     pub hold_ms: u64,
+    /// Drive the relay from the relay keeper process (locks when the door dies). Only an
+    /// emulator that cannot start a second process (qemu-user) turns it off.
+    pub relay_keeper: bool,
 }
 
 impl Default for DoorSection {
@@ -134,6 +137,7 @@ impl Default for DoorSection {
             cooldown_ms: 5000,
             unlock_ms: 3000,
             hold_ms: 3000,
+            relay_keeper: true,
         }
     }
 }
@@ -265,11 +269,28 @@ fn default_ring_kib() -> u64 {
 }
 
 /// `[update]`
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateConfig {
     /// Address to accept signed bundles on (absent: no network updates).
     pub listen: Option<String>,
+    /// Largest jump of a new bundle's version past the highest one confirmed here: a typo
+    /// such as 4294967295 must not freeze the door.
+    #[serde(default = "default_max_version_step")]
+    pub max_version_step: u32,
+}
+
+impl Default for UpdateConfig {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            max_version_step: default_max_version_step(),
+        }
+    }
+}
+
+fn default_max_version_step() -> u32 {
+    crate::update::install::DEFAULT_MAX_STEP
 }
 
 /// A configuration problem, naming the key.
@@ -398,11 +419,12 @@ impl Config {
                         "use 64 to 4096 pixels a side, e.g. [640, 480]",
                     );
                 }
-                if !fps.is_finite() || *fps < 0.0 {
+                // 1e-300 once passed here and made the run panic on a frame interval of 1e300 s.
+                if !fps.is_finite() || !(*fps == 0.0 || (0.01..=1000.0).contains(fps)) {
                     return bad(
                         "camera.fps",
                         format!("= {fps} is not a rate"),
-                        "use 0 (as fast as possible) or a positive number",
+                        "use 0 (as fast as possible) or 0.01 to 1000 frames a second",
                     );
                 }
             }
@@ -416,11 +438,12 @@ impl Config {
                 "SSD1306 boards use 0x3c or 0x3d",
             );
         }
-        if self.log.ring.is_some() && self.log.ring_kib < 16 {
+        // 2^54 KiB once wrapped to 0 bytes when turned into bytes.
+        if self.log.ring.is_some() && !(16..=1 << 20).contains(&self.log.ring_kib) {
             return bad(
                 "log.ring_kib",
-                format!("= {} is too small", self.log.ring_kib),
-                "use at least 16 (KiB)",
+                format!("= {} is out of range", self.log.ring_kib),
+                "use 16 KiB to 1048576 KiB (1 GiB)",
             );
         }
         if self.log.port.is_some() && !(300..=4_000_000).contains(&self.log.baud) {
@@ -437,6 +460,13 @@ impl Config {
                 "update.listen",
                 format!("= {addr:?} is not an address"),
                 "use IP:PORT, e.g. \"0.0.0.0:7700\", or remove the key to refuse updates",
+            );
+        }
+        if self.update.max_version_step == 0 {
+            return bad(
+                "update.max_version_step",
+                "= 0 would refuse every update".into(),
+                "use at least 1 (the default is 1000)",
             );
         }
         Ok(())
@@ -513,9 +543,33 @@ mod tests {
         let msg = parse(&text).expect_err("agree > window").to_string();
         assert!(msg.contains("door.agree = 9"), "{msg}");
         assert!(msg.contains("at most window"), "{msg}");
-        let text = EXAMPLE.replace("listen = \"0.0.0.0:7700\"", "listen = \"port 7700\"");
+        let text = EXAMPLE.replace("listen = \"127.0.0.1:7700\"", "listen = \"port 7700\"");
         let msg = parse(&text).expect_err("bad address").to_string();
         assert!(msg.contains("update.listen"), "{msg}");
+        // Findings: fps = 1e-300 passed and then panicked; ring_kib = 2^54 wrapped to 0.
+        let (camera, door) = (
+            EXAMPLE.find("[camera]").expect("camera"),
+            EXAMPLE.find("[door]").expect("door"),
+        );
+        let tiny_fps = format!(
+            "{}[camera]\nsource = \"images\"\ndir = \"frames\"\nfps = 1e-300\n\n{}",
+            &EXAMPLE[..camera],
+            &EXAMPLE[door..]
+        );
+        for (key, text) in [
+            ("camera.fps", tiny_fps),
+            (
+                "log.ring_kib",
+                EXAMPLE.replace("ring_kib = 1024", "ring_kib = 18014398509481984"),
+            ),
+            (
+                "update.max_version_step",
+                EXAMPLE.replace("max_version_step = 1000", "max_version_step = 0"),
+            ),
+        ] {
+            let msg = parse(&text).expect_err(key).to_string();
+            assert!(msg.contains(key), "{key}: {msg}");
+        }
     }
 
     #[test]

@@ -19,6 +19,9 @@ use facegate_models::refine;
 /// How many recent records `facegate status` can show.
 pub const RECENT: usize = 20;
 
+/// Most records other threads may have waiting for the loop.
+pub const OUTBOX: usize = 256;
+
 /// A ready-to-run model: pipeline, gallery and version.
 pub struct Live {
     /// Detector and embedder.
@@ -32,17 +35,14 @@ pub struct Live {
 impl Live {
     /// Builds a model from a verified bundle and the detector file's bytes, and runs the
     /// bundle's self-test. Any failure leaves the caller's current model untouched.
-    pub fn from_bundle(bundle: &Bundle, yunet: &[u8]) -> Result<Live, String> {
+    pub fn from_bundle(bundle: &Bundle, yunet: &[u8]) -> Result<Live, LiveError> {
         let h = &bundle.header;
-        let detector =
-            Detector::from_bytes(yunet, h.detector).map_err(|e| format!("detector: {e}"))?;
+        let detector = Detector::from_bytes(yunet, h.detector).map_err(LiveError::Detector)?;
         let embedder = Embedder::from_files(h.embedder, h.quantised, &bundle.payload.models)
-            .map_err(|e| format!("embedder: {e}"))?;
+            .map_err(LiveError::Embedder)?;
         let mut pipeline = Pipeline::from_parts(detector, embedder);
         // Templates made on refined landmarks need the door to refine the same way.
-        if let Some(r) = refine::from_files(&bundle.payload.models)
-            .map_err(|e| format!("landmark refiner: {e}"))?
-        {
+        if let Some(r) = refine::from_files(&bundle.payload.models).map_err(LiveError::Refiner)? {
             pipeline = pipeline.with_refiner(r);
         }
         let live = Live {
@@ -54,29 +54,60 @@ impl Live {
             .payload
             .self_test
             .as_ref()
-            .ok_or("the bundle has no self-test sample")?;
+            .ok_or(LiveError::NoSelfTest)?;
         live.self_test(test)?;
         Ok(live)
     }
 
     /// Embeds the known crop and checks it is identified as the expected person.
-    pub fn self_test(&self, test: &SelfTest) -> Result<(), String> {
-        let crop = image_io::decode(&test.crop_png).map_err(|e| format!("self-test image: {e}"))?;
+    pub fn self_test(&self, test: &SelfTest) -> Result<(), LiveError> {
+        let crop = image_io::decode(&test.crop_png).map_err(LiveError::SelfTestRun)?;
         let embedding = self
             .pipeline
             .embedder()
             .embed(&crop)
-            .map_err(|e| format!("self-test: {e}"))?;
+            .map_err(LiveError::SelfTestRun)?;
         match self.gallery.identify(&embedding) {
-            Decision::Known { person, .. } if self.gallery.people[person].name == test.label => {
+            Decision::Known { person, .. }
+                if self.gallery.people.get(person).map(|p| p.name.as_str())
+                    == Some(test.label.as_str()) =>
+            {
                 Ok(())
             }
-            other => Err(format!(
-                "self-test failed: expected {}, got {other:?}",
-                test.label
-            )),
+            other => Err(LiveError::SelfTest {
+                expected: test.label.clone(),
+                got: format!("{other:?}"),
+            }),
         }
     }
+}
+
+/// Why a verified bundle could not become the running model.
+#[derive(Debug, thiserror::Error)]
+pub enum LiveError {
+    /// The detector does not load with the bundle's settings.
+    #[error("detector: {0}")]
+    Detector(#[source] facegate_models::Error),
+    /// The bundle's embedder files do not load (or are not the pinned ones).
+    #[error("embedder: {0}")]
+    Embedder(#[source] facegate_models::Error),
+    /// The bundle carries a landmark refiner that does not load.
+    #[error("landmark refiner: {0}")]
+    Refiner(#[source] facegate_models::Error),
+    /// Made by a tool that adds no self-test sample.
+    #[error("the bundle has no self-test sample: make it again with `facegate enrol`")]
+    NoSelfTest,
+    /// The self-test sample could not be decoded or embedded.
+    #[error("self-test: {0}")]
+    SelfTestRun(#[source] facegate_models::Error),
+    /// The known face was not identified as the person it shows.
+    #[error("self-test failed: expected {expected}, got {got}")]
+    SelfTest {
+        /// The enrolled name the sample must be identified as.
+        expected: String,
+        /// What the door decided instead.
+        got: String,
+    },
 }
 
 /// State shared by the loop and the update server.
@@ -88,6 +119,8 @@ pub struct Shared {
     pub outbox: Mutex<Vec<LogRecord>>,
     /// Version of a verified bundle being installed right now (0: none), for the screen.
     pub installing: std::sync::atomic::AtomicU32,
+    /// Turns of the door loop so far: the systemd watchdog is fed only while it moves.
+    pub heartbeat: std::sync::atomic::AtomicU64,
 }
 
 impl Shared {
@@ -98,6 +131,7 @@ impl Shared {
             recent: Mutex::default(),
             outbox: Mutex::default(),
             installing: std::sync::atomic::AtomicU32::new(0),
+            heartbeat: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -111,12 +145,14 @@ impl Shared {
         *self.live.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(live);
     }
 
-    /// Queues a record for the loop to write.
+    /// Queues a record for the loop to write. The queue is bounded: past [`OUTBOX`] records
+    /// the oldest is dropped (a flood from another thread must not grow memory).
     pub fn post(&self, record: LogRecord) {
-        self.outbox
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(record);
+        let mut q = self.outbox.lock().unwrap_or_else(|p| p.into_inner());
+        if q.len() >= OUTBOX {
+            q.remove(0);
+        }
+        q.push(record);
     }
 
     /// Remembers a written record for status.

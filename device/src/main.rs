@@ -53,6 +53,46 @@ enum Command {
     /// Run the door on simulated hardware: frames from an image folder, relay levels to a
     /// file, screens as PNG files, the log to a serial device, pty or file.
     Simulate(Box<SimArgs>),
+    /// Drive the relay the config names to its locked level and exit (systemd's
+    /// ExecStopPost: the door is locked after the service stops, however it stopped).
+    Lock {
+        /// The TOML config.
+        #[arg(long, default_value = "/etc/facegate/device.toml")]
+        config: PathBuf,
+    },
+    /// The relay keeper (started by the door itself; see hw/keeper.rs).
+    #[command(hide = true)]
+    RelayKeeper(KeeperArgs),
+    /// Recovery, on the door itself (root): set the version floor, the highest version the
+    /// door accepts updates above. Only for a door that confirmed a runaway version; stop the
+    /// service first.
+    ResetFloor {
+        /// The store folder (model.store in the config).
+        #[arg(long, default_value = "/var/lib/facegate/store")]
+        store: PathBuf,
+        /// The new floor: updates must be above it.
+        #[arg(long)]
+        to: u32,
+    },
+}
+
+#[derive(Debug, Args)]
+struct KeeperArgs {
+    /// Longest pulse: the keeper locks after this whatever the door says.
+    #[arg(long)]
+    max_open_ms: u64,
+    /// GPIO chip of the relay line.
+    #[arg(long)]
+    chip: Option<PathBuf>,
+    /// GPIO line of the relay.
+    #[arg(long)]
+    line: Option<u32>,
+    /// The relay is energised by a high level.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    active_high: bool,
+    /// Simulated relay: append level changes to this file.
+    #[arg(long)]
+    record: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -114,6 +154,10 @@ struct SimArgs {
     /// Relay pulse length in milliseconds.
     #[arg(long, default_value_t = 3000)]
     unlock_ms: u64,
+    /// Drive the relay from this process instead of the relay keeper (only for emulators
+    /// such as qemu-user, which cannot start the keeper; a killed door then stays as it was).
+    #[arg(long)]
+    in_process_relay: bool,
     /// Models directory (for the detector).
     #[arg(long)]
     models_dir: Option<PathBuf>,
@@ -157,6 +201,7 @@ impl SimArgs {
                 agree: self.agree,
                 cooldown_ms: self.cooldown_ms,
                 unlock_ms: self.unlock_ms,
+                relay_keeper: !self.in_process_relay,
                 ..DoorSection::default()
             },
             relay: RelayConfig::Simulated { record: relay },
@@ -184,6 +229,7 @@ impl SimArgs {
             },
             update: UpdateConfig {
                 listen: self.listen,
+                ..UpdateConfig::default()
             },
         }
     }
@@ -219,6 +265,20 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             let config = Config::load(&config)?;
             if check_config {
+                // The files the config names are read too: a trusted key that does not exist
+                // or is a secret key fails here, not at the first update.
+                let trusted = config
+                    .model
+                    .trust
+                    .iter()
+                    .map(|p| start::read_key(p))
+                    .collect::<Result<Vec<_>>>()?;
+                if let Some(path) = config.model.bundle.as_ref().filter(|p| p.exists()) {
+                    let bytes = std::fs::read(path)
+                        .with_context(|| format!("reading {}", path.display()))?;
+                    facegate_models::bundle::verify(&bytes, &trusted)
+                        .with_context(|| format!("bundle {} refused", path.display()))?;
+                }
                 println!("config ok");
                 return Ok(());
             }
@@ -228,7 +288,56 @@ fn run(cli: Cli) -> Result<()> {
             let report = args.report.clone();
             door(&(*args).into_config(), report.as_deref())
         }
+        Command::Lock { config } => {
+            let config = Config::load(&config)?;
+            let (mut pin, active_high) = start::relay_pin(&config.relay)?;
+            use embedded_hal::digital::OutputPin;
+            let locked = if active_high {
+                pin.set_low()
+            } else {
+                pin.set_high()
+            };
+            locked.map_err(|e| anyhow::anyhow!("driving the relay locked: {e:?}"))?;
+            println!("relay locked");
+            Ok(())
+        }
+        Command::RelayKeeper(args) => relay_keeper(args),
+        Command::ResetFloor { store, to } => {
+            use facegate_device::update::store::{FileStore, ModelStore};
+            let store = FileStore::open(&store)
+                .with_context(|| format!("opening the store {}", store.display()))?;
+            let was = store.state().floor;
+            store.reset_floor(to).context("writing the store state")?;
+            println!("version floor {was} -> {to}: the next update must be above {to}");
+            Ok(())
+        }
     }
+}
+
+fn relay_keeper(args: KeeperArgs) -> Result<()> {
+    use facegate_device::config::RelayConfig;
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, stop.clone()).context("installing signal handlers")?;
+    }
+    let relay = match (args.record, args.chip, args.line) {
+        (Some(record), None, None) => RelayConfig::Simulated { record },
+        (None, Some(chip), Some(line)) => RelayConfig::Gpio {
+            chip,
+            line,
+            active_high: args.active_high,
+        },
+        _ => anyhow::bail!("relay-keeper: give --record FILE, or --chip and --line"),
+    };
+    let (pin, active_high) = start::relay_pin(&relay)?;
+    facegate_device::hw::keeper::keep(
+        pin,
+        active_high,
+        std::time::Duration::from_millis(args.max_open_ms),
+        std::io::stdin(),
+        &stop,
+    );
+    Ok(())
 }
 
 fn door(config: &Config, report: Option<&std::path::Path>) -> Result<()> {

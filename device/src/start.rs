@@ -13,57 +13,30 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use ed25519_dalek::VerifyingKey;
 use embedded_hal::digital::{Error as _, ErrorKind, OutputPin};
-use facegate_models::bundle;
 use facegate_models::logrecord::{Event, LogRecord};
 use facegate_models::model_files::{YUNET, default_dir};
 
 use crate::app::{self, DoorConfig, Summary};
 use crate::config::{CameraConfig, Config, DisplayConfig, RelayConfig};
 use crate::display::{Display, NoPanel, Panel};
+use crate::hw::keeper::{self, KeeperPin};
 use crate::hw::latest::{Latest, SkipCounter};
 use crate::hw::reconnect::{Backoff, Reconnecting};
 use crate::hw::v4l2::{V4l2Camera, V4l2Settings};
 use crate::hw::{FrameSource, gpio, panel};
-use crate::live::{Live, Shared};
+use crate::live::Shared;
 use crate::logout::{LogSender, LogSettings};
 use crate::policy::PolicyConfig;
 use crate::sim::camera::FileCamera;
 use crate::sim::panel::{PanelModel, PngPanel};
 use crate::sim::relay::FilePin;
+use crate::update::install::{Installer, Rules};
 use crate::update::server::{Limits, UpdateServer};
-use crate::update::store::FileStore;
+use crate::update::store::{FileStore, ModelStore};
 
 /// Reads a public key file written by `facegate keygen` (64 hex digits).
 pub fn read_key(path: &std::path::Path) -> Result<VerifyingKey> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading trusted key {}", path.display()))?;
-    let bytes: [u8; 32] = hex::decode(text.trim())
-        .ok()
-        .and_then(|b| b.try_into().ok())
-        .with_context(|| {
-            format!(
-                "{} is not a facegate public key (64 hex digits)",
-                path.display()
-            )
-        })?;
-    VerifyingKey::from_bytes(&bytes)
-        .with_context(|| format!("{} is not a valid Ed25519 key", path.display()))
-}
-
-/// The stored model: the active bundle, else the previous one (an update cut off by a crash or
-/// a bundle that no longer passes its checks must not leave the door without a model).
-pub fn load_stored(store: &FileStore, trusted: &[VerifyingKey], yunet: &[u8]) -> Option<Live> {
-    for (what, bytes) in [("active", store.active()), ("previous", store.previous())] {
-        let Some(bytes) = bytes else { continue };
-        match bundle::verify(&bytes, trusted)
-            .map_err(|e| e.to_string())
-            .and_then(|b| Live::from_bundle(&b, yunet))
-        {
-            Ok(live) => return Some(live),
-            Err(e) => eprintln!("warning: {what} bundle unusable: {e}"),
-        }
-    }
-    None
+    Ok(facegate_models::keys::read_public(path)?)
 }
 
 /// Everything `run` reports.
@@ -89,30 +62,36 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Outcome> {
         .collect::<Result<Vec<_>>>()?;
     let models = config.model.models_dir.clone().unwrap_or_else(default_dir);
     let yunet = YUNET.read_verified(&models)?;
-    let store = FileStore::open(&config.model.store)
-        .with_context(|| format!("opening the store {}", config.model.store.display()))?;
-    let mut live = load_stored(&store, &trusted, &yunet);
+    let store: Arc<dyn ModelStore> = Arc::new(
+        FileStore::open(&config.model.store)
+            .with_context(|| format!("opening the store {}", config.model.store.display()))?,
+    );
+    let installer = Installer::new(
+        trusted.clone(),
+        store.clone(),
+        yunet,
+        Rules {
+            max_step: config.update.max_version_step,
+        },
+    );
     // The first bundle may be gone once the store holds a model (cleaned up after install).
-    let first = config
-        .model
-        .bundle
-        .as_ref()
-        .filter(|p| live.is_none() || p.exists());
-    if let Some(path) = first {
-        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        let bundle = bundle::verify(&bytes, &trusted)
-            .with_context(|| format!("bundle {} refused", path.display()))?;
-        if live
-            .as_ref()
-            .is_none_or(|l| bundle.header.model_version > l.version)
-        {
-            let fresh = Live::from_bundle(&bundle, &yunet)
-                .map_err(|e| anyhow::anyhow!("bundle {}: {e}", path.display()))?;
-            store.install(&bytes).context("storing the bundle")?;
-            live = Some(fresh);
+    let first = match &config.model.bundle {
+        Some(path) if path.exists() || store.active().is_none() => {
+            Some(std::fs::read(path).with_context(|| format!("reading {}", path.display()))?)
         }
+        _ => None,
+    };
+    let started =
+        installer
+            .start(first.as_deref())
+            .with_context(|| match &config.model.bundle {
+                Some(p) => format!("bundle {} refused", p.display()),
+                None => "the stored bundle".into(),
+            })?;
+    for fault in &started.faults {
+        eprintln!("warning: {fault}");
     }
-    let live = live.context(
+    let live = started.live.context(
         "no valid model bundle in the store: set model.bundle, or push one with `facegate push`",
     )?;
     eprintln!(
@@ -127,15 +106,18 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Outcome> {
         },
     );
     let shared = Arc::new(Shared::new(live));
+    // Fallbacks and unusable bundles are news for whoever reads the door's log.
+    for message in started.faults {
+        shared.post(LogRecord::now(0, 0, Event::Fault { message }));
+    }
 
     if let Some(addr) = &config.update.listen {
         let listener = TcpListener::bind(addr).with_context(|| format!("listening on {addr}"))?;
         eprintln!("accepting signed updates on {}", listener.local_addr()?);
         let server = Arc::new(UpdateServer::new(
             trusted,
-            Arc::new(store),
+            installer,
             shared.clone(),
-            yunet,
             Limits::default(),
         ));
         let stop = stop.clone();
@@ -161,31 +143,33 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Outcome> {
 
     let (mut camera, latest) = open_camera(&config.camera)?;
     let d = &config.door;
+    let unlock_for = Duration::from_millis(d.unlock_ms);
+    // The relay line belongs to the keeper process, which times each pulse itself and locks
+    // when this process dies for any reason; it applies the relay's polarity.
+    let (pin, active_high) = if d.relay_keeper {
+        let pin = KeeperPin::spawn(
+            &std::env::current_exe().context("finding facegate-device's own path")?,
+            &keeper_args(&config.relay, unlock_for),
+        )
+        .context("starting the relay keeper")?;
+        keeper::prefer_oom_kill_of_self();
+        (DoorPin::Keeper(pin), true)
+    } else {
+        let (pin, active_high) = relay_pin(&config.relay)?;
+        (DoorPin::Direct(pin), active_high)
+    };
     let door = DoorConfig {
         policy: PolicyConfig {
             window: d.window,
             agree: d.agree,
             cooldown: Duration::from_millis(d.cooldown_ms),
         },
-        unlock_for: Duration::from_millis(d.unlock_ms),
-        active_high: match &config.relay {
-            RelayConfig::Gpio { active_high, .. } => *active_high,
-            RelayConfig::Simulated { .. } => true,
-        },
+        unlock_for,
+        active_high,
         hold: Duration::from_millis(d.hold_ms),
     };
     let loop_start = std::time::Instant::now();
-    let pin = match &config.relay {
-        // Requested at the locked level: the door never glitches open at start.
-        RelayConfig::Gpio {
-            chip,
-            line,
-            active_high,
-        } => RelayPin::Gpio(gpio::output(chip, *line, !active_high, "facegate-relay")?),
-        RelayConfig::Simulated { record } => RelayPin::Simulated(
-            FilePin::create(record).with_context(|| format!("creating {}", record.display()))?,
-        ),
-    };
+    watchdog(&shared, &stop);
     let summary = app::run(
         &shared,
         &mut camera,
@@ -207,9 +191,104 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Outcome> {
     })
 }
 
+/// Under systemd (`Type=notify`, `WatchdogSec=`): says ready, then feeds the watchdog from a
+/// thread, but only while the door loop turns. A loop stuck on a frame or a device stops the
+/// feeding, systemd kills the service, the relay keeper locks the door, and systemd restarts it.
+fn watchdog(shared: &Arc<Shared>, stop: &Arc<AtomicBool>) {
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    let Some(period) = sd_notify::watchdog_enabled() else {
+        return;
+    };
+    let (shared, stop) = (shared.clone(), stop.clone());
+    std::thread::spawn(move || {
+        let mut last = u64::MAX;
+        while !stop.load(Ordering::Relaxed) {
+            let beat = shared.heartbeat.load(Ordering::Relaxed);
+            if beat != last {
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+                last = beat;
+            }
+            std::thread::sleep(period / 3);
+        }
+    });
+}
+
+/// The keeper's command line for the relay the config names (see [`relay_pin`]).
+fn keeper_args(relay: &RelayConfig, max_open: Duration) -> Vec<String> {
+    let mut args = vec!["--max-open-ms".to_owned(), max_open.as_millis().to_string()];
+    match relay {
+        RelayConfig::Gpio {
+            chip,
+            line,
+            active_high,
+        } => args.extend([
+            "--chip".to_owned(),
+            chip.display().to_string(),
+            "--line".to_owned(),
+            line.to_string(),
+            "--active-high".to_owned(),
+            active_high.to_string(),
+        ]),
+        RelayConfig::Simulated { record } => {
+            args.extend(["--record".to_owned(), record.display().to_string()])
+        }
+    }
+    args
+}
+
+/// The relay the config names, requested at the locked level (the door never glitches open at
+/// start), and whether a high level energises it. Used by the keeper and by `lock`.
+pub fn relay_pin(relay: &RelayConfig) -> Result<(RelayPin, bool)> {
+    Ok(match relay {
+        RelayConfig::Gpio {
+            chip,
+            line,
+            active_high,
+        } => (
+            RelayPin::Gpio(gpio::output(chip, *line, !active_high, "facegate-relay")?),
+            *active_high,
+        ),
+        RelayConfig::Simulated { record } => (
+            RelayPin::Simulated(
+                FilePin::create(record)
+                    .with_context(|| format!("creating {}", record.display()))?,
+            ),
+            true,
+        ),
+    })
+}
+
+/// The loop's relay: the keeper (the default), or the line itself.
+enum DoorPin {
+    Keeper(KeeperPin),
+    Direct(RelayPin),
+}
+
+impl embedded_hal::digital::ErrorType for DoorPin {
+    type Error = ErrorKind;
+}
+
+impl OutputPin for DoorPin {
+    fn set_low(&mut self) -> Result<(), ErrorKind> {
+        match self {
+            DoorPin::Keeper(p) => p.set_low(),
+            DoorPin::Direct(p) => p.set_low(),
+        }
+    }
+
+    fn set_high(&mut self) -> Result<(), ErrorKind> {
+        match self {
+            DoorPin::Keeper(p) => p.set_high(),
+            DoorPin::Direct(p) => p.set_high(),
+        }
+    }
+}
+
 /// The relay the config names: a GPIO line or the simulated file.
-enum RelayPin {
+pub enum RelayPin {
+    /// A GPIO line.
     Gpio(linux_embedded_hal::CdevPin),
+    /// Level changes appended to a file.
     Simulated(FilePin),
 }
 

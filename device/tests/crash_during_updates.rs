@@ -63,9 +63,10 @@ fn start(dir: &Path, bundle: Option<&Path>) -> (Child, String) {
     }
 }
 
-fn status_version(addr: &str) -> u64 {
+fn status_version(addr: &str, key: &SigningKey) -> u64 {
     let mut c = TcpStream::connect(addr).expect("connect");
-    wire::write_status(&mut c).expect("status");
+    let challenge = wire::read_hello(&mut c).expect("hello");
+    wire::write_status(&mut c, key, &challenge).expect("status");
     let v: serde_json::Value =
         serde_json::from_str(&wire::read_reply(&mut c).expect("reply")).expect("json");
     v["model_version"].as_u64().expect("version")
@@ -137,9 +138,11 @@ fn kill_9_during_pushes_never_leaves_the_door_without_a_valid_model() {
         let bytes = signed(version, &mut bundle);
         let pusher = {
             let addr = addr.clone();
+            let key = key.clone();
             std::thread::spawn(move || {
                 let mut c = TcpStream::connect(&addr).ok()?;
-                wire::write_push(&mut c, &bytes).ok()?;
+                let challenge = wire::read_hello(&mut c).ok()?;
+                wire::write_push(&mut c, &key, &challenge, &bytes).ok()?;
                 let _ = c.shutdown(std::net::Shutdown::Write);
                 let mut s = String::new();
                 c.read_to_string(&mut s).ok()?;
@@ -158,7 +161,7 @@ fn kill_9_during_pushes_never_leaves_the_door_without_a_valid_model() {
         let (d, a) = start(dir, None);
         door = d;
         addr = a;
-        let now = status_version(&addr);
+        let now = status_version(&addr, &key);
         assert!(
             now >= confirmed,
             "push {i}: restarted on version {now}, but {confirmed} was confirmed"

@@ -320,6 +320,9 @@ pub struct PushCmd {
     /// The door's update address.
     #[arg(long)]
     pub device: String,
+    /// Secret key that signs the request (one the door trusts; `facegate keygen`).
+    #[arg(long)]
+    pub key: PathBuf,
     /// The bundle from `facegate enrol`.
     pub bundle: PathBuf,
     /// Give up after this many seconds.
@@ -333,6 +336,9 @@ pub struct StatusCmd {
     /// The door's update address.
     #[arg(long)]
     pub device: String,
+    /// Secret key that signs the request (the door answers only keys it trusts).
+    #[arg(long)]
+    pub key: PathBuf,
 }
 
 /// `facegate keygen --out DIR`

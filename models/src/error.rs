@@ -81,6 +81,23 @@ pub enum Error {
         /// The largest side accepted.
         max: u32,
     },
+    /// The header asks for far more memory than a file of this size can honestly hold.
+    #[error(
+        "image declares {width}x{height} pixels ({needed_mb} MB to decode) in a {file_bytes}-byte \
+         file: refused as a decompression bomb (limit {budget_mb} MB for this size)"
+    )]
+    ImageBomb {
+        /// Declared width.
+        width: u32,
+        /// Declared height.
+        height: u32,
+        /// Size of the file.
+        file_bytes: usize,
+        /// Memory the decode would take.
+        needed_mb: u64,
+        /// Memory allowed for a file of this size.
+        budget_mb: u64,
+    },
     /// The image is too small to hold a detectable face.
     #[error("image is {width}x{height} pixels: too small to hold a face (at least {min}x{min})")]
     ImageTooSmall {

@@ -12,6 +12,34 @@ use crate::embed::{EmbedderKind, Embedding, cosine};
 use crate::head::Head;
 use crate::{Error, Result};
 
+/// Cosine thresholds a door accepts. Every calibrated default lies in 0.45 to 0.69; below 0.3
+/// the embedders admit several strangers in a hundred, above 0.95 not even the enrolment
+/// photo itself reliably passes.
+pub const COSINE_THRESHOLDS: std::ops::RangeInclusive<f32> = 0.3..=0.95;
+
+/// Longest enrolled name, in characters.
+pub const MAX_NAME: usize = 64;
+
+/// A name goes on a screen, into logs and terminals: printable, bounded, no control characters
+/// (a newline or an escape sequence in a name could forge a log line or retitle a terminal).
+pub fn check_name(name: &str) -> Result<()> {
+    let bad = |why: &str| {
+        Err(Error::Gallery {
+            reason: format!("name {name:?} {why}"),
+        })
+    };
+    if name.trim().is_empty() {
+        return bad("is empty");
+    }
+    if name.chars().count() > MAX_NAME {
+        return bad(&format!("is longer than {MAX_NAME} characters"));
+    }
+    if name.chars().any(char::is_control) {
+        return bad("holds control characters (newlines, escapes): rename the folder");
+    }
+    Ok(())
+}
+
 /// The acceptance threshold used when none has been calibrated for a gallery: the one
 /// `facegate eval` chose at FAR 1e-3 on the LFW open-set protocol (shared half, unmasked;
 /// `scripts/eval-all`, README results table), per embedder, weight format and alignment
@@ -124,6 +152,7 @@ impl Gallery {
 
     /// Adds templates for `name`, creating the person if needed.
     pub fn enrol(&mut self, name: &str, template: Embedding) -> Result<()> {
+        check_name(name)?;
         if template.len() != self.embedder.dim() {
             return Err(Error::Gallery {
                 reason: format!(
@@ -237,8 +266,17 @@ impl Gallery {
         }
         if let Some(head) = &self.head {
             head.validate(self.people.len(), self.embedder.dim())?;
+        } else if !COSINE_THRESHOLDS.contains(&self.threshold) {
+            return Err(Error::Gallery {
+                reason: format!(
+                    "a cosine threshold of {} is outside {:?}: below it a door lets strangers \
+                     in, above it nobody; calibrate one with `facegate eval`",
+                    self.threshold, COSINE_THRESHOLDS
+                ),
+            });
         }
         for p in &self.people {
+            check_name(&p.name)?;
             if p.templates.is_empty() {
                 return Err(Error::Gallery {
                     reason: format!("{} has no templates", p.name),

@@ -19,6 +19,30 @@ pub const MIN_SIDE: u32 = 16;
 /// Most memory the decoder may allocate (a 12000x12000 RGB image is 432 MB).
 const MAX_ALLOC: u64 = 512 * 1024 * 1024;
 
+/// Pixel memory any file may cost, however small: a 1 MB file decodes within 64 MB.
+const MIN_BUDGET: u64 = 56 * 1024 * 1024;
+
+/// Pixel memory per byte of file beyond that. Real photos compress about 3 to 20 times (a 12
+/// megapixel phone JPEG of 3 MB needs 72 MB with its EXIF rotation, well within 3 MB x 64);
+/// a decompression bomb claims thousands of times its size and is refused from its header.
+const BUDGET_PER_FILE_BYTE: u64 = 64;
+
+/// The pixel memory decoding `file_len` bytes may take.
+pub fn pixel_budget(file_len: usize) -> u64 {
+    (file_len as u64)
+        .saturating_mul(BUDGET_PER_FILE_BYTE)
+        .clamp(MIN_BUDGET, MAX_ALLOC)
+}
+
+/// Memory a decode of `w` x `h` pixels takes at its peak: the decoder's own pixels
+/// (`bytes_per_pixel` each), the RGB copy when the decoder's format is not RGB8, and the copy
+/// a rotating EXIF orientation makes.
+fn decode_cost(w: u32, h: u32, bytes_per_pixel: u64, rgb8: bool, rotates: bool) -> u64 {
+    let px = u64::from(w) * u64::from(h);
+    let copies = bytes_per_pixel + if rgb8 { 0 } else { 3 } + if rotates { 3 } else { 0 };
+    px.saturating_mul(copies)
+}
+
 /// Decodes an encoded image (JPEG, PNG, PGM/PPM) from memory into 8-bit RGB, honouring the
 /// EXIF orientation, so that a phone photo taken sideways is upright before detection.
 ///
@@ -26,14 +50,7 @@ const MAX_ALLOC: u64 = 512 * 1024 * 1024;
 /// the reference outputs and the embedders' training crops were made with); the `image` crate
 /// reads headers, EXIF and the other formats, and decodes the rare JPEG libjpeg refuses (CMYK).
 pub fn decode(bytes: &[u8]) -> Result<RgbImage> {
-    let mut reader = ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|e| Error::ImageDecode {
-            source: image::ImageError::IoError(e),
-        })?;
-    // Read the header without limits so an oversized image is reported with its real size,
-    // then impose the limits before a single pixel is decoded.
-    reader.no_limits();
+    let reader = header_reader(bytes)?;
     let is_jpeg = reader.format() == Some(ImageFormat::Jpeg);
     let mut decoder = reader.into_decoder().map_err(classify)?;
     let (w, h) = decoder.dimensions();
@@ -51,13 +68,38 @@ pub fn decode(bytes: &[u8]) -> Result<RgbImage> {
             min: MIN_SIDE,
         });
     }
+    let orientation = decoder.orientation().map_err(classify)?;
+    // Every path (libjpeg, the image crate, colour conversion, the EXIF rotation copy) is
+    // bounded here, from the header, before a single pixel is decoded.
+    let budget = pixel_budget(bytes.len());
+    let colour = decoder.color_type();
+    let rgb8 = is_jpeg || colour == image::ColorType::Rgb8;
+    let bpp = if is_jpeg {
+        3
+    } else {
+        u64::from(colour.bytes_per_pixel())
+    };
+    let rotates = orientation != image::metadata::Orientation::NoTransforms;
+    let cost = decode_cost(w, h, bpp, rgb8, rotates);
+    if cost > budget {
+        return Err(Error::ImageBomb {
+            width: w,
+            height: h,
+            file_bytes: bytes.len(),
+            needed_mb: cost.div_ceil(1 << 20),
+            budget_mb: budget >> 20,
+        });
+    }
     let mut limits = Limits::default();
     limits.max_image_width = Some(MAX_SIDE);
     limits.max_image_height = Some(MAX_SIDE);
-    limits.max_alloc = Some(MAX_ALLOC);
+    limits.max_alloc = Some(budget);
     decoder.set_limits(limits).map_err(classify)?;
-    let orientation = decoder.orientation().map_err(classify)?;
-    let libjpeg = if is_jpeg { decode_jpeg(bytes) } else { None };
+    let libjpeg = if is_jpeg {
+        decode_jpeg(bytes, w, h)
+    } else {
+        None
+    };
     let mut img = match libjpeg {
         Some(rgb) => DynamicImage::ImageRgb8(rgb),
         None => DynamicImage::from_decoder(decoder).map_err(classify)?,
@@ -68,17 +110,39 @@ pub fn decode(bytes: &[u8]) -> Result<RgbImage> {
 
 /// JPEG through libjpeg-turbo. libjpeg reports fatal errors by unwinding out of the C code
 /// (mozjpeg's documented contract, hence `panic = "unwind"` in every profile); they are caught
-/// here and become `None`, so a corrupt file is an error, never a crash.
-fn decode_jpeg(bytes: &[u8]) -> Option<RgbImage> {
+/// here and become `None`, so a corrupt file is an error, never a crash. libjpeg reads its own
+/// header: it must agree with the size the budget was checked on, or nothing is decoded.
+fn decode_jpeg(bytes: &[u8], checked_w: u32, checked_h: u32) -> Option<RgbImage> {
     std::panic::catch_unwind(|| {
         let mut img = mozjpeg::Decompress::new_mem(bytes).ok()?.rgb().ok()?;
         let (w, h) = (img.width() as u32, img.height() as u32);
+        if (w, h) != (checked_w, checked_h) {
+            return None;
+        }
         let px: Vec<[u8; 3]> = img.read_scanlines().ok()?;
         img.finish().ok()?;
         RgbImage::from_raw(w, h, px.into_flattened())
     })
     .ok()
     .flatten()
+}
+
+/// The size an encoded image declares in its header, without decoding any pixel (the door
+/// checks camera frames against the negotiated size with it).
+pub fn dimensions(bytes: &[u8]) -> Result<(u32, u32)> {
+    header_reader(bytes)?.into_dimensions().map_err(classify)
+}
+
+/// A reader for the header only. It reads without limits so an oversized image is reported
+/// with its real size; the limits are imposed before a single pixel is decoded.
+fn header_reader(bytes: &[u8]) -> Result<ImageReader<Cursor<&[u8]>>> {
+    let mut reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| Error::ImageDecode {
+            source: image::ImageError::IoError(e),
+        })?;
+    reader.no_limits();
+    Ok(reader)
 }
 
 /// Reads and decodes an image file.
@@ -233,6 +297,44 @@ mod tests {
         let _ = decode(&bytes); // may decode partially (as libjpeg does) or fail; must not panic
         assert!(decode(&bytes[..200.min(n)]).is_err() || decode(&bytes[..200.min(n)]).is_ok());
         assert!(decode(&[0xFF, 0xD8, 0xFF, 0xE0, 0, 16, b'J', b'F', b'I', b'F', 0]).is_err());
+    }
+
+    /// A baseline JPEG header declaring `w` x `h` with almost no data: a decompression bomb.
+    fn jpeg_claiming(w: u16, h: u16) -> Vec<u8> {
+        let mut bytes = jpeg(16, 16);
+        // SOF0: FF C0, length, precision, height, width.
+        let sof = bytes
+            .windows(2)
+            .position(|p| p == [0xFF, 0xC0])
+            .expect("SOF0");
+        bytes[sof + 5..sof + 7].copy_from_slice(&h.to_be_bytes());
+        bytes[sof + 7..sof + 9].copy_from_slice(&w.to_be_bytes());
+        bytes
+    }
+
+    /// Finding: an 8 KB JPEG whose header says 12000x12000 cost 516 MB (917 MB with EXIF
+    /// orientation 6). Refused from the header now, on every path.
+    #[test]
+    fn decompression_bombs_are_refused_from_the_header() {
+        let bomb = jpeg_claiming(12_000, 12_000);
+        assert!(bomb.len() < 8192);
+        for bytes in [bomb.clone(), with_exif_orientation(&bomb, 6)] {
+            let err = decode(&bytes).expect_err("bomb");
+            assert!(matches!(err, Error::ImageBomb { .. }), "{err}");
+        }
+        assert_eq!(dimensions(&bomb).expect("header"), (12_000, 12_000));
+        // A real photo the same size as its header says, under the budget, still decodes.
+        assert!(decode(&jpeg(1024, 768)).is_ok());
+    }
+
+    #[test]
+    fn the_budget_follows_the_file_size() {
+        assert_eq!(pixel_budget(1000), MIN_BUDGET);
+        assert_eq!(pixel_budget(3 << 20), 192 << 20);
+        assert_eq!(pixel_budget(usize::MAX), MAX_ALLOC);
+        // 4000x3000 rotated: 72 MB, fine for a 3 MB phone photo, a bomb for a 8 KB file.
+        let cost = decode_cost(4000, 3000, 3, true, true);
+        assert!(cost <= pixel_budget(3 << 20) && cost > pixel_budget(8192));
     }
 
     #[test]

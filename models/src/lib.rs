@@ -30,6 +30,7 @@ pub mod gallery;
 pub mod geometry;
 pub mod head;
 pub mod image_io;
+pub mod keys;
 pub mod logrecord;
 pub mod mask;
 pub mod model_files;

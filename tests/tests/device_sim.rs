@@ -243,26 +243,8 @@ fn the_door_binary_lets_in_enrolled_people_only_and_logs_to_a_serial_line() {
 fn sigterm_while_the_door_is_open_locks_it_and_exits_cleanly() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path();
-    door_dir(
-        dir,
-        &[mfr2("AdrianDunbar", 4)],
-        "cycle = true\nfps = 5",
-        // A one-minute pulse: only the shutdown path can end it within the test.
-        "window = 2\nagree = 1\nunlock_ms = 60000",
-        "door.log",
-    );
-    let mut child = Command::new(device_bin())
-        .args(["run", "--config"])
-        .arg(dir.join("door.toml"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the door");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !relay_levels_or_empty(dir).iter().any(|l| l == "high") {
-        assert!(Instant::now() < deadline, "the door never opened");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let child = open_for_a_minute(dir);
+    let mut child = child;
     let kill = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -287,6 +269,54 @@ fn sigterm_while_the_door_is_open_locks_it_and_exits_cleanly() {
         log.iter()
             .any(|r| matches!(r.event, Event::Known { unlocked: true, .. }))
     );
+}
+
+/// Finding: the OOM killer ended the door mid-pulse and the relay stayed energised. The relay
+/// keeper holds the line: SIGKILL of the door during a one-minute pulse locks it within a
+/// second, and the keeper exits.
+#[test]
+fn sigkill_while_the_door_is_open_locks_it_within_a_second() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let mut child = open_for_a_minute(dir);
+    child.kill().expect("kill -9");
+    let killed = Instant::now();
+    let _ = child.wait();
+    while relay_levels(dir).last().map(String::as_str) != Some("low") {
+        assert!(
+            killed.elapsed() < Duration::from_secs(1),
+            "relay still open {:?} after SIGKILL",
+            killed.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    eprintln!("locked {:?} after SIGKILL", killed.elapsed());
+}
+
+/// Starts the door from a config whose first frames unlock it for a one-minute pulse (only a
+/// shutdown path can end it within a test); returns once the relay is open.
+#[allow(clippy::zombie_processes)]
+fn open_for_a_minute(dir: &Path) -> std::process::Child {
+    door_dir(
+        dir,
+        &[mfr2("AdrianDunbar", 4)],
+        "cycle = true\nfps = 5",
+        "window = 2\nagree = 1\nunlock_ms = 60000",
+        "door.log",
+    );
+    let child = Command::new(device_bin())
+        .args(["run", "--config"])
+        .arg(dir.join("door.toml"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the door");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while relay_levels_or_empty(dir).last().map(String::as_str) != Some("high") {
+        assert!(Instant::now() < deadline, "the door never opened");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child
 }
 
 fn relay_levels_or_empty(dir: &Path) -> Vec<String> {

@@ -458,12 +458,19 @@ fn photos_to_a_trained_bundle_that_the_door_runs() {
     }
     let pushed = Command::new(facegate_bin())
         .current_dir(dir)
-        .args(["push", "--device", &addr, "scratch.fgb"])
+        .args([
+            "push",
+            "--device",
+            &addr,
+            "--key",
+            "facegate.key",
+            "scratch.fgb",
+        ])
         .output()
         .expect("push");
     let status = Command::new(facegate_bin())
         .current_dir(dir)
-        .args(["status", "--device", &addr])
+        .args(["status", "--device", &addr, "--key", "facegate.key"])
         .output()
         .expect("status");
     std::thread::sleep(std::time::Duration::from_millis(1500));

@@ -17,6 +17,7 @@ use facegate_device::policy::PolicyConfig;
 use facegate_device::sim::camera::FileCamera;
 use facegate_device::sim::relay::RecordingPin;
 use facegate_device::ui::Screen;
+use facegate_device::update::install::{Installer, Rules};
 use facegate_device::update::server::{Limits, UpdateServer};
 use facegate_device::update::store::{FileStore, MemoryStore, ModelStore};
 use facegate_models::bundle::{self, Bundle, SelfTest};
@@ -75,21 +76,57 @@ fn make_bundle(
     .sign(key)
 }
 
-fn raw(addr: &str, bytes: &[u8], then_wait: Duration) -> String {
+/// Connects and reads the door's challenge.
+fn hello(addr: &str) -> (TcpStream, [u8; wire::CHALLENGE_LEN]) {
     let mut c = TcpStream::connect(addr).expect("connect");
-    c.write_all(bytes).expect("send");
-    std::thread::sleep(then_wait);
+    let challenge = wire::read_hello(&mut c).expect("hello");
+    (c, challenge)
+}
+
+/// Sends a signed push header declaring `len` bytes, then `body`; returns the answer.
+fn raw(addr: &str, key: &SigningKey, len: u64, body: &[u8]) -> String {
+    let (mut c, challenge) = hello(addr);
+    c.write_all(&wire::request(key, &challenge, wire::PUSH, len))
+        .expect("send");
+    let _ = c.write_all(body);
     let _ = c.shutdown(std::net::Shutdown::Write);
     let mut s = String::new();
     let _ = c.read_to_string(&mut s);
     s
 }
 
-fn push_header(len: u64) -> Vec<u8> {
-    let mut v = wire::MAGIC.to_vec();
-    v.push(wire::PUSH);
-    v.extend_from_slice(&len.to_le_bytes());
-    v
+/// The door's status as JSON, asked with `key`.
+fn status(addr: &str, key: &SigningKey) -> serde_json::Value {
+    let reply = facegate::cmd::push::status_reply(addr, key).expect("status");
+    serde_json::from_str(&reply).unwrap_or_else(|_| panic!("not JSON: {reply}"))
+}
+
+/// An update server over `store` running `first`, trusting `key`.
+fn server(
+    key: &SigningKey,
+    store: Arc<dyn ModelStore>,
+    first: &[u8],
+    limits: Limits,
+) -> (Arc<UpdateServer>, Arc<Shared>) {
+    let yunet = YUNET.read_verified(&models_dir()).expect("yunet");
+    let trusted = vec![key.verifying_key()];
+    let bundle = bundle::verify(first, &trusted).expect("verifies");
+    store
+        .install(first, bundle.header.model_version)
+        .expect("install");
+    let shared = Arc::new(Shared::new(
+        Live::from_bundle(&bundle, &yunet).expect("live"),
+    ));
+    let installer = Installer::new(trusted.clone(), store, yunet, Rules::default());
+    (
+        Arc::new(UpdateServer::new(
+            trusted,
+            installer,
+            shared.clone(),
+            limits,
+        )),
+        shared,
+    )
 }
 
 /// The pipeline a door runs (int8 weights).
@@ -133,28 +170,18 @@ fn updates_over_tcp_are_verified_atomic_and_used_for_the_next_frame() {
         &good,
     );
     let v2_other = make_bundle(&pipeline, &[("AdrianDunbar", 2)], 2, &other);
-    let yunet = YUNET.read_verified(&models).expect("yunet");
 
     let tmp = tempfile::tempdir().expect("tempdir");
     let store = FileStore::open(&tmp.path().join("store")).expect("store");
-    store.install(&v1).expect("install v1");
-    let trusted = vec![good.verifying_key()];
-    let first = bundle::verify(&v1, &trusted).expect("v1 verifies");
-    let shared = Arc::new(Shared::new(
-        Live::from_bundle(&first, &yunet).expect("v1 live"),
-    ));
     let limits = Limits {
-        request: Duration::from_secs(3),
+        head: Duration::from_secs(2),
         read: Duration::from_secs(1),
+        min_rate: 1 << 20,
         max_bundle: 16 << 20,
+        refusal_interval: Duration::ZERO,
+        ..Limits::default()
     };
-    let server = Arc::new(UpdateServer::new(
-        trusted,
-        Arc::new(store.clone()),
-        shared.clone(),
-        yunet,
-        limits,
-    ));
+    let (server, shared) = server(&good, Arc::new(store.clone()), &v1, limits);
     let (addr, stop, serving) = serve(server.clone());
     // The door loop, watching Ben (enrolled only in v2) at 20 frames per second.
     let looping = {
@@ -195,31 +222,40 @@ fn updates_over_tcp_are_verified_atomic_and_used_for_the_next_frame() {
     let mut tampered = v2.clone();
     let mid = tampered.len() / 2;
     tampered[mid] ^= 0x04;
-    let r = push_bytes(&addr, &tampered, t).expect("answer");
+    let r = push_bytes(&addr, &tampered, &good, t).expect("answer");
     assert!(r.contains("signature check failed"), "{r}");
     assert_eq!(version(), 1);
 
-    // Signed by a key the door does not trust.
-    let r = push_bytes(&addr, &v2_other, t).expect("answer");
+    // A bundle signed by a key the door does not trust, sent by a trusted pusher.
+    let r = push_bytes(&addr, &v2_other, &good, t).expect("answer");
     assert!(r.contains("not in the trusted keys"), "{r}");
 
+    // A request signed by a key the door does not trust: refused before the bundle is read.
+    let r = push_bytes(&addr, &v2, &other, t).expect("answer");
+    assert!(r.contains("does not trust"), "{r}");
+
     // Truncated stream: declares the full length, sends half.
-    let mut cut = push_header(v2.len() as u64);
-    cut.extend_from_slice(&v2[..v2.len() / 2]);
-    let r = raw(&addr, &cut, Duration::ZERO);
+    let r = raw(&addr, &good, v2.len() as u64, &v2[..v2.len() / 2]);
     assert!(r.contains("stream ended"), "{r}");
 
     // Oversized: refused from the declared length, before reading.
-    let r = raw(&addr, &push_header(1 << 40), Duration::ZERO);
+    let r = raw(&addr, &good, 1 << 40, &[]);
     assert!(r.contains("above the"), "{r}");
 
     // Slow sender holding the update slot while a second push arrives.
     let slow = {
         let addr = addr.clone();
         let v2 = v2.clone();
+        let good = good.clone();
         std::thread::spawn(move || {
-            let mut c = TcpStream::connect(&addr).expect("connect");
-            c.write_all(&push_header(v2.len() as u64)).expect("send");
+            let (mut c, challenge) = hello(&addr);
+            c.write_all(&wire::request(
+                &good,
+                &challenge,
+                wire::PUSH,
+                v2.len() as u64,
+            ))
+            .expect("send");
             for chunk in v2.chunks(1000).take(8) {
                 let _ = c.write_all(chunk);
                 std::thread::sleep(Duration::from_millis(500));
@@ -230,7 +266,7 @@ fn updates_over_tcp_are_verified_atomic_and_used_for_the_next_frame() {
         })
     };
     std::thread::sleep(Duration::from_millis(300));
-    let r = push_bytes(&addr, &v2, t).expect("answer");
+    let r = push_bytes(&addr, &v2, &good, t).expect("answer");
     assert!(r.starts_with("busy"), "two pushes at once: {r}");
     let r = slow.join().expect("slow sender");
     assert!(
@@ -241,22 +277,23 @@ fn updates_over_tcp_are_verified_atomic_and_used_for_the_next_frame() {
     assert_eq!(store.active().as_deref(), Some(&v1[..]));
 
     // The good push.
-    let r = push_bytes(&addr, &v2, t).expect("answer");
+    let r = push_bytes(&addr, &v2, &good, t).expect("answer");
     assert!(r.starts_with("ok: version 2"), "{r}");
     assert_eq!(version(), 2);
     assert_eq!(store.active().as_deref(), Some(&v2[..]));
     assert_eq!(store.previous().as_deref(), Some(&v1[..]));
 
     // Replay of an older (or the same) version.
-    let r = push_bytes(&addr, &v1, t).expect("answer");
+    let r = push_bytes(&addr, &v1, &good, t).expect("answer");
     assert!(r.contains("not newer"), "{r}");
 
-    // Status.
-    let mut c = TcpStream::connect(&addr).expect("connect");
-    wire::write_status(&mut c).expect("send");
-    let status: serde_json::Value =
-        serde_json::from_str(&wire::read_reply(&mut c).expect("reply")).expect("json");
-    assert_eq!(status["model_version"], 2);
+    // Status, for a trusted key only.
+    assert_eq!(status(&addr, &good)["model_version"], 2);
+    let r = facegate::cmd::push::status_reply(&addr, &other).expect("answer");
+    assert!(
+        r.starts_with("refused") && r.contains("does not trust"),
+        "{r}"
+    );
 
     std::thread::sleep(Duration::from_millis(600));
     stop.store(true, Ordering::Relaxed);
@@ -308,24 +345,11 @@ fn a_full_disk_refuses_the_update_and_keeps_the_old_model() {
         2,
         &key,
     );
-    let yunet = YUNET.read_verified(&models).expect("yunet");
-    let trusted = vec![key.verifying_key()];
     let store = Arc::new(MemoryStore::default());
-    store.install(&v1).expect("v1");
-    let first = bundle::verify(&v1, &trusted).expect("v1");
-    let shared = Arc::new(Shared::new(
-        Live::from_bundle(&first, &yunet).expect("live"),
-    ));
-    let server = Arc::new(UpdateServer::new(
-        trusted,
-        store.clone(),
-        shared.clone(),
-        yunet,
-        Limits::default(),
-    ));
+    let (server, shared) = server(&key, store.clone(), &v1, Limits::default());
     let (addr, stop, serving) = serve(server.clone());
     store.set_full(true);
-    let r = push_bytes(&addr, &v2, Duration::from_secs(20)).expect("answer");
+    let r = push_bytes(&addr, &v2, &key, Duration::from_secs(20)).expect("answer");
     assert!(
         r.contains("cannot store the bundle") && r.contains("still on version 1"),
         "{r}"
@@ -333,7 +357,7 @@ fn a_full_disk_refuses_the_update_and_keeps_the_old_model() {
     assert_eq!(shared.current().version, 1);
     assert_eq!(store.active().as_deref(), Some(&v1[..]));
     store.set_full(false);
-    let r = push_bytes(&addr, &v2, Duration::from_secs(20)).expect("answer");
+    let r = push_bytes(&addr, &v2, &key, Duration::from_secs(20)).expect("answer");
     assert!(r.starts_with("ok: version 2"), "{r}");
     stop.store(true, Ordering::Relaxed);
     serving.join().expect("server");
@@ -370,6 +394,244 @@ fn a_bundle_with_a_landmark_refiner_makes_the_door_refine() {
     ));
     let broken = Live::from_bundle(&with(b"not a network".to_vec()), &yunet)
         .err()
-        .expect("refused");
+        .expect("refused")
+        .to_string();
     assert!(broken.contains("landmark refiner"), "{broken}");
+}
+
+/// Test limits: short deadlines so the attacks below run in seconds.
+fn quick_limits() -> Limits {
+    Limits {
+        head: Duration::from_secs(1),
+        read: Duration::from_secs(1),
+        min_rate: 1 << 20,
+        connections: 4,
+        ..Limits::default()
+    }
+}
+
+fn threads_of_this_process() -> usize {
+    std::fs::read_dir("/proc/self/task").expect("/proc").count()
+}
+
+/// Pushes until the door is not busy with other connections (at most 20 s).
+fn push_when_free(addr: &str, bytes: &[u8], key: &SigningKey) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        match push_bytes(addr, bytes, key, Duration::from_secs(20)) {
+            Ok(r) if !r.starts_with("busy") => return r,
+            other if std::time::Instant::now() > deadline => panic!("still busy: {other:?}"),
+            _ => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+/// Findings 1 and 2: a thread per connection (the accept loop died under a thread limit) and
+/// a slow drip holding the update slot. Now 300 idle connections cost no thread, extra ones are
+/// told `busy` at once, squatters without a key are cut off at the head deadline without ever
+/// holding the slot, and real pushes get through while all of it goes on.
+#[test]
+fn floods_of_idle_and_dripping_connections_never_stop_updates() {
+    let models = models_dir();
+    let pipeline = door_pipeline(&models);
+    let key = SigningKey::from_bytes(&[7; 32]);
+    let people = [("AdrianDunbar", 2)];
+    let v: Vec<Vec<u8>> = (1..=4)
+        .map(|n| make_bundle(&pipeline, &people, n, &key))
+        .collect();
+    let store = Arc::new(MemoryStore::default());
+    let (server, shared) = server(&key, store, &v[0], quick_limits());
+    let before = threads_of_this_process();
+    let (addr, stop, serving) = serve(server);
+
+    let idle: Vec<TcpStream> = (0..300)
+        .map(|_| TcpStream::connect(&addr).expect("connect"))
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let threads = threads_of_this_process();
+    // A thread per connection would add 300 (other tests in this binary add a few of theirs).
+    assert!(
+        threads < before + 50,
+        "{threads} threads with 300 idle connections (was {before})"
+    );
+    // Connections beyond the pool and its queue were answered `busy` and closed.
+    let mut busy = 0;
+    for mut c in idle {
+        c.set_read_timeout(Some(Duration::from_millis(50)))
+            .expect("timeout");
+        let mut s = String::new();
+        let _ = c.read_to_string(&mut s);
+        busy += usize::from(s.starts_with("busy"));
+    }
+    assert!(busy >= 290, "{busy} of 300 told busy");
+    assert_eq!(
+        push_when_free(&addr, &v[1], &key),
+        "ok: version 2 active (1 people)"
+    );
+
+    // Four squatters taking turns, one byte every 300 ms, for 4 seconds.
+    let squat = Arc::new(AtomicBool::new(true));
+    let squatters: Vec<_> = (0..4)
+        .map(|_| {
+            let (addr, squat) = (addr.clone(), squat.clone());
+            std::thread::spawn(move || {
+                let mut cut_off = 0;
+                while squat.load(Ordering::Relaxed) {
+                    let Ok(mut c) = TcpStream::connect(&addr) else {
+                        continue;
+                    };
+                    for _ in 0..30 {
+                        if c.write_all(b"F").is_err() || !squat.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        std::thread::sleep(Duration::from_millis(300));
+                    }
+                    cut_off += 1;
+                }
+                cut_off
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    for (i, bundle) in v[2..].iter().enumerate() {
+        let r = push_when_free(&addr, bundle, &key);
+        assert!(r.starts_with(&format!("ok: version {}", i + 3)), "{r}");
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    squat.store(false, Ordering::Relaxed);
+    for s in squatters {
+        assert!(s.join().expect("squatter") >= 1);
+    }
+    assert_eq!(shared.current().version, 4);
+    stop.store(true, Ordering::Relaxed);
+    serving.join().expect("server");
+}
+
+/// Finding 3: 12,000 refused pushes washed 153 of 190 unlock records out of the ring. Now
+/// refusals are logged once per interval with a count, and an accepted update always is.
+#[test]
+fn refused_requests_cannot_wash_the_log() {
+    let models = models_dir();
+    let pipeline = door_pipeline(&models);
+    let key = SigningKey::from_bytes(&[7; 32]);
+    let stranger = SigningKey::from_bytes(&[9; 32]);
+    let v1 = make_bundle(&pipeline, &[("AdrianDunbar", 2)], 1, &key);
+    let v2 = make_bundle(&pipeline, &[("AdrianDunbar", 2)], 2, &key);
+    let store = Arc::new(MemoryStore::default());
+    let limits = Limits {
+        refusal_interval: Duration::from_secs(3600),
+        ..quick_limits()
+    };
+    let (server, shared) = server(&key, store, &v1, limits);
+    let (addr, stop, serving) = serve(server);
+    for i in 0..600 {
+        if i % 2 == 0 {
+            let _ = facegate::cmd::push::status_reply(&addr, &stranger);
+        } else {
+            let r = raw(&addr, &key, 1 << 40, &[]);
+            assert!(r.contains("above the"), "{r}");
+        }
+    }
+    assert_eq!(
+        push_when_free(&addr, &v2, &key),
+        "ok: version 2 active (1 people)"
+    );
+    stop.store(true, Ordering::Relaxed);
+    serving.join().expect("server");
+    let records = std::mem::take(&mut *shared.outbox.lock().expect("outbox"));
+    let updates: Vec<_> = records
+        .iter()
+        .filter_map(|r| match &r.event {
+            Event::ModelUpdate {
+                version,
+                accepted,
+                reason,
+            } => Some((*version, *accepted, reason.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(updates.len(), 2, "{updates:?}");
+    assert!(!updates[0].1);
+    // The accepted update names the version offered, not the one running before it.
+    assert_eq!((updates[1].0, updates[1].1), (2, true), "{updates:?}");
+}
+
+/// Finding 5: a signed bundle with version 4294967295 froze the door. Now a jump past the
+/// configured step is refused with the version to use, and the next honest version installs.
+#[test]
+fn a_runaway_version_is_refused_and_the_door_keeps_updating() {
+    let models = models_dir();
+    let pipeline = door_pipeline(&models);
+    let key = SigningKey::from_bytes(&[7; 32]);
+    let people = [("AdrianDunbar", 2)];
+    let v1 = make_bundle(&pipeline, &people, 1, &key);
+    let huge = make_bundle(&pipeline, &people, u32::MAX, &key);
+    let v2 = make_bundle(&pipeline, &people, 2, &key);
+    let store = Arc::new(MemoryStore::default());
+    let (server, shared) = server(&key, store.clone(), &v1, quick_limits());
+    let (addr, stop, serving) = serve(server);
+    let r = push_when_free(&addr, &huge, &key);
+    assert!(
+        r.contains("jumps more than 1000") && r.contains("as 2"),
+        "{r}"
+    );
+    assert_eq!(store.state().floor, 1);
+    assert_eq!(
+        push_when_free(&addr, &v2, &key),
+        "ok: version 2 active (1 people)"
+    );
+    assert_eq!(shared.current().version, 2);
+    stop.store(true, Ordering::Relaxed);
+    serving.join().expect("server");
+}
+
+/// Finding 6: with a bit flipped in `active.fgb` the door silently started from the previous
+/// bundle, and a later push copied the corrupt file aside. Now the fallback is to a bundle
+/// marked good only, said in a fault, and a corrupt file never reaches the fallback slot.
+#[test]
+fn a_corrupt_active_bundle_falls_back_loudly_and_is_never_kept() {
+    let models = models_dir();
+    let pipeline = door_pipeline(&models);
+    let key = SigningKey::from_bytes(&[7; 32]);
+    let v1 = make_bundle(&pipeline, &[("AdrianDunbar", 2)], 1, &key);
+    let v2 = make_bundle(&pipeline, &[("ArifAlvi", 3)], 2, &key);
+    let v3 = make_bundle(&pipeline, &[("ArifAlvi", 3)], 3, &key);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(FileStore::open(tmp.path()).expect("store"));
+    let installer = || {
+        Installer::new(
+            vec![key.verifying_key()],
+            store.clone(),
+            YUNET.read_verified(&models).expect("yunet"),
+            Rules::default(),
+        )
+    };
+    installer().install(&v1, 0).expect("v1");
+    installer().install(&v2, 1).expect("v2");
+    let mut bytes = std::fs::read(store.active_path()).expect("active");
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    std::fs::write(store.active_path(), &bytes).expect("flip a bit");
+
+    let started = installer().start(None).expect("start");
+    assert_eq!(started.live.as_ref().map(|l| l.version), Some(1));
+    let faults = started.faults.join("\n");
+    assert!(
+        faults.contains("active bundle is unusable") && faults.contains("FELL BACK"),
+        "{faults}"
+    );
+    // The next push must be above the confirmed 2, and keeps v1 (not the corrupt file) aside.
+    assert!(
+        installer().install(&v2, 1).is_err(),
+        "v2 again is not newer"
+    );
+    installer().install(&v3, 1).expect("v3");
+    assert_eq!(store.previous().as_deref(), Some(&v1[..]));
+    assert_eq!(store.active().as_deref(), Some(&v3[..]));
+    // A previous bundle that was never marked good is not used at all.
+    std::fs::write(store.active_path(), b"garbage").expect("corrupt");
+    std::fs::write(store.previous_path(), &v2).expect("unmarked fallback");
+    let started = installer().start(None).expect("start");
+    assert!(started.live.is_none());
+    assert!(started.faults.join("\n").contains("never marked good"));
 }

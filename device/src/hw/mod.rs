@@ -3,6 +3,7 @@
 //! simulated ones live in [`crate::sim`].
 
 pub mod gpio;
+pub mod keeper;
 pub mod latest;
 pub mod panel;
 pub mod reconnect;

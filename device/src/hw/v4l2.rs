@@ -134,7 +134,18 @@ impl FrameSource for V4l2Camera {
         let used = (meta.bytesused as usize).min(buf.len());
         let data = &buf[..if used == 0 { buf.len() } else { used }];
         let image = match self.format {
-            PixelFormat::Mjpeg => image_io::decode(data).map_err(|e| e.to_string()),
+            // A frame is decoded only when its header is the negotiated size: a camera (or a
+            // device pretending to be one) cannot make the door allocate more than a frame.
+            PixelFormat::Mjpeg => match image_io::dimensions(data) {
+                Ok(size) if size == (self.width, self.height) => {
+                    image_io::decode(data).map_err(|e| e.to_string())
+                }
+                Ok((w, h)) => Err(format!(
+                    "frame header says {w}x{h}, the camera was set to {}x{}",
+                    self.width, self.height
+                )),
+                Err(e) => Err(e.to_string()),
+            },
             PixelFormat::Yuyv => yuyv_to_rgb(data, self.width, self.height),
         };
         image

@@ -1,109 +1,225 @@
-//! The update server: one TCP listener, one update at a time, everything bounded.
+//! The update server: one TCP listener, a fixed pool of connection handlers, one update at a
+//! time, everything bounded.
 //!
-//! For a push, in this order: read the 8-byte length and refuse anything above the bundle
-//! limit before reading it; read the bundle under a whole-request deadline (a slow sender is
-//! cut off, not waited for); verify the signature against the trusted keys (nothing is parsed
-//! before that); refuse a version not newer than the active one (replay); build the new model
-//! and run its self-test; store it atomically; switch the loop over; answer the pusher and log
-//! the outcome. Any refusal leaves the running model and the store as they were.
+//! Built for a hostile network. The accept loop never spawns: connections go to a fixed pool
+//! through a bounded queue, and one that finds the queue full is answered `busy` and closed at
+//! once, so a flood of idle connections costs neither threads nor file descriptors (a door with
+//! its camera, panel and serial line open must never run out of them). Every connection first
+//! gets a fresh random challenge and must answer within [`Limits::head`] with a request signed by
+//! a trusted key over it ([`facegate_models::wire`]): a peer without a key learns nothing (not
+//! even status) and can never take the update slot. Only then, for a push: the declared length
+//! is checked against the limit, the update slot is taken, and the bundle must arrive at no
+//! less than [`Limits::min_rate`]; then the one update flow ([`crate::update::install`]).
+//!
+//! Refusals are logged at a bounded rate (one record per [`Limits::refusal_interval`] with a
+//! count of the others), so a flood of bad requests cannot wash the door's decisions out of
+//! its log ring.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ed25519_dalek::VerifyingKey;
-use facegate_models::bundle::{self, MAX_BUNDLE};
+use facegate_models::bundle::MAX_BUNDLE;
 use facegate_models::logrecord::{Event, LogRecord};
-use facegate_models::wire;
+use facegate_models::wire::{self, Request};
 
-use crate::live::{Live, Shared};
-use crate::update::store::ModelStore;
+use crate::live::Shared;
+use crate::update::install::Installer;
 
-/// Limits of one connection.
+/// Limits of the server and of one connection.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
-    /// Whole-request deadline.
-    pub request: Duration,
+    /// The signed request header must arrive within this time of the connection.
+    pub head: Duration,
     /// Longest wait for any single read.
     pub read: Duration,
+    /// Slowest accepted bundle upload, bytes per second (the body's deadline follows the
+    /// declared size at this rate, plus [`Limits::head`]).
+    pub min_rate: u64,
     /// Largest bundle accepted.
     pub max_bundle: usize,
+    /// Connections served at once; more wait in a queue of the same size, the rest are told
+    /// `busy`.
+    pub connections: usize,
+    /// At most one refusal record per this interval (the others are counted in it).
+    pub refusal_interval: Duration,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            request: Duration::from_secs(60),
+            head: Duration::from_secs(5),
             read: Duration::from_secs(10),
+            min_rate: 64 * 1024,
             max_bundle: MAX_BUNDLE,
+            connections: 4,
+            refusal_interval: Duration::from_secs(60),
         }
+    }
+}
+
+/// Refusals, logged at a bounded rate.
+#[derive(Debug, Default)]
+struct RefusalLog {
+    last: Option<Instant>,
+    suppressed: u32,
+}
+
+impl RefusalLog {
+    /// Whether this refusal gets a record now, and how many were held back before it.
+    fn admit(&mut self, now: Instant, interval: Duration) -> Option<u32> {
+        if self.last.is_some_and(|t| now.duration_since(t) < interval) {
+            self.suppressed = self.suppressed.saturating_add(1);
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.suppressed))
     }
 }
 
 /// What the server needs.
 pub struct UpdateServer {
-    /// Keys allowed to sign bundles.
-    pub trusted: Vec<VerifyingKey>,
-    /// Where bundles are kept.
-    pub store: Arc<dyn ModelStore>,
+    /// Keys allowed to sign requests and bundles.
+    trusted: Vec<VerifyingKey>,
+    /// The one update flow.
+    installer: Installer,
     /// The loop's state.
-    pub shared: Arc<Shared>,
-    /// The detector file's verified bytes (bundles carry the embedder, not the detector).
-    pub yunet: Vec<u8>,
+    shared: Arc<Shared>,
     /// Connection limits.
-    pub limits: Limits,
+    limits: Limits,
     busy: Mutex<()>,
+    refusals: Mutex<RefusalLog>,
+}
+
+/// One reply line and, for a push, the version it was about.
+struct Reply {
+    text: String,
+    push: Option<PushOutcome>,
+    /// Status answers are not news for the log.
+    quiet: bool,
+}
+
+struct PushOutcome {
+    version: u32,
+    accepted: bool,
+}
+
+impl Reply {
+    fn refused(text: impl Into<String>) -> Self {
+        Self {
+            text: text.into(),
+            push: None,
+            quiet: false,
+        }
+    }
 }
 
 impl UpdateServer {
     /// A server over these parts.
     pub fn new(
         trusted: Vec<VerifyingKey>,
-        store: Arc<dyn ModelStore>,
+        installer: Installer,
         shared: Arc<Shared>,
-        yunet: Vec<u8>,
         limits: Limits,
     ) -> Self {
         Self {
             trusted,
-            store,
+            installer,
             shared,
-            yunet,
             limits,
             busy: Mutex::new(()),
+            refusals: Mutex::default(),
         }
     }
 
-    /// Accepts connections until `stop` is set, each on its own thread.
+    /// Accepts connections until `stop` is set, handing them to a fixed pool of handlers.
+    /// Never panics and never gives up: an accept error (out of file descriptors, say) is
+    /// waited out.
     pub fn serve(self: Arc<Self>, listener: TcpListener, stop: Arc<AtomicBool>) {
         let _ = listener.set_nonblocking(true);
+        let workers = self.limits.connections.max(1);
+        let (queue, pending) = std::sync::mpsc::sync_channel::<TcpStream>(workers);
+        let pending = Arc::new(Mutex::new(pending));
+        let mut handles = Vec::new();
+        for i in 0..workers {
+            let (me, pending, stop) = (self.clone(), pending.clone(), stop.clone());
+            match std::thread::Builder::new()
+                .name(format!("update-{i}"))
+                .spawn(move || me.work(&pending, &stop))
+            {
+                Ok(h) => handles.push(h),
+                Err(e) => eprintln!("update server: handler {i} not started: {e}"),
+            }
+        }
+        if handles.is_empty() {
+            eprintln!("update server: no handler could start; refusing every connection");
+        }
         while !stop.load(Ordering::Relaxed) {
             match listener.accept() {
-                Ok((conn, _)) => {
-                    let me = self.clone();
-                    std::thread::spawn(move || me.handle(conn));
-                }
+                Ok((conn, _)) => self.dispatch(&queue, conn, handles.is_empty()),
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {
                     std::thread::sleep(Duration::from_millis(20))
                 }
                 Err(_) => std::thread::sleep(Duration::from_millis(100)),
             }
         }
+        drop(queue);
+        for h in handles {
+            let _ = h.join();
+        }
     }
 
-    /// Serves one connection: reads the request, answers one line.
+    /// Queues a connection for the pool, or answers `busy` and closes it at once.
+    fn dispatch(&self, queue: &SyncSender<TcpStream>, conn: TcpStream, no_workers: bool) {
+        let conn = if no_workers {
+            conn
+        } else {
+            match queue.try_send(conn) {
+                Ok(()) => return,
+                Err(TrySendError::Full(c) | TrySendError::Disconnected(c)) => c,
+            }
+        };
+        // Never block the accept loop on this peer: a short write into the socket buffer.
+        let mut conn = conn;
+        let _ = conn.set_nonblocking(true);
+        let _ = conn.write_all(b"busy: too many connections, try again\n");
+    }
+
+    fn work(&self, pending: &Mutex<Receiver<TcpStream>>, stop: &AtomicBool) {
+        loop {
+            let next = {
+                let rx = pending.lock().unwrap_or_else(|p| p.into_inner());
+                rx.recv_timeout(Duration::from_millis(200))
+            };
+            match next {
+                Ok(conn) => {
+                    // A bug in one request must not take a handler away for good.
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        self.handle(conn)
+                    }));
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+            }
+        }
+    }
+
+    /// Serves one connection: challenge, signed request, one answer line.
     pub fn handle(&self, mut conn: TcpStream) {
         let _ = conn.set_nonblocking(false);
-        let _ = conn.set_read_timeout(Some(self.limits.read));
+        let _ = conn.set_read_timeout(Some(self.limits.read.min(self.limits.head)));
         let _ = conn.set_write_timeout(Some(self.limits.read));
-        let deadline = Instant::now() + self.limits.request;
-        let reply = match self.request(&mut conn, deadline) {
-            Ok(r) => r,
-            Err(r) => r,
-        };
-        let _ = conn.write_all(reply.as_bytes());
+        let reply = self.request(&mut conn);
+        self.log_outcome(&reply);
+        let _ = conn.write_all(reply.text.as_bytes());
         let _ = conn.write_all(b"\n");
         let _ = conn.flush();
         // Lingering close: a refused sender may still be uploading; closing with its bytes
@@ -111,7 +227,7 @@ impl UpdateServer {
         // is left, bounded in bytes and time.
         let _ = conn.shutdown(std::net::Shutdown::Write);
         let _ = conn.set_read_timeout(Some(Duration::from_millis(500)));
-        let until = Instant::now() + Duration::from_secs(5);
+        let until = Instant::now() + Duration::from_secs(2);
         let mut sink = [0u8; 64 * 1024];
         let mut left = self.limits.max_bundle + 64;
         while left > 0 && Instant::now() < until {
@@ -122,76 +238,119 @@ impl UpdateServer {
         }
     }
 
-    fn request(&self, conn: &mut TcpStream, deadline: Instant) -> Result<String, String> {
-        let mut head = [0u8; 5];
-        read_exact_by(conn, &mut head, deadline)?;
-        if head[..4] != wire::MAGIC {
-            return Err("refused: not a facegate request".into());
+    /// Accepted updates always reach the log; refusals at a bounded rate, with a count.
+    fn log_outcome(&self, reply: &Reply) {
+        if reply.quiet {
+            return;
         }
-        match head[4] {
-            wire::STATUS => Ok(self.status()),
-            wire::PUSH => {
-                let Ok(_slot) = self.busy.try_lock() else {
-                    return Err("busy: another update is in progress, try again".into());
-                };
-                let result = self.push(conn, deadline);
-                let (accepted, reason) = match &result {
-                    Ok(m) => (true, m.clone()),
-                    Err(m) => (false, m.clone()),
-                };
-                let version = self.shared.current().version;
-                self.shared.post(LogRecord::now(
-                    0,
-                    version,
-                    Event::ModelUpdate {
-                        version,
-                        accepted,
-                        reason,
-                    },
-                ));
-                result
+        let accepted = reply.push.as_ref().is_some_and(|p| p.accepted);
+        let mut reason = reply.text.clone();
+        if !accepted {
+            let admitted = self
+                .refusals
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .admit(Instant::now(), self.limits.refusal_interval);
+            match admitted {
+                None => return,
+                Some(0) => {}
+                Some(n) => {
+                    reason.push_str(&format!(" ({n} more refused since the last such record)"))
+                }
             }
-            k => Err(format!("refused: unknown request kind {k}")),
+        }
+        let active = self.shared.current().version;
+        let version = reply.push.as_ref().map_or(0, |p| p.version);
+        self.shared.post(LogRecord::now(
+            0,
+            active,
+            Event::ModelUpdate {
+                version,
+                accepted,
+                reason,
+            },
+        ));
+    }
+
+    fn request(&self, conn: &mut TcpStream) -> Reply {
+        let connected = Instant::now();
+        let mut challenge = [0u8; wire::CHALLENGE_LEN];
+        if getrandom::fill(&mut challenge).is_err() {
+            return Reply::refused("refused: the door's random source failed");
+        }
+        if conn.write_all(&wire::hello(&challenge)).is_err() {
+            return Reply::refused("refused: the peer went away");
+        }
+        let mut head = [0u8; wire::REQUEST_LEN];
+        if let Err(e) = read_exact_by(conn, &mut head, connected + self.limits.head) {
+            return Reply::refused(e);
+        }
+        let request = match Request::parse(&head)
+            .and_then(|r| r.verify(&challenge, &self.trusted).map(|_| r))
+        {
+            Ok(r) => r,
+            Err(e) => return Reply::refused(format!("refused: {e}")),
+        };
+        match request.kind {
+            wire::STATUS => Reply {
+                text: self.status(),
+                push: None,
+                quiet: true,
+            },
+            wire::PUSH => self.push(conn, &request, connected),
+            k => Reply::refused(format!("refused: unknown request kind {k}")),
         }
     }
 
-    fn push(&self, conn: &mut TcpStream, deadline: Instant) -> Result<String, String> {
-        let mut len = [0u8; 8];
-        read_exact_by(conn, &mut len, deadline)?;
-        let len = u64::from_le_bytes(len);
+    fn push(&self, conn: &mut TcpStream, request: &Request, connected: Instant) -> Reply {
+        let len = request.length;
         if len > self.limits.max_bundle as u64 {
-            return Err(format!(
+            return Reply::refused(format!(
                 "refused: bundle of {len} bytes is above the {}-byte limit",
                 self.limits.max_bundle
             ));
         }
+        let Ok(_slot) = self.busy.try_lock() else {
+            return Reply::refused("busy: another update is in progress, try again");
+        };
+        let deadline = connected
+            + self.limits.head
+            + Duration::from_secs_f64(len as f64 / self.limits.min_rate.max(1) as f64);
+        let _ = conn.set_read_timeout(Some(self.limits.read));
         let mut bytes = vec![0u8; len as usize];
-        read_exact_by(conn, &mut bytes, deadline)?;
-        let bundle = bundle::verify(&bytes, &self.trusted).map_err(|e| format!("refused: {e}"))?;
-        let active = self.shared.current().version;
-        let offered = bundle.header.model_version;
-        if offered <= active {
-            return Err(format!(
-                "refused: version {offered} is not newer than the active version {active}"
-            ));
+        if let Err(e) = read_exact_by(conn, &mut bytes, deadline) {
+            return Reply::refused(e);
         }
+        let running = self.shared.current().version;
+        let outcome = |version, accepted, text: String| Reply {
+            text,
+            push: Some(PushOutcome { version, accepted }),
+            quiet: false,
+        };
+        let bundle = match self.installer.check(&bytes, running) {
+            Ok(b) => b,
+            Err(e) => return Reply::refused(format!("refused: {e}")),
+        };
+        let offered = bundle.header.model_version;
         // Signature checked: the door may say it is updating while the model loads.
         let installing = &self.shared.installing;
-        installing.store(offered, std::sync::atomic::Ordering::Relaxed);
-        let result = Live::from_bundle(&bundle, &self.yunet)
-            .map_err(|e| format!("refused: {e}"))
-            .and_then(|live| {
-                self.store.install(&bytes).map_err(|e| {
-                    format!("refused: cannot store the bundle ({e}); still on version {active}")
-                })?;
-                Ok(live)
-            });
-        installing.store(0, std::sync::atomic::Ordering::Relaxed);
-        self.shared.swap(result?);
-        Ok(format!(
-            "ok: version {offered} active ({} people)",
-            bundle.header.labels.len()
-        ))
+        installing.store(offered, Ordering::Relaxed);
+        let result = self.installer.activate(&bytes, &bundle, running);
+        installing.store(0, Ordering::Relaxed);
+        match result {
+            Ok(live) => {
+                self.shared.swap(live);
+                outcome(
+                    offered,
+                    true,
+                    format!(
+                        "ok: version {offered} active ({} people)",
+                        bundle.header.labels.len()
+                    ),
+                )
+            }
+            Err(e) => outcome(offered, false, format!("refused: {e}")),
+        }
     }
 
     fn status(&self) -> String {
@@ -208,8 +367,13 @@ impl UpdateServer {
             .iter()
             .map(|p| p.name.as_str())
             .collect();
-        serde_json::json!({ "model_version": live.version, "people": people, "recent": recent })
-            .to_string()
+        serde_json::json!({
+            "model_version": live.version,
+            "floor": self.installer.store().state().floor,
+            "people": people,
+            "recent": recent,
+        })
+        .to_string()
     }
 }
 
@@ -217,8 +381,19 @@ impl UpdateServer {
 fn read_exact_by(conn: &mut TcpStream, buf: &mut [u8], deadline: Instant) -> Result<(), String> {
     let mut done = 0;
     while done < buf.len() {
-        if Instant::now() >= deadline {
-            return Err("refused: request took too long (deadline passed)".into());
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(format!(
+                "refused: request took too long ({done} of {} bytes by the deadline)",
+                buf.len()
+            ));
+        }
+        // No single read may outlast the deadline either.
+        if let Ok(Some(t)) = conn.read_timeout() {
+            let left = deadline - now;
+            if left < t {
+                let _ = conn.set_read_timeout(Some(left.max(Duration::from_millis(1))));
+            }
         }
         match conn.read(&mut buf[done..]) {
             Ok(0) => {
@@ -236,4 +411,22 @@ fn read_exact_by(conn: &mut TcpStream, buf: &mut [u8], deadline: Instant) -> Res
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_are_logged_once_per_interval_with_a_count() {
+        let mut log = RefusalLog::default();
+        let t = Instant::now();
+        let i = Duration::from_secs(60);
+        assert_eq!(log.admit(t, i), Some(0));
+        for k in 1..=500 {
+            assert_eq!(log.admit(t + Duration::from_millis(k), i), None);
+        }
+        assert_eq!(log.admit(t + i, i), Some(500));
+        assert_eq!(log.admit(t + i + Duration::from_secs(1), i), None);
+    }
 }

@@ -1,14 +1,43 @@
-//! Where the door keeps its model bundles: `active.fgb` and `previous.fgb` in one folder.
+//! Where the door keeps its model bundles: `active.fgb`, `previous.fgb` and `state.json` in one
+//! folder.
 //!
 //! Installing writes the new bundle to a temporary file and fsyncs it, copies the current one
-//! to `previous.fgb` the same way, then renames the new file over `active.fgb` and fsyncs the
-//! folder. A rename is atomic, so whenever power fails `active.fgb` is a whole bundle, old or
-//! new; at start-up the door falls back to `previous.fgb` if `active.fgb` does not verify. A
-//! full disk fails the temporary write and leaves both files as they were.
+//! to `previous.fgb` the same way (only if it was marked good: an unverified or corrupt file
+//! never reaches the fallback slot), then renames the new file over `active.fgb`, records it as
+//! good and raises the version floor in `state.json` (written the same atomic way), and fsyncs
+//! the folder. A rename is atomic, so whenever power fails `active.fgb` is a whole bundle, old
+//! or new. A full disk fails the temporary write and leaves every file as it was.
+//!
+//! The state is what makes rollbacks visible and replays impossible: the **floor** is the
+//! highest version this door ever confirmed (no update goes to or below it, whatever the
+//! bundle files say after a crash or a tampering), and **good** lists the SHA-256 of the
+//! bundles that passed verification and their self-test here, the only ones the door may fall
+//! back to.
 
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+
+use facegate_models::model_files::sha256_hex;
+use serde::{Deserialize, Serialize};
+
+/// What the store remembers beside the bundles.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreState {
+    /// Highest version ever confirmed good on this door.
+    pub floor: u32,
+    /// SHA-256 (hex) of the bundles marked good (the active one and the fallback).
+    pub good: Vec<String>,
+}
+
+impl StoreState {
+    /// Whether `bytes` are a bundle marked good.
+    pub fn is_good(&self, bytes: &[u8]) -> bool {
+        let h = sha256_hex(bytes);
+        self.good.contains(&h)
+    }
+}
 
 /// Where bundles are kept: the real one is [`FileStore`]; [`MemoryStore`] can fail on demand.
 pub trait ModelStore: Send + Sync {
@@ -16,9 +45,34 @@ pub trait ModelStore: Send + Sync {
     fn active(&self) -> Option<Vec<u8>>;
     /// The previous bundle's bytes, if any.
     fn previous(&self) -> Option<Vec<u8>>;
-    /// Makes `bytes` the active bundle, keeping the old one as previous; on error nothing
+    /// The floor and the good marks (defaults when none were written yet).
+    fn state(&self) -> StoreState;
+    /// Makes `bytes` (verified and self-tested, at `version`) the active bundle, marked good;
+    /// the old active one becomes the fallback only if it was marked good. On error nothing
     /// changes.
-    fn install(&self, bytes: &[u8]) -> std::io::Result<()>;
+    fn install(&self, bytes: &[u8], version: u32) -> std::io::Result<()>;
+    /// Marks the active bundle `bytes` good at `version` (it passed its checks at start-up).
+    fn mark_good(&self, bytes: &[u8], version: u32) -> std::io::Result<()>;
+    /// Sets the floor to exactly `floor` (the local recovery command; never the network).
+    fn reset_floor(&self, floor: u32) -> std::io::Result<()>;
+}
+
+/// The state after installing `new` over `old`: the floor raised, `new` good, and `old` kept
+/// good only when it is the fallback now.
+fn state_after_install(
+    state: &StoreState,
+    new: &[u8],
+    kept: Option<&[u8]>,
+    version: u32,
+) -> StoreState {
+    let mut good = vec![sha256_hex(new)];
+    if let Some(old) = kept {
+        good.push(sha256_hex(old));
+    }
+    StoreState {
+        floor: state.floor.max(version),
+        good,
+    }
 }
 
 /// (active, previous) bundle bytes.
@@ -27,7 +81,7 @@ type Slots = (Option<Vec<u8>>, Option<Vec<u8>>);
 /// An in-memory store for tests, which can be told to fail every write as a full disk does.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    slots: std::sync::Mutex<Slots>,
+    slots: std::sync::Mutex<(Slots, StoreState)>,
     full: std::sync::atomic::AtomicBool,
 }
 
@@ -36,29 +90,61 @@ impl MemoryStore {
     pub fn set_full(&self, full: bool) {
         self.full.store(full, std::sync::atomic::Ordering::Relaxed);
     }
+
+    fn check_space(&self) -> std::io::Result<()> {
+        if self.full.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(std::io::Error::from(std::io::ErrorKind::StorageFull));
+        }
+        Ok(())
+    }
+
+    fn lock(&self) -> std::io::Result<std::sync::MutexGuard<'_, (Slots, StoreState)>> {
+        self.slots
+            .lock()
+            .map_err(|_| std::io::Error::other("store lock poisoned"))
+    }
 }
 
 impl ModelStore for MemoryStore {
     fn active(&self) -> Option<Vec<u8>> {
-        self.slots.lock().ok()?.0.clone()
+        self.slots.lock().ok()?.0.0.clone()
     }
 
     fn previous(&self) -> Option<Vec<u8>> {
-        self.slots.lock().ok()?.1.clone()
+        self.slots.lock().ok()?.0.1.clone()
     }
 
-    fn install(&self, bytes: &[u8]) -> std::io::Result<()> {
-        if self.full.load(std::sync::atomic::Ordering::Relaxed) {
-            return Err(std::io::Error::from(std::io::ErrorKind::StorageFull));
-        }
-        let mut slots = self
-            .slots
-            .lock()
-            .map_err(|_| std::io::Error::other("store lock poisoned"))?;
-        let old = slots.0.replace(bytes.to_vec());
+    fn state(&self) -> StoreState {
+        self.slots.lock().map(|s| s.1.clone()).unwrap_or_default()
+    }
+
+    fn install(&self, bytes: &[u8], version: u32) -> std::io::Result<()> {
+        self.check_space()?;
+        let mut guard = self.lock()?;
+        let (slots, state) = &mut *guard;
+        let old = slots.0.take().filter(|old| state.is_good(old));
+        *state = state_after_install(state, bytes, old.as_deref(), version);
+        slots.0 = Some(bytes.to_vec());
         if old.is_some() {
             slots.1 = old;
         }
+        Ok(())
+    }
+
+    fn mark_good(&self, bytes: &[u8], version: u32) -> std::io::Result<()> {
+        self.check_space()?;
+        let mut guard = self.lock()?;
+        let state = &mut guard.1;
+        let h = sha256_hex(bytes);
+        if !state.good.contains(&h) {
+            state.good.push(h);
+        }
+        state.floor = state.floor.max(version);
+        Ok(())
+    }
+
+    fn reset_floor(&self, floor: u32) -> std::io::Result<()> {
+        self.lock()?.1.floor = floor;
         Ok(())
     }
 }
@@ -72,8 +158,30 @@ impl ModelStore for FileStore {
         FileStore::previous(self)
     }
 
-    fn install(&self, bytes: &[u8]) -> std::io::Result<()> {
-        FileStore::install(self, bytes)
+    fn state(&self) -> StoreState {
+        FileStore::state(self)
+    }
+
+    fn install(&self, bytes: &[u8], version: u32) -> std::io::Result<()> {
+        FileStore::install(self, bytes, version)
+    }
+
+    fn mark_good(&self, bytes: &[u8], version: u32) -> std::io::Result<()> {
+        let mut state = self.state();
+        let h = sha256_hex(bytes);
+        if !state.good.contains(&h) {
+            state.good.push(h);
+        }
+        state.floor = state.floor.max(version);
+        self.write_state(&state)?;
+        File::open(&self.dir)?.sync_all()
+    }
+
+    fn reset_floor(&self, floor: u32) -> std::io::Result<()> {
+        let mut state = self.state();
+        state.floor = floor;
+        self.write_state(&state)?;
+        File::open(&self.dir)?.sync_all()
     }
 }
 
@@ -108,6 +216,11 @@ impl FileStore {
         self.dir.join("previous.fgb")
     }
 
+    /// Path of the floor and good marks.
+    pub fn state_path(&self) -> PathBuf {
+        self.dir.join("state.json")
+    }
+
     /// The active bundle's bytes, if any.
     pub fn active(&self) -> Option<Vec<u8>> {
         std::fs::read(self.active_path()).ok()
@@ -118,23 +231,48 @@ impl FileStore {
         std::fs::read(self.previous_path()).ok()
     }
 
-    /// Makes `bytes` the active bundle, keeping the old one as previous. On error the staged
-    /// copy is removed: a disk that fills while the old bundle is copied aside must not also
-    /// lose the space the new one took.
-    pub fn install(&self, bytes: &[u8]) -> std::io::Result<()> {
+    /// The floor and good marks. A missing file is a new store. A file that does not parse
+    /// (it is only ever replaced by an atomic rename, so this means tampering or a failing
+    /// card) marks nothing good but keeps the highest floor it can still read, so a damaged
+    /// state can cost the fallback, never open the door to a replay.
+    pub fn state(&self) -> StoreState {
+        let Ok(text) = std::fs::read(self.state_path()) else {
+            return StoreState::default();
+        };
+        serde_json::from_slice(&text).unwrap_or_else(|_| StoreState {
+            floor: u32::MAX,
+            good: Vec::new(),
+        })
+    }
+
+    /// Makes `bytes` the active bundle (marked good at `version`), keeping the old one as
+    /// previous if it was marked good. On error the staged copy is removed: a disk that fills
+    /// while the old bundle is copied aside must not also lose the space the new one took.
+    pub fn install(&self, bytes: &[u8], version: u32) -> std::io::Result<()> {
+        let state = self.state();
         let staged = self.write_temp(bytes)?;
         let result = (|| {
-            if let Some(old) = self.active() {
-                let prev = self.write_temp(&old)?;
+            let old = self.active().filter(|old| state.is_good(old));
+            if let Some(old) = &old {
+                let prev = self.write_temp(old)?;
                 std::fs::rename(&prev, self.previous_path())?;
             }
-            std::fs::rename(&staged, self.active_path())
+            std::fs::rename(&staged, self.active_path())?;
+            self.write_state(&state_after_install(&state, bytes, old.as_deref(), version))
         })();
         if let Err(e) = result {
             let _ = std::fs::remove_file(&staged);
             return Err(e);
         }
         File::open(&self.dir)?.sync_all()
+    }
+
+    fn write_state(&self, state: &StoreState) -> std::io::Result<()> {
+        let text = serde_json::to_vec_pretty(state).map_err(std::io::Error::other)?;
+        let tmp = self.write_temp(&text)?;
+        std::fs::rename(&tmp, self.state_path()).inspect_err(|_| {
+            let _ = std::fs::remove_file(&tmp);
+        })
     }
 
     fn write_temp(&self, bytes: &[u8]) -> std::io::Result<PathBuf> {
@@ -155,11 +293,15 @@ impl FileStore {
 }
 
 fn rand_suffix() -> u64 {
-    use std::time::{SystemTime, UNIX_EPOCH};
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
+    let mut b = [0u8; 8];
+    if getrandom::fill(&mut b).is_err() {
+        use std::time::{SystemTime, UNIX_EPOCH};
+        return SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+    }
+    u64::from_le_bytes(b)
 }
 
 #[cfg(test)]
@@ -179,11 +321,52 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = FileStore::open(dir.path()).expect("open");
         assert_eq!(store.active(), None);
-        store.install(b"one").expect("install");
-        store.install(b"two").expect("install");
+        store.install(b"one", 1).expect("install");
+        store.install(b"two", 2).expect("install");
         assert_eq!(store.active().as_deref(), Some(&b"two"[..]));
         assert_eq!(store.previous().as_deref(), Some(&b"one"[..]));
         assert_eq!(staging_files(dir.path()), 0);
+        assert_eq!(store.state().floor, 2);
+        assert!(store.state().is_good(b"one") && store.state().is_good(b"two"));
+    }
+
+    /// Finding: a later good push copied a corrupt `active.fgb` into `previous.fgb`. Only a
+    /// bundle marked good reaches the fallback slot.
+    #[test]
+    fn an_unverified_active_file_never_becomes_the_fallback() {
+        let memory = MemoryStore::default();
+        memory.install(b"v1", 1).expect("install");
+        memory.install(b"v2", 2).expect("install");
+        memory.slots.lock().expect("lock").0.0 = Some(b"v2 with a flipped bit".to_vec());
+        memory.install(b"v3", 3).expect("install");
+        assert_eq!(memory.previous().as_deref(), Some(&b"v1"[..]));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = FileStore::open(dir.path()).expect("open");
+        store.install(b"v1", 1).expect("install");
+        store.install(b"v2", 2).expect("install");
+        std::fs::write(store.active_path(), b"v2 with a flipped bit").expect("corrupt");
+        store.install(b"v3", 3).expect("install");
+        assert_eq!(
+            store.previous().as_deref(),
+            Some(&b"v1"[..]),
+            "corrupt file kept aside"
+        );
+        assert_eq!(store.state().floor, 3);
+        assert!(!store.state().is_good(b"v2 with a flipped bit"));
+    }
+
+    /// A state file that does not parse keeps the door from going backwards: the floor reads
+    /// as the highest possible and nothing is marked good.
+    #[test]
+    fn a_damaged_state_never_lowers_the_floor() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = FileStore::open(dir.path()).expect("open");
+        store.install(b"v1", 7).expect("install");
+        std::fs::write(store.state_path(), b"{garbage").expect("damage");
+        assert_eq!(store.state().floor, u32::MAX);
+        assert!(!store.state().is_good(b"v1"));
+        store.reset_floor(7).expect("recovery");
+        assert_eq!(store.state().floor, 7);
     }
 
     /// A store whose writes fail (here: its folder is gone) reports the error and leaves the
@@ -192,11 +375,11 @@ mod tests {
     fn a_failed_write_changes_nothing() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = FileStore::open(dir.path()).expect("open");
-        store.install(b"good").expect("install");
+        store.install(b"good", 1).expect("install");
         let full = FileStore {
             dir: dir.path().join("vanished"),
         };
-        assert!(full.install(b"new").is_err());
+        assert!(full.install(b"new", 2).is_err());
         assert_eq!(store.active().as_deref(), Some(&b"good"[..]));
     }
 
@@ -215,10 +398,10 @@ mod tests {
         let small = vec![0x5Au8; 1024];
         if let Ok(dir) = std::env::var(CHILD) {
             let store = FileStore::open(Path::new(&dir)).expect("open");
-            let err = store.install(&big).expect_err("does not fit");
+            let err = store.install(&big, 3).expect_err("does not fit");
             assert!(err.raw_os_error() == Some(27), "EFBIG expected: {err}");
             let err = store
-                .install(&small)
+                .install(&small, 3)
                 .expect_err("the old one does not fit aside");
             assert!(err.raw_os_error() == Some(27), "EFBIG expected: {err}");
             return;
@@ -226,8 +409,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = FileStore::open(dir.path()).expect("open");
         let old: Vec<u8> = (0..12 * 1024).map(|i| (i % 251) as u8).collect();
-        store.install(b"older").expect("install");
-        store.install(&old).expect("install");
+        store.install(b"older", 1).expect("install");
+        store.install(&old, 2).expect("install");
         let exe = std::env::current_exe().expect("test binary");
         // Output through pipes: the limit would also cut a log file the test output goes to.
         let out = std::process::Command::new("sh")

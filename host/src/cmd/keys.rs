@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::path::Path;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use facegate_models::bundle::{Bundle, key_id, verify};
 
@@ -52,30 +52,14 @@ fn write_new(path: &Path, text: &str, mode: u32) -> Result<()> {
     Ok(())
 }
 
-fn read_hex32(path: &Path, what: &str) -> Result<[u8; 32]> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading {what} {}", path.display()))?;
-    let bytes = hex::decode(text.trim())
-        .with_context(|| format!("{} is not a hex {what}", path.display()))?;
-    match <[u8; 32]>::try_from(bytes.as_slice()) {
-        Ok(b) => Ok(b),
-        Err(_) => bail!(
-            "{} holds {} bytes; a {what} is 32 (make one with `facegate keygen`)",
-            path.display(),
-            bytes.len()
-        ),
-    }
-}
-
 /// Reads a secret key file.
 pub fn read_secret(path: &Path) -> Result<SigningKey> {
-    Ok(SigningKey::from_bytes(&read_hex32(path, "secret key")?))
+    Ok(facegate_models::keys::read_secret(path)?)
 }
 
 /// Reads a public key file.
 pub fn read_public(path: &Path) -> Result<VerifyingKey> {
-    VerifyingKey::from_bytes(&read_hex32(path, "public key")?)
-        .with_context(|| format!("{} is not a valid Ed25519 public key", path.display()))
+    Ok(facegate_models::keys::read_public(path)?)
 }
 
 /// Reads and verifies a bundle against the trusted public key files, as the door would.

@@ -1,0 +1,276 @@
+//! The one update flow, for start-up and the network alike (the embassy-boot / RAUC shape):
+//!
+//! ```text
+//!   offered bytes ──verify signature──▶ parse ──version rules──▶ build + self-test
+//!        │ refused        │ refused          │ refused                │ refused
+//!        ▼                ▼                  ▼                        ▼
+//!   (running model and store unchanged, the reason returned as an UpdateError)
+//!
+//!   build + self-test ──store (atomic, marked good, floor raised)──▶ swap into the loop
+//! ```
+//!
+//! Version rules: an offered version must be above the **floor** (the highest version this
+//! door ever confirmed good, kept by the store apart from the bundles) and above the running
+//! one, and may not jump more than `max_step` past the floor, so a typo such as 4294967295
+//! cannot freeze the door. A door that got a runaway version anyway is recovered locally with
+//! `facegate-device reset-floor` (root on the door, never the network).
+//!
+//! At start-up the active bundle must verify, be at or above the floor and pass its
+//! self-test; if it does not, the door falls back to the previous bundle only when the store
+//! marked it good, and says so in a fault record (a silent rollback could let a revoked person
+//! in). Nothing else is ever used.
+
+use std::sync::Arc;
+
+use ed25519_dalek::VerifyingKey;
+use facegate_models::bundle::{self, Bundle, BundleError};
+
+use crate::live::{Live, LiveError};
+use crate::update::store::ModelStore;
+
+/// How far past the floor a new version may jump, unless the config says otherwise.
+pub const DEFAULT_MAX_STEP: u32 = 1000;
+
+/// Why an offered bundle was not installed. The running model and the store are unchanged.
+#[derive(Debug, thiserror::Error)]
+pub enum UpdateError {
+    /// Signature, key or structure.
+    #[error("{0}")]
+    Bundle(#[from] BundleError),
+    /// A replay, or an older bundle.
+    #[error("version {offered} is not newer than the active version {floor}")]
+    NotNewer {
+        /// Version offered.
+        offered: u32,
+        /// Highest version confirmed here (or running).
+        floor: u32,
+    },
+    /// A version far beyond the floor: most likely a typo that would freeze the door.
+    #[error(
+        "version {offered} jumps more than {max_step} past {floor}, the highest this door has \
+         confirmed: sign it again as {next} (or raise update.max_version_step)",
+        next = floor.saturating_add(1)
+    )]
+    TooFarAhead {
+        /// Version offered.
+        offered: u32,
+        /// Highest version confirmed here.
+        floor: u32,
+        /// The configured step.
+        max_step: u32,
+    },
+    /// The bundle's networks do not load or its self-test failed.
+    #[error("{0}")]
+    Model(#[from] LiveError),
+    /// The store could not keep it (full disk, failing card).
+    #[error("cannot store the bundle ({source}); still on version {active}")]
+    Store {
+        /// The write that failed.
+        #[source]
+        source: std::io::Error,
+        /// The version still running.
+        active: u32,
+    },
+}
+
+/// What the rules allow.
+#[derive(Clone, Copy, Debug)]
+pub struct Rules {
+    /// Largest jump past the floor.
+    pub max_step: u32,
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Self {
+            max_step: DEFAULT_MAX_STEP,
+        }
+    }
+}
+
+/// What start-up found.
+pub struct Started {
+    /// The model to run, if any bundle passed.
+    pub live: Option<Live>,
+    /// What went wrong on the way, for the log (fallbacks, unusable bundles).
+    pub faults: Vec<String>,
+}
+
+/// Trusted keys, the store, the detector and the rules: everything the flow needs.
+pub struct Installer {
+    trusted: Vec<VerifyingKey>,
+    store: Arc<dyn ModelStore>,
+    yunet: Vec<u8>,
+    rules: Rules,
+}
+
+impl Installer {
+    /// An installer over these parts.
+    pub fn new(
+        trusted: Vec<VerifyingKey>,
+        store: Arc<dyn ModelStore>,
+        yunet: Vec<u8>,
+        rules: Rules,
+    ) -> Self {
+        Self {
+            trusted,
+            store,
+            yunet,
+            rules,
+        }
+    }
+
+    /// The store behind this installer.
+    pub fn store(&self) -> &Arc<dyn ModelStore> {
+        &self.store
+    }
+
+    /// First half of an update: the signature (before anything is parsed), then the version
+    /// rules against the floor and the running version.
+    pub fn check(&self, bytes: &[u8], running: u32) -> Result<Bundle, UpdateError> {
+        let bundle = bundle::verify(bytes, &self.trusted)?;
+        let offered = bundle.header.model_version;
+        let floor = self.store.state().floor.max(running);
+        if offered <= floor {
+            return Err(UpdateError::NotNewer { offered, floor });
+        }
+        if offered - floor > self.rules.max_step {
+            return Err(UpdateError::TooFarAhead {
+                offered,
+                floor,
+                max_step: self.rules.max_step,
+            });
+        }
+        Ok(bundle)
+    }
+
+    /// Second half: build the model and self-test it, then store it (marked good, floor
+    /// raised). Returns the model for the caller to swap in.
+    pub fn activate(
+        &self,
+        bytes: &[u8],
+        bundle: &Bundle,
+        running: u32,
+    ) -> Result<Live, UpdateError> {
+        let live = Live::from_bundle(bundle, &self.yunet)?;
+        self.store
+            .install(bytes, bundle.header.model_version)
+            .map_err(|source| UpdateError::Store {
+                source,
+                active: running,
+            })?;
+        Ok(live)
+    }
+
+    /// Both halves.
+    pub fn install(&self, bytes: &[u8], running: u32) -> Result<Live, UpdateError> {
+        let bundle = self.check(bytes, running)?;
+        self.activate(bytes, &bundle, running)
+    }
+
+    /// A stored bundle, checked again: signature, structure, self-test.
+    fn load(&self, bytes: &[u8]) -> Result<Live, UpdateError> {
+        let bundle = bundle::verify(bytes, &self.trusted)?;
+        Ok(Live::from_bundle(&bundle, &self.yunet)?)
+    }
+
+    /// Start-up: the stored model (active, else the previous one if it was marked good), then
+    /// the config's first bundle when it is newer. An error only when a first bundle the config
+    /// names is refused and nothing else can run.
+    pub fn start(&self, first: Option<&[u8]>) -> Result<Started, UpdateError> {
+        let state = self.store.state();
+        let mut faults = Vec::new();
+        let mut live = None;
+        if let Some(bytes) = self.store.active() {
+            match self.load(&bytes) {
+                Ok(l) if l.version < state.floor => faults.push(format!(
+                    "the active bundle is version {}, below {}, the highest this door \
+                     confirmed: not used",
+                    l.version, state.floor
+                )),
+                Ok(l) => {
+                    if !state.is_good(&bytes)
+                        && let Err(e) = self.store.mark_good(&bytes, l.version)
+                    {
+                        faults.push(format!("cannot mark the active bundle good: {e}"));
+                    }
+                    live = Some(l);
+                }
+                Err(e) => faults.push(format!("the active bundle is unusable: {e}")),
+            }
+        }
+        if live.is_none()
+            && let Some(bytes) = self.store.previous()
+        {
+            if !state.is_good(&bytes) {
+                faults.push("the previous bundle was never marked good here: not used".into());
+            } else {
+                match self.load(&bytes) {
+                    Ok(l) => {
+                        if !faults.is_empty() {
+                            faults.push(format!(
+                                "FELL BACK to the previous bundle, version {} (marked good): \
+                                 people removed since may be let in; push a version above {}",
+                                l.version, state.floor
+                            ));
+                        }
+                        live = Some(l);
+                    }
+                    Err(e) => faults.push(format!("the previous bundle is unusable: {e}")),
+                }
+            }
+        }
+        if let Some(bytes) = first {
+            let running = live.as_ref().map_or(0, |l| l.version);
+            let bundle = bundle::verify(bytes, &self.trusted)?;
+            let offered = bundle.header.model_version;
+            // The first bundle stays in the config after it was installed: not newer is normal.
+            if offered > running.max(state.floor) || live.is_none() {
+                live = Some(self.install(bytes, running)?);
+            }
+        }
+        Ok(Started { live, faults })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::update::store::MemoryStore;
+
+    #[test]
+    fn version_rules() {
+        let store = Arc::new(MemoryStore::default());
+        let key = ed25519_dalek::SigningKey::from_bytes(&[4; 32]);
+        let installer = Installer::new(
+            vec![key.verifying_key()],
+            store.clone(),
+            Vec::new(),
+            Rules { max_step: 10 },
+        );
+        let make = |v: u32| {
+            let mut g = facegate_models::gallery::Gallery::new(
+                facegate_models::embed::EmbedderKind::SFace,
+                0.48,
+            );
+            let mut t = vec![0.0; 128];
+            t[0] = 1.0;
+            g.enrol("ann", t).expect("enrol");
+            Bundle::new(&g, true, v, 0, Default::default(), Vec::new(), None).sign(&key)
+        };
+        store.reset_floor(5).expect("floor");
+        assert!(matches!(
+            installer.check(&make(5), 3),
+            Err(UpdateError::NotNewer { floor: 5, .. })
+        ));
+        assert!(matches!(
+            installer.check(&make(7), 8),
+            Err(UpdateError::NotNewer { floor: 8, .. })
+        ));
+        let err = installer.check(&make(u32::MAX), 5).expect_err("runaway");
+        assert!(matches!(err, UpdateError::TooFarAhead { .. }));
+        assert!(err.to_string().contains("sign it again as 6"), "{err}");
+        assert!(installer.check(&make(15), 5).is_ok());
+        assert!(installer.check(&make(16), 5).is_err());
+    }
+}
