@@ -278,6 +278,10 @@ pub struct UpdateConfig {
     /// such as 4294967295 must not freeze the door.
     #[serde(default = "default_max_version_step")]
     pub max_version_step: u32,
+    /// Accept requests over plain TCP instead of the encrypted channel. Requests stay signed,
+    /// but bundles (templates, a face crop) and status are readable on the network.
+    #[serde(default)]
+    pub plaintext: bool,
 }
 
 impl Default for UpdateConfig {
@@ -285,6 +289,7 @@ impl Default for UpdateConfig {
         Self {
             listen: None,
             max_version_step: default_max_version_step(),
+            plaintext: false,
         }
     }
 }

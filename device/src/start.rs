@@ -31,8 +31,9 @@ use crate::sim::camera::FileCamera;
 use crate::sim::panel::{PanelModel, PngPanel};
 use crate::sim::relay::FilePin;
 use crate::update::install::{Installer, Rules};
-use crate::update::server::{Limits, UpdateServer};
+use crate::update::server::{Limits, Transport, UpdateServer};
 use crate::update::store::{FileStore, ModelStore};
+use facegate_models::channel::DoorKeys;
 
 /// Reads a public key file written by `facegate keygen` (64 hex digits).
 pub fn read_key(path: &std::path::Path) -> Result<VerifyingKey> {
@@ -114,11 +115,26 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Outcome> {
     if let Some(addr) = &config.update.listen {
         let listener = TcpListener::bind(addr).with_context(|| format!("listening on {addr}"))?;
         eprintln!("accepting signed updates on {}", listener.local_addr()?);
+        let transport = if config.update.plaintext {
+            eprintln!(
+                "warning: update.plaintext = true: bundles and status cross the network unencrypted"
+            );
+            Transport::Plain
+        } else {
+            let keys = channel_keys(&config.model.store)?;
+            eprintln!(
+                "update channel key {} (the laptop pins it on first contact, or give it \
+                 with --door-key)",
+                hex::encode(keys.public)
+            );
+            Transport::Noise(keys)
+        };
         let server = Arc::new(UpdateServer::new(
             trusted,
             installer,
             shared.clone(),
             Limits::default(),
+            transport,
         ));
         let stop = stop.clone();
         std::thread::spawn(move || server.serve(listener, stop));
@@ -189,6 +205,34 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Outcome> {
         startup: loop_start - entered,
         looped,
     })
+}
+
+/// The door's own key pair for the update channel, made on first start and kept beside the
+/// bundles (`channel.key`, readable by the service only).
+pub fn channel_keys(store: &std::path::Path) -> Result<DoorKeys> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = store.join("channel.key");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        return DoorKeys::from_text(&text).with_context(|| {
+            format!(
+                "{} is not a channel key: remove it to make a new one (laptops that pinned the \
+                 old one must then forget it)",
+                path.display()
+            )
+        });
+    }
+    let keys = DoorKeys::generate().context("making the update channel key")?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(keys.to_text().as_bytes())
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(keys)
 }
 
 /// Under systemd (`Type=notify`, `WatchdogSec=`): says ready, then feeds the watchdog from a

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
 use facegate_models::bundle::{Bundle, SelfTest};
+use facegate_models::channel::{DoorKeys, NOISE_HELLO, NoiseStream};
 use facegate_models::gallery::{Gallery, default_threshold};
 use facegate_models::image_io;
 use facegate_models::model_files::{EDGEFACE_INT8, default_dir};
@@ -63,9 +64,25 @@ fn start(dir: &Path, bundle: Option<&Path>) -> (Child, String) {
     }
 }
 
-fn status_version(addr: &str, key: &SigningKey) -> u64 {
-    let mut c = TcpStream::connect(addr).expect("connect");
-    let challenge = wire::read_hello(&mut c).expect("hello");
+/// Opens the door's encrypted channel, checking the door's key against the one in its store,
+/// and reads its challenge.
+fn channel(
+    addr: &str,
+    store: &Path,
+) -> Option<(NoiseStream<TcpStream>, [u8; wire::CHALLENGE_LEN])> {
+    let pinned = DoorKeys::from_text(&std::fs::read_to_string(store.join("channel.key")).ok()?)?;
+    let mut c = TcpStream::connect(addr).ok()?;
+    let mut hello = [0u8; 4];
+    c.read_exact(&mut hello).ok()?;
+    assert_eq!(hello, NOISE_HELLO);
+    let mut s = NoiseStream::connect(c).ok()?;
+    assert_eq!(s.remote_key(), Some(pinned.public));
+    let challenge = wire::read_hello(&mut s).ok()?;
+    Some((s, challenge))
+}
+
+fn status_version(addr: &str, store: &Path, key: &SigningKey) -> u64 {
+    let (mut c, challenge) = channel(addr, store).expect("channel");
     wire::write_status(&mut c, key, &challenge).expect("status");
     let v: serde_json::Value =
         serde_json::from_str(&wire::read_reply(&mut c).expect("reply")).expect("json");
@@ -139,11 +156,11 @@ fn kill_9_during_pushes_never_leaves_the_door_without_a_valid_model() {
         let pusher = {
             let addr = addr.clone();
             let key = key.clone();
+            let store = dir.join("store");
             std::thread::spawn(move || {
-                let mut c = TcpStream::connect(&addr).ok()?;
-                let challenge = wire::read_hello(&mut c).ok()?;
+                let (mut c, challenge) = channel(&addr, &store)?;
                 wire::write_push(&mut c, &key, &challenge, &bytes).ok()?;
-                let _ = c.shutdown(std::net::Shutdown::Write);
+                let _ = c.get_mut().shutdown(std::net::Shutdown::Write);
                 let mut s = String::new();
                 c.read_to_string(&mut s).ok()?;
                 Some(s)
@@ -161,7 +178,7 @@ fn kill_9_during_pushes_never_leaves_the_door_without_a_valid_model() {
         let (d, a) = start(dir, None);
         door = d;
         addr = a;
-        let now = status_version(&addr, &key);
+        let now = status_version(&addr, &dir.join("store"), &key);
         assert!(
             now >= confirmed,
             "push {i}: restarted on version {now}, but {confirmed} was confirmed"

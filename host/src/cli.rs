@@ -323,6 +323,13 @@ pub struct PushCmd {
     /// Secret key that signs the request (one the door trusts; `facegate keygen`).
     #[arg(long)]
     pub key: PathBuf,
+    /// The door's update-channel key (it prints it at start); default: the key pinned in
+    /// ~/.config/facegate/known_doors, recorded on first contact.
+    #[arg(long)]
+    pub door_key: Option<String>,
+    /// Talk to a door configured with `update.plaintext = true` (unencrypted).
+    #[arg(long)]
+    pub insecure_plaintext: bool,
     /// The bundle from `facegate enrol`.
     pub bundle: PathBuf,
     /// Give up after this many seconds.
@@ -339,6 +346,13 @@ pub struct StatusCmd {
     /// Secret key that signs the request (the door answers only keys it trusts).
     #[arg(long)]
     pub key: PathBuf,
+    /// The door's update-channel key (it prints it at start); default: the key pinned in
+    /// ~/.config/facegate/known_doors, recorded on first contact.
+    #[arg(long)]
+    pub door_key: Option<String>,
+    /// Talk to a door configured with `update.plaintext = true` (unencrypted).
+    #[arg(long)]
+    pub insecure_plaintext: bool,
 }
 
 /// `facegate keygen --out DIR`

@@ -23,6 +23,7 @@
 pub mod adapted;
 pub mod align;
 pub mod bundle;
+pub mod channel;
 pub mod detect;
 pub mod embed;
 pub mod error;

@@ -456,8 +456,10 @@ fn photos_to_a_trained_bundle_that_the_door_runs() {
         assert!(std::time::Instant::now() < deadline, "no decision by v3");
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
+    // The laptop pins the door's channel key on first contact: in this test's own folder.
     let pushed = Command::new(facegate_bin())
         .current_dir(dir)
+        .env("XDG_CONFIG_HOME", dir.join("config"))
         .args([
             "push",
             "--device",
@@ -470,6 +472,7 @@ fn photos_to_a_trained_bundle_that_the_door_runs() {
         .expect("push");
     let status = Command::new(facegate_bin())
         .current_dir(dir)
+        .env("XDG_CONFIG_HOME", dir.join("config"))
         .args(["status", "--device", &addr, "--key", "facegate.key"])
         .output()
         .expect("status");
@@ -483,6 +486,8 @@ fn photos_to_a_trained_bundle_that_the_door_runs() {
     );
     let status = String::from_utf8_lossy(&status.stdout).into_owned();
     assert!(status.contains("model version 4"), "{status}");
+    let pinned = std::fs::read_to_string(dir.join("config/facegate/known_doors")).expect("pin");
+    assert!(pinned.starts_with(&addr), "{pinned}");
     let log = std::fs::read_to_string(dir.join("push.log")).expect("log");
     assert!(log.contains("model=3 "), "{log}");
     assert!(

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
-use facegate::cmd::push::push_bytes;
+use facegate::cmd::push::{DoorTrust, push_bytes};
 use facegate_device::app::{self, DoorConfig};
 use facegate_device::live::{Live, Shared};
 use facegate_device::policy::PolicyConfig;
@@ -18,9 +18,11 @@ use facegate_device::sim::camera::FileCamera;
 use facegate_device::sim::relay::RecordingPin;
 use facegate_device::ui::Screen;
 use facegate_device::update::install::{Installer, Rules};
+use facegate_device::update::server::Transport;
 use facegate_device::update::server::{Limits, UpdateServer};
 use facegate_device::update::store::{FileStore, MemoryStore, ModelStore};
 use facegate_models::bundle::{self, Bundle, SelfTest};
+use facegate_models::channel::DoorKeys;
 use facegate_models::gallery::{Gallery, default_threshold};
 use facegate_models::image_io;
 use facegate_models::logrecord::{Event, FrameReader};
@@ -76,37 +78,54 @@ fn make_bundle(
     .sign(key)
 }
 
-/// Connects and reads the door's challenge.
-fn hello(addr: &str) -> (TcpStream, [u8; wire::CHALLENGE_LEN]) {
-    let mut c = TcpStream::connect(addr).expect("connect");
-    let challenge = wire::read_hello(&mut c).expect("hello");
-    (c, challenge)
+/// Connects through the encrypted channel and reads the door's challenge.
+fn hello(
+    addr: &str,
+    trust: &DoorTrust,
+) -> (facegate::cmd::push::DoorConn, [u8; wire::CHALLENGE_LEN]) {
+    facegate::cmd::push::open(addr, Duration::from_secs(10), trust).expect("hello")
 }
 
 /// Sends a signed push header declaring `len` bytes, then `body`; returns the answer.
-fn raw(addr: &str, key: &SigningKey, len: u64, body: &[u8]) -> String {
-    let (mut c, challenge) = hello(addr);
+fn raw(addr: &str, trust: &DoorTrust, key: &SigningKey, len: u64, body: &[u8]) -> String {
+    let (mut c, challenge) = hello(addr, trust);
     c.write_all(&wire::request(key, &challenge, wire::PUSH, len))
         .expect("send");
     let _ = c.write_all(body);
-    let _ = c.shutdown(std::net::Shutdown::Write);
+    let _ = c.flush();
+    c.finish_writing();
     let mut s = String::new();
     let _ = c.read_to_string(&mut s);
     s
 }
 
 /// The door's status as JSON, asked with `key`.
-fn status(addr: &str, key: &SigningKey) -> serde_json::Value {
-    let reply = facegate::cmd::push::status_reply(addr, key).expect("status");
+fn status(addr: &str, trust: &DoorTrust, key: &SigningKey) -> serde_json::Value {
+    let reply = facegate::cmd::push::status_reply(addr, key, trust).expect("status");
     serde_json::from_str(&reply).unwrap_or_else(|_| panic!("not JSON: {reply}"))
 }
 
-/// An update server over `store` running `first`, trusting `key`.
+/// An update server over `store` running `first`, trusting `key`, on the encrypted channel
+/// with a fresh door key; the trust a laptop pinning that key has.
 fn server(
     key: &SigningKey,
     store: Arc<dyn ModelStore>,
     first: &[u8],
     limits: Limits,
+) -> (Arc<UpdateServer>, Arc<Shared>, DoorTrust) {
+    let door = DoorKeys::generate().expect("door key");
+    let trust = DoorTrust::pinned(door.public);
+    let (server, shared) = server_with(key, store, first, limits, Transport::Noise(door));
+    (server, shared, trust)
+}
+
+/// The same with any transport.
+fn server_with(
+    key: &SigningKey,
+    store: Arc<dyn ModelStore>,
+    first: &[u8],
+    limits: Limits,
+    transport: Transport,
 ) -> (Arc<UpdateServer>, Arc<Shared>) {
     let yunet = YUNET.read_verified(&models_dir()).expect("yunet");
     let trusted = vec![key.verifying_key()];
@@ -124,6 +143,7 @@ fn server(
             installer,
             shared.clone(),
             limits,
+            transport,
         )),
         shared,
     )
@@ -181,7 +201,7 @@ fn updates_over_tcp_are_verified_atomic_and_used_for_the_next_frame() {
         refusal_interval: Duration::ZERO,
         ..Limits::default()
     };
-    let (server, shared) = server(&good, Arc::new(store.clone()), &v1, limits);
+    let (server, shared, trust) = server(&good, Arc::new(store.clone()), &v1, limits);
     let (addr, stop, serving) = serve(server.clone());
     // The door loop, watching Ben (enrolled only in v2) at 20 frames per second.
     let looping = {
@@ -222,24 +242,24 @@ fn updates_over_tcp_are_verified_atomic_and_used_for_the_next_frame() {
     let mut tampered = v2.clone();
     let mid = tampered.len() / 2;
     tampered[mid] ^= 0x04;
-    let r = push_bytes(&addr, &tampered, &good, t).expect("answer");
+    let r = push_bytes(&addr, &tampered, &good, &trust, t).expect("answer");
     assert!(r.contains("signature check failed"), "{r}");
     assert_eq!(version(), 1);
 
     // A bundle signed by a key the door does not trust, sent by a trusted pusher.
-    let r = push_bytes(&addr, &v2_other, &good, t).expect("answer");
+    let r = push_bytes(&addr, &v2_other, &good, &trust, t).expect("answer");
     assert!(r.contains("not in the trusted keys"), "{r}");
 
     // A request signed by a key the door does not trust: refused before the bundle is read.
-    let r = push_bytes(&addr, &v2, &other, t).expect("answer");
+    let r = push_bytes(&addr, &v2, &other, &trust, t).expect("answer");
     assert!(r.contains("does not trust"), "{r}");
 
     // Truncated stream: declares the full length, sends half.
-    let r = raw(&addr, &good, v2.len() as u64, &v2[..v2.len() / 2]);
+    let r = raw(&addr, &trust, &good, v2.len() as u64, &v2[..v2.len() / 2]);
     assert!(r.contains("stream ended"), "{r}");
 
     // Oversized: refused from the declared length, before reading.
-    let r = raw(&addr, &good, 1 << 40, &[]);
+    let r = raw(&addr, &trust, &good, 1 << 40, &[]);
     assert!(r.contains("above the"), "{r}");
 
     // Slow sender holding the update slot while a second push arrives.
@@ -247,8 +267,9 @@ fn updates_over_tcp_are_verified_atomic_and_used_for_the_next_frame() {
         let addr = addr.clone();
         let v2 = v2.clone();
         let good = good.clone();
+        let trust = trust.clone();
         std::thread::spawn(move || {
-            let (mut c, challenge) = hello(&addr);
+            let (mut c, challenge) = hello(&addr, &trust);
             c.write_all(&wire::request(
                 &good,
                 &challenge,
@@ -266,7 +287,7 @@ fn updates_over_tcp_are_verified_atomic_and_used_for_the_next_frame() {
         })
     };
     std::thread::sleep(Duration::from_millis(300));
-    let r = push_bytes(&addr, &v2, &good, t).expect("answer");
+    let r = push_bytes(&addr, &v2, &good, &trust, t).expect("answer");
     assert!(r.starts_with("busy"), "two pushes at once: {r}");
     let r = slow.join().expect("slow sender");
     assert!(
@@ -277,19 +298,19 @@ fn updates_over_tcp_are_verified_atomic_and_used_for_the_next_frame() {
     assert_eq!(store.active().as_deref(), Some(&v1[..]));
 
     // The good push.
-    let r = push_bytes(&addr, &v2, &good, t).expect("answer");
+    let r = push_bytes(&addr, &v2, &good, &trust, t).expect("answer");
     assert!(r.starts_with("ok: version 2"), "{r}");
     assert_eq!(version(), 2);
     assert_eq!(store.active().as_deref(), Some(&v2[..]));
     assert_eq!(store.previous().as_deref(), Some(&v1[..]));
 
     // Replay of an older (or the same) version.
-    let r = push_bytes(&addr, &v1, &good, t).expect("answer");
+    let r = push_bytes(&addr, &v1, &good, &trust, t).expect("answer");
     assert!(r.contains("not newer"), "{r}");
 
     // Status, for a trusted key only.
-    assert_eq!(status(&addr, &good)["model_version"], 2);
-    let r = facegate::cmd::push::status_reply(&addr, &other).expect("answer");
+    assert_eq!(status(&addr, &trust, &good)["model_version"], 2);
+    let r = facegate::cmd::push::status_reply(&addr, &other, &trust).expect("answer");
     assert!(
         r.starts_with("refused") && r.contains("does not trust"),
         "{r}"
@@ -346,10 +367,10 @@ fn a_full_disk_refuses_the_update_and_keeps_the_old_model() {
         &key,
     );
     let store = Arc::new(MemoryStore::default());
-    let (server, shared) = server(&key, store.clone(), &v1, Limits::default());
+    let (server, shared, trust) = server(&key, store.clone(), &v1, Limits::default());
     let (addr, stop, serving) = serve(server.clone());
     store.set_full(true);
-    let r = push_bytes(&addr, &v2, &key, Duration::from_secs(20)).expect("answer");
+    let r = push_bytes(&addr, &v2, &key, &trust, Duration::from_secs(20)).expect("answer");
     assert!(
         r.contains("cannot store the bundle") && r.contains("still on version 1"),
         "{r}"
@@ -357,7 +378,7 @@ fn a_full_disk_refuses_the_update_and_keeps_the_old_model() {
     assert_eq!(shared.current().version, 1);
     assert_eq!(store.active().as_deref(), Some(&v1[..]));
     store.set_full(false);
-    let r = push_bytes(&addr, &v2, &key, Duration::from_secs(20)).expect("answer");
+    let r = push_bytes(&addr, &v2, &key, &trust, Duration::from_secs(20)).expect("answer");
     assert!(r.starts_with("ok: version 2"), "{r}");
     stop.store(true, Ordering::Relaxed);
     serving.join().expect("server");
@@ -415,10 +436,13 @@ fn threads_of_this_process() -> usize {
 }
 
 /// Pushes until the door is not busy with other connections (at most 20 s).
-fn push_when_free(addr: &str, bytes: &[u8], key: &SigningKey) -> String {
+fn push_when_free(addr: &str, trust: &DoorTrust, bytes: &[u8], key: &SigningKey) -> String {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
-        match push_bytes(addr, bytes, key, Duration::from_secs(20)) {
+        match push_bytes(addr, bytes, key, trust, Duration::from_secs(20)) {
+            Err(e) if e.to_string().contains("busy") => {
+                std::thread::sleep(Duration::from_millis(100))
+            }
             Ok(r) if !r.starts_with("busy") => return r,
             other if std::time::Instant::now() > deadline => panic!("still busy: {other:?}"),
             _ => std::thread::sleep(Duration::from_millis(100)),
@@ -440,7 +464,7 @@ fn floods_of_idle_and_dripping_connections_never_stop_updates() {
         .map(|n| make_bundle(&pipeline, &people, n, &key))
         .collect();
     let store = Arc::new(MemoryStore::default());
-    let (server, shared) = server(&key, store, &v[0], quick_limits());
+    let (server, shared, trust) = server(&key, store, &v[0], quick_limits());
     let before = threads_of_this_process();
     let (addr, stop, serving) = serve(server);
 
@@ -465,7 +489,7 @@ fn floods_of_idle_and_dripping_connections_never_stop_updates() {
     }
     assert!(busy >= 290, "{busy} of 300 told busy");
     assert_eq!(
-        push_when_free(&addr, &v[1], &key),
+        push_when_free(&addr, &trust, &v[1], &key),
         "ok: version 2 active (1 people)"
     );
 
@@ -494,7 +518,7 @@ fn floods_of_idle_and_dripping_connections_never_stop_updates() {
         .collect();
     std::thread::sleep(Duration::from_millis(300));
     for (i, bundle) in v[2..].iter().enumerate() {
-        let r = push_when_free(&addr, bundle, &key);
+        let r = push_when_free(&addr, &trust, bundle, &key);
         assert!(r.starts_with(&format!("ok: version {}", i + 3)), "{r}");
     }
     std::thread::sleep(Duration::from_secs(2));
@@ -522,18 +546,18 @@ fn refused_requests_cannot_wash_the_log() {
         refusal_interval: Duration::from_secs(3600),
         ..quick_limits()
     };
-    let (server, shared) = server(&key, store, &v1, limits);
+    let (server, shared, trust) = server(&key, store, &v1, limits);
     let (addr, stop, serving) = serve(server);
     for i in 0..600 {
         if i % 2 == 0 {
-            let _ = facegate::cmd::push::status_reply(&addr, &stranger);
+            let _ = facegate::cmd::push::status_reply(&addr, &stranger, &trust);
         } else {
-            let r = raw(&addr, &key, 1 << 40, &[]);
+            let r = raw(&addr, &trust, &key, 1 << 40, &[]);
             assert!(r.contains("above the"), "{r}");
         }
     }
     assert_eq!(
-        push_when_free(&addr, &v2, &key),
+        push_when_free(&addr, &trust, &v2, &key),
         "ok: version 2 active (1 people)"
     );
     stop.store(true, Ordering::Relaxed);
@@ -568,16 +592,16 @@ fn a_runaway_version_is_refused_and_the_door_keeps_updating() {
     let huge = make_bundle(&pipeline, &people, u32::MAX, &key);
     let v2 = make_bundle(&pipeline, &people, 2, &key);
     let store = Arc::new(MemoryStore::default());
-    let (server, shared) = server(&key, store.clone(), &v1, quick_limits());
+    let (server, shared, trust) = server(&key, store.clone(), &v1, quick_limits());
     let (addr, stop, serving) = serve(server);
-    let r = push_when_free(&addr, &huge, &key);
+    let r = push_when_free(&addr, &trust, &huge, &key);
     assert!(
         r.contains("jumps more than 1000") && r.contains("as 2"),
         "{r}"
     );
     assert_eq!(store.state().floor, 1);
     assert_eq!(
-        push_when_free(&addr, &v2, &key),
+        push_when_free(&addr, &trust, &v2, &key),
         "ok: version 2 active (1 people)"
     );
     assert_eq!(shared.current().version, 2);
@@ -634,4 +658,139 @@ fn a_corrupt_active_bundle_falls_back_loudly_and_is_never_kept() {
     let started = installer().start(None).expect("start");
     assert!(started.live.is_none());
     assert!(started.faults.join("\n").contains("never marked good"));
+}
+
+/// Relays TCP between `listen` clients and `to`, recording every byte that crosses: what a
+/// passive eavesdropper on the network would see.
+fn eavesdropper(to: String) -> (String, Arc<std::sync::Mutex<Vec<u8>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { return };
+            let Ok(server) = TcpStream::connect(&to) else {
+                return;
+            };
+            for (mut from, mut into) in [
+                (
+                    client.try_clone().expect("clone"),
+                    server.try_clone().expect("clone"),
+                ),
+                (server, client),
+            ] {
+                let record = record.clone();
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 8192];
+                    while let Ok(n) = from.read(&mut buf) {
+                        if n == 0 || into.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                        record.lock().expect("record").extend_from_slice(&buf[..n]);
+                    }
+                    let _ = into.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        }
+    });
+    (addr, seen)
+}
+
+/// Finding 10: bundles (templates and a face crop) and status crossed the network in clear.
+/// Now they travel in the Noise channel: an eavesdropper sees neither the names nor the
+/// picture; the laptop refuses a door whose key is not the one it pinned; a plaintext door is
+/// refused unless the laptop says `--insecure-plaintext`.
+#[test]
+fn updates_travel_encrypted_to_the_pinned_door_only() {
+    let models = models_dir();
+    let pipeline = door_pipeline(&models);
+    let key = SigningKey::from_bytes(&[7; 32]);
+    let v1 = make_bundle(&pipeline, &[("AdrianDunbar", 2)], 1, &key);
+    let v2 = make_bundle(
+        &pipeline,
+        &[("AdrianDunbar", 2), ("BenAffleck", 3)],
+        2,
+        &key,
+    );
+    let v3 = make_bundle(
+        &pipeline,
+        &[("AdrianDunbar", 2), ("BenAffleck", 3)],
+        3,
+        &key,
+    );
+    let (server, _shared, trust) =
+        server(&key, Arc::new(MemoryStore::default()), &v1, quick_limits());
+    let (addr, stop, serving) = serve(server);
+
+    let (tapped, seen) = eavesdropper(addr.clone());
+    assert_eq!(
+        push_when_free(&tapped, &trust, &v2, &key),
+        "ok: version 2 active (2 people)"
+    );
+    let people = status(&tapped, &trust, &key)["people"].to_string();
+    assert!(people.contains("BenAffleck"), "{people}");
+    let wire_bytes = seen.lock().expect("seen").clone();
+    assert!(wire_bytes.len() > v2.len(), "the bundle crossed the tap");
+    let contains = |needle: &[u8]| wire_bytes.windows(needle.len()).any(|w| w == needle);
+    assert!(
+        !contains(b"BenAffleck"),
+        "a name crossed the network in clear"
+    );
+    assert!(
+        !contains(b"\x89PNG"),
+        "the self-test face crossed the network in clear"
+    );
+    assert!(
+        !contains(&v2[200..232]),
+        "bundle bytes crossed the network in clear"
+    );
+
+    // A door answering with another key (a machine in the middle, a swapped board).
+    let wrong = DoorTrust::pinned([1; 32]);
+    let err = push_bytes(&addr, &v3, &key, &wrong, Duration::from_secs(10))
+        .expect_err("refused by the laptop");
+    assert!(
+        err.to_string().contains("not the --door-key given"),
+        "{err}"
+    );
+
+    // Trust on first use: recorded, then held to.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let known = tmp.path().join("known_doors");
+    let tofu = DoorTrust {
+        known: Some(known.clone()),
+        ..DoorTrust::default()
+    };
+    status(&addr, &tofu, &key);
+    let pinned = std::fs::read_to_string(&known).expect("pinned");
+    assert!(pinned.starts_with(&format!("{addr} ")), "{pinned}");
+    status(&addr, &tofu, &key);
+    std::fs::write(&known, format!("{addr} {}\n", "ab".repeat(32))).expect("other key");
+    let err = facegate::cmd::push::status_reply(&addr, &key, &tofu).expect_err("changed key");
+    assert!(err.to_string().contains("pins"), "{err}");
+    stop.store(true, Ordering::Relaxed);
+    serving.join().expect("server");
+
+    // A door set to plaintext: the laptop refuses unless told otherwise.
+    let (plain, _) = server_with(
+        &key,
+        Arc::new(MemoryStore::default()),
+        &v1,
+        quick_limits(),
+        Transport::Plain,
+    );
+    let (addr, stop, serving) = serve(plain);
+    let err = push_bytes(&addr, &v2, &key, &trust, Duration::from_secs(10)).expect_err("plain");
+    assert!(err.to_string().contains("--insecure-plaintext"), "{err}");
+    let insecure = DoorTrust {
+        allow_plaintext: true,
+        ..DoorTrust::default()
+    };
+    assert_eq!(
+        push_when_free(&addr, &insecure, &v2, &key),
+        "ok: version 2 active (2 people)"
+    );
+    stop.store(true, Ordering::Relaxed);
+    serving.join().expect("server");
 }

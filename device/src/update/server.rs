@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use ed25519_dalek::VerifyingKey;
 use facegate_models::bundle::MAX_BUNDLE;
+use facegate_models::channel::{DoorKeys, NoiseStream};
 use facegate_models::logrecord::{Event, LogRecord};
 use facegate_models::wire::{self, Request};
 
@@ -81,6 +82,73 @@ impl RefusalLog {
     }
 }
 
+/// How requests travel.
+#[derive(Clone, Debug)]
+pub enum Transport {
+    /// Encrypted and bound to the door's key ([`facegate_models::channel`]): the default.
+    Noise(DoorKeys),
+    /// Plain TCP: requests are still signed, but bundles (templates, a face crop) and status
+    /// cross the network readable by anyone on it. Only with `update.plaintext = true`.
+    Plain,
+}
+
+/// A connection with a deadline: every read waits at most until it (and at most the
+/// per-read limit), whatever layer asks, so a sender dripping bytes inside a frame is cut off
+/// on time too.
+struct Timed {
+    tcp: TcpStream,
+    read: Duration,
+    deadline: Instant,
+}
+
+impl Read for Timed {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let now = Instant::now();
+        if now >= self.deadline {
+            return Err(ErrorKind::TimedOut.into());
+        }
+        let wait = self
+            .read
+            .min(self.deadline - now)
+            .max(Duration::from_millis(1));
+        self.tcp.set_read_timeout(Some(wait))?;
+        self.tcp.read(buf)
+    }
+}
+
+impl Write for Timed {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.tcp.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.tcp.flush()
+    }
+}
+
+/// A connection whose read deadline the server moves between the phases of a request.
+trait Deadlined: Read + Write {
+    fn set_deadline(&mut self, deadline: Instant);
+}
+
+impl Deadlined for Timed {
+    fn set_deadline(&mut self, deadline: Instant) {
+        self.deadline = deadline;
+    }
+}
+
+impl Deadlined for &mut Timed {
+    fn set_deadline(&mut self, deadline: Instant) {
+        self.deadline = deadline;
+    }
+}
+
+impl<S: Deadlined> Deadlined for NoiseStream<S> {
+    fn set_deadline(&mut self, deadline: Instant) {
+        self.get_mut().set_deadline(deadline);
+    }
+}
+
 /// What the server needs.
 pub struct UpdateServer {
     /// Keys allowed to sign requests and bundles.
@@ -91,6 +159,7 @@ pub struct UpdateServer {
     shared: Arc<Shared>,
     /// Connection limits.
     limits: Limits,
+    transport: Transport,
     busy: Mutex<()>,
     refusals: Mutex<RefusalLog>,
 }
@@ -125,12 +194,14 @@ impl UpdateServer {
         installer: Installer,
         shared: Arc<Shared>,
         limits: Limits,
+        transport: Transport,
     ) -> Self {
         Self {
             trusted,
             installer,
             shared,
             limits,
+            transport,
             busy: Mutex::new(()),
             refusals: Mutex::default(),
         }
@@ -212,16 +283,42 @@ impl UpdateServer {
         }
     }
 
-    /// Serves one connection: challenge, signed request, one answer line.
-    pub fn handle(&self, mut conn: TcpStream) {
-        let _ = conn.set_nonblocking(false);
-        let _ = conn.set_read_timeout(Some(self.limits.read.min(self.limits.head)));
-        let _ = conn.set_write_timeout(Some(self.limits.read));
-        let reply = self.request(&mut conn);
-        self.log_outcome(&reply);
-        let _ = conn.write_all(reply.text.as_bytes());
-        let _ = conn.write_all(b"\n");
-        let _ = conn.flush();
+    /// Serves one connection: handshake (Noise), challenge, signed request, one answer line.
+    pub fn handle(&self, tcp: TcpStream) {
+        let _ = tcp.set_nonblocking(false);
+        let _ = tcp.set_write_timeout(Some(self.limits.read));
+        // Handshake and answer are several small messages in a row: without this, each waits
+        // for the peer's delayed acknowledgement (40 ms).
+        let _ = tcp.set_nodelay(true);
+        let connected = Instant::now();
+        let mut timed = Timed {
+            tcp,
+            read: self.limits.read,
+            deadline: connected + self.limits.head,
+        };
+        match &self.transport {
+            Transport::Plain => {
+                let mut challenge = [0u8; wire::CHALLENGE_LEN];
+                let reply = match getrandom::fill(&mut challenge) {
+                    Ok(()) => self.request(&mut timed, &challenge, connected),
+                    Err(_) => Reply::refused("refused: the door's random source failed"),
+                };
+                self.answer(&mut timed, reply);
+            }
+            Transport::Noise(keys) => match NoiseStream::accept(&mut timed, keys) {
+                Ok(mut channel) => {
+                    // The challenge is this session's handshake hash: a signature made for
+                    // another connection (or relayed by a man in the middle) does not verify.
+                    let challenge = channel.binding();
+                    let reply = self.request(&mut channel, &challenge, connected);
+                    self.answer(&mut channel, reply);
+                }
+                Err(e) => self.log_outcome(&Reply::refused(format!(
+                    "refused: no encrypted channel ({e})"
+                ))),
+            },
+        }
+        let mut conn = timed.tcp;
         // Lingering close: a refused sender may still be uploading; closing with its bytes
         // unread would reset the connection and lose our answer. Half-close, then discard what
         // is left, bounded in bytes and time.
@@ -236,6 +333,14 @@ impl UpdateServer {
                 Ok(n) => left = left.saturating_sub(n),
             }
         }
+    }
+
+    /// Logs the outcome and sends the answer line.
+    fn answer(&self, conn: &mut impl Write, reply: Reply) {
+        self.log_outcome(&reply);
+        // One write: a second small one would wait on TCP's delayed acknowledgement.
+        let _ = conn.write_all(format!("{}\n", reply.text).as_bytes());
+        let _ = conn.flush();
     }
 
     /// Accepted updates always reach the log; refusals at a bounded rate, with a count.
@@ -272,21 +377,25 @@ impl UpdateServer {
         ));
     }
 
-    fn request(&self, conn: &mut TcpStream) -> Reply {
-        let connected = Instant::now();
-        let mut challenge = [0u8; wire::CHALLENGE_LEN];
-        if getrandom::fill(&mut challenge).is_err() {
-            return Reply::refused("refused: the door's random source failed");
-        }
-        if conn.write_all(&wire::hello(&challenge)).is_err() {
+    fn request(
+        &self,
+        conn: &mut impl Deadlined,
+        challenge: &[u8; wire::CHALLENGE_LEN],
+        connected: Instant,
+    ) -> Reply {
+        if conn
+            .write_all(&wire::hello(challenge))
+            .and_then(|()| conn.flush())
+            .is_err()
+        {
             return Reply::refused("refused: the peer went away");
         }
         let mut head = [0u8; wire::REQUEST_LEN];
-        if let Err(e) = read_exact_by(conn, &mut head, connected + self.limits.head) {
+        if let Err(e) = read_exact_by(conn, &mut head) {
             return Reply::refused(e);
         }
         let request = match Request::parse(&head)
-            .and_then(|r| r.verify(&challenge, &self.trusted).map(|_| r))
+            .and_then(|r| r.verify(challenge, &self.trusted).map(|_| r))
         {
             Ok(r) => r,
             Err(e) => return Reply::refused(format!("refused: {e}")),
@@ -302,7 +411,7 @@ impl UpdateServer {
         }
     }
 
-    fn push(&self, conn: &mut TcpStream, request: &Request, connected: Instant) -> Reply {
+    fn push(&self, conn: &mut impl Deadlined, request: &Request, connected: Instant) -> Reply {
         let len = request.length;
         if len > self.limits.max_bundle as u64 {
             return Reply::refused(format!(
@@ -313,12 +422,13 @@ impl UpdateServer {
         let Ok(_slot) = self.busy.try_lock() else {
             return Reply::refused("busy: another update is in progress, try again");
         };
-        let deadline = connected
-            + self.limits.head
-            + Duration::from_secs_f64(len as f64 / self.limits.min_rate.max(1) as f64);
-        let _ = conn.set_read_timeout(Some(self.limits.read));
+        conn.set_deadline(
+            connected
+                + self.limits.head
+                + Duration::from_secs_f64(len as f64 / self.limits.min_rate.max(1) as f64),
+        );
         let mut bytes = vec![0u8; len as usize];
-        if let Err(e) = read_exact_by(conn, &mut bytes, deadline) {
+        if let Err(e) = read_exact_by(conn, &mut bytes) {
             return Reply::refused(e);
         }
         let running = self.shared.current().version;
@@ -377,24 +487,11 @@ impl UpdateServer {
     }
 }
 
-/// Reads exactly `buf.len()` bytes or fails with a reply, respecting the deadline.
-fn read_exact_by(conn: &mut TcpStream, buf: &mut [u8], deadline: Instant) -> Result<(), String> {
+/// Reads exactly `buf.len()` bytes or fails with a reply (the connection enforces the
+/// deadline: [`Timed`]).
+fn read_exact_by(conn: &mut impl Read, buf: &mut [u8]) -> Result<(), String> {
     let mut done = 0;
     while done < buf.len() {
-        let now = Instant::now();
-        if now >= deadline {
-            return Err(format!(
-                "refused: request took too long ({done} of {} bytes by the deadline)",
-                buf.len()
-            ));
-        }
-        // No single read may outlast the deadline either.
-        if let Ok(Some(t)) = conn.read_timeout() {
-            let left = deadline - now;
-            if left < t {
-                let _ = conn.set_read_timeout(Some(left.max(Duration::from_millis(1))));
-            }
-        }
         match conn.read(&mut buf[done..]) {
             Ok(0) => {
                 return Err(format!(
@@ -405,7 +502,10 @@ fn read_exact_by(conn: &mut TcpStream, buf: &mut [u8], deadline: Instant) -> Res
             Ok(n) => done += n,
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                return Err("refused: sender too slow (read timed out)".into());
+                return Err(format!(
+                    "refused: sender too slow ({done} of {} bytes by the deadline)",
+                    buf.len()
+                ));
             }
             Err(e) => return Err(format!("refused: read failed: {e}")),
         }
