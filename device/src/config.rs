@@ -48,6 +48,13 @@ pub struct ModelConfig {
     pub trust: Vec<PathBuf>,
     /// A bundle to install at start if newer than the stored one.
     pub bundle: Option<PathBuf>,
+    /// This door's id: bundles must be made for it (`enrol --door ID`) or for one of its
+    /// groups. Without an id the door refuses bundles that name a door.
+    #[serde(default)]
+    pub door: Option<String>,
+    /// Groups this door belongs to (a bundle for a group installs on each of its doors).
+    #[serde(default)]
+    pub groups: Vec<String>,
 }
 
 /// `[camera]`
@@ -466,6 +473,11 @@ impl Config {
                 format!("= {addr:?} is not an address"),
                 "use IP:PORT, e.g. \"0.0.0.0:7700\", or remove the key to refuse updates",
             );
+        }
+        for id in self.model.door.iter().chain(&self.model.groups) {
+            if let Err(why) = facegate_models::bundle::check_door_id(id) {
+                return bad("model.door", why, "use a short name such as \"front\"");
+            }
         }
         if self.update.max_version_step == 0 {
             return bad(

@@ -7,9 +7,9 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, RwLock};
 
-use facegate_models::bundle::{Bundle, SelfTest};
+use facegate_models::bundle::{Bundle, SelfTest, self_test_pattern};
 use facegate_models::detect::Detector;
-use facegate_models::embed::Embedder;
+use facegate_models::embed::{Embedder, EmbedderKind, cosine};
 use facegate_models::gallery::{Decision, Gallery};
 use facegate_models::image_io;
 use facegate_models::logrecord::LogRecord;
@@ -59,28 +59,74 @@ impl Live {
         Ok(live)
     }
 
-    /// Embeds the known crop and checks it is identified as the expected person.
+    /// Runs the bundle's self-test (see [`SelfTest`]) on this door's runtime.
     pub fn self_test(&self, test: &SelfTest) -> Result<(), LiveError> {
-        let crop = image_io::decode(&test.crop_png).map_err(LiveError::SelfTestRun)?;
-        let embedding = self
-            .pipeline
-            .embedder()
-            .embed(&crop)
-            .map_err(LiveError::SelfTestRun)?;
-        match self.gallery.identify(&embedding) {
+        let embedder = self.pipeline.embedder();
+        let fail = |expected: &str, got: String| LiveError::SelfTest {
+            expected: expected.to_owned(),
+            got,
+        };
+        match test {
+            SelfTest::Crop { label, crop_png } => {
+                let crop = image_io::decode(crop_png).map_err(LiveError::SelfTestRun)?;
+                let embedding = embedder.embed(&crop).map_err(LiveError::SelfTestRun)?;
+                self.expect_known(label, &embedding)
+            }
+            SelfTest::Pattern {
+                label,
+                known,
+                seed,
+                embedding,
+            } => {
+                let got = embedder
+                    .embed(&self_test_pattern(*seed))
+                    .map_err(LiveError::SelfTestRun)?;
+                let agreement = if got.len() == embedding.len() {
+                    cosine(&got, embedding)
+                } else {
+                    0.0
+                };
+                if agreement.is_nan() || agreement < PATTERN_AGREEMENT {
+                    return Err(fail(
+                        "the test pattern embedded as on the laptop",
+                        format!("cosine {agreement:.4} (the networks differ)"),
+                    ));
+                }
+                // A classifier (the scratch CNN) may name anyone for a pattern it never saw:
+                // for it, the pattern only checks that the network computes as on the laptop.
+                if self.gallery.embedder != EmbedderKind::Scratch
+                    && let Decision::Known { person, .. } = self.gallery.identify(&got)
+                {
+                    let name = self.gallery.people.get(person).map(|p| p.name.clone());
+                    return Err(fail(
+                        "a face-free pattern refused as a stranger",
+                        format!("accepted as {name:?}: the threshold lets anything in"),
+                    ));
+                }
+                self.expect_known(label, known)
+            }
+        }
+    }
+
+    /// `embedding` must be identified as `label`.
+    fn expect_known(&self, label: &str, embedding: &[f32]) -> Result<(), LiveError> {
+        match self.gallery.identify(embedding) {
             Decision::Known { person, .. }
-                if self.gallery.people.get(person).map(|p| p.name.as_str())
-                    == Some(test.label.as_str()) =>
+                if self.gallery.people.get(person).map(|p| p.name.as_str()) == Some(label) =>
             {
                 Ok(())
             }
             other => Err(LiveError::SelfTest {
-                expected: test.label.clone(),
+                expected: label.to_owned(),
                 got: format!("{other:?}"),
             }),
         }
     }
 }
+
+/// How closely the door's embedding of the self-test pattern must match the laptop's: the
+/// same files through the same tract, on x86 or ARM, agree to about 1e-5.
+const PATTERN_AGREEMENT: f32 = 0.99;
 
 /// Why a verified bundle could not become the running model.
 #[derive(Debug, thiserror::Error)]

@@ -103,6 +103,9 @@ struct SimArgs {
     /// A signed bundle to install first (if newer than the stored one, or none is stored).
     #[arg(long)]
     bundle: Option<PathBuf>,
+    /// This door's id (bundles must be made for it with `enrol --door`).
+    #[arg(long)]
+    door: Option<String>,
     /// Public key(s) trusted to sign bundles.
     #[arg(long, required = true)]
     trust: Vec<PathBuf>,
@@ -188,6 +191,8 @@ impl SimArgs {
                 models_dir: self.models_dir,
                 trust: self.trust,
                 bundle: self.bundle,
+                door: self.door,
+                groups: Vec::new(),
             },
             camera: CameraConfig::Images {
                 dir: self.camera_dir,

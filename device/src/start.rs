@@ -73,6 +73,8 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Outcome> {
         yunet,
         Rules {
             max_step: config.update.max_version_step,
+            door: config.model.door.clone(),
+            groups: config.model.groups.clone(),
         },
     );
     // The first bundle may be gone once the store holds a model (cleaned up after install).

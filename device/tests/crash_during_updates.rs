@@ -121,18 +121,12 @@ fn kill_9_during_pushes_never_leaves_the_door_without_a_valid_model() {
     gallery
         .enrol("BenAffleck", face.embedding.clone())
         .expect("enrol");
-    let crop = facegate_models::align::warp(&img, &face.transform).expect("crop");
-    let mut png = std::io::Cursor::new(Vec::new());
-    crop.write_to(&mut png, image::ImageFormat::Png)
-        .expect("png");
     let models = vec![(
         EDGEFACE_INT8.file_name.to_owned(),
         EDGEFACE_INT8.read_verified(&default_dir()).expect("int8"),
     )];
-    let self_test = SelfTest {
-        label: "BenAffleck".into(),
-        crop_png: png.into_inner(),
-    };
+    let self_test =
+        SelfTest::pattern("BenAffleck", face.embedding.clone(), pipeline.embedder()).expect("test");
     let mut bundle = Bundle::new(
         &gallery,
         true,

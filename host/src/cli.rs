@@ -289,6 +289,10 @@ pub struct TrainCmd {
     /// Models folder.
     #[command(flatten)]
     pub models: ModelsDir,
+    /// The door (or group of doors) this bundle is for, as set in the door's `model.door` or
+    /// `model.groups`; a door refuses bundles made for another.
+    #[arg(long)]
+    pub door: Option<String>,
 }
 
 /// `facegate bench [--peer PEER.json]`
@@ -387,6 +391,10 @@ pub struct EnrolCmd {
     /// patterned in turn), so the door knows each person behind a mask too.
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub enrol_masks: usize,
+    /// The door (or group of doors) this bundle is for, as set in the door's `model.door` or
+    /// `model.groups`; a door refuses bundles made for another.
+    #[arg(long)]
+    pub door: Option<String>,
     /// Networks (the bundle always carries the int8-weight embedder).
     #[command(flatten)]
     pub net: NetworkOpts,

@@ -25,8 +25,9 @@ use crate::head::Head;
 /// File magic and layout version.
 pub const MAGIC: [u8; 8] = *b"FGBUNDL1";
 /// Version of the header and payload layout.
-/// 2 added the trained classification head.
-pub const FORMAT_VERSION: u16 = 2;
+/// 2 added the trained classification head; 3 the door or group a bundle is for, and a
+/// self-test without a face picture. Format 2 is still read (and served as before).
+pub const FORMAT_VERSION: u16 = 3;
 /// Largest bundle accepted: two int8 embedders plus a large gallery fit well under it.
 pub const MAX_BUNDLE: usize = 64 << 20;
 const PREFIX: usize = 8 + 8 + 64 + 8;
@@ -54,6 +55,42 @@ pub struct Header {
     pub payload_len: u64,
     /// SHA-256 of the payload.
     pub payload_sha256: [u8; 32],
+    /// The door (or group of doors) this bundle is for; a door with an id refuses bundles
+    /// made for others, and one without refuses bundles that name a door.
+    pub door: Option<String>,
+}
+
+/// The header of format 2 (no door).
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+struct HeaderV2 {
+    format: u16,
+    model_version: u32,
+    created_ms: u64,
+    embedder: EmbedderKind,
+    quantised: bool,
+    threshold: f32,
+    labels: Vec<String>,
+    detector: DetectorConfig,
+    payload_len: u64,
+    payload_sha256: [u8; 32],
+}
+
+/// The payload of format 2 (the self-test was a face crop).
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+struct PayloadV2 {
+    people: Vec<Person>,
+    models: Vec<(String, Vec<u8>)>,
+    self_test: Option<SelfTestV2>,
+    head: Option<Head>,
+}
+
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+struct SelfTestV2 {
+    label: String,
+    crop_png: Vec<u8>,
 }
 
 /// The bulk of a bundle.
@@ -63,20 +100,94 @@ pub struct Payload {
     pub people: Vec<Person>,
     /// The embedder's ONNX files: (pinned file name, bytes).
     pub models: Vec<(String, Vec<u8>)>,
-    /// A known face for the door's self-test before it switches over: an aligned 112x112 crop
-    /// (PNG) and the enrolled name it must be identified as.
+    /// What the door checks before it switches over (see [`SelfTest`]).
     pub self_test: Option<SelfTest>,
     /// The trained classification head, if `facegate train` made this bundle.
     pub head: Option<Head>,
 }
 
-/// The self-test sample of a bundle.
+/// The self-test of a bundle: proof, on the door, that its runtime computes what the laptop
+/// did and that the gallery decides sanely, before the door switches over.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct SelfTest {
-    /// Who the crop shows.
-    pub label: String,
-    /// Aligned 112x112 face crop, PNG.
-    pub crop_png: Vec<u8>,
+pub enum SelfTest {
+    /// Format 3: no face picture travels. A synthetic pattern ([`self_test_pattern`]) must
+    /// embed as the laptop embedded it and must be refused as a stranger, and `known` (the
+    /// embedding of one of `label`'s photos, a vector, not a picture) must be identified as
+    /// `label`.
+    Pattern {
+        /// An enrolled person.
+        label: String,
+        /// An embedding of one of their photos.
+        known: Vec<f32>,
+        /// Seed of the pattern.
+        seed: u64,
+        /// The pattern's embedding as made on the laptop with the bundle's files.
+        embedding: Vec<f32>,
+    },
+    /// Format 2: an aligned 112x112 face crop (PNG) that must be identified as `label`.
+    Crop {
+        /// Who the crop shows.
+        label: String,
+        /// The crop.
+        crop_png: Vec<u8>,
+    },
+}
+
+impl SelfTest {
+    /// The face-free self-test for `label`, with the pattern embedded by `embedder` (which
+    /// must load the files the bundle carries).
+    pub fn pattern(
+        label: &str,
+        known: Vec<f32>,
+        embedder: &crate::embed::Embedder,
+    ) -> crate::Result<Self> {
+        const SEED: u64 = 0x00FA_CE6A_7E00_0003;
+        Ok(SelfTest::Pattern {
+            label: label.to_owned(),
+            known,
+            seed: SEED,
+            embedding: embedder.embed(&self_test_pattern(SEED))?,
+        })
+    }
+
+    /// The enrolled person the test names.
+    pub fn label(&self) -> &str {
+        match self {
+            SelfTest::Pattern { label, .. } | SelfTest::Crop { label, .. } => label,
+        }
+    }
+}
+
+/// A 112x112 picture that is no face: smooth colour bands and a few blocks, the same on every
+/// machine for a seed (integer arithmetic only).
+pub fn self_test_pattern(seed: u64) -> image::RgbImage {
+    let mut state = seed ^ 0x9E37_79B9_7F4A_7C15;
+    let mut next = move || {
+        // splitmix64
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    let k: Vec<u32> = (0..9).map(|_| (next() % 7 + 1) as u32).collect();
+    image::RgbImage::from_fn(112, 112, |x, y| {
+        let c = |i: usize| ((x * k[i] + y * k[i + 1] + (x / 16) * (y / 16) * k[i + 2]) % 256) as u8;
+        image::Rgb([c(0), c(3), c(6)])
+    })
+}
+
+/// A door id or group name: printable, at most 64 characters.
+pub fn check_door_id(id: &str) -> Result<(), String> {
+    if id.is_empty()
+        || id.chars().count() > 64
+        || id.chars().any(|c| c.is_control() || c.is_whitespace())
+    {
+        return Err(format!(
+            "door id {id:?} must be 1 to 64 printable characters without spaces"
+        ));
+    }
+    Ok(())
 }
 
 /// A bundle whose signature, hashes and structure have been checked.
@@ -167,8 +278,15 @@ impl Bundle {
             detector,
             payload_len: 0,
             payload_sha256: [0; 32],
+            door: None,
         };
         Self { header, payload }
+    }
+
+    /// Names the door (or group) this bundle is for.
+    pub fn for_door(mut self, door: Option<String>) -> Self {
+        self.header.door = door;
+        self
     }
 
     /// The gallery this bundle carries.
@@ -274,13 +392,38 @@ fn parse_body(body: &[u8]) -> Result<Bundle, BundleError> {
     let header_bytes = body
         .get(4..4 + header_len)
         .ok_or_else(|| bad("header runs past the end".into()))?;
-    let header: Header =
-        postcard::from_bytes(header_bytes).map_err(|e| bad(format!("header: {e}")))?;
-    if header.format != FORMAT_VERSION {
-        return Err(bad(format!(
-            "format {} (this build reads {FORMAT_VERSION})",
-            header.format
-        )));
+    let (format, _) =
+        postcard::take_from_bytes::<u16>(header_bytes).map_err(|e| bad(format!("header: {e}")))?;
+    let header: Header = match format {
+        FORMAT_VERSION => {
+            postcard::from_bytes(header_bytes).map_err(|e| bad(format!("header: {e}")))?
+        }
+        2 => {
+            let h: HeaderV2 =
+                postcard::from_bytes(header_bytes).map_err(|e| bad(format!("header: {e}")))?;
+            Header {
+                format: h.format,
+                model_version: h.model_version,
+                created_ms: h.created_ms,
+                embedder: h.embedder,
+                quantised: h.quantised,
+                threshold: h.threshold,
+                labels: h.labels,
+                detector: h.detector,
+                payload_len: h.payload_len,
+                payload_sha256: h.payload_sha256,
+                door: None,
+            }
+        }
+        other => {
+            return Err(bad(format!(
+                "format {other} (this build reads 2 and {FORMAT_VERSION}): make the bundle \
+                 again with this version's `facegate enrol` or `train`"
+            )));
+        }
+    };
+    if let Some(door) = &header.door {
+        check_door_id(door).map_err(bad)?;
     }
     let payload = &body[4 + header_len..];
     if payload.len() as u64 != header.payload_len {
@@ -293,8 +436,21 @@ fn parse_body(body: &[u8]) -> Result<Bundle, BundleError> {
     if <[u8; 32]>::from(Sha256::digest(payload)) != header.payload_sha256 {
         return Err(bad("payload SHA-256 differs from the header's".into()));
     }
-    let payload: Payload =
-        postcard::from_bytes(payload).map_err(|e| bad(format!("payload: {e}")))?;
+    let payload: Payload = if header.format == 2 {
+        let p: PayloadV2 =
+            postcard::from_bytes(payload).map_err(|e| bad(format!("payload: {e}")))?;
+        Payload {
+            people: p.people,
+            models: p.models,
+            self_test: p.self_test.map(|t| SelfTest::Crop {
+                label: t.label,
+                crop_png: t.crop_png,
+            }),
+            head: p.head,
+        }
+    } else {
+        postcard::from_bytes(payload).map_err(|e| bad(format!("payload: {e}")))?
+    };
     let labels: Vec<&String> = payload.people.iter().map(|p| &p.name).collect();
     if labels != header.labels.iter().collect::<Vec<_>>() {
         return Err(bad("labels differ from the enrolled people".into()));
@@ -402,6 +558,50 @@ mod tests {
                 "{name:?}"
             );
         }
+    }
+
+    /// Bundles made before format 3 are still served: their face-crop self-test and no door.
+    #[test]
+    fn format_2_bundles_are_read_as_before() {
+        let b = sample(4, &["ann"]);
+        let payload = postcard::to_allocvec(&PayloadV2 {
+            people: b.payload.people.clone(),
+            models: b.payload.models.clone(),
+            self_test: Some(SelfTestV2 {
+                label: "ann".into(),
+                crop_png: vec![1, 2, 3],
+            }),
+            head: None,
+        })
+        .expect("payload");
+        let h = &b.header;
+        let header = postcard::to_allocvec(&HeaderV2 {
+            format: 2,
+            model_version: 4,
+            created_ms: h.created_ms,
+            embedder: h.embedder,
+            quantised: h.quantised,
+            threshold: h.threshold,
+            labels: h.labels.clone(),
+            detector: h.detector,
+            payload_len: payload.len() as u64,
+            payload_sha256: Sha256::digest(&payload).into(),
+        })
+        .expect("header");
+        let mut body = (header.len() as u32).to_le_bytes().to_vec();
+        body.extend(header);
+        body.extend(payload);
+        let back = verify(&seal(&body, &key(1)), &[key(1).verifying_key()]).expect("format 2");
+        assert_eq!(back.header.model_version, 4);
+        assert_eq!(back.header.door, None);
+        assert!(matches!(
+            back.payload.self_test,
+            Some(SelfTest::Crop { .. })
+        ));
+        // A format this build does not know says how to get one it does.
+        body[4] = 9;
+        let err = verify(&seal(&body, &key(1)), &[key(1).verifying_key()]).expect_err("format 9");
+        assert!(err.to_string().contains("make the bundle again"), "{err}");
     }
 
     proptest! {

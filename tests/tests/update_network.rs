@@ -51,14 +51,10 @@ fn make_bundle(
         let img = image_io::open(&mfr2(name, *n)).expect("photo");
         let face = pipeline.main_face(&img).expect("pipeline").expect("face");
         if self_test.is_none() {
-            let crop = facegate_models::align::warp(&img, &face.transform).expect("crop");
-            let mut png = std::io::Cursor::new(Vec::new());
-            crop.write_to(&mut png, image::ImageFormat::Png)
-                .expect("png");
-            self_test = Some(SelfTest {
-                label: name.to_string(),
-                crop_png: png.into_inner(),
-            });
+            self_test = Some(
+                SelfTest::pattern(name, face.embedding.clone(), pipeline.embedder())
+                    .expect("self-test"),
+            );
         }
         gallery.enrol(name, face.embedding).expect("enrol");
     }
@@ -793,4 +789,71 @@ fn updates_travel_encrypted_to_the_pinned_door_only() {
     );
     stop.store(true, Ordering::Relaxed);
     serving.join().expect("server");
+}
+
+/// Findings 9 and 10: a bundle named no door (one made for another door installed on any door
+/// with the same key), and carried a face crop for its self-test. Now a bundle names its door
+/// or group and others refuse it; its self-test is a face-free pattern that the door must
+/// embed as the laptop did (a signed bundle whose networks and self-test disagree is refused).
+#[test]
+fn bundles_carry_no_face_and_install_only_where_they_are_meant() {
+    let models = models_dir();
+    let pipeline = door_pipeline(&models);
+    let key = SigningKey::from_bytes(&[7; 32]);
+    let trusted = [key.verifying_key()];
+    let v2 = make_bundle(
+        &pipeline,
+        &[("AdrianDunbar", 2), ("BenAffleck", 3)],
+        2,
+        &key,
+    );
+    assert!(
+        !v2.windows(4).any(|w| w == b"\x89PNG"),
+        "a picture inside the bundle"
+    );
+    let resigned = |door: Option<&str>, edit: &dyn Fn(&mut Bundle)| {
+        let mut b = bundle::verify(&v2, &trusted).expect("verifies");
+        b = b.for_door(door.map(str::to_owned));
+        edit(&mut b);
+        b.sign(&key)
+    };
+    let installer = |door: Option<&str>| {
+        Installer::new(
+            trusted.to_vec(),
+            Arc::new(MemoryStore::default()),
+            YUNET.read_verified(&models).expect("yunet"),
+            Rules {
+                door: door.map(str::to_owned),
+                groups: vec!["house".into()],
+                ..Rules::default()
+            },
+        )
+    };
+    let front = installer(Some("front"));
+    let err = front.install(&v2, 1).err().expect("names no door");
+    assert!(err.to_string().contains("this door is \"front\""), "{err}");
+    let garage = resigned(Some("garage"), &|_| {});
+    assert!(front.install(&garage, 1).is_err());
+    assert!(installer(None).install(&garage, 1).is_err());
+    assert_eq!(
+        front
+            .install(&resigned(Some("front"), &|_| {}), 1)
+            .expect("for this door")
+            .version,
+        2
+    );
+    assert!(
+        installer(Some("back"))
+            .install(&resigned(Some("house"), &|_| {}), 1)
+            .is_ok(),
+        "a group's bundle installs on each of its doors"
+    );
+    // The networks compute something else than the laptop recorded: refused.
+    let skewed = resigned(None, &|b: &mut Bundle| {
+        if let Some(SelfTest::Pattern { embedding, .. }) = &mut b.payload.self_test {
+            embedding.iter_mut().for_each(|x| *x = -*x);
+        }
+    });
+    let err = installer(None).install(&skewed, 1).err().expect("skewed");
+    assert!(err.to_string().contains("test pattern"), "{err}");
 }

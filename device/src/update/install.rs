@@ -59,6 +59,19 @@ pub enum UpdateError {
         /// The configured step.
         max_step: u32,
     },
+    /// Made for another door (or group), or for a door when this one has no id.
+    #[error(
+        "the bundle is for {wanted}, and this door is {this}: make it with `enrol --door` \
+         naming this door or one of its groups",
+        wanted = bundle_door.as_deref().map_or("any door without an id".to_owned(), |d| format!("door {d:?}")),
+        this = door.as_deref().map_or("a door without an id (model.door)".to_owned(), |d| format!("{d:?}"))
+    )]
+    WrongDoor {
+        /// The door the bundle names.
+        bundle_door: Option<String>,
+        /// This door's id.
+        door: Option<String>,
+    },
     /// The bundle's networks do not load or its self-test failed.
     #[error("{0}")]
     Model(#[from] LiveError),
@@ -74,16 +87,34 @@ pub enum UpdateError {
 }
 
 /// What the rules allow.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Rules {
     /// Largest jump past the floor.
     pub max_step: u32,
+    /// This door's id, if it has one.
+    pub door: Option<String>,
+    /// Groups it belongs to.
+    pub groups: Vec<String>,
 }
 
 impl Default for Rules {
     fn default() -> Self {
         Self {
             max_step: DEFAULT_MAX_STEP,
+            door: None,
+            groups: Vec::new(),
+        }
+    }
+}
+
+impl Rules {
+    /// Whether a bundle made for `wanted` may run here: one naming this door or one of its
+    /// groups; one naming no door only on a door without an id.
+    fn admits(&self, wanted: Option<&str>) -> bool {
+        match (wanted, &self.door) {
+            (None, None) => true,
+            (None, Some(_)) => false,
+            (Some(w), _) => self.door.as_deref() == Some(w) || self.groups.iter().any(|g| g == w),
         }
     }
 }
@@ -129,6 +160,12 @@ impl Installer {
     /// rules against the floor and the running version.
     pub fn check(&self, bytes: &[u8], running: u32) -> Result<Bundle, UpdateError> {
         let bundle = bundle::verify(bytes, &self.trusted)?;
+        if !self.rules.admits(bundle.header.door.as_deref()) {
+            return Err(UpdateError::WrongDoor {
+                bundle_door: bundle.header.door.clone(),
+                door: self.rules.door.clone(),
+            });
+        }
         let offered = bundle.header.model_version;
         let floor = self.store.state().floor.max(running);
         if offered <= floor {
@@ -246,7 +283,10 @@ mod tests {
             vec![key.verifying_key()],
             store.clone(),
             Vec::new(),
-            Rules { max_step: 10 },
+            Rules {
+                max_step: 10,
+                ..Rules::default()
+            },
         );
         let make = |v: u32| {
             let mut g = facegate_models::gallery::Gallery::new(
@@ -272,5 +312,23 @@ mod tests {
         assert!(err.to_string().contains("sign it again as 6"), "{err}");
         assert!(installer.check(&make(15), 5).is_ok());
         assert!(installer.check(&make(16), 5).is_err());
+    }
+
+    /// Finding: a bundle named no door, so one made for another door installed on any door
+    /// with the same key.
+    #[test]
+    fn bundles_run_only_on_the_door_or_group_they_name() {
+        let rules = |door: Option<&str>| Rules {
+            door: door.map(str::to_owned),
+            groups: vec!["house".into()],
+            ..Rules::default()
+        };
+        assert!(rules(Some("front")).admits(Some("front")));
+        assert!(rules(Some("front")).admits(Some("house")));
+        assert!(!rules(Some("front")).admits(Some("garage")));
+        assert!(!rules(Some("front")).admits(None));
+        let anonymous = Rules::default();
+        assert!(anonymous.admits(None));
+        assert!(!anonymous.admits(Some("front")));
     }
 }

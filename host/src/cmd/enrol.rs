@@ -9,7 +9,7 @@ use facegate_models::pipeline::{Pipeline, PipelineConfig};
 
 use crate::cli::{EnrolCmd, InspectCmd};
 use crate::cmd::keys::{open_bundle, read_secret};
-use crate::cmd::models::{now_ms, png_bytes, write_atomically};
+use crate::cmd::models::{now_ms, write_atomically};
 use crate::dataset::people;
 use crate::progress::bar;
 use crate::templates::photo_templates;
@@ -54,7 +54,9 @@ pub fn run(cmd: EnrolCmd) -> Result<()> {
             match outcome {
                 Ok(Some(t)) => {
                     if self_test.is_none() {
-                        self_test = self_test_sample(&person.name, path, &t.face.transform)?;
+                        let known = t.face.embedding.clone();
+                        self_test =
+                            Some(SelfTest::pattern(&person.name, known, pipeline.embedder())?);
                     }
                     for e in t.embeddings() {
                         gallery.enrol(&person.name, e)?;
@@ -85,7 +87,8 @@ pub fn run(cmd: EnrolCmd) -> Result<()> {
         pipeline.config().detector,
         models,
         self_test,
-    );
+    )
+    .for_door(cmd.door.clone());
     let bytes = bundle.sign(&key);
     write_atomically(&cmd.out, &bytes)?;
     for s in &skipped {
@@ -107,22 +110,6 @@ pub fn run(cmd: EnrolCmd) -> Result<()> {
     Ok(())
 }
 
-/// The aligned crop of an enrolment photo, as PNG, for the door's self-test.
-fn self_test_sample(
-    label: &str,
-    path: &std::path::Path,
-    transform: &facegate_models::geometry::Similarity,
-) -> Result<Option<SelfTest>> {
-    let img = image_io::open(path)?;
-    let Some(crop) = facegate_models::align::warp(&img, transform) else {
-        return Ok(None);
-    };
-    Ok(Some(SelfTest {
-        label: label.to_owned(),
-        crop_png: png_bytes(&crop)?,
-    }))
-}
-
 /// Runs `facegate inspect`.
 pub fn inspect(cmd: InspectCmd) -> Result<()> {
     let bundle = open_bundle(&cmd.bundle, &cmd.trust)?;
@@ -136,9 +123,20 @@ pub fn inspect(cmd: InspectCmd) -> Result<()> {
         h.threshold
     );
     println!("{} people: {}", h.labels.len(), h.labels.join(", "));
-    if let Some(t) = &bundle.payload.self_test {
-        println!("self-test sample: {} ({} bytes)", t.label, t.crop_png.len());
+    match &bundle.payload.self_test {
+        Some(SelfTest::Pattern { label, .. }) => {
+            println!("self-test: a face-free pattern, and {label}'s template")
+        }
+        Some(SelfTest::Crop { label, crop_png }) => println!(
+            "self-test: a face crop of {label} ({} bytes; format 2, made by an older facegate)",
+            crop_png.len()
+        ),
+        None => println!("self-test: none (the door will refuse this bundle)"),
     }
+    println!(
+        "for door: {}",
+        h.door.as_deref().unwrap_or("any door without an id")
+    );
     for (name, data) in &bundle.payload.models {
         println!("model file {name} ({} bytes)", data.len());
     }

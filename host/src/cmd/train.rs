@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use crate::cli::{Arch, TrainCmd};
 use crate::cmd::keys::read_secret;
-use crate::cmd::models::{now_ms, png_bytes, write_atomically};
+use crate::cmd::models::{now_ms, write_atomically};
 use crate::faceset::Dataset;
 use crate::train::head::{self, Epoch, Examples, HeadConfig};
 use crate::train::{
@@ -251,13 +251,17 @@ pub fn run(cmd: TrainCmd) -> Result<()> {
             matches!(gallery.identify(&s.embedding), Decision::Known { person, .. } if gallery.people[person].name == **name)
         })
         .context("no enrolled photo is recognised by the trained model: check the dataset")?;
-    let crop = crate::augment::apply(
-        &ds.crop(&m.samples[self_test.1])?,
-        &m.samples[self_test.1].landmarks,
-        &crate::augment::Params::identity(),
-    );
+    let known = m.samples[self_test.1].embedding.clone();
     let files = m.embedder.read_files(&models, m.quantised)?;
-    let bytes = write_bundle(&cmd, &key, &gallery, m.quantised, files, self_test.0, &crop)?;
+    let bytes = write_bundle(
+        &cmd,
+        &key,
+        &gallery,
+        m.quantised,
+        files,
+        self_test.0,
+        |_| Ok(known),
+    )?;
 
     let best = &history.epochs[history.best_epoch - 1];
     let report = TrainReport {
@@ -335,7 +339,10 @@ fn scratch(
         self_test: (label, crop),
     } = crate::scratch::train(ds, people, &impostors, cfg)?;
     let files = vec![(facegate_models::embed::SCRATCH_FILE.to_owned(), onnx)];
-    let bytes = write_bundle(cmd, key, &gallery, true, files, &label, &crop)?;
+    // The known sample: the class probabilities of one of the person's photos.
+    let bytes = write_bundle(cmd, key, &gallery, true, files, &label, |e| {
+        Ok(e.embed(&crop)?)
+    })?;
     println!(
         "trained a CNN from scratch ({} weights) for {} people + other on {} examples ({} validation) in {:.1} s: best epoch {} of {}, validation accuracy {:.2}%",
         report.parameters,
@@ -391,9 +398,13 @@ fn write_bundle(
     quantised: bool,
     files: Vec<(String, Vec<u8>)>,
     label: &str,
-    crop: &image::RgbImage,
+    known: impl FnOnce(&Embedder) -> Result<Vec<f32>>,
 ) -> Result<Vec<u8>> {
     YUNET.read_verified(&cmd.models.resolve())?; // the door needs it: fail here, not there
+    // The self-test carries no face: a pattern embedded with the very files the bundle holds,
+    // and one embedding (a vector, not a picture) the door must name as `label`.
+    let embedder = Embedder::from_files(gallery.embedder, quantised, &files)?;
+    let self_test = SelfTest::pattern(label, known(&embedder)?, &embedder)?;
     let bundle = Bundle::new(
         gallery,
         quantised,
@@ -401,11 +412,9 @@ fn write_bundle(
         now_ms(),
         Default::default(),
         files,
-        Some(SelfTest {
-            label: label.to_owned(),
-            crop_png: png_bytes(crop)?,
-        }),
-    );
+        Some(self_test),
+    )
+    .for_door(cmd.door.clone());
     let bytes = bundle.sign(key);
     write_atomically(&cmd.out, &bytes)?;
     Ok(bytes)
