@@ -23,9 +23,10 @@ const MAX_ALLOC: u64 = 512 * 1024 * 1024;
 const MIN_BUDGET: u64 = 56 * 1024 * 1024;
 
 /// Pixel memory per byte of file beyond that. Real photos compress about 3 to 20 times (a 12
-/// megapixel phone JPEG of 3 MB needs 72 MB with its EXIF rotation, well within 3 MB x 64);
+/// megapixel phone JPEG of 3 MB needs 72 MB with its EXIF rotation, well within 3 MB x 48);
 /// a decompression bomb claims thousands of times its size and is refused from its header.
-const BUDGET_PER_FILE_BYTE: u64 = 64;
+/// At 48, every file under 1 MB stays within the 56 MB floor.
+const BUDGET_PER_FILE_BYTE: u64 = 48;
 
 /// The pixel memory decoding `file_len` bytes may take.
 pub fn pixel_budget(file_len: usize) -> u64 {
@@ -330,11 +331,116 @@ mod tests {
     #[test]
     fn the_budget_follows_the_file_size() {
         assert_eq!(pixel_budget(1000), MIN_BUDGET);
-        assert_eq!(pixel_budget(3 << 20), 192 << 20);
+        assert_eq!(pixel_budget(3 << 20), 144 << 20);
+        assert_eq!(pixel_budget(1 << 20), MIN_BUDGET);
         assert_eq!(pixel_budget(usize::MAX), MAX_ALLOC);
         // 4000x3000 rotated: 72 MB, fine for a 3 MB phone photo, a bomb for a 8 KB file.
         let cost = decode_cost(4000, 3000, 3, true, true);
         assert!(cost <= pixel_budget(3 << 20) && cost > pixel_budget(8192));
+    }
+
+    /// Set in the child process of [`decoding_any_image_under_1_mb_peaks_under_64_mb`].
+    const MEASURE: &str = "FACEGATE_DECODE_PEAK_CHILD";
+
+    fn proc_status_kib(field: &str) -> u64 {
+        std::fs::read_to_string("/proc/self/status")
+            .expect("/proc/self/status")
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("field")
+    }
+
+    /// The bound, measured: the largest images a file under 1 MB may declare (a
+    /// 4320x4320 JPEG and PNG right at the budget, the same JPEG rotated by EXIF, a 16-bit
+    /// RGBA PNG, a 12000x12000 bomb) are decoded in a fresh process, which reports its peak
+    /// resident memory above what it held before decoding.
+    #[test]
+    fn decoding_any_image_under_1_mb_peaks_under_64_mb() {
+        if let Ok(dir) = std::env::var(MEASURE) {
+            let before = proc_status_kib("VmRSS:");
+            let mut outcomes = Vec::new();
+            let mut names: Vec<_> = std::fs::read_dir(&dir)
+                .expect("dir")
+                .map(|e| e.expect("entry").path())
+                .collect();
+            names.sort();
+            for path in names {
+                let bytes = std::fs::read(&path).expect("read");
+                assert!(
+                    bytes.len() < 1 << 20,
+                    "{} is not under 1 MB",
+                    path.display()
+                );
+                let ok = decode(&bytes).map(|img| img.dimensions()).is_ok();
+                outcomes.push(format!("{}={ok}", path.display()));
+            }
+            let peak = proc_status_kib("VmHWM:");
+            println!(
+                "PEAK_KIB {} {}",
+                peak.saturating_sub(before),
+                outcomes.join(" ")
+            );
+            return;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let side = 4320u32;
+        let big = RgbImage::from_fn(side, side, |x, y| {
+            image::Rgb([(x / 64) as u8, (y / 64) as u8, ((x + y) / 128) as u8])
+        });
+        let mut jpeg_bytes = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg_bytes, 50)
+            .write_image(big.as_raw(), side, side, image::ExtendedColorType::Rgb8)
+            .expect("encode");
+        let mut png_bytes = Vec::new();
+        PngEncoder::new(&mut png_bytes)
+            .write_image(big.as_raw(), side, side, image::ExtendedColorType::Rgb8)
+            .expect("encode");
+        let rgba16: Vec<u8> = vec![0; 2048 * 2048 * 8];
+        let mut png16 = Vec::new();
+        PngEncoder::new(&mut png16)
+            .write_image(&rgba16, 2048, 2048, image::ExtendedColorType::Rgba16)
+            .expect("encode");
+        drop(big);
+        for (name, bytes) in [
+            ("a.jpg", jpeg_bytes.clone()),
+            ("b-rotated.jpg", with_exif_orientation(&jpeg_bytes, 6)),
+            ("c.png", png_bytes),
+            ("d-rgba16.png", png16),
+            ("e-bomb.jpg", jpeg_claiming(12_000, 12_000)),
+        ] {
+            std::fs::write(dir.path().join(name), bytes).expect("write");
+        }
+        let exe = std::env::current_exe().expect("test binary");
+        let out = std::process::Command::new(exe)
+            .args([
+                "image_io::tests::decoding_any_image_under_1_mb_peaks_under_64_mb",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(MEASURE, dir.path())
+            .output()
+            .expect("run the child");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let line = text
+            .lines()
+            .find_map(|l| l.split_once("PEAK_KIB ").map(|(_, m)| m))
+            .unwrap_or_else(|| panic!("no measurement: {text}"));
+        let (kib, outcomes) = line.split_once(' ').expect("kib and outcomes");
+        let kib: u64 = kib.parse().expect("kib");
+        eprintln!(
+            "decode peak above baseline: {:.1} MiB ({outcomes})",
+            kib as f64 / 1024.0
+        );
+        assert!(outcomes.contains("a.jpg=true"), "{outcomes}");
+        assert!(outcomes.contains("e-bomb.jpg=false"), "{outcomes}");
+        assert!(kib * 1024 < 64_000_000, "peak {kib} KiB");
     }
 
     #[test]

@@ -19,8 +19,10 @@ pub const FORMAT_VERSION: u8 = 1;
 /// Largest encoded frame (without the delimiter) a reader accepts.
 pub const MAX_FRAME: usize = 512;
 
-/// Longest name or message kept in a record (longer ones are cut at a char boundary).
-pub const MAX_TEXT: usize = 96;
+/// Longest name or message kept in a record, in bytes (longer ones are cut at a char
+/// boundary). Enough for a whole refusal reason (they were cut at 96, mid-sentence); with the
+/// other fields, COBS and the CRC a record stays well under [`MAX_FRAME`].
+pub const MAX_TEXT: usize = 400;
 
 const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
 
