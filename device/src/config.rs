@@ -395,6 +395,31 @@ impl Config {
                 "use 100 to 60000 ms; a door strike needs about 3000",
             );
         }
+        // Durations are added to clock readings: an absurd one must be refused here, not
+        // overflow an Instant later.
+        if d.cooldown_ms > 86_400_000 {
+            return bad(
+                "door.cooldown_ms",
+                format!("= {} is out of range", d.cooldown_ms),
+                "use 0 to 86400000 ms (a day); 5000 is usual",
+            );
+        }
+        if d.hold_ms > 600_000 {
+            return bad(
+                "door.hold_ms",
+                format!("= {} is out of range", d.hold_ms),
+                "use 0 to 600000 ms; 3000 is usual",
+            );
+        }
+        if let DisplayConfig::St7789(w) | DisplayConfig::Ili9341(w) = &self.display
+            && !(1..=125_000_000).contains(&w.spi_hz)
+        {
+            return bad(
+                "display.spi_hz",
+                format!("= {} is out of range", w.spi_hz),
+                "use up to 125000000; 32000000 suits most panels",
+            );
+        }
         if self.model.trust.is_empty() {
             return bad(
                 "model.trust",
@@ -421,7 +446,16 @@ impl Config {
                     );
                 }
             }
-            CameraConfig::Images { fps, size, .. } => {
+            CameraConfig::Images {
+                fps, size, repeat, ..
+            } => {
+                if !(1..=10_000).contains(repeat) {
+                    return bad(
+                        "camera.repeat",
+                        format!("= {repeat} is out of range"),
+                        "use 1 to 10000 frames per image",
+                    );
+                }
                 if let Some([w, h]) = size
                     && (!(64..=4096).contains(w) || !(64..=4096).contains(h))
                 {
@@ -582,6 +616,18 @@ mod tests {
             (
                 "update.max_version_step",
                 EXAMPLE.replace("max_version_step = 1000", "max_version_step = 0"),
+            ),
+            (
+                "door.cooldown_ms",
+                EXAMPLE.replace("cooldown_ms = 5000", "cooldown_ms = 18446744073709551615"),
+            ),
+            (
+                "door.hold_ms",
+                EXAMPLE.replace("hold_ms = 3000", "hold_ms = 99999999999"),
+            ),
+            (
+                "display.spi_hz",
+                EXAMPLE.replace("spi_hz = 32000000", "spi_hz = 0"),
             ),
         ] {
             let msg = parse(&text).expect_err(key).to_string();

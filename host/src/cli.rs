@@ -39,6 +39,8 @@ pub enum Command {
     Push(PushCmd),
     /// Show a door's active model version and recent decisions.
     Status(StatusCmd),
+    /// Recover a door that confirmed a runaway version: set its version floor (signed).
+    Recover(RecoverCmd),
     /// Add photos of people to a dataset folder: detect, check, align, embed (incremental).
     Import(ImportCmd),
     /// Take diverse face frames of one person from a webcam or a recording into a dataset.
@@ -357,6 +359,27 @@ pub struct StatusCmd {
     /// Talk to a door configured with `update.plaintext = true` (unencrypted).
     #[arg(long)]
     pub insecure_plaintext: bool,
+}
+
+/// `facegate recover --device HOST:PORT --key K --floor N`
+#[derive(Debug, Args)]
+pub struct RecoverCmd {
+    /// The door's update address.
+    #[arg(long)]
+    pub device: String,
+    /// Secret key that signs the request (the door answers only keys it trusts).
+    #[arg(long)]
+    pub key: PathBuf,
+    /// The door's update-channel key (it prints it at start); default: the key pinned in
+    /// ~/.config/facegate/known_doors, recorded on first contact.
+    #[arg(long)]
+    pub door_key: Option<String>,
+    /// Talk to a door configured with `update.plaintext = true` (unencrypted).
+    #[arg(long)]
+    pub insecure_plaintext: bool,
+    /// The new version floor: the next update must be above it.
+    #[arg(long)]
+    pub floor: u32,
 }
 
 /// `facegate keygen --out DIR`

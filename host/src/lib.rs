@@ -34,6 +34,7 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<()> {
         cli::Command::Inspect(c) => cmd::enrol::inspect(c),
         cli::Command::Push(c) => cmd::push::push(c),
         cli::Command::Status(c) => cmd::push::status(c),
+        cli::Command::Recover(c) => cmd::push::recover(c),
         cli::Command::Import(c) => cmd::import::run(c),
         cli::Command::Capture(c) => cmd::capture::run(c),
         cli::Command::Augment(c) => cmd::augment::run(c),

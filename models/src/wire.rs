@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! door    -> client  on connect: "FGD2" | challenge (32 random bytes)
-//! client  -> door    "FGP2" | kind (1 = push, 2 = status) | key id (8) | length u64 LE
+//! client  -> door    "FGP2" | kind (1 = push, 2 = status, 3 = recover) | key id (8)
+//!                    | length u64 LE (push: bundle bytes; recover: the new version floor)
 //!                    | Ed25519 signature (64) over CONTEXT | challenge | kind | key id | length
 //!                    [push: then `length` bundle bytes]
 //! door    -> client  one UTF-8 line, at most MAX_REPLY bytes: "ok ..." | "refused: ..." |
@@ -33,6 +34,10 @@ pub const MAGIC: [u8; 4] = *b"FGP2";
 pub const PUSH: u8 = 1;
 /// Ask for the door's status.
 pub const STATUS: u8 = 2;
+/// Recovery: set the door's version floor to `length` (a door that confirmed a runaway
+/// version). Signed like every request, so only a trusted key holder, who could sign any model
+/// anyway, can ask.
+pub const RECOVER: u8 = 3;
 /// Longest reply line.
 pub const MAX_REPLY: usize = 64 * 1024;
 /// Bytes of the door's challenge.
@@ -183,6 +188,17 @@ pub fn write_status(
     challenge: &[u8; CHALLENGE_LEN],
 ) -> std::io::Result<()> {
     w.write_all(&request(key, challenge, STATUS, 0))?;
+    w.flush()
+}
+
+/// Sends a recovery request (set the version floor to `floor`).
+pub fn write_recover(
+    w: &mut impl Write,
+    key: &SigningKey,
+    challenge: &[u8; CHALLENGE_LEN],
+    floor: u32,
+) -> std::io::Result<()> {
+    w.write_all(&request(key, challenge, RECOVER, u64::from(floor)))?;
     w.flush()
 }
 

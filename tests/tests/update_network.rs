@@ -123,6 +123,18 @@ fn server_with(
     limits: Limits,
     transport: Transport,
 ) -> (Arc<UpdateServer>, Arc<Shared>) {
+    server_ruled(key, store, first, limits, transport, Rules::default())
+}
+
+/// The same with any rules.
+fn server_ruled(
+    key: &SigningKey,
+    store: Arc<dyn ModelStore>,
+    first: &[u8],
+    limits: Limits,
+    transport: Transport,
+    rules: Rules,
+) -> (Arc<UpdateServer>, Arc<Shared>) {
     let yunet = YUNET.read_verified(&models_dir()).expect("yunet");
     let trusted = vec![key.verifying_key()];
     let bundle = bundle::verify(first, &trusted).expect("verifies");
@@ -132,7 +144,7 @@ fn server_with(
     let shared = Arc::new(Shared::new(
         Live::from_bundle(&bundle, &yunet).expect("live"),
     ));
-    let installer = Installer::new(trusted.clone(), store, yunet, Rules::default());
+    let installer = Installer::new(trusted.clone(), store, yunet, rules);
     (
         Arc::new(UpdateServer::new(
             trusted,
@@ -603,6 +615,40 @@ fn a_runaway_version_is_refused_and_the_door_keeps_updating() {
     assert_eq!(shared.current().version, 2);
     stop.store(true, Ordering::Relaxed);
     serving.join().expect("server");
+
+    // A door that took a runaway version anyway (configured with no step limit) is frozen,
+    // until a recovery request signed by a trusted key sets its floor; an untrusted one cannot.
+    let door = DoorKeys::generate().expect("door key");
+    let trust = DoorTrust::pinned(door.public);
+    let (server, shared) = server_ruled(
+        &key,
+        Arc::new(MemoryStore::default()),
+        &v1,
+        quick_limits(),
+        Transport::Noise(door),
+        Rules {
+            max_step: u32::MAX,
+            ..Rules::default()
+        },
+    );
+    let (addr, stop, serving) = serve(server);
+    assert!(push_when_free(&addr, &trust, &huge, &key).starts_with("ok"));
+    assert!(push_when_free(&addr, &trust, &v2, &key).contains("not newer"));
+    let stranger = SigningKey::from_bytes(&[9; 32]);
+    let r = facegate::cmd::push::recover_reply(&addr, &stranger, &trust, 1).expect("answer");
+    assert!(r.contains("does not trust"), "{r}");
+    let r = facegate::cmd::push::recover_reply(&addr, &key, &trust, 1).expect("answer");
+    assert!(r.starts_with("ok: version floor 1"), "{r}");
+    assert_eq!(
+        push_when_free(&addr, &trust, &v2, &key),
+        "ok: version 2 active (1 people)"
+    );
+    assert_eq!(shared.current().version, 2);
+    stop.store(true, Ordering::Relaxed);
+    serving.join().expect("server");
+    let records = std::mem::take(&mut *shared.outbox.lock().expect("outbox"));
+    assert!(records.iter().any(|r| matches!(&r.event,
+        Event::Fault { message } if message.contains("version floor set to 1"))));
 }
 
 /// Finding 6: with a bit flipped in `active.fgb` the door silently started from the previous

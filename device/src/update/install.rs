@@ -167,7 +167,12 @@ impl Installer {
             });
         }
         let offered = bundle.header.model_version;
-        let floor = self.store.state().floor.max(running);
+        let state = self.store.state();
+        let floor = if state.recovered {
+            state.floor
+        } else {
+            state.floor.max(running)
+        };
         if offered <= floor {
             return Err(UpdateError::NotNewer { offered, floor });
         }
@@ -203,6 +208,12 @@ impl Installer {
     pub fn install(&self, bytes: &[u8], running: u32) -> Result<Live, UpdateError> {
         let bundle = self.check(bytes, running)?;
         self.activate(bytes, &bundle, running)
+    }
+
+    /// Recovery (a signed request, or `facegate-device reset-floor`): the next update must be
+    /// above `floor`, whatever version runs now.
+    pub fn recover(&self, floor: u32) -> std::io::Result<()> {
+        self.store.reset_floor(floor)
     }
 
     /// A stored bundle, checked again: signature, structure, self-test.
@@ -298,7 +309,7 @@ mod tests {
             g.enrol("ann", t).expect("enrol");
             Bundle::new(&g, true, v, 0, Default::default(), Vec::new(), None).sign(&key)
         };
-        store.reset_floor(5).expect("floor");
+        store.mark_good(b"v5", 5).expect("floor");
         assert!(matches!(
             installer.check(&make(5), 3),
             Err(UpdateError::NotNewer { floor: 5, .. })
@@ -312,6 +323,16 @@ mod tests {
         assert!(err.to_string().contains("sign it again as 6"), "{err}");
         assert!(installer.check(&make(15), 5).is_ok());
         assert!(installer.check(&make(16), 5).is_err());
+        // A door that confirmed a runaway version is frozen until recovered...
+        store.reset_floor(u32::MAX - 1).expect("floor");
+        store
+            .install(&make(u32::MAX), u32::MAX)
+            .expect("the runaway version was confirmed");
+        assert!(installer.check(&make(6), u32::MAX).is_err());
+        // ...then the next honest version installs, even though the runaway one still runs.
+        installer.recover(5).expect("recover");
+        assert!(installer.check(&make(6), u32::MAX).is_ok());
+        assert!(installer.check(&make(5), u32::MAX).is_err());
     }
 
     /// Finding: a bundle named no door, so one made for another door installed on any door

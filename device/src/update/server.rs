@@ -164,25 +164,29 @@ pub struct UpdateServer {
     refusals: Mutex<RefusalLog>,
 }
 
-/// One reply line and, for a push, the version it was about.
+/// One reply line and what the log should say of it.
 struct Reply {
     text: String,
-    push: Option<PushOutcome>,
-    /// Status answers are not news for the log.
-    quiet: bool,
+    log: Logged,
 }
 
-struct PushOutcome {
-    version: u32,
-    accepted: bool,
+/// What a request leaves in the log.
+enum Logged {
+    /// Nothing (status answers are not news).
+    Quiet,
+    /// A refusal: at a bounded rate.
+    Refusal,
+    /// An update that got as far as its version: always.
+    Update { version: u32, accepted: bool },
+    /// A recovery: always, as a fault record naming the key.
+    Notice(String),
 }
 
 impl Reply {
     fn refused(text: impl Into<String>) -> Self {
         Self {
             text: text.into(),
-            push: None,
-            quiet: false,
+            log: Logged::Refusal,
         }
     }
 }
@@ -345,36 +349,39 @@ impl UpdateServer {
 
     /// Accepted updates always reach the log; refusals at a bounded rate, with a count.
     fn log_outcome(&self, reply: &Reply) {
-        if reply.quiet {
-            return;
-        }
-        let accepted = reply.push.as_ref().is_some_and(|p| p.accepted);
-        let mut reason = reply.text.clone();
-        if !accepted {
-            let admitted = self
-                .refusals
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .admit(Instant::now(), self.limits.refusal_interval);
-            match admitted {
-                None => return,
-                Some(0) => {}
-                Some(n) => {
-                    reason.push_str(&format!(" ({n} more refused since the last such record)"))
+        let active = self.shared.current().version;
+        let event = match &reply.log {
+            Logged::Quiet => return,
+            Logged::Notice(message) => Event::Fault {
+                message: message.clone(),
+            },
+            Logged::Update { version, accepted } => Event::ModelUpdate {
+                version: *version,
+                accepted: *accepted,
+                reason: reply.text.clone(),
+            },
+            Logged::Refusal => {
+                let admitted = self
+                    .refusals
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .admit(Instant::now(), self.limits.refusal_interval);
+                let mut reason = reply.text.clone();
+                match admitted {
+                    None => return,
+                    Some(0) => {}
+                    Some(n) => {
+                        reason.push_str(&format!(" ({n} more refused since the last such record)"))
+                    }
+                }
+                Event::ModelUpdate {
+                    version: 0,
+                    accepted: false,
+                    reason,
                 }
             }
-        }
-        let active = self.shared.current().version;
-        let version = reply.push.as_ref().map_or(0, |p| p.version);
-        self.shared.post(LogRecord::now(
-            0,
-            active,
-            Event::ModelUpdate {
-                version,
-                accepted,
-                reason,
-            },
-        ));
+        };
+        self.shared.post(LogRecord::now(0, active, event));
     }
 
     fn request(
@@ -403,9 +410,9 @@ impl UpdateServer {
         match request.kind {
             wire::STATUS => Reply {
                 text: self.status(),
-                push: None,
-                quiet: true,
+                log: Logged::Quiet,
             },
+            wire::RECOVER => self.recover(&request),
             wire::PUSH => self.push(conn, &request, connected),
             k => Reply::refused(format!("refused: unknown request kind {k}")),
         }
@@ -434,8 +441,7 @@ impl UpdateServer {
         let running = self.shared.current().version;
         let outcome = |version, accepted, text: String| Reply {
             text,
-            push: Some(PushOutcome { version, accepted }),
-            quiet: false,
+            log: Logged::Update { version, accepted },
         };
         let bundle = match self.installer.check(&bytes, running) {
             Ok(b) => b,
@@ -460,6 +466,26 @@ impl UpdateServer {
                 )
             }
             Err(e) => outcome(offered, false, format!("refused: {e}")),
+        }
+    }
+
+    /// A signed recovery: the next update must be above the floor asked for.
+    fn recover(&self, request: &Request) -> Reply {
+        let Ok(floor) = u32::try_from(request.length) else {
+            return Reply::refused(format!(
+                "refused: version floor {} is above the largest version",
+                request.length
+            ));
+        };
+        let key = hex::encode(request.key_id);
+        match self.installer.recover(floor) {
+            Ok(()) => Reply {
+                text: format!("ok: version floor {floor}; the next update must be above it"),
+                log: Logged::Notice(format!(
+                    "version floor set to {floor} by a recovery request signed by key {key}"
+                )),
+            },
+            Err(e) => Reply::refused(format!("refused: cannot write the store state: {e}")),
         }
     }
 

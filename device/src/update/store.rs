@@ -29,6 +29,10 @@ pub struct StoreState {
     pub floor: u32,
     /// SHA-256 (hex) of the bundles marked good (the active one and the fallback).
     pub good: Vec<String>,
+    /// The floor was set by a recovery: until the next install it alone counts, not the
+    /// (runaway) version still running.
+    #[serde(default)]
+    pub recovered: bool,
 }
 
 impl StoreState {
@@ -72,6 +76,7 @@ fn state_after_install(
     StoreState {
         floor: state.floor.max(version),
         good,
+        recovered: false,
     }
 }
 
@@ -144,7 +149,9 @@ impl ModelStore for MemoryStore {
     }
 
     fn reset_floor(&self, floor: u32) -> std::io::Result<()> {
-        self.lock()?.1.floor = floor;
+        let mut guard = self.lock()?;
+        guard.1.floor = floor;
+        guard.1.recovered = true;
         Ok(())
     }
 }
@@ -180,6 +187,7 @@ impl ModelStore for FileStore {
     fn reset_floor(&self, floor: u32) -> std::io::Result<()> {
         let mut state = self.state();
         state.floor = floor;
+        state.recovered = true;
         self.write_state(&state)?;
         File::open(&self.dir)?.sync_all()
     }
@@ -242,6 +250,7 @@ impl FileStore {
         serde_json::from_slice(&text).unwrap_or_else(|_| StoreState {
             floor: u32::MAX,
             good: Vec::new(),
+            recovered: false,
         })
     }
 

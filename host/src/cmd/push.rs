@@ -18,7 +18,7 @@ use ed25519_dalek::SigningKey;
 use facegate_models::channel::{NOISE_HELLO, NoiseStream};
 use facegate_models::wire;
 
-use crate::cli::{PushCmd, StatusCmd};
+use crate::cli::{PushCmd, RecoverCmd, StatusCmd};
 
 /// How the laptop decides that it talks to the right door.
 #[derive(Clone, Debug, Default)]
@@ -282,6 +282,30 @@ pub fn status_reply(device: &str, key: &SigningKey, trust: &DoorTrust) -> Result
     let (mut conn, challenge) = open(device, Duration::from_secs(10), trust)?;
     wire::write_status(&mut conn, key, &challenge)?;
     Ok(wire::read_reply(&mut conn)?)
+}
+
+/// Asks the door to set its version floor; returns its answer.
+pub fn recover_reply(
+    device: &str,
+    key: &SigningKey,
+    trust: &DoorTrust,
+    floor: u32,
+) -> Result<String> {
+    let (mut conn, challenge) = open(device, Duration::from_secs(10), trust)?;
+    wire::write_recover(&mut conn, key, &challenge, floor)?;
+    Ok(wire::read_reply(&mut conn)?)
+}
+
+/// Runs `facegate recover`.
+pub fn recover(cmd: RecoverCmd) -> Result<()> {
+    let key = super::keys::read_secret(&cmd.key)?;
+    let trust = DoorTrust::from_flags(cmd.door_key.as_deref(), cmd.insecure_plaintext)?;
+    let reply = recover_reply(&cmd.device, &key, &trust, cmd.floor)?;
+    println!("{}", printable(&reply));
+    if !reply.starts_with("ok") {
+        bail!("the door refused the recovery");
+    }
+    Ok(())
 }
 
 /// Text from the network, safe for a terminal: control characters (newlines, escape
