@@ -903,3 +903,56 @@ fn bundles_carry_no_face_and_install_only_where_they_are_meant() {
     let err = installer(None).install(&skewed, 1).err().expect("skewed");
     assert!(err.to_string().contains("test pattern"), "{err}");
 }
+
+/// What the encrypted channel costs, for docs/SECURITY.md (a measurement, not a check of
+/// time): `cargo test --release -p facegate-tests --test update_network channel_cost --
+/// --ignored --nocapture`. Twenty pushes of a one-person EdgeFace int8 bundle and fifty status
+/// requests, encrypted and plain, on the same machine in one run.
+#[test]
+#[ignore = "a measurement for the docs"]
+fn channel_cost() {
+    let models = models_dir();
+    let pipeline = door_pipeline(&models);
+    let key = SigningKey::from_bytes(&[7; 32]);
+    let people = [("AdrianDunbar", 2)];
+    let v1 = make_bundle(&pipeline, &people, 1, &key);
+    let bundles: Vec<Vec<u8>> = (2..=21)
+        .map(|v| make_bundle(&pipeline, &people, v, &key))
+        .collect();
+    for plain in [false, true] {
+        let door = DoorKeys::generate().expect("door key");
+        let (transport, trust) = if plain {
+            let trust = DoorTrust {
+                allow_plaintext: true,
+                ..DoorTrust::default()
+            };
+            (Transport::Plain, trust)
+        } else {
+            (
+                Transport::Noise(door.clone()),
+                DoorTrust::pinned(door.public),
+            )
+        };
+        let store = Arc::new(MemoryStore::default());
+        let (server, _) = server_with(&key, store, &v1, Limits::default(), transport);
+        let (addr, stop, serving) = serve(server);
+        let t = std::time::Instant::now();
+        for _ in 0..50 {
+            status(&addr, &trust, &key);
+        }
+        let per_status = t.elapsed() / 50;
+        let t = std::time::Instant::now();
+        for b in &bundles {
+            assert!(push_when_free(&addr, &trust, b, &key).starts_with("ok"));
+        }
+        let per_push = t.elapsed() / bundles.len() as u32;
+        eprintln!(
+            "{}: status {per_status:.1?}, push of {} bytes (self-test and store included) \
+             {per_push:.1?}",
+            if plain { "plain TCP" } else { "encrypted" },
+            bundles[0].len()
+        );
+        stop.store(true, Ordering::Relaxed);
+        serving.join().expect("server");
+    }
+}
