@@ -293,6 +293,51 @@ fn sigkill_while_the_door_is_open_locks_it_within_a_second() {
     eprintln!("locked {:?} after SIGKILL", killed.elapsed());
 }
 
+/// Finding: a slow frame stretched a 1 s pulse to 3.2 s. The relay keeper (the real process
+/// the door starts) ends each pulse on its own clock: told to open for at most 1 s and then left
+/// without a word for 3 s, as by a door stuck on a frame, it locks within 1 s + 100 ms.
+#[test]
+fn a_door_stuck_for_3_s_never_lengthens_a_pulse() {
+    use std::io::Write;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let record = tmp.path().join("relay.txt");
+    let mut keeper = Command::new(device_bin())
+        .args(["relay-keeper", "--max-open-ms", "1000", "--record"])
+        .arg(&record)
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("start the keeper");
+    let mut pipe = keeper.stdin.take().expect("stdin");
+    // Wait until it holds the line (locked at start), then open.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !record.exists()
+        || std::fs::read_to_string(&record)
+            .unwrap_or_default()
+            .is_empty()
+    {
+        assert!(Instant::now() < deadline, "the keeper never took the line");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    pipe.write_all(b"1").expect("open");
+    pipe.flush().expect("flush");
+    std::thread::sleep(Duration::from_secs(3));
+    let text = std::fs::read_to_string(&record).expect("record");
+    let lines: Vec<(u64, &str)> = text
+        .lines()
+        .map(|l| {
+            let (ms, level) = l.split_once(' ').expect("ms level");
+            (ms.parse().expect("ms"), level)
+        })
+        .collect();
+    drop(pipe);
+    let _ = keeper.wait();
+    let levels: Vec<&str> = lines.iter().map(|(_, l)| *l).collect();
+    assert_eq!(levels, ["low", "high", "low"], "{text}");
+    let pulse = lines[2].0 - lines[1].0;
+    eprintln!("pulse lasted {pulse} ms for a 1000 ms unlock with a 3 s silence");
+    assert!((1000..=1100).contains(&pulse), "pulse of {pulse} ms");
+}
+
 /// Starts the door from a config whose first frames unlock it for a one-minute pulse (only a
 /// shutdown path can end it within a test); returns once the relay is open.
 #[allow(clippy::zombie_processes)]
