@@ -425,6 +425,7 @@ fn parse_body(body: &[u8]) -> Result<Bundle, BundleError> {
     if let Some(door) = &header.door {
         check_door_id(door).map_err(bad)?;
     }
+    header.detector.validate().map_err(bad)?;
     let payload = &body[4 + header_len..];
     if payload.len() as u64 != header.payload_len {
         return Err(bad(format!(
@@ -546,6 +547,25 @@ mod tests {
             b.header.threshold = thr;
             let err = verify(&b.sign(&key(1)), &[key(1).verifying_key()]).expect_err("refused");
             assert!(err.to_string().contains("threshold"), "{thr}: {err}");
+        }
+        for detector in [
+            DetectorConfig {
+                score_threshold: 0.0,
+                ..DetectorConfig::default()
+            },
+            DetectorConfig {
+                max_side: 100_000,
+                ..DetectorConfig::default()
+            },
+            DetectorConfig {
+                nms_iou: f32::NAN,
+                ..DetectorConfig::default()
+            },
+        ] {
+            let mut b = sample(1, &["ann"]);
+            b.header.detector = detector;
+            let err = verify(&b.sign(&key(1)), &[key(1).verifying_key()]).expect_err("refused");
+            assert!(err.to_string().contains("detector"), "{err}");
         }
         for name in ["ann\nUNLOCKED bob", "\u{1b}]0;pwned\u{7}", ""] {
             let mut g = Gallery::new(EmbedderKind::SFace, 0.48);

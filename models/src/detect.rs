@@ -55,6 +55,32 @@ impl Default for DetectorConfig {
     }
 }
 
+impl DetectorConfig {
+    /// Whether the settings are sane for a door: they arrive in signed bundles, and a typo
+    /// (a score threshold of 0, an input side of 100000) must be refused, not run.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if !(0.3..=0.99).contains(&self.score_threshold) {
+            return Err(format!(
+                "detector score threshold {} is outside 0.3 to 0.99",
+                self.score_threshold
+            ));
+        }
+        if !(0.1..=0.9).contains(&self.nms_iou) {
+            return Err(format!(
+                "detector NMS IoU {} is outside 0.1 to 0.9",
+                self.nms_iou
+            ));
+        }
+        if !(160..=1920).contains(&self.max_side) {
+            return Err(format!(
+                "detector input side {} is outside 160 to 1920 pixels",
+                self.max_side
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// The detector network input for one image: padded BGR tensor and the shrink factor.
 pub struct DetectorInput {
     /// 1x3xHxW, H and W multiples of 32.
