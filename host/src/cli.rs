@@ -243,6 +243,10 @@ pub struct TrainCmd {
     /// Use this threshold instead of calibrating one.
     #[arg(long)]
     pub threshold: Option<f32>,
+    /// Write the bundle even when it recognises fewer than 80% of the held-out photos of the
+    /// enrolled people (a door that rarely opens).
+    #[arg(long)]
+    pub force: bool,
     /// Enrol only these people of the dataset.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,

@@ -266,7 +266,9 @@ impl Gallery {
         }
         if let Some(head) = &self.head {
             head.validate(self.people.len(), self.embedder.dim())?;
-        } else if !COSINE_THRESHOLDS.contains(&self.threshold) {
+        }
+        // A head picks the person; the threshold is still on the cosine to their templates.
+        if !COSINE_THRESHOLDS.contains(&self.threshold) {
             return Err(Error::Gallery {
                 reason: format!(
                     "a cosine threshold of {} is outside {:?}: below it a door lets strangers \

@@ -5,9 +5,10 @@
 //! through a bounded queue, and one that finds the queue full is answered `busy` and closed at
 //! once, so a flood of idle connections costs neither threads nor file descriptors (a door with
 //! its camera, panel and serial line open must never run out of them). Every connection first
-//! gets a fresh random challenge and must answer within [`Limits::head`] with a request signed by
-//! a trusted key over it ([`facegate_models::wire`]): a peer without a key learns nothing (not
-//! even status) and can never take the update slot. Only then, for a push: the declared length
+//! sets up the encrypted channel ([`facegate_models::channel`], unless `update.plaintext`) and
+//! must send, within [`Limits::head`] of connecting, a request signed by a trusted key over the
+//! channel's handshake hash (plain TCP: a fresh random challenge) ([`facegate_models::wire`]): a
+//! peer without a key learns nothing (not even status) and can never take the update slot. Only then, for a push: the declared length
 //! is checked against the limit, the update slot is taken, and the bundle must arrive at no
 //! less than [`Limits::min_rate`]; then the one update flow ([`crate::update::install`]).
 //!

@@ -12,7 +12,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use facegate_models::bundle::{Bundle, SelfTest};
 use facegate_models::embed::Embedder;
-use facegate_models::gallery::{Decision, Gallery};
+use facegate_models::gallery::{Decision, Gallery, default_threshold};
 use facegate_models::model_files::YUNET;
 use serde::Serialize;
 
@@ -22,7 +22,8 @@ use crate::cmd::models::{now_ms, write_atomically};
 use crate::faceset::Dataset;
 use crate::train::head::{self, Epoch, Examples, HeadConfig};
 use crate::train::{
-    View, augmented_views, calibrate, impostor_scores, probe_views, validation_split,
+    View, augmented_views, calibrate, enrolled_among_impostors, impostor_scores, probe_views,
+    threshold_to_ship, validation_split,
 };
 
 /// What `facegate train --report` writes.
@@ -205,20 +206,32 @@ pub fn run(cmd: TrainCmd) -> Result<()> {
                 );
             }
             let views = probe_views(&embedder, &imp, &idx, "impostors")?;
+            let same = enrolled_among_impostors(&gallery, &views, SAME_FACE);
+            if let Some((i, name, score)) = same.first() {
+                let sample = &imp.manifest.samples[views[*i].sample];
+                bail!(
+                    "{} of the impostor faces are enrolled people's own faces (the first: {}'s \
+                     photo {} is {name} at cosine {score:.3}): a threshold above them would \
+                     never open the door. Remove those photos from {} (`facegate import` \
+                     keeps one folder per person), then train again",
+                    same.len(),
+                    sample.person,
+                    sample.source,
+                    dir.display()
+                );
+            }
             let t = calibrate(&gallery, &views, cmd.far);
+            let floor = default_threshold(m.embedder, m.quantised, false, false);
+            let (t, note) = threshold_to_ship(t, views.len(), cmd.far, floor);
+            if let Some(note) = note {
+                eprintln!("note: {note}");
+            }
             (views, t)
         }
         (None, None) => bail!(
             "give --impostors DATASET (faces of people who are not enrolled, from `facegate import`) to calibrate the stranger threshold, or --threshold"
         ),
     };
-    if !impostor_views.is_empty() && (impostor_views.len() as f64) * cmd.far < 1.0 {
-        eprintln!(
-            "note: {} impostor views cannot resolve FAR {}: the threshold sits above every impostor; import more strangers for a calibrated rate",
-            impostor_views.len(),
-            cmd.far
-        );
-    }
     gallery.threshold = threshold;
     gallery.validate()?;
     let impostors_accepted = impostor_scores(&gallery, &impostor_views)
@@ -241,6 +254,15 @@ pub fn run(cmd: TrainCmd) -> Result<()> {
         }
     };
     let (val_tar_unmasked, val_tar_masked) = (tar(false), tar(true));
+    if val_tar_unmasked < MIN_VAL_TAR && !cmd.force {
+        bail!(
+            "this door would recognise only {:.0}% of the held-out photos of the people it \
+             enrols (threshold {:.4}): no bundle written. Check the photos and the impostors, \
+             or pass --force to write it anyway",
+            100.0 * val_tar_unmasked,
+            gallery.threshold
+        );
+    }
 
     // Self-test: the first photo the final gallery names correctly.
     let self_test = people
@@ -389,6 +411,12 @@ fn finish(cmd: &TrainCmd, ds: &Dataset, bytes: usize, report: &impl Serialize) -
     }
     Ok(())
 }
+
+/// Cosine at which an impostor face is one of the enrolled faces (the same photo, or nearly).
+const SAME_FACE: f32 = 0.9;
+
+/// Share of the enrolled people's held-out photos a bundle must recognise to be written.
+const MIN_VAL_TAR: f64 = 0.8;
 
 /// Signs and writes the bundle (checking first that the door's detector file is there too).
 fn write_bundle(

@@ -180,6 +180,51 @@ pub fn calibrate(gallery: &Gallery, impostors: &[View], far: f64) -> f32 {
     threshold_at_far(&impostor_scores(gallery, impostors), far)
 }
 
+/// The threshold to ship from a calibration on `impostors` views at `far`, never looser than
+/// `floor` (the embedder's threshold calibrated on thousands of strangers) when there are too
+/// few impostors to resolve `far`: 160 views cannot tell FAR 1e-3 apart, and a threshold just
+/// above the highest of them let 2.6 times the asked rate in. Returns the threshold and, when
+/// it was raised, what to tell the user.
+pub fn threshold_to_ship(
+    calibrated: f32,
+    impostors: usize,
+    far: f64,
+    floor: f32,
+) -> (f32, Option<String>) {
+    let resolvable = (impostors as f64) * far >= 1.0;
+    if resolvable || calibrated >= floor {
+        return (calibrated, None);
+    }
+    let needed = (10.0 / far).ceil() as u64;
+    (
+        floor,
+        Some(format!(
+            "{impostors} impostor views cannot resolve FAR {far}: keeping the embedder's \
+             calibrated threshold {floor:.4} instead of the looser {calibrated:.4}; import \
+             faces of about {needed} more strangers (at least {} views) to calibrate your own",
+            (1.0 / far).ceil() as u64
+        )),
+    )
+}
+
+/// Impostor views that are one of the enrolled faces (the same photo, or the same face:
+/// cosine at least `same`): (view index, enrolled name, cosine). A household's own photos among
+/// the impostors make a threshold that nobody passes.
+pub fn enrolled_among_impostors(
+    gallery: &Gallery,
+    impostors: &[View],
+    same: f32,
+) -> Vec<(usize, String, f32)> {
+    impostors
+        .iter()
+        .enumerate()
+        .filter_map(|(i, v)| {
+            let (person, score) = gallery.best(&v.embedding)?;
+            (score >= same).then(|| (i, gallery.people[person].name.clone(), score))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
 
@@ -194,6 +239,46 @@ mod tests {
     }
 
     use super::*;
+
+    /// Finding (#23): 160 impostor views at FAR 1e-3 shipped 0.4148 against the embedder's
+    /// calibrated 0.4992.
+    #[test]
+    fn too_few_impostors_never_loosen_the_threshold() {
+        let (t, note) = threshold_to_ship(0.4148, 160, 1e-3, 0.4992);
+        assert_eq!(t, 0.4992);
+        assert!(note.expect("said").contains("10000"));
+        // Enough impostors: their calibration stands, looser or not.
+        assert_eq!(threshold_to_ship(0.45, 5000, 1e-3, 0.4992), (0.45, None));
+        // Too few but stricter already: kept.
+        assert_eq!(threshold_to_ship(0.6, 160, 1e-3, 0.4992), (0.6, None));
+    }
+
+    /// Finding (#23): the household's own photos among the impostors gave threshold 1.0 and a
+    /// door that never opens.
+    #[test]
+    fn enrolled_faces_among_impostors_are_found() {
+        let mut g = Gallery::new(facegate_models::embed::EmbedderKind::SFace, 0.48);
+        let unit = |i: usize| {
+            let mut v = vec![0.0f32; 128];
+            v[i] = 1.0;
+            v
+        };
+        g.enrol("ann", unit(0)).expect("enrol");
+        g.enrol("bob", unit(1)).expect("enrol");
+        let view = |embedding| View {
+            sample: 0,
+            masked: false,
+            embedding,
+        };
+        let mut near = unit(0);
+        near[2] = 0.1;
+        let n = near.iter().map(|x| x * x).sum::<f32>().sqrt();
+        let near: Vec<f32> = near.iter().map(|x| x / n).collect();
+        let found = enrolled_among_impostors(&g, &[view(unit(5)), view(near), view(unit(1))], 0.9);
+        let names: Vec<&str> = found.iter().map(|(_, n, _)| n.as_str()).collect();
+        assert_eq!(names, ["ann", "bob"]);
+        assert_eq!(found[0].0, 1);
+    }
 
     #[test]
     fn validation_takes_a_share_of_photos_never_all() {
