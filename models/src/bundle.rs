@@ -225,7 +225,8 @@ pub enum BundleError {
     },
     /// Signed by a key the door does not trust.
     #[error(
-        "bundle is signed by key {key_id}, which is not in the trusted keys: add its .pub to the door's config"
+        "bundle is signed by key {key_id}, which is not in the trusted keys: on the door, add its \
+         .pub to `model.trust`; on the laptop, pass it with --trust"
     )]
     UnknownKey {
         /// Hex key id.

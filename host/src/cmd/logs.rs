@@ -6,7 +6,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use facegate_models::logrecord::FrameReader;
 
 use crate::cli::LogsCmd;
@@ -51,7 +51,7 @@ pub fn run(cmd: LogsCmd) -> Result<()> {
                 .and_then(|_| port.flush())
                 .context("asking the door for its history")?;
         }
-        decode_stream(&mut port, &mut stdout.lock(), format, cmd.follow)?
+        decode_stream(&mut port, &mut stdout.lock(), format, cmd.follow, false)?
     } else {
         anyhow::ensure!(
             !cmd.history,
@@ -60,7 +60,7 @@ pub fn run(cmd: LogsCmd) -> Result<()> {
         );
         let mut file = std::fs::File::open(&cmd.port)
             .with_context(|| format!("opening {}", cmd.port.display()))?;
-        decode_stream(&mut file, &mut stdout.lock(), format, cmd.follow)?
+        decode_stream(&mut file, &mut stdout.lock(), format, cmd.follow, true)?
     };
     eprintln!("{} records, {} skipped", tally.records, tally.skipped);
     Ok(())
@@ -73,17 +73,24 @@ fn is_char_device(path: &Path) -> bool {
         .unwrap_or(false)
 }
 
+/// Bytes of a saved file read without a single record before it is called "not a log".
+const PROBE: usize = 64 * 1024;
+
 /// Reads frames from `input` and writes decoded records to `out` until end of file (or, for a
-/// serial port, a read timeout), or forever with `follow`. Skipped frames go to stderr.
+/// serial port, a read timeout), or forever with `follow`. Skipped frames go to stderr. A saved
+/// file (`file`) whose first 64 KiB hold no record is refused with one error, not thousands of
+/// "skipped" lines: it is some other file. A serial line may start with noise, so it is not.
 pub fn decode_stream(
     input: &mut dyn Read,
     out: &mut dyn Write,
     format: Format,
     follow: bool,
+    file: bool,
 ) -> Result<Tally> {
     let mut reader = FrameReader::new();
     let mut tally = Tally::default();
     let mut buf = [0u8; 4096];
+    let mut read = 0usize;
     loop {
         let n = match input.read(&mut buf) {
             Ok(0) if follow => {
@@ -101,7 +108,16 @@ pub fn decode_stream(
             }
             Err(e) => return Err(e).context("reading the log"),
         };
-        for item in reader.push(&buf[..n]) {
+        read += n;
+        let items = reader.push(&buf[..n]);
+        if file && tally.records == 0 && read >= PROBE && !items.iter().any(Result::is_ok) {
+            bail!(
+                "not a facegate log: the first {} KiB hold no record (give the door's serial \
+                 port, a capture of it, or its ring file)",
+                read / 1024
+            );
+        }
+        for item in items {
             match item {
                 Ok(record) => {
                     tally.records += 1;
@@ -118,6 +134,13 @@ pub fn decode_stream(
         }
         out.flush()?;
     }
+    if file && tally.records == 0 && (tally.skipped > 0 || reader.pending() > 0) {
+        bail!(
+            "not a facegate log: {} KiB and no record (give the door's serial port, a capture of \
+             it, or its ring file)",
+            read.div_ceil(1024)
+        );
+    }
     if reader.pending() > 0 {
         tally.skipped += 1;
         eprintln!(
@@ -131,6 +154,17 @@ pub fn decode_stream(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Finding (#23): `logs` on a PNG printed about 8,500 "skipped" lines and exited 0.
+    #[test]
+    fn a_file_that_is_not_a_log_is_one_clear_error() {
+        let png: Vec<u8> = (0..200_000u32).map(|i| (i * 7919 % 251) as u8).collect();
+        let mut out = Vec::new();
+        let err = decode_stream(&mut &png[..], &mut out, Format::Text, false, true)
+            .expect_err("not a log");
+        assert!(err.to_string().contains("not a facegate log"), "{err}");
+        assert!(out.is_empty());
+    }
     use facegate_models::logrecord::{Event, LogRecord};
     use serialport::SerialPort;
 
@@ -176,7 +210,8 @@ mod tests {
         bytes.extend(recs[2].encode());
         bytes.extend_from_slice(&recs[0].encode()[..5]); // cut at the end
         let mut out = Vec::new();
-        let tally = decode_stream(&mut &bytes[..], &mut out, Format::Json, false).expect("decode");
+        let tally =
+            decode_stream(&mut &bytes[..], &mut out, Format::Json, false, true).expect("decode");
         assert_eq!(
             tally,
             Tally {
@@ -208,7 +243,8 @@ mod tests {
             master // keep the master open until the reader is done
         });
         let mut out = Vec::new();
-        let tally = decode_stream(&mut slave, &mut out, Format::Text, false).expect("decode");
+        let tally =
+            decode_stream(&mut slave, &mut out, Format::Text, false, false).expect("decode");
         drop(writer.join());
         assert_eq!(tally.records, 3);
         assert_eq!(tally.skipped, 3);
