@@ -68,7 +68,7 @@ pub struct Config {
 }
 
 /// The stranger term's default: measured on the LFW open-set protocol with synthetic masks
-/// (README, "the mask-adapted SFace"); weight 300 from cosine 0.15 pushed harder and cost
+/// (docs/MASKS.md, "the mask-adapted SFace"); weight 300 from cosine 0.15 pushed harder and cost
 /// MFR2 probes, weight 20 from 0.25 changed little.
 pub const STRANGER: Stranger = Stranger {
     weight: 100.0,

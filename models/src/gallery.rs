@@ -42,7 +42,7 @@ pub fn check_name(name: &str) -> Result<()> {
 
 /// The acceptance threshold used when none has been calibrated for a gallery: the one
 /// `facegate eval` chose at FAR 1e-3 on the LFW open-set protocol (shared half, unmasked;
-/// `scripts/eval-all`, README results table), per embedder, weight format and alignment
+/// `scripts/eval-all`, the table in docs/RESULTS.md), per embedder, weight format and alignment
 /// (`refined`: landmarks re-placed by the refiner). A gallery with masked templates
 /// (`masked_templates`: `enrol --enrol-masks`) has its own: a masked stranger comes closer to
 /// someone's masked template than to their photos, so its threshold is the stricter of the two

@@ -440,7 +440,7 @@ fn photos_to_a_trained_bundle_that_the_door_runs() {
         log.lines().count() >= 8,
         "one record per frame at least: {log}"
     );
-    // The CNN knows s3; how it treats strangers is measured in the README, not asserted here
+    // The CNN knows s3; how it treats strangers is measured in docs/TRAINING.md, not asserted here
     // (on this tiny training set it names one of them).
     assert!(log.contains("KNOWN \"s3\""), "{log}");
 
