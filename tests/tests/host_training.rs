@@ -130,6 +130,21 @@ fn photos_to_a_trained_bundle_that_the_door_runs() {
     assert!(out.contains("already in the dataset as s1"), "{out}");
     let manifest = json(&dir.join("train/manifest.json"));
     assert_eq!(manifest["samples"].as_array().map(Vec::len), Some(24));
+    // A photo skipped under some rules says why again under the same rules, and is judged
+    // again when they change (#23: it used to stay "unchanged" for good).
+    let rejudge = |extra: &[&str]| {
+        let mut args = vec!["import", "--label", "s1", "-d", "rejudge", "blurred.png"];
+        args.extend(extra);
+        fg(dir, &args)
+    };
+    assert!(rejudge(&[]).contains("blurred.png: face is too blurred"));
+    let out = rejudge(&[]);
+    assert!(
+        out.contains("face is too blurred") && out.contains("as before, under the same rules"),
+        "{out}"
+    );
+    let out = rejudge(&["--min-sharpness", "0"]);
+    assert!(out.contains("1 new faces"), "{out}");
 
     // Capture from a Motion-JPEG recording: the same frame three times is kept once, a cut
     // frame is reported, a second view of the face is kept.

@@ -177,6 +177,7 @@ pub fn capture(
                     person: cmd.label.clone(),
                     source: source_name.clone(),
                     reason: reason.clone(),
+                    rules: cmd.rules().fingerprint(),
                 });
                 reasons.push(format!("{source_name}: {reason}"));
             }

@@ -21,7 +21,7 @@ use crate::progress::bar;
 pub struct Summary {
     /// New samples.
     pub added: usize,
-    /// Already in the dataset (or skipped before) and left as they were.
+    /// Already in the dataset and left as they were.
     pub unchanged: usize,
     /// Skipped this run: (file, reason).
     pub skipped: Vec<(String, String)>,
@@ -103,11 +103,15 @@ pub fn import(
         .iter()
         .map(|s| (s.id.clone(), s.person.clone()))
         .collect();
-    let mut skipped_before: HashMap<(String, String), ()> = ds
+    // Photos skipped under these same rules are not judged again (but listed with their
+    // reason); under other rules they are.
+    let rules_now = rules.fingerprint();
+    let mut skipped_before: HashMap<(String, String), String> = ds
         .manifest
         .skipped
         .iter()
-        .map(|s| ((s.id.clone(), s.person.clone()), ()))
+        .filter(|s| s.rules == rules_now)
+        .map(|s| ((s.id.clone(), s.person.clone()), s.reason.clone()))
         .collect();
     let mut summary = Summary::default();
     let pb = bar(jobs.len() as u64, "importing");
@@ -134,8 +138,11 @@ pub fn import(
             }
             continue;
         }
-        if skipped_before.contains_key(&(id.clone(), person.clone())) {
-            summary.unchanged += 1;
+        if let Some(reason) = skipped_before.get(&(id.clone(), person.clone())) {
+            summary.skipped.push((
+                source,
+                format!("{reason} (as before, under the same rules)"),
+            ));
             continue;
         }
         let outcome = match image_io::decode(&bytes) {
@@ -150,6 +157,10 @@ pub fn import(
             }
             Err(e) => Err(format!("not a readable image: {e}")),
         };
+        // Judged now: whatever an earlier run under other rules said of it is replaced.
+        ds.manifest
+            .skipped
+            .retain(|s| !(s.id == id && s.person == *person));
         match outcome {
             Ok(sample) => {
                 known.insert(id, person.clone());
@@ -157,12 +168,13 @@ pub fn import(
                 summary.added += 1;
             }
             Err(reason) => {
-                skipped_before.insert((id.clone(), person.clone()), ());
+                skipped_before.insert((id.clone(), person.clone()), reason.clone());
                 ds.manifest.skipped.push(Skipped {
                     id,
                     person: person.clone(),
                     source: source.clone(),
                     reason: reason.clone(),
+                    rules: rules_now.clone(),
                 });
                 summary.skipped.push((source, reason));
             }

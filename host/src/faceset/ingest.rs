@@ -32,6 +32,17 @@ pub struct Rules {
     pub min_sharpness: f32,
 }
 
+impl Rules {
+    /// A stable text for these rules, kept with every skipped photo: the same photo is judged
+    /// again when the rules change (a larger --min-face once, the default later).
+    pub fn fingerprint(&self) -> String {
+        format!(
+            "multi={:?} min_face={} min_sharpness={}",
+            self.multi, self.min_face, self.min_sharpness
+        )
+    }
+}
+
 /// Which image this is and whose face it should show.
 #[derive(Clone, Copy, Debug)]
 pub struct Source<'a> {

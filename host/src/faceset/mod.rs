@@ -79,6 +79,10 @@ pub struct Skipped {
     pub source: String,
     /// Why, in words a user can act on.
     pub reason: String,
+    /// The rules it was judged by (`Rules::fingerprint`): under other rules it is judged
+    /// again. Empty in datasets made before this was kept (judged again once).
+    #[serde(default)]
+    pub rules: String,
 }
 
 /// The dataset's index.
