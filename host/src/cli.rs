@@ -327,19 +327,9 @@ pub struct BenchCmd {
 /// `facegate push --device HOST:PORT BUNDLE`
 #[derive(Debug, Args)]
 pub struct PushCmd {
-    /// The door's update address.
-    #[arg(long)]
-    pub device: String,
-    /// Secret key that signs the request (one the door trusts; `facegate keygen`).
-    #[arg(long)]
-    pub key: PathBuf,
-    /// The door's update-channel key (it prints it at start); default: the key pinned in
-    /// ~/.config/facegate/known_doors, recorded on first contact.
-    #[arg(long)]
-    pub door_key: Option<String>,
-    /// Talk to a door configured with `update.plaintext = true` (unencrypted).
-    #[arg(long)]
-    pub insecure_plaintext: bool,
+    /// Which door, and how to talk to it.
+    #[command(flatten)]
+    pub door: DoorOpts,
     /// The bundle from `facegate enrol`.
     pub bundle: PathBuf,
     /// Give up after this many seconds.
@@ -350,10 +340,18 @@ pub struct PushCmd {
 /// `facegate status --device HOST:PORT`
 #[derive(Debug, Args)]
 pub struct StatusCmd {
+    /// Which door, and how to talk to it.
+    #[command(flatten)]
+    pub door: DoorOpts,
+}
+
+/// The door a request goes to, the key that signs it, and how the door's own key is checked.
+#[derive(Debug, Args)]
+pub struct DoorOpts {
     /// The door's update address.
     #[arg(long)]
     pub device: String,
-    /// Secret key that signs the request (the door answers only keys it trusts).
+    /// Secret key that signs the request (one the door trusts; `facegate keygen`).
     #[arg(long)]
     pub key: PathBuf,
     /// The door's update-channel key (it prints it at start); default: the key pinned in
@@ -368,19 +366,9 @@ pub struct StatusCmd {
 /// `facegate recover --device HOST:PORT --key K --floor N`
 #[derive(Debug, Args)]
 pub struct RecoverCmd {
-    /// The door's update address.
-    #[arg(long)]
-    pub device: String,
-    /// Secret key that signs the request (the door answers only keys it trusts).
-    #[arg(long)]
-    pub key: PathBuf,
-    /// The door's update-channel key (it prints it at start); default: the key pinned in
-    /// ~/.config/facegate/known_doors, recorded on first contact.
-    #[arg(long)]
-    pub door_key: Option<String>,
-    /// Talk to a door configured with `update.plaintext = true` (unencrypted).
-    #[arg(long)]
-    pub insecure_plaintext: bool,
+    /// Which door, and how to talk to it.
+    #[command(flatten)]
+    pub door: DoorOpts,
     /// The new version floor: the next update must be above it.
     #[arg(long)]
     pub floor: u32,

@@ -475,6 +475,7 @@ fn floods_of_idle_and_dripping_connections_never_stop_updates() {
     // the flood, so exactly the pool and its queue (8) can be taken, whatever the machine's load.
     let patient = Limits {
         head: Duration::from_secs(30),
+        read: Duration::from_secs(30),
         ..quick_limits()
     };
     let (flooded, _, _) = server(&key, Arc::new(MemoryStore::default()), &v[0], patient);
@@ -490,16 +491,31 @@ fn floods_of_idle_and_dripping_connections_never_stop_updates() {
         threads < before + 50,
         "{threads} threads with 300 idle connections (was {before})"
     );
-    // Connections beyond the pool and its queue were answered `busy` and closed.
-    let mut busy = 0;
-    for mut c in idle {
-        c.set_read_timeout(Some(Duration::from_millis(50)))
-            .expect("timeout");
-        let mut s = String::new();
-        let _ = c.read_to_string(&mut s);
-        busy += usize::from(s.starts_with("busy"));
+    // Connections beyond the pool and its queue were answered `busy` and closed; the others
+    // are held by a handler (they got the channel's greeting and wait for a request). A
+    // connection the kernel queued past the listen backlog is accepted late: wait for it.
+    let (mut busy, mut held) = (0, 0);
+    let mut pending = idle;
+    for wait in [200, 3000] {
+        for mut c in std::mem::take(&mut pending) {
+            c.set_read_timeout(Some(Duration::from_millis(wait)))
+                .expect("timeout");
+            let mut s = Vec::new();
+            let _ = c.read_to_end(&mut s);
+            if s.starts_with(b"busy") {
+                busy += 1;
+            } else if s.starts_with(&facegate_models::channel::NOISE_HELLO) {
+                held += 1;
+            } else {
+                pending.push(c);
+            }
+        }
     }
-    assert!(busy >= 292, "{busy} of 300 told busy");
+    assert!(
+        held <= 8,
+        "{held} connections held by the pool of 4 and its queue of 4"
+    );
+    assert_eq!(busy + held, 300, "{busy} told busy, {held} held");
     stop.store(true, Ordering::Relaxed);
     serving.join().expect("server");
 

@@ -18,7 +18,7 @@ use ed25519_dalek::SigningKey;
 use facegate_models::channel::{NOISE_HELLO, NoiseStream};
 use facegate_models::wire;
 
-use crate::cli::{PushCmd, RecoverCmd, StatusCmd};
+use crate::cli::{DoorOpts, PushCmd, RecoverCmd, StatusCmd};
 
 /// How the laptop decides that it talks to the right door.
 #[derive(Clone, Debug, Default)]
@@ -41,8 +41,10 @@ impl DoorTrust {
     }
 
     /// From the command line: `--door-key`, else the default pin file.
-    fn from_flags(door_key: Option<&str>, insecure_plaintext: bool) -> Result<Self> {
-        let key = door_key
+    fn from_flags(door: &DoorOpts) -> Result<Self> {
+        let key = door
+            .door_key
+            .as_deref()
             .map(|k| {
                 hex::decode(k.trim())
                     .ok()
@@ -53,7 +55,7 @@ impl DoorTrust {
         Ok(Self {
             key,
             known: Some(known_doors_path()),
-            allow_plaintext: insecure_plaintext,
+            allow_plaintext: door.insecure_plaintext,
         })
     }
 
@@ -261,10 +263,10 @@ pub fn push_bytes(
 pub fn push(cmd: PushCmd) -> Result<()> {
     let bytes =
         std::fs::read(&cmd.bundle).with_context(|| format!("reading {}", cmd.bundle.display()))?;
-    let key = super::keys::read_secret(&cmd.key)?;
-    let trust = DoorTrust::from_flags(cmd.door_key.as_deref(), cmd.insecure_plaintext)?;
+    let key = super::keys::read_secret(&cmd.door.key)?;
+    let trust = DoorTrust::from_flags(&cmd.door)?;
     let reply = push_bytes(
-        &cmd.device,
+        &cmd.door.device,
         &bytes,
         &key,
         &trust,
@@ -298,9 +300,9 @@ pub fn recover_reply(
 
 /// Runs `facegate recover`.
 pub fn recover(cmd: RecoverCmd) -> Result<()> {
-    let key = super::keys::read_secret(&cmd.key)?;
-    let trust = DoorTrust::from_flags(cmd.door_key.as_deref(), cmd.insecure_plaintext)?;
-    let reply = recover_reply(&cmd.device, &key, &trust, cmd.floor)?;
+    let key = super::keys::read_secret(&cmd.door.key)?;
+    let trust = DoorTrust::from_flags(&cmd.door)?;
+    let reply = recover_reply(&cmd.door.device, &key, &trust, cmd.floor)?;
     println!("{}", printable(&reply));
     if !reply.starts_with("ok") {
         bail!("the door refused the recovery");
@@ -324,9 +326,9 @@ fn printable(text: &str) -> String {
 
 /// Runs `facegate status`.
 pub fn status(cmd: StatusCmd) -> Result<()> {
-    let key = super::keys::read_secret(&cmd.key)?;
-    let trust = DoorTrust::from_flags(cmd.door_key.as_deref(), cmd.insecure_plaintext)?;
-    let reply = status_reply(&cmd.device, &key, &trust)?;
+    let key = super::keys::read_secret(&cmd.door.key)?;
+    let trust = DoorTrust::from_flags(&cmd.door)?;
+    let reply = status_reply(&cmd.door.device, &key, &trust)?;
     let v: serde_json::Value = serde_json::from_str(&reply)
         .with_context(|| format!("unexpected answer: {}", printable(&reply)))?;
     println!("model version {}", v["model_version"]);
