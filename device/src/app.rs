@@ -18,7 +18,7 @@ use crate::live::Shared;
 use crate::logout::LogSender;
 use crate::policy::{Policy, PolicyConfig, Verdict};
 use crate::track::{Step, Tracker};
-use crate::ui::{Screen, confidence};
+use crate::ui::Screen;
 
 /// Where log records go (the serial worker, or a byte buffer in tests).
 pub trait RecordSink {
@@ -334,7 +334,8 @@ where
                     summary.unlocks += 1;
                     screens.show(Screen::Welcome {
                         name: name.clone(),
-                        confidence: confidence(score, gallery.threshold),
+                        score,
+                        threshold: gallery.threshold,
                     });
                     sticky_until = Some(now + config.hold.max(config.unlock_for));
                 } else if !sticky {

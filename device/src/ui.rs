@@ -25,8 +25,11 @@ pub enum Screen {
     Welcome {
         /// Their name.
         name: String,
-        /// How sure, 0..1 (the score's margin over the threshold, see [`confidence`]).
-        confidence: f32,
+        /// The cosine score that let them in (not a probability: shown as it is, beside the
+        /// threshold it had to clear).
+        score: f32,
+        /// The door's threshold.
+        threshold: f32,
     },
     /// A face that matched nobody.
     NotRecognised,
@@ -58,9 +61,11 @@ impl Screen {
     /// One line describing the screen (the simulated panel writes it beside each PNG).
     pub fn describe(&self) -> String {
         match self {
-            Screen::Welcome { name, confidence } => {
-                format!("welcome {name} {:.0}%", confidence * 100.0)
-            }
+            Screen::Welcome {
+                name,
+                score,
+                threshold,
+            } => format!("welcome {name} score {score:.2} (threshold {threshold:.2})"),
             Screen::Updating { version } => format!("updating v{version}"),
             Screen::Error { message } => format!("error {message}"),
             other => other.kind().to_string(),
@@ -68,9 +73,10 @@ impl Screen {
     }
 }
 
-/// Maps a cosine score to a 0..1 confidence for display: 0 at the threshold, 1 at a score of
-/// `threshold + 0.3` and above (the distance at which genuine pairs sit well clear of it).
-pub fn confidence(score: f32, threshold: f32) -> f32 {
+/// How far a cosine score sits above the threshold, 0..1 for the welcome screen's bar: 0 at
+/// the threshold, 1 at `threshold + 0.3` and above (where genuine pairs sit well clear of it).
+/// A bar, not a percentage: a cosine is no probability, and "100% sure" at 0.78 misled.
+pub fn margin(score: f32, threshold: f32) -> f32 {
     ((score - threshold) / 0.3).clamp(0.0, 1.0)
 }
 
@@ -130,7 +136,11 @@ where
                 .draw(target)?;
             line("Hold still", body_font, row(0.78), target)?;
         }
-        Screen::Welcome { name, confidence } => {
+        Screen::Welcome {
+            name,
+            score,
+            threshold,
+        } => {
             line("Welcome", title_font, row(0.22), target)?;
             line(name, title_font, row(0.48), target)?;
             let bar_w = size.width * 3 / 4;
@@ -140,12 +150,12 @@ where
             Rectangle::new(Point::new(x, y), Size::new(bar_w, bar_h))
                 .into_styled(PrimitiveStyle::with_stroke(Rgb565::WHITE, 1))
                 .draw(target)?;
-            let filled = (bar_w as f32 * confidence.clamp(0.0, 1.0)).round() as u32;
+            let filled = (bar_w as f32 * margin(*score, *threshold)).round() as u32;
             Rectangle::new(Point::new(x, y), Size::new(filled, bar_h))
                 .into_styled(PrimitiveStyle::with_fill(Rgb565::WHITE))
                 .draw(target)?;
-            let pct = format!("{:.0}% sure", confidence.clamp(0.0, 1.0) * 100.0);
-            line(&pct, body_font, row(0.88), target)?;
+            let text = format!("score {score:.2} > {threshold:.2}");
+            line(&text, body_font, row(0.88), target)?;
         }
         Screen::NotRecognised => {
             line("Not", title_font, row(0.32), target)?;
@@ -216,10 +226,10 @@ mod tests {
     }
 
     #[test]
-    fn confidence_is_zero_at_threshold_and_saturates() {
-        assert_eq!(confidence(0.5, 0.5), 0.0);
-        assert_eq!(confidence(0.95, 0.5), 1.0);
-        assert!((confidence(0.65, 0.5) - 0.5).abs() < 1e-6);
-        assert_eq!(confidence(0.2, 0.5), 0.0);
+    fn margin_is_zero_at_threshold_and_saturates() {
+        assert_eq!(margin(0.5, 0.5), 0.0);
+        assert_eq!(margin(0.95, 0.5), 1.0);
+        assert!((margin(0.65, 0.5) - 0.5).abs() < 1e-6);
+        assert_eq!(margin(0.2, 0.5), 0.0);
     }
 }

@@ -14,7 +14,8 @@ fn screens() -> Vec<Screen> {
         Screen::Looking,
         Screen::Welcome {
             name: "Adrian Dunbar".into(),
-            confidence: 0.82,
+            score: 0.78,
+            threshold: 0.5,
         },
         Screen::NotRecognised,
         Screen::Updating { version: 7 },

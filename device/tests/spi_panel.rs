@@ -127,7 +127,8 @@ fn one_screen_is_one_window_write_of_the_rendered_pixels() {
 
         let screen = Screen::Welcome {
             name: "Adrian Dunbar".into(),
-            confidence: 0.82,
+            score: 0.78,
+            threshold: 0.5,
         };
         panel.show(&screen).expect("show");
         let sent = commands(&wire.writes.lock().expect("writes"));

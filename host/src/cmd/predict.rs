@@ -73,7 +73,7 @@ pub fn run(cmd: PredictCmd) -> Result<()> {
                 .map(|f| answer(&gallery, &f.detection.bbox, &f.embedding))
                 .collect(),
         };
-        print_answer(&answer);
+        print_answer(&answer, gallery.threshold, gallery.head.is_some());
         if let Some(out) = &cmd.out {
             annotate(img, &answer, out, photo)?;
         }
@@ -110,7 +110,9 @@ fn answer(gallery: &Gallery, b: &facegate_models::geometry::BBox, e: &[f32]) -> 
     }
 }
 
-fn print_answer(a: &PhotoAnswer) {
+/// One line per face. Every number says what it is: the cosine that decided (with the
+/// threshold it had to clear), then per person either the head's probability or the cosine.
+fn print_answer(a: &PhotoAnswer, threshold: f32, head: bool) {
     if a.faces.is_empty() {
         println!("{}: no face found", a.photo);
     }
@@ -122,7 +124,7 @@ fn print_answer(a: &PhotoAnswer) {
             .map(|(n, c)| format!("{n} {c:.3}"))
             .collect();
         println!(
-            "{} face {} at ({:.0},{:.0} {:.0}x{:.0}): {} (score {:.3}) | {}",
+            "{} face {} at ({:.0},{:.0} {:.0}x{:.0}): {} (cosine {:.3}, threshold {threshold:.3}) | {}: {}",
             a.photo,
             i + 1,
             f.bbox[0],
@@ -131,6 +133,11 @@ fn print_answer(a: &PhotoAnswer) {
             f.bbox[3],
             f.name.as_deref().unwrap_or("stranger"),
             f.score,
+            if head {
+                "probability by the trained head"
+            } else {
+                "cosine per person"
+            },
             top.join(", ")
         );
     }
