@@ -1,5 +1,6 @@
-//! The door loop: frame -> subject's face -> track -> identity -> policy -> relay, screen, log.
+//! The door loop: frame -> subject's face and identity -> [`Door::step`] -> relay, screen, log.
 //!
+//! The decisions are [`crate::door`]'s; this loop only feeds it and carries out its actions.
 //! Generic over the hardware traits, so the same code drives the Pi and the simulation. The
 //! relay is held by a guard that releases it when the loop ends for any reason (including a
 //! panic unwinding through it), and pulses are timed by deadlines checked every iteration, never
@@ -13,11 +14,11 @@ use embedded_hal::digital::OutputPin;
 use facegate_models::logrecord::{Event, LogRecord};
 
 use crate::display::Display;
+use crate::door::{Action, Door, DoorRules, Observation, Seen};
 use crate::hw::{CameraError, FrameSource};
 use crate::live::Shared;
 use crate::logout::LogSender;
-use crate::policy::{Policy, PolicyConfig, Verdict};
-use crate::track::{Step, Tracker};
+use crate::policy::PolicyConfig;
 use crate::ui::Screen;
 
 /// Where log records go (the serial worker, or a byte buffer in tests).
@@ -76,6 +77,17 @@ pub struct DoorConfig {
     pub active_high: bool,
     /// How long "Welcome" and "Not recognised" stay on screen.
     pub hold: Duration,
+}
+
+impl DoorConfig {
+    /// The rules the door's state machine decides by.
+    pub fn rules(&self) -> DoorRules {
+        DoorRules {
+            policy: self.policy,
+            unlock_for: self.unlock_for,
+            hold: self.hold,
+        }
+    }
 }
 
 /// What a run did.
@@ -185,8 +197,9 @@ impl<P: OutputPin> Drop for Relay<P> {
     }
 }
 
-/// Runs the loop until the frame source ends or `stop` is set. Each frame is recognised with
-/// the model current when it arrives (an update swaps it between frames).
+/// Runs the loop until the frame source ends or `stop` is set: read a frame, recognise it with
+/// the model current when it arrives (an update swaps it between frames), let [`Door::step`]
+/// decide, hand its actions to the relay, the screens and the log.
 pub fn run<S, P, L, D>(
     shared: &Shared,
     camera: &mut S,
@@ -204,179 +217,144 @@ where
 {
     let started = Instant::now();
     let mut relay = Relay::new(relay, config.active_high);
-    let mut policy = Policy::new(config.policy);
-    let mut tracker = Tracker::default();
-    let mut summary = Summary::default();
-    let mut seen_version: Option<u32> = None;
-    // A screen that stays up until this time whatever the next frames show.
-    let mut sticky_until: Option<Instant> = None;
-    let mut write = |record: LogRecord, summary: &mut Summary| {
-        if !log.record(&record) {
-            summary.log_errors += 1;
-        }
-        shared.remember(&record);
+    let mut door = Door::new(config.rules());
+    let mut out = Outputs {
+        shared,
+        log,
+        screens,
+        summary: Summary::default(),
     };
-    screens.show(Screen::Idle);
+    out.apply(&door.start(), &mut relay, started, 0);
     while !stop.load(Ordering::Relaxed) {
         shared.heartbeat.fetch_add(1, Ordering::Relaxed);
         let now = Instant::now();
         relay.tick(now);
         let posted = std::mem::take(&mut *shared.outbox.lock().unwrap_or_else(|p| p.into_inner()));
         for record in posted {
-            write(record, &mut summary);
+            out.write(record);
         }
         let installing = shared.installing.load(Ordering::Relaxed);
         if installing != 0 {
-            screens.show(Screen::Updating {
-                version: installing,
-            });
-            sticky_until = Some(now);
+            let actions = door.step(
+                now,
+                Observation::Installing {
+                    version: installing,
+                },
+            );
+            out.apply(&actions, &mut relay, now, 0);
         }
         let live = shared.current();
-        let (pipeline, gallery, version) = (&live.pipeline, &live.gallery, live.version);
-        if seen_version.replace(version).is_some_and(|v| v != version) {
-            policy.forget_identities();
-        }
         let frame = match camera.next_frame() {
             Ok(Some(f)) => f,
             Ok(None) => break,
             Err(CameraError::Waiting) => continue,
             Err(e) => {
-                summary.faults += 1;
-                let id = match &e {
+                let frame = match &e {
                     CameraError::BadFrame { id, .. } => *id,
                     _ => 0,
                 };
-                if let CameraError::Lost(why) = &e {
-                    screens.show(Screen::Error {
-                        message: format!("camera lost: {why}"),
-                    });
-                    // Shown until a frame arrives again.
-                    sticky_until = Some(now + Duration::from_secs(3600));
-                }
-                write(
-                    LogRecord::now(
-                        id,
-                        version,
-                        Event::Fault {
-                            message: e.to_string(),
-                        },
-                    ),
-                    &mut summary,
-                );
+                let fault = Observation::CameraFault {
+                    frame,
+                    lost: match &e {
+                        CameraError::Lost(why) => Some(why.clone()),
+                        _ => None,
+                    },
+                    message: e.to_string(),
+                };
+                let actions = door.step(now, fault);
+                out.apply(&actions, &mut relay, now, live.version);
                 continue;
             }
         };
-        if matches!(sticky_until, Some(t) if t > now + Duration::from_secs(60)) {
-            sticky_until = None;
-        }
-        summary.frames += 1;
+        out.summary.frames += 1;
         let t_frame = Instant::now();
-        // Detect, pick the subject, align and embed it; any error is one fault record.
-        let analysed = (|| -> facegate_models::error::Result<_> {
-            let detections = pipeline.detector().detect(&frame.image)?;
-            let t_detected = Instant::now();
-            let subject = facegate_models::pipeline::subject(
-                &detections,
-                frame.image.width(),
-                frame.image.height(),
-            )
-            .cloned();
-            let face = match subject {
-                Some(d) => pipeline.embed_detection(&frame.image, d)?,
-                None => None,
-            };
-            Ok((face, t_detected))
-        })();
-        let (face, t_detected) = match analysed {
-            Ok(done) => done,
-            Err(e) => {
-                summary.faults += 1;
-                write(
-                    LogRecord::now(
-                        frame.id,
-                        version,
-                        Event::Fault {
-                            message: e.to_string(),
-                        },
-                    ),
-                    &mut summary,
-                );
-                continue;
-            }
+        let recognised = live.pipeline.recognise(&frame.image);
+        let t_recognised = Instant::now();
+        let subject = match &recognised {
+            Ok(r) => Ok(r.face.as_ref().map(|f| {
+                let decision = live.gallery.identify(&f.embedding);
+                Seen {
+                    bbox: f.detection.bbox,
+                    name: decision
+                        .person()
+                        .and_then(|i| live.gallery.people.get(i))
+                        .map(|p| p.name.clone())
+                        .unwrap_or_default(),
+                    decision,
+                    threshold: live.gallery.threshold,
+                }
+            })),
+            Err(e) => Err(e.to_string()),
         };
-        let t_embedded = Instant::now();
-        if let Step::Started(_) = tracker.step(face.as_ref().map(|f| &f.detection.bbox)) {
-            policy.new_subject();
+        let actions = door.step(
+            now,
+            Observation::Frame {
+                frame: frame.id,
+                version: live.version,
+                subject,
+            },
+        );
+        out.apply(&actions, &mut relay, now, live.version);
+        if let Ok(r) = &recognised
+            && r.face.is_some()
+        {
+            let t_done = Instant::now();
+            let stages = &mut out.summary.stages;
+            out.summary.first_decision.get_or_insert(t_done - started);
+            Stages::push(&mut stages.detect, r.detect);
+            Stages::push(&mut stages.embed, r.embed);
+            Stages::push(&mut stages.decide, t_done - t_recognised);
+            Stages::push(&mut stages.frame, t_done - t_frame);
         }
-        let decision = face.map(|f| gallery.identify(&f.embedding));
-        let verdict = policy.observe(decision.as_ref(), now);
-        let sticky = sticky_until.is_some_and(|t| now < t);
-        let event = match verdict {
-            Verdict::Nobody => {
-                if !sticky {
-                    screens.show(Screen::Idle);
-                }
-                continue;
-            }
-            Verdict::Known {
-                person,
-                score,
-                unlock,
-            } => {
-                let name = gallery
-                    .people
-                    .get(person)
-                    .map(|p| p.name.clone())
-                    .unwrap_or_default();
-                if unlock {
-                    relay.pulse(now, config.unlock_for);
-                    summary.unlocks += 1;
-                    screens.show(Screen::Welcome {
-                        name: name.clone(),
-                        score,
-                        threshold: gallery.threshold,
-                    });
-                    sticky_until = Some(now + config.hold.max(config.unlock_for));
-                } else if !sticky {
-                    screens.show(Screen::Looking);
-                }
-                Event::Known {
-                    person: name,
-                    score,
-                    unlocked: unlock,
-                }
-            }
-            Verdict::Stranger {
-                best_score,
-                attempt,
-            } => {
-                summary.strangers += 1;
-                // One odd frame of an enrolled person is not news: say "not recognised" only
-                // after as many stranger frames as it takes to let someone in.
-                if attempt as usize >= config.policy.agree {
-                    screens.show(Screen::NotRecognised);
-                    sticky_until = Some(now + config.hold);
-                } else if !sticky {
-                    screens.show(Screen::Looking);
-                }
-                Event::Stranger {
-                    best_score,
-                    attempt,
-                }
-            }
-        };
-        summary.decisions += 1;
-        write(LogRecord::now(frame.id, version, event), &mut summary);
-        let t_done = Instant::now();
-        summary.first_decision.get_or_insert(t_done - started);
-        Stages::push(&mut summary.stages.detect, t_detected - t_frame);
-        Stages::push(&mut summary.stages.embed, t_embedded - t_detected);
-        Stages::push(&mut summary.stages.decide, t_done - t_embedded);
-        Stages::push(&mut summary.stages.frame, t_done - t_frame);
     }
     relay.release();
-    summary
+    out.summary
+}
+
+/// Where the door's actions go, and the tally of them.
+struct Outputs<'a, L: RecordSink, D: Screens> {
+    shared: &'a Shared,
+    log: &'a mut L,
+    screens: &'a mut D,
+    summary: Summary,
+}
+
+impl<L: RecordSink, D: Screens> Outputs<'_, L, D> {
+    fn write(&mut self, record: LogRecord) {
+        if !self.log.record(&record) {
+            self.summary.log_errors += 1;
+        }
+        self.shared.remember(&record);
+    }
+
+    fn apply<P: OutputPin>(
+        &mut self,
+        actions: &[Action],
+        relay: &mut Relay<P>,
+        now: Instant,
+        version: u32,
+    ) {
+        for action in actions {
+            match action {
+                Action::Unlock(d) => {
+                    relay.pulse(now, *d);
+                    self.summary.unlocks += 1;
+                }
+                Action::Show(screen) => self.screens.show(screen.clone()),
+                Action::Log { frame, event } => {
+                    match event {
+                        Event::Fault { .. } => self.summary.faults += 1,
+                        Event::Stranger { .. } => {
+                            self.summary.strangers += 1;
+                            self.summary.decisions += 1;
+                        }
+                        _ => self.summary.decisions += 1,
+                    }
+                    self.write(LogRecord::now(*frame, version, event.clone()));
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]

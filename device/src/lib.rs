@@ -10,6 +10,7 @@
 pub mod app;
 pub mod config;
 pub mod display;
+pub mod door;
 pub mod framebuf;
 pub mod hw;
 pub mod live;

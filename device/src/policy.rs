@@ -47,6 +47,9 @@ pub enum Verdict {
         score: f32,
         /// Open the door now.
         unlock: bool,
+        /// Why not, when `unlock` is false: the log says it, so a household reading "locked"
+        /// next to their own name knows the door was not wrong.
+        held: Option<Hold>,
     },
     /// A face that matched nobody.
     Stranger {
@@ -55,6 +58,38 @@ pub enum Verdict {
         /// Consecutive stranger frames so far, this one included.
         attempt: u32,
     },
+}
+
+/// Why a recognised person did not open the door on this frame.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Hold {
+    /// Not yet enough agreeing frames.
+    Confirming {
+        /// Frames of the window that named this person.
+        agreeing: usize,
+        /// Frames needed.
+        needed: usize,
+    },
+    /// The door opened for someone moments ago.
+    Cooldown {
+        /// Time until another unlock is allowed.
+        left: Duration,
+    },
+}
+
+impl std::fmt::Display for Hold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Hold::Confirming { agreeing, needed } => {
+                write!(f, "confirming: {agreeing} of {needed} frames agree")
+            }
+            Hold::Cooldown { left } => write!(
+                f,
+                "cooldown: opened moments ago, next unlock in {:.1} s",
+                left.as_secs_f32()
+            ),
+        }
+    }
 }
 
 /// The policy's memory.
@@ -125,8 +160,18 @@ impl Policy {
                 let agreeing = self.recent.iter().filter(|p| **p == Some(*person)).count();
                 let cooling = self
                     .last_unlock
-                    .is_some_and(|t| now.duration_since(t) < self.config.cooldown);
-                let unlock = agreeing >= self.config.agree && !cooling;
+                    .map(|t| now.saturating_duration_since(t))
+                    .filter(|since| *since < self.config.cooldown)
+                    .map(|since| self.config.cooldown - since);
+                let held = if agreeing < self.config.agree {
+                    Some(Hold::Confirming {
+                        agreeing,
+                        needed: self.config.agree,
+                    })
+                } else {
+                    cooling.map(|left| Hold::Cooldown { left })
+                };
+                let unlock = held.is_none();
                 if unlock {
                     self.last_unlock = Some(now);
                     self.recent.clear();
@@ -135,6 +180,7 @@ impl Policy {
                     person: *person,
                     score: *score,
                     unlock,
+                    held,
                 }
             }
         }
@@ -171,7 +217,11 @@ mod tests {
             Verdict::Known {
                 person: 0,
                 score: 0.7,
-                unlock: false
+                unlock: false,
+                held: Some(Hold::Confirming {
+                    agreeing: 1,
+                    needed: 2
+                })
             }
         );
         assert_eq!(
@@ -179,7 +229,11 @@ mod tests {
             Verdict::Known {
                 person: 1,
                 score: 0.7,
-                unlock: false
+                unlock: false,
+                held: Some(Hold::Confirming {
+                    agreeing: 1,
+                    needed: 2
+                })
             }
         );
         assert_eq!(
@@ -187,7 +241,8 @@ mod tests {
             Verdict::Known {
                 person: 0,
                 score: 0.7,
-                unlock: true
+                unlock: true,
+                held: None
             }
         );
     }
@@ -206,10 +261,17 @@ mod tests {
             Verdict::Known { unlock: true, .. }
         ));
         p.observe(Some(&known(0)), t + Duration::from_secs(1));
-        assert!(matches!(
+        assert_eq!(
             p.observe(Some(&known(0)), t + Duration::from_secs(2)),
-            Verdict::Known { unlock: false, .. }
-        ));
+            Verdict::Known {
+                person: 0,
+                score: 0.7,
+                unlock: false,
+                held: Some(Hold::Cooldown {
+                    left: Duration::from_secs(3)
+                })
+            }
+        );
         // The window still holds two agreeing frames: the first frame after the cooldown opens.
         assert!(matches!(
             p.observe(Some(&known(0)), t + Duration::from_secs(6)),

@@ -98,9 +98,9 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Outcome> {
         "no valid model bundle in the store: set model.bundle, or push one with `facegate push`",
     )?;
     eprintln!(
-        "model version {} ({} people, {}{})",
+        "model version {} ({}, {}{})",
         live.version,
-        live.gallery.people.len(),
+        facegate_models::gallery::people_count(live.gallery.people.len()),
         live.pipeline.config().embedder.as_str(),
         if live.pipeline.config().quantised {
             " int8"

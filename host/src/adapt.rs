@@ -146,7 +146,7 @@ fn extract(
     let plan = adapted::feature_plan(sface)?;
     let next = AtomicUsize::new(0);
     let done: Mutex<Vec<(usize, Vec<Vec<f32>>)>> = Mutex::new(Vec::new());
-    let pb = crate::progress::bar(photos.len() as u64, "features");
+    let pb = crate::progress::bar(photos.len() as u64, "features", "photos");
     std::thread::scope(|s| {
         for _ in 0..cfg.threads.max(1) {
             s.spawn(|| {
@@ -277,7 +277,11 @@ fn fit(views: &Views, layer: &LastLayer, cfg: &Config) -> Result<Fitted> {
     let mut order: Vec<usize> = (0..n).collect();
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(cfg.seed);
     let (mut loss, mut stranger_loss) = (Vec::new(), Vec::new());
-    let pb = crate::progress::bar((cfg.epochs * n.div_ceil(cfg.batch)) as u64, "training");
+    let pb = crate::progress::bar(
+        (cfg.epochs * n.div_ceil(cfg.batch)) as u64,
+        "training",
+        "batches",
+    );
     for _ in 0..cfg.epochs {
         order.shuffle(&mut rng);
         let (mut distil_sum, mut stranger_sum) = (0.0f64, 0.0f64);

@@ -53,10 +53,79 @@ pub enum Command {
     Predict(PredictCmd),
     /// The pairs of people in a dataset that the embedder confuses most.
     Lookalikes(LookalikesCmd),
+    /// List, rename or remove people in a dataset or in a door's bundle.
+    People(PeopleCmd),
+}
+
+/// `facegate people list|rename|remove`
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  facegate people list facegate-data
+  facegate people rename facegate-data bob Robert
+  facegate people remove door.fgb Robert        # signs the next version; then `facegate push`")]
+pub struct PeopleCmd {
+    /// What to do.
+    #[command(subcommand)]
+    pub action: PeopleAction,
+}
+
+/// `facegate people ...`
+#[derive(Debug, Subcommand)]
+pub enum PeopleAction {
+    /// Who is in a dataset (faces each) or a bundle (templates each).
+    List {
+        /// A dataset folder (`facegate import`) or a bundle file.
+        target: PathBuf,
+        /// Trusted public key(s), for a bundle [default: ~/.config/facegate/facegate.pub].
+        #[arg(long)]
+        trust: Vec<PathBuf>,
+    },
+    /// Give someone another name (in a dataset, onto an existing name merges the two).
+    Rename {
+        /// Where.
+        #[command(flatten)]
+        edit: PeopleEdit,
+        /// The name now.
+        old: String,
+        /// The new name.
+        new: String,
+    },
+    /// Take someone out (their faces, or their templates and head row).
+    Remove {
+        /// Where.
+        #[command(flatten)]
+        edit: PeopleEdit,
+        /// Who.
+        name: String,
+    },
+}
+
+/// The dataset or bundle a `people` change applies to, and for a bundle how it is re-signed.
+#[derive(Debug, Args)]
+pub struct PeopleEdit {
+    /// A dataset folder (`facegate import`) or a bundle file.
+    pub target: PathBuf,
+    /// Bundle: trusted public key(s) [default: ~/.config/facegate/facegate.pub].
+    #[arg(long)]
+    pub trust: Vec<PathBuf>,
+    /// Bundle: secret key that signs the changed bundle [default:
+    /// ~/.config/facegate/facegate.key].
+    #[arg(long)]
+    pub key: Option<PathBuf>,
+    /// Bundle: version of the changed bundle [default: one past the last bundle signed with the
+    /// key; it must be above the bundle's own].
+    #[arg(long)]
+    pub version: Option<u32>,
+    /// Bundle: write the changed bundle here [default: replace the file].
+    #[arg(long, short, value_name = "FILE")]
+    pub out: Option<PathBuf>,
 }
 
 /// `facegate predict --bundle B --trust K.pub PHOTO...`
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  facegate predict group.jpg --bundle door.fgb
+  facegate predict photos/*.jpg --bundle door.fgb --out-dir annotated/ --json answers.json")]
 pub struct PredictCmd {
     /// Photos.
     #[arg(required = true)]
@@ -64,12 +133,12 @@ pub struct PredictCmd {
     /// The signed bundle.
     #[arg(long)]
     pub bundle: PathBuf,
-    /// Trusted public key(s).
-    #[arg(long, required = true)]
-    pub trust: Vec<PathBuf>,
-    /// Write each photo with boxes and names here (PNG).
+    /// Trusted public key(s) [default: ~/.config/facegate/facegate.pub].
     #[arg(long)]
-    pub out: Option<PathBuf>,
+    pub trust: Vec<PathBuf>,
+    /// Write each photo with boxes and names into this folder (PNG).
+    #[arg(long, alias = "out", value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
     /// Write the answers as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -80,6 +149,8 @@ pub struct PredictCmd {
 
 /// `facegate lookalikes DATASET`
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  facegate lookalikes facegate-data --top 10")]
 pub struct LookalikesCmd {
     /// An imported dataset.
     pub dataset: PathBuf,
@@ -115,6 +186,9 @@ pub struct QualityOpts {
 
 /// `facegate import PATH... [--label NAME] --dataset DIR`
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  facegate import family/                      # family/ann/*.jpg, family/bob/*.jpg ...
+  facegate import ~/Pictures/ann*.jpg --label ann")]
 pub struct ImportCmd {
     /// With --label: photos (or folders of photos) of that person. Without: folders holding one
     /// sub-folder of photos per person.
@@ -150,6 +224,9 @@ impl ImportCmd {
 
 /// `facegate capture --label NAME [--device /dev/video0 | --video FILE]`
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  facegate capture --label ann                 # webcam /dev/video0
+  facegate capture --label ann --video ann.mjpeg")]
 pub struct CaptureCmd {
     /// Whose face this is.
     #[arg(long)]
@@ -199,6 +276,8 @@ impl CaptureCmd {
 
 /// `facegate augment DATASET --preview SHEET.png`
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  facegate augment facegate-data --preview sheet.png")]
 pub struct AugmentCmd {
     /// The dataset folder.
     pub dataset: PathBuf,
@@ -231,6 +310,9 @@ pub enum Arch {
 
 /// `facegate train DATASET --impostors DATASET --key K --version N -o door.fgb`
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  facegate train facegate-data --impostors strangers-data -o door.fgb
+  facegate train facegate-data --only ann,bob --door front -o front.fgb")]
 pub struct TrainCmd {
     /// The dataset of the people to enrol (from `facegate import`).
     pub dataset: PathBuf,
@@ -250,14 +332,15 @@ pub struct TrainCmd {
     /// Enrol only these people of the dataset.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
-    /// Secret key from `facegate keygen`.
+    /// Secret key from `facegate keygen` [default: ~/.config/facegate/facegate.key].
     #[arg(long)]
-    pub key: PathBuf,
-    /// Model version; the door only accepts versions newer than the one it runs.
+    pub key: Option<PathBuf>,
+    /// Model version; the door only accepts versions newer than the one it runs [default: one
+    /// past the last bundle signed with the key].
     #[arg(long)]
-    pub version: u32,
-    /// Where to write the bundle.
-    #[arg(long, short)]
+    pub version: Option<u32>,
+    /// The bundle file to write.
+    #[arg(long, short, value_name = "FILE")]
     pub out: PathBuf,
     /// Augmented copies per photo.
     #[arg(long, default_value_t = 6)]
@@ -303,6 +386,8 @@ pub struct TrainCmd {
 
 /// `facegate bench [--peer PEER.json]`
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  facegate bench --photo face.jpg --json bench.json")]
 pub struct BenchCmd {
     /// Photo with one face, resized to the camera sizes measured.
     #[arg(long)]
@@ -326,6 +411,8 @@ pub struct BenchCmd {
 
 /// `facegate push --device HOST:PORT BUNDLE`
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  facegate push --device door.local:7700 door.fgb")]
 pub struct PushCmd {
     /// Which door, and how to talk to it.
     #[command(flatten)]
@@ -339,10 +426,16 @@ pub struct PushCmd {
 
 /// `facegate status --device HOST:PORT`
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  facegate status --device door.local:7700
+  facegate status --device door.local:7700 --json | jq .model_version")]
 pub struct StatusCmd {
     /// Which door, and how to talk to it.
     #[command(flatten)]
     pub door: DoorOpts,
+    /// Print the door's answer as one JSON object (model_version, people, recent).
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// The door a request goes to, the key that signs it, and how the door's own key is checked.
@@ -351,9 +444,10 @@ pub struct DoorOpts {
     /// The door's update address.
     #[arg(long)]
     pub device: String,
-    /// Secret key that signs the request (one the door trusts; `facegate keygen`).
+    /// Secret key that signs the request (one the door trusts) [default:
+    /// ~/.config/facegate/facegate.key].
     #[arg(long)]
-    pub key: PathBuf,
+    pub key: Option<PathBuf>,
     /// The door's update-channel key (it prints it at start); default: the key pinned in
     /// ~/.config/facegate/known_doors, recorded on first contact.
     #[arg(long)]
@@ -365,6 +459,8 @@ pub struct DoorOpts {
 
 /// `facegate recover --device HOST:PORT --key K --floor N`
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  facegate recover --device door.local:7700 --floor 12")]
 pub struct RecoverCmd {
     /// Which door, and how to talk to it.
     #[command(flatten)]
@@ -374,12 +470,16 @@ pub struct RecoverCmd {
     pub floor: u32,
 }
 
-/// `facegate keygen --out DIR`
+/// `facegate keygen [--dir DIR]`
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  facegate keygen                              # ~/.config/facegate/facegate.key + .pub
+  facegate keygen --dir keys --name office")]
 pub struct KeygenCmd {
-    /// Folder for NAME.key (secret, mode 0600) and NAME.pub (give this one to the door).
-    #[arg(long, default_value = ".")]
-    pub out: PathBuf,
+    /// Folder for NAME.key (secret, mode 0600) and NAME.pub (give this one to the door)
+    /// [default: ~/.config/facegate, where the other commands look].
+    #[arg(long, alias = "out")]
+    pub dir: Option<PathBuf>,
     /// Base name of the two files.
     #[arg(long, default_value = "facegate")]
     pub name: String,
@@ -387,17 +487,21 @@ pub struct KeygenCmd {
 
 /// `facegate enrol PEOPLE --key K.key --version N --out door.fgb`
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  facegate enrol family/ -o door.fgb            # family/ann/*.jpg, family/bob/*.jpg ...
+  facegate enrol family/ --enrol-masks 3 --door front -o front.fgb")]
 pub struct EnrolCmd {
     /// Folder with one sub-folder of photos per person.
     pub people: PathBuf,
-    /// Secret key from `facegate keygen`.
+    /// Secret key from `facegate keygen` [default: ~/.config/facegate/facegate.key].
     #[arg(long)]
-    pub key: PathBuf,
-    /// Model version; the door only accepts versions newer than the one it runs.
+    pub key: Option<PathBuf>,
+    /// Model version; the door only accepts versions newer than the one it runs [default: one
+    /// past the last bundle signed with the key].
     #[arg(long)]
-    pub version: u32,
-    /// Where to write the bundle.
-    #[arg(long, short)]
+    pub version: Option<u32>,
+    /// The bundle file to write.
+    #[arg(long, short, value_name = "FILE")]
     pub out: PathBuf,
     /// Acceptance threshold [default: calibrated for the embedder at FAR 1e-3].
     #[arg(long)]
@@ -417,16 +521,22 @@ pub struct EnrolCmd {
 
 /// `facegate inspect BUNDLE --trust K.pub`
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  facegate inspect door.fgb
+  facegate inspect door.fgb --trust office.pub")]
 pub struct InspectCmd {
     /// The bundle file.
     pub bundle: PathBuf,
-    /// Trusted public key(s).
-    #[arg(long, required = true)]
+    /// Trusted public key(s) [default: ~/.config/facegate/facegate.pub].
+    #[arg(long)]
     pub trust: Vec<PathBuf>,
 }
 
 /// `facegate logs --port PATH ...`
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  facegate logs --port /dev/ttyUSB0 --follow
+  facegate logs --port door.log --json | jq 'select(.kind == \"stranger\")'")]
 pub struct LogsCmd {
     /// Serial device (/dev/ttyUSB0, /dev/ttyACM0, a pty) or a file holding a saved log.
     #[arg(long, value_name = "PATH")]
@@ -498,8 +608,12 @@ pub struct NetworkOpts {
     /// Embedding network.
     #[arg(long, value_enum, default_value_t = EmbedderArg::Edgeface)]
     pub embedder: EmbedderArg,
-    /// Use the int8-weight embedder (what the door runs).
+    /// Use the fp32 embedder instead of the door's int8-weight one (the default, so that
+    /// what is measured is what the door runs).
     #[arg(long)]
+    pub fp32: bool,
+    /// Accepted for old scripts: int8 is the default now.
+    #[arg(long, hide = true)]
     pub quantised: bool,
     /// Re-place landmarks with the trained refiner before alignment (`models refine`).
     #[arg(long)]
@@ -612,10 +726,15 @@ pub enum Masks {
     Synthetic,
 }
 
-/// `facegate eval DATASET ...`
+/// `facegate eval FOLDER ...`
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  facegate eval lfw/ --protocol open-set --masks synthetic --json r.json
+  facegate eval test-data --bundle door.fgb --strangers strangers-data --out-dir report/")]
 pub struct EvalCmd {
-    /// Folder with one sub-folder of photos per person.
+    /// Without --bundle: a photo folder, one sub-folder of photos per person. With --bundle: a
+    /// dataset made by `facegate import`.
+    #[arg(value_name = "FOLDER")]
     pub dataset: PathBuf,
     /// Which protocol.
     #[arg(long, value_enum, default_value_t = Protocol::OpenSet)]
@@ -636,19 +755,22 @@ pub struct EvalCmd {
     /// instead of running a protocol on a photo folder.
     #[arg(long)]
     pub bundle: Option<PathBuf>,
-    /// Trusted public key(s) for --bundle.
+    /// Trusted public key(s) for --bundle [default: ~/.config/facegate/facegate.pub].
     #[arg(long)]
     pub trust: Vec<PathBuf>,
     /// With --bundle: more imported datasets whose people are not enrolled (strangers).
     #[arg(long)]
     pub strangers: Vec<PathBuf>,
     /// With --bundle: a folder for the charts (PNG), the HTML page of mistakes and report.json.
-    #[arg(long)]
-    pub out: Option<PathBuf>,
+    #[arg(long, alias = "out", value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
 }
 
 /// `facegate demo ...`
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  facegate demo
+  facegate demo --enrol family/ --probe door-photos/")]
 pub struct DemoCmd {
     /// Folder of enrolment photos, one sub-folder per person [default: MFR2 in $FACEGATE_SHARED,
     /// unmasked photos only].

@@ -14,6 +14,7 @@ pub mod cmd;
 pub mod dataset;
 pub mod eval;
 pub mod faceset;
+pub mod home;
 pub mod progress;
 pub mod refine;
 pub mod report;
@@ -41,5 +42,6 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<()> {
         cli::Command::Train(c) => cmd::train::run(c),
         cli::Command::Predict(c) => cmd::predict::run(c),
         cli::Command::Lookalikes(c) => cmd::lookalikes::run(c),
+        cli::Command::People(c) => cmd::people::run(c),
     }
 }

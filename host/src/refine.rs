@@ -145,7 +145,7 @@ fn photo_crops(path: &Path, masks: usize, detector: &Detector) -> Vec<Sample> {
 fn collect(photos: &[std::path::PathBuf], cfg: &Config, detector: &Detector) -> Crops {
     let next = AtomicUsize::new(0);
     let done = Mutex::new(Vec::new());
-    let pb = crate::progress::bar(photos.len() as u64, "crops");
+    let pb = crate::progress::bar(photos.len() as u64, "crops", "photos");
     std::thread::scope(|s| {
         for _ in 0..cfg.threads.max(1) {
             s.spawn(|| {
@@ -323,6 +323,7 @@ pub fn train(faces: &Path, models: &Path, cfg: &Config) -> Result<Manifest> {
     let pb = crate::progress::bar(
         (cfg.epochs * order.len().div_ceil(cfg.batch)) as u64,
         "refiner",
+        "batches",
     );
     for epoch in 0..cfg.epochs {
         if epoch == cfg.epochs * 2 / 3 {

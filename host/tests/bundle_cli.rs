@@ -30,13 +30,13 @@ fn enrol_signs_a_bundle_that_only_the_right_key_accepts() {
         std::fs::copy(&src, dir.join("people").join(name).join("a.png")).expect("copy");
     }
     std::fs::write(dir.join("people/BenAffleck/broken.jpg"), b"not a photo").expect("write");
-    assert!(facegate(dir, &["keygen"]).status.success());
+    assert!(facegate(dir, &["keygen", "--dir", "."]).status.success());
     assert!(
-        facegate(dir, &["keygen", "--name", "other"])
+        facegate(dir, &["keygen", "--dir", ".", "--name", "other"])
             .status
             .success()
     );
-    let again = facegate(dir, &["keygen"]);
+    let again = facegate(dir, &["keygen", "--dir", "."]);
     assert!(
         !again.status.success(),
         "a second keygen must not overwrite the key"
@@ -59,7 +59,8 @@ fn enrol_signs_a_bundle_that_only_the_right_key_accepts() {
     assert!(
         ok.status.success()
             && shown.contains("model version 2")
-            && shown.contains("AdrianDunbar, BenAffleck"),
+            && shown.contains("AdrianDunbar (1 template), BenAffleck (1 template)")
+            && shown.contains("signature ok: signed by key"),
         "{shown}"
     );
 
@@ -107,7 +108,7 @@ fn enrol_masks_add_masked_templates_that_know_a_masked_face_better() {
         let src = shared().join("faces/mfr2/AdrianDunbar").join(&name);
         std::fs::copy(src, person.join(name)).expect("copy");
     }
-    assert!(facegate(dir, &["keygen"]).status.success());
+    assert!(facegate(dir, &["keygen", "--dir", "."]).status.success());
     let enrolled = |out: &str, masks: &str| {
         let done = enrol(dir, out, &["--enrol-masks", masks]);
         let stderr = String::from_utf8_lossy(&done.stderr);

@@ -10,6 +10,22 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// (tract reports through `anyhow`).
 pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
 
+/// An error with its causes, one after another ("reading x.jpg: No such file or directory"),
+/// for places that print an error on one line rather than through anyhow's chain.
+pub fn full(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.ends_with(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = c.source();
+    }
+    text
+}
+
 /// Everything that can go wrong in the recognition core.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -70,6 +86,16 @@ pub enum Error {
         /// The decoder's explanation.
         #[source]
         source: image::ImageError,
+    },
+    /// The file is a known image format but damaged: cut short (a copy or download that
+    /// stopped), or its data is broken. Said plainly, so it is not mistaken for a photo
+    /// without a face.
+    #[error("damaged {format} image: {reason}")]
+    ImageCorrupt {
+        /// "JPEG", "PNG", ...
+        format: String,
+        /// What is wrong.
+        reason: String,
     },
     /// The image header announces a size beyond what a door camera or photo needs.
     #[error("image is {width}x{height} pixels, above the {max}x{max} limit: scale it down first")]

@@ -300,6 +300,15 @@ impl Gallery {
     }
 }
 
+/// "1 person", "3 people": how many people a gallery, a bundle or a dataset holds, in words.
+pub fn people_count(n: usize) -> String {
+    if n == 1 {
+        "1 person".to_owned()
+    } else {
+        format!("{n} people")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

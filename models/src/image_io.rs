@@ -52,8 +52,20 @@ fn decode_cost(w: u32, h: u32, bytes_per_pixel: u64, rgb8: bool, rotates: bool) 
 /// reads headers, EXIF and the other formats, and decodes the rare JPEG libjpeg refuses (CMYK).
 pub fn decode(bytes: &[u8]) -> Result<RgbImage> {
     let reader = header_reader(bytes)?;
-    let is_jpeg = reader.format() == Some(ImageFormat::Jpeg);
-    let mut decoder = reader.into_decoder().map_err(classify)?;
+    let Some(format) = reader.format() else {
+        return Err(Error::ImageDecode {
+            source: image::ImageError::Unsupported(image::error::ImageFormatHint::Unknown.into()),
+        });
+    };
+    let is_jpeg = format == ImageFormat::Jpeg;
+    let corrupt = |e: image::ImageError| match e {
+        image::ImageError::Decoding(_) | image::ImageError::IoError(_) => Error::ImageCorrupt {
+            format: format_name(format),
+            reason: e.to_string(),
+        },
+        other => classify(other),
+    };
+    let mut decoder = reader.into_decoder().map_err(corrupt)?;
     let (w, h) = decoder.dimensions();
     if w > MAX_SIDE || h > MAX_SIDE {
         return Err(Error::ImageTooLarge {
@@ -103,7 +115,7 @@ pub fn decode(bytes: &[u8]) -> Result<RgbImage> {
     };
     let mut img = match libjpeg {
         Some(rgb) => DynamicImage::ImageRgb8(rgb),
-        None => DynamicImage::from_decoder(decoder).map_err(classify)?,
+        None => DynamicImage::from_decoder(decoder).map_err(corrupt)?,
     };
     img.apply_orientation(orientation);
     Ok(img.into_rgb8())
@@ -126,6 +138,57 @@ fn decode_jpeg(bytes: &[u8], checked_w: u32, checked_h: u32) -> Option<RgbImage>
     })
     .ok()
     .flatten()
+}
+
+/// "JPEG", "PNG": how a format is named in messages.
+fn format_name(format: ImageFormat) -> String {
+    format!("{format:?}").to_uppercase()
+}
+
+/// Whether a JPEG holds its end-of-image marker after its first scan. libjpeg pads a file that
+/// was cut short with grey and says nothing, so a truncated photo would otherwise read as "no
+/// face found". The marker segments are walked up to the first scan (an EXIF thumbnail has an
+/// end marker of its own, inside a segment, and must not count); in the scan data a 0xFF byte
+/// is always followed by 0x00 or a marker, so an end marker found there is the real one.
+/// Anything that does not parse as markers is left to the decoder to judge (true).
+fn jpeg_complete(b: &[u8]) -> bool {
+    if b.len() < 4 || b[0] != 0xFF || b[1] != 0xD8 {
+        return true;
+    }
+    let mut i = 2;
+    loop {
+        if i >= b.len() {
+            return false;
+        }
+        if b[i] != 0xFF {
+            return true;
+        }
+        while i < b.len() && b[i] == 0xFF {
+            i += 1;
+        }
+        let Some(&marker) = b.get(i) else {
+            return false;
+        };
+        i += 1;
+        match marker {
+            0xD9 => return true,
+            0x01 | 0xD0..=0xD8 => continue,
+            _ => {}
+        }
+        let Some(len) = b
+            .get(i..i + 2)
+            .map(|l| usize::from(u16::from_be_bytes([l[0], l[1]])))
+        else {
+            return false;
+        };
+        if len < 2 || i + len > b.len() {
+            return false;
+        }
+        i += len;
+        if marker == 0xDA {
+            return b[i..].windows(2).any(|w| w == [0xFF, 0xD9]);
+        }
+    }
 }
 
 /// The size an encoded image declares in its header, without decoding any pixel (the door
@@ -153,8 +216,24 @@ pub fn open(path: &Path) -> Result<RgbImage> {
         path: path.to_owned(),
         source,
     })?;
-    decode(&bytes)
+    decode_file(&bytes)
 }
+
+/// Decodes the bytes of a photo file: as [`decode`], and a JPEG cut short is refused as
+/// damaged. A camera frame goes through [`decode`] without this check, since some webcams end
+/// MJPEG frames without the end marker and a frame is gone in 100 ms anyway.
+pub fn decode_file(bytes: &[u8]) -> Result<RgbImage> {
+    if !jpeg_complete(bytes) {
+        return Err(Error::ImageCorrupt {
+            format: "JPEG".into(),
+            reason: CUT_SHORT.into(),
+        });
+    }
+    decode(bytes)
+}
+
+const CUT_SHORT: &str =
+    "cut short: the file ends before its image data does (an interrupted copy or download?)";
 
 /// Wraps a decoder error.
 fn classify(err: image::ImageError) -> Error {
@@ -222,6 +301,35 @@ mod tests {
             .write_image(img.as_raw(), w, h, image::ExtendedColorType::Rgb8)
             .expect("encode");
         out
+    }
+
+    /// Finding (#23): a truncated JPEG was reported as "no face found".
+    #[test]
+    fn a_photo_cut_short_is_called_damaged() {
+        let whole = jpeg(64, 48);
+        assert!(jpeg_complete(&whole));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("cut.jpg");
+        for keep in [whole.len() - 2, whole.len() * 2 / 3, 700] {
+            assert!(!jpeg_complete(&whole[..keep]), "{keep}");
+            std::fs::write(&path, &whole[..keep]).expect("write");
+            let err = open(&path).expect_err("cut short");
+            assert!(matches!(err, Error::ImageCorrupt { .. }), "{err:?}");
+            assert!(err.to_string().contains("damaged JPEG"), "{err}");
+        }
+        std::fs::write(&path, &whole).expect("write");
+        assert!(open(&path).is_ok());
+        // A PNG cut short is damaged too (its decoder says so).
+        let p = png(64, 48);
+        let err = decode(&p[..p.len() - 20]).expect_err("cut png");
+        assert!(matches!(err, Error::ImageCorrupt { .. }), "{err:?}");
+        // A missing file says why.
+        let err = open(&dir.path().join("missing.jpg")).expect_err("missing");
+        assert!(
+            crate::error::full(&err).contains("No such file"),
+            "{}",
+            crate::error::full(&err)
+        );
     }
 
     #[test]

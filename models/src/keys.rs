@@ -1,10 +1,11 @@
 //! Key files, read the same way by the laptop and the door.
 //!
 //! `facegate keygen` writes the secret half as `NAME.key` (64 hex digits, mode 0600) and the
-//! public half as `NAME.pub` (64 hex digits). Both are one line of hex, so a secret key given
-//! where a public one belongs would parse as a (different) public key and fail later with a
-//! puzzling "not trusted": a `.key` path is refused where a public key belongs, with an error
-//! that names the mix-up.
+//! public half as `NAME.pub` (64 hex digits). A secret key given where a public one belongs
+//! would parse as a (different) public key and fail later with a puzzling "not trusted", so the
+//! secret file starts with [`SECRET_TAG`] and a file with that tag, or named `.key`, is refused
+//! where a public key belongs, with an error that names the mix-up. Secret files written before
+//! the tag existed (bare hex) are still read as secret keys.
 
 use std::path::{Path, PathBuf};
 
@@ -14,7 +15,7 @@ use ed25519_dalek::{SigningKey, VerifyingKey};
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     /// The file could not be read.
-    #[error("reading {what} {path}: {source}")]
+    #[error("reading {what} {path}")]
     Read {
         /// "public key" or "secret key".
         what: &'static str,
@@ -49,7 +50,15 @@ pub enum KeyError {
     },
 }
 
-fn read_hex32(path: &Path, what: &'static str) -> Result<[u8; 32], KeyError> {
+/// The first word of a secret key file.
+pub const SECRET_TAG: &str = "facegate-secret-key";
+
+/// The text of a secret key file.
+pub fn secret_text(key: &SigningKey) -> String {
+    format!("{SECRET_TAG} {}", hex::encode(key.to_bytes()))
+}
+
+fn read_text(path: &Path, what: &'static str) -> Result<String, KeyError> {
     // A key file is one short line: never read more than a few hundred bytes of whatever the
     // path names.
     use std::io::Read;
@@ -61,6 +70,10 @@ fn read_hex32(path: &Path, what: &'static str) -> Result<[u8; 32], KeyError> {
             path: path.to_owned(),
             source,
         })?;
+    Ok(text)
+}
+
+fn hex32(text: &str, path: &Path, what: &'static str) -> Result<[u8; 32], KeyError> {
     hex::decode(text.trim())
         .ok()
         .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
@@ -77,7 +90,13 @@ pub fn read_public(path: &Path) -> Result<VerifyingKey, KeyError> {
             path: path.to_owned(),
         });
     }
-    let bytes = read_hex32(path, "public key")?;
+    let text = read_text(path, "public key")?;
+    if text.trim_start().starts_with(SECRET_TAG) {
+        return Err(KeyError::SecretGivenAsPublic {
+            path: path.to_owned(),
+        });
+    }
+    let bytes = hex32(&text, path, "public key")?;
     VerifyingKey::from_bytes(&bytes).map_err(|_| KeyError::Invalid {
         path: path.to_owned(),
     })
@@ -85,7 +104,10 @@ pub fn read_public(path: &Path) -> Result<VerifyingKey, KeyError> {
 
 /// Reads a secret key file (`NAME.key`).
 pub fn read_secret(path: &Path) -> Result<SigningKey, KeyError> {
-    Ok(SigningKey::from_bytes(&read_hex32(path, "secret key")?))
+    let text = read_text(path, "secret key")?;
+    let hex = text.trim_start();
+    let hex = hex.strip_prefix(SECRET_TAG).unwrap_or(hex);
+    Ok(SigningKey::from_bytes(&hex32(hex, path, "secret key")?))
 }
 
 #[cfg(test)]
@@ -105,6 +127,17 @@ mod tests {
         assert!(err.contains("secret key"), "{err}");
         std::fs::write(&pk, "not hex").expect("write");
         assert!(matches!(read_public(&pk), Err(KeyError::Format { .. })));
+        // A tagged secret key under any name is named as one, and read back as a secret.
+        let renamed = dir.path().join("renamed.pub");
+        std::fs::write(&renamed, secret_text(&key) + "\n").expect("write");
+        assert!(matches!(
+            read_public(&renamed),
+            Err(KeyError::SecretGivenAsPublic { .. })
+        ));
+        assert_eq!(
+            read_secret(&renamed).expect("tagged").to_bytes(),
+            key.to_bytes()
+        );
         assert!(matches!(
             read_public(&dir.path().join("missing.pub")),
             Err(KeyError::Read { .. })

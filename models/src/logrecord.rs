@@ -74,6 +74,17 @@ pub enum Event {
         /// What happened.
         message: String,
     },
+    /// An enrolled person was recognised and the door stayed shut, with the reason (still
+    /// confirming over frames, a cooldown after an unlock). Added after the first four
+    /// variants, so logs written before it still read; `Known` is then always `unlocked`.
+    Held {
+        /// Their name.
+        person: String,
+        /// Cosine score that cleared the threshold.
+        score: f32,
+        /// Why the door stayed shut.
+        reason: String,
+    },
 }
 
 /// Why a frame could not be read.
@@ -165,21 +176,33 @@ impl LogRecord {
     }
 }
 
+/// Longest name kept in a [`Event::Held`] record, which also carries a reason: both at
+/// [`MAX_TEXT`] would not fit a frame.
+const MAX_HELD_NAME: usize = 128;
+
+/// Longest reason kept in a [`Event::Held`] record.
+const MAX_HELD_REASON: usize = 256;
+
 impl Event {
     fn truncate_text(&mut self) {
-        let cut = |s: &mut String| {
-            if s.len() > MAX_TEXT {
-                let mut end = MAX_TEXT;
+        let cut_to = |s: &mut String, max: usize| {
+            if s.len() > max {
+                let mut end = max;
                 while !s.is_char_boundary(end) {
                     end -= 1;
                 }
                 s.truncate(end);
             }
         };
+        let cut = |s: &mut String| cut_to(s, MAX_TEXT);
         match self {
             Event::Known { person, .. } => cut(person),
             Event::ModelUpdate { reason, .. } => cut(reason),
             Event::Fault { message } => cut(message),
+            Event::Held { person, reason, .. } => {
+                cut_to(person, MAX_HELD_NAME);
+                cut_to(reason, MAX_HELD_REASON);
+            }
             Event::Stranger { .. } => {}
         }
     }
@@ -216,6 +239,11 @@ impl fmt::Display for LogRecord {
                 if *accepted { "accepted" } else { "refused" }
             ),
             Event::Fault { message } => write!(f, "FAULT {message:?}"),
+            Event::Held {
+                person,
+                score,
+                reason,
+            } => write!(f, "KNOWN {person:?} score={score:.3} locked ({reason})"),
         }
     }
 }
@@ -290,6 +318,13 @@ mod tests {
                 }
             }),
             ".{0,200}".prop_map(|message| Event::Fault { message }),
+            (".{0,120}", -1f32..1.0, ".{0,200}").prop_map(|(person, score, reason)| {
+                Event::Held {
+                    person,
+                    score,
+                    reason,
+                }
+            }),
         ]
     }
 

@@ -40,6 +40,18 @@ pub struct Face {
     pub embedding: Embedding,
 }
 
+/// The subject of one frame (see [`subject`]), found and embedded, with what each half took:
+/// the door's loop reports the stages without re-assembling the pipeline to time them.
+#[derive(Clone, Debug)]
+pub struct Recognition {
+    /// The subject's face, `None` when nobody is in view.
+    pub face: Option<Face>,
+    /// Time spent detecting.
+    pub detect: std::time::Duration,
+    /// Time spent aligning and embedding the subject.
+    pub embed: std::time::Duration,
+}
+
 /// Detector plus embedder.
 pub struct Pipeline {
     detector: Detector,
@@ -118,11 +130,23 @@ impl Pipeline {
 
     /// The subject's face only (see [`subject`]), or `None` when no face is found.
     pub fn main_face(&self, image: &RgbImage) -> Result<Option<Face>> {
+        Ok(self.recognise(image)?.face)
+    }
+
+    /// [`Pipeline::main_face`], timed: what the door does with each frame.
+    pub fn recognise(&self, image: &RgbImage) -> Result<Recognition> {
+        let started = std::time::Instant::now();
         let dets = self.detector.detect(image)?;
-        match subject(&dets, image.width(), image.height()) {
-            Some(det) => self.embed_detection(image, det.clone()),
-            None => Ok(None),
-        }
+        let detected = std::time::Instant::now();
+        let face = match subject(&dets, image.width(), image.height()) {
+            Some(det) => self.embed_detection(image, det.clone())?,
+            None => None,
+        };
+        Ok(Recognition {
+            face,
+            detect: detected - started,
+            embed: detected.elapsed(),
+        })
     }
 
     /// The face `plain` (detected on `image`) wearing a synthetic mask of `style`, seen as the

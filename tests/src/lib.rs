@@ -35,6 +35,13 @@ pub fn facegate_bin() -> PathBuf {
     p.join("facegate")
 }
 
+/// A scratch configuration folder for the `facegate` runs of this test process (set as
+/// `XDG_CONFIG_HOME`), so tests never write the real `~/.config/facegate` (default keys, the
+/// version ledger, pinned doors).
+pub fn test_config_home() -> PathBuf {
+    std::env::temp_dir().join(format!("facegate-test-config-{}", std::process::id()))
+}
+
 /// Path of the built `facegate-device` binary.
 pub fn device_bin() -> PathBuf {
     facegate_bin().with_file_name("facegate-device")

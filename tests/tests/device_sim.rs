@@ -21,6 +21,7 @@ fn facegate(dir: &Path, args: &[&str]) {
     let out = Command::new(facegate_bin())
         .args(args)
         .current_dir(dir)
+        .env("XDG_CONFIG_HOME", facegate_tests::test_config_home())
         .output()
         .expect("run facegate");
     assert!(
@@ -37,7 +38,7 @@ fn door_dir(dir: &Path, frames: &[PathBuf], extra_camera: &str, door: &str, log_
         std::fs::create_dir_all(&folder).expect("mkdir");
         std::fs::copy(mfr2(name, n), folder.join("a.png")).expect("copy");
     }
-    facegate(dir, &["keygen"]);
+    facegate(dir, &["keygen", "--dir", "."]);
     facegate(
         dir,
         &[
@@ -168,7 +169,7 @@ fn the_door_binary_lets_in_enrolled_people_only_and_logs_to_a_serial_line() {
     assert_eq!(events.len(), 12, "{events:#?}");
     assert!(records.iter().all(|r| r.model_version == 1));
     let who = |e: &Event| match e {
-        Event::Known { person, .. } => person.clone(),
+        Event::Known { person, .. } | Event::Held { person, .. } => person.clone(),
         Event::Stranger { .. } => "stranger".into(),
         other => format!("{other:?}"),
     };

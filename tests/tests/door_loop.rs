@@ -91,9 +91,12 @@ fn door_unlocks_for_enrolled_people_only_and_logs_every_decision() {
     assert!(records.iter().all(|r| r.model_version == 9));
     let events: Vec<&Event> = records.iter().map(|r| &r.event).collect();
 
-    // Adrian: seen, then unlocked on the second agreeing frame.
+    // Adrian: seen (held, and the log says why), then unlocked on the second agreeing frame.
     assert!(
-        matches!(events[0], Event::Known { person, unlocked: false, .. } if person == "AdrianDunbar")
+        matches!(events[0], Event::Held { person, reason, .. }
+            if person == "AdrianDunbar" && reason.contains("confirming: 1 of 2")),
+        "{:?}",
+        events[0]
     );
     assert!(
         matches!(events[1], Event::Known { person, unlocked: true, .. } if person == "AdrianDunbar")
@@ -120,7 +123,8 @@ fn door_unlocks_for_enrolled_people_only_and_logs_every_decision() {
     // Arif in a mask: whatever the score, never anyone else.
     for e in &events[12..] {
         assert!(
-            !matches!(e, Event::Known { person, .. } if person != "ArifAlvi"),
+            !matches!(e, Event::Known { person, .. } | Event::Held { person, .. }
+                if person != "ArifAlvi"),
             "{e:?}"
         );
     }

@@ -13,6 +13,7 @@ use facegate_tests::{device_bin, facegate_bin, models_dir, shared_dir};
 fn run(bin: &Path, dir: &Path, args: &[&str]) -> Output {
     let out = Command::new(bin)
         .current_dir(dir)
+        .env("XDG_CONFIG_HOME", facegate_tests::test_config_home())
         .env("FACEGATE_MODELS", models_dir())
         .args(args)
         .output()
@@ -184,7 +185,7 @@ fn photos_to_a_trained_bundle_that_the_door_runs() {
     );
     assert!(out.contains("kept 2 of the frames"), "{out}");
     assert!(
-        out.contains("skipped walk.mjpeg frame 3: cannot decode"),
+        out.contains("skipped walk.mjpeg frame 3: damaged JPEG image"),
         "{out}"
     );
 
@@ -216,7 +217,7 @@ fn photos_to_a_trained_bundle_that_the_door_runs() {
     assert_eq!((sheet.width(), sheet.height()), (6 * 116, 4 * 116));
 
     // Train.
-    fg(dir, &["keygen"]);
+    fg(dir, &["keygen", "--dir", "."]);
     let out = fg(
         dir,
         &[
@@ -236,7 +237,7 @@ fn photos_to_a_trained_bundle_that_the_door_runs() {
             "train.json",
         ],
     );
-    assert!(out.contains("trained 4 people"), "{out}");
+    assert!(out.contains("trained 4 people on"), "{out}");
     let report = json(&dir.join("train.json"));
     let views = report["impostor_views"].as_u64().expect("views");
     let accepted = report["impostors_accepted"].as_u64().expect("accepted");

@@ -345,7 +345,8 @@ fn updates_over_tcp_are_verified_atomic_and_used_for_the_next_frame() {
             .any(|r| r.model_version == 1 && matches!(r.event, Event::Stranger { .. }))
     );
     assert!(records.iter().any(|r| r.model_version == 2
-        && matches!(&r.event, Event::Known { person, .. } if person == "BenAffleck")));
+        && matches!(&r.event, Event::Known { person, .. } | Event::Held { person, .. }
+            if person == "BenAffleck")));
     let updates: Vec<_> = records
         .iter()
         .filter_map(|r| match &r.event {
@@ -524,7 +525,7 @@ fn floods_of_idle_and_dripping_connections_never_stop_updates() {
     let (addr, stop, serving) = serve(server);
     assert_eq!(
         push_when_free(&addr, &trust, &v[1], &key),
-        "ok: version 2 active (1 people)"
+        "ok: version 2 active (1 person)"
     );
 
     // Four squatters taking turns, one byte every 300 ms, for 4 seconds.
@@ -592,7 +593,7 @@ fn refused_requests_cannot_wash_the_log() {
     }
     assert_eq!(
         push_when_free(&addr, &trust, &v2, &key),
-        "ok: version 2 active (1 people)"
+        "ok: version 2 active (1 person)"
     );
     stop.store(true, Ordering::Relaxed);
     serving.join().expect("server");
@@ -636,7 +637,7 @@ fn a_runaway_version_is_refused_and_the_door_keeps_updating() {
     assert_eq!(store.state().floor, 1);
     assert_eq!(
         push_when_free(&addr, &trust, &v2, &key),
-        "ok: version 2 active (1 people)"
+        "ok: version 2 active (1 person)"
     );
     assert_eq!(shared.current().version, 2);
     stop.store(true, Ordering::Relaxed);
@@ -667,7 +668,7 @@ fn a_runaway_version_is_refused_and_the_door_keeps_updating() {
     assert!(r.starts_with("ok: version floor 1"), "{r}");
     assert_eq!(
         push_when_free(&addr, &trust, &v2, &key),
-        "ok: version 2 active (1 people)"
+        "ok: version 2 active (1 person)"
     );
     assert_eq!(shared.current().version, 2);
     stop.store(true, Ordering::Relaxed);

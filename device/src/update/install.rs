@@ -270,11 +270,12 @@ impl Installer {
         }
         if let Some(bytes) = first {
             let running = live.as_ref().map_or(0, |l| l.version);
-            let bundle = bundle::verify(bytes, &self.trusted)?;
-            let offered = bundle.header.model_version;
-            // The first bundle stays in the config after it was installed: not newer is normal.
-            if offered > running.max(state.floor) || live.is_none() {
-                live = Some(self.install(bytes, running)?);
+            // One check (the signature once, then the rules); the first bundle stays in the
+            // config after it was installed, so "not newer" is normal while a model runs.
+            match self.check(bytes, running) {
+                Ok(bundle) => live = Some(self.activate(bytes, &bundle, running)?),
+                Err(UpdateError::NotNewer { .. }) if live.is_some() => {}
+                Err(e) => return Err(e),
             }
         }
         Ok(Started { live, faults })

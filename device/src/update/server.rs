@@ -461,8 +461,8 @@ impl UpdateServer {
                     offered,
                     true,
                     format!(
-                        "ok: version {offered} active ({} people)",
-                        bundle.header.labels.len()
+                        "ok: version {offered} active ({})",
+                        facegate_models::gallery::people_count(bundle.header.labels.len())
                     ),
                 )
             }

@@ -133,7 +133,7 @@ pub fn capture(
         .map(|s| s.embedding.clone())
         .collect();
     let before = kept.len();
-    let pb = bar(cmd.count as u64, "capturing");
+    let pb = bar(cmd.count as u64, "capturing", "frames");
     let mut seen = 0usize;
     let mut reasons: Vec<String> = Vec::new();
     while kept.len() - before < cmd.count && seen < cmd.max_frames {

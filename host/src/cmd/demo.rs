@@ -49,12 +49,12 @@ pub fn run(cmd: DemoCmd) -> Result<()> {
                 }
             }
             Ok(None) => println!("  skipped {}: no face found", path.display()),
-            Err(e) => println!("  skipped {}: {e}", path.display()),
+            Err(e) => println!("  skipped {}: {e:#}", path.display()),
         }
     }
     println!(
-        "enrolled {} people; recognising {} photos\n",
-        gallery.people.len(),
+        "enrolled {}; recognising {} photos\n",
+        facegate_models::gallery::people_count(gallery.people.len()),
         probes.len()
     );
     let (mut known, mut strangers, mut failed) = (0, 0, 0);

@@ -16,7 +16,8 @@ use crate::templates::photo_templates;
 
 /// Runs `facegate enrol`.
 pub fn run(cmd: EnrolCmd) -> Result<()> {
-    let key = read_secret(&cmd.key)?;
+    let key = read_secret(&crate::home::secret_key_path(cmd.key.as_deref())?)?;
+    let version = crate::home::next_version(cmd.version, &key)?;
     let folders = people(&cmd.people)?;
     let dir = cmd.net.models.resolve();
     let kind = cmd.net.embedder.into();
@@ -42,7 +43,7 @@ pub fn run(cmd: EnrolCmd) -> Result<()> {
         }),
     );
     let total = folders.iter().map(|p| p.images.len()).sum::<usize>();
-    let pb = bar(total as u64, "enrolling");
+    let pb = bar(total as u64, "enrolling", "photos");
     let mut skipped = Vec::new();
     let mut self_test = None;
     for person in &folders {
@@ -63,7 +64,7 @@ pub fn run(cmd: EnrolCmd) -> Result<()> {
                     }
                 }
                 Ok(None) => skipped.push(format!("{}: no face found", path.display())),
-                Err(e) => skipped.push(format!("{}: {e}", path.display())),
+                Err(e) => skipped.push(format!("{}: {e:#}", path.display())),
             }
         }
     }
@@ -82,7 +83,7 @@ pub fn run(cmd: EnrolCmd) -> Result<()> {
     let bundle = Bundle::new(
         &gallery,
         true,
-        cmd.version,
+        version,
         created_ms,
         pipeline.config().detector,
         models,
@@ -91,12 +92,13 @@ pub fn run(cmd: EnrolCmd) -> Result<()> {
     .for_door(cmd.door.clone());
     let bytes = bundle.sign(&key);
     write_atomically(&cmd.out, &bytes)?;
+    crate::home::record_version(&key, version)?;
     for s in &skipped {
         println!("skipped {s}");
     }
     println!(
-        "enrolled {} people ({} templates) into {} ({} bytes, version {}, threshold {:.4})",
-        gallery.people.len(),
+        "enrolled {} ({} templates) into {} ({} bytes, version {}, threshold {:.4})",
+        facegate_models::gallery::people_count(gallery.people.len()),
         gallery
             .people
             .iter()
@@ -104,25 +106,68 @@ pub fn run(cmd: EnrolCmd) -> Result<()> {
             .sum::<usize>(),
         cmd.out.display(),
         bytes.len(),
-        cmd.version,
+        version,
         gallery.threshold
     );
     Ok(())
 }
 
-/// Runs `facegate inspect`.
+/// Runs `facegate inspect`: everything a household checks before putting a bundle on the
+/// door, including which key signed it and where its threshold came from.
 pub fn inspect(cmd: InspectCmd) -> Result<()> {
-    let bundle = open_bundle(&cmd.bundle, &cmd.trust)?;
+    let trust = crate::home::trusted_paths(&cmd.trust)?;
+    let bundle = open_bundle(&cmd.bundle, &trust)?;
+    let bytes = std::fs::read(&cmd.bundle)?; // read again only for the signer's key id
+    let signer = bytes.get(8..16).map(hex::encode).unwrap_or_default();
+    let signer_file = trust
+        .iter()
+        .find(|p| {
+            crate::cmd::keys::read_public(p)
+                .is_ok_and(|k| hex::encode(facegate_models::bundle::key_id(&k)) == signer)
+        })
+        .map(|p| format!(" ({})", p.display()))
+        .unwrap_or_default();
     let h = &bundle.header;
-    println!("signature ok");
-    println!(
-        "model version {} | embedder {}{} | threshold {:.4}",
-        h.model_version,
-        h.embedder.as_str(),
-        if h.quantised { " int8" } else { "" },
-        h.threshold
+    println!("signature ok: signed by key {signer}{signer_file}");
+    let made = humantime::format_rfc3339_seconds(
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(h.created_ms),
     );
-    println!("{} people: {}", h.labels.len(), h.labels.join(", "));
+    println!("model version {}, made {made}", h.model_version);
+    let refined = bundle
+        .payload
+        .models
+        .iter()
+        .any(|(name, _)| name == facegate_models::refine::FILE);
+    println!(
+        "embedder {}{}, landmarks {}",
+        h.embedder.as_str(),
+        if h.quantised { " int8" } else { " fp32" },
+        if refined {
+            "re-placed by the refiner it carries"
+        } else {
+            "as the detector gives them"
+        }
+    );
+    println!(
+        "threshold {:.4}: {}",
+        h.threshold,
+        threshold_provenance(h, refined, bundle.payload.head.as_ref())
+    );
+    let people = &bundle.payload.people;
+    println!(
+        "{}: {}",
+        facegate_models::gallery::people_count(people.len()),
+        people
+            .iter()
+            .map(|p| format!(
+                "{} ({} template{})",
+                p.name,
+                p.templates.len(),
+                if p.templates.len() == 1 { "" } else { "s" }
+            ))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     match &bundle.payload.self_test {
         Some(SelfTest::Pattern { label, .. }) => {
             println!("self-test: a face-free pattern, and {label}'s template")
@@ -141,4 +186,35 @@ pub fn inspect(cmd: InspectCmd) -> Result<()> {
         println!("model file {name} ({} bytes)", data.len());
     }
     Ok(())
+}
+
+/// Where a bundle's threshold came from, as far as the bundle tells: one of the embedder's
+/// calibrated defaults, or not (given by hand, or calibrated by `train --impostors`); and a
+/// trained head's probability floor.
+fn threshold_provenance(
+    h: &facegate_models::bundle::Header,
+    refined: bool,
+    head: Option<&facegate_models::head::Head>,
+) -> String {
+    let near = |t: f32| (t - h.threshold).abs() < 5e-5;
+    let base = default_threshold(h.embedder, h.quantised, refined, false);
+    let mut text = if near(base) {
+        "the embedder's calibrated default (FAR 1e-3 among strangers)".to_owned()
+    } else if near(default_threshold(h.embedder, h.quantised, refined, true)) {
+        "the embedder's calibrated default for masked templates (FAR 1e-3 among masked \
+         strangers)"
+            .to_owned()
+    } else {
+        format!(
+            "not the calibrated default ({base:.4}): set with --threshold or calibrated by \
+             `facegate train --impostors` (higher lets fewer strangers in)"
+        )
+    };
+    if let Some(head) = head {
+        text.push_str(&format!(
+            "; a trained head picks the person, with probability >= {:.2}",
+            head.min_prob
+        ));
+    }
+    text
 }

@@ -48,7 +48,7 @@ pub fn load_pipeline(net: &NetworkOpts) -> Result<Pipeline> {
     let dir = net.models.resolve();
     let config = PipelineConfig {
         embedder: net.embedder.into(),
-        quantised: net.quantised,
+        quantised: !net.fp32,
         ..Default::default()
     };
     let pipeline = Pipeline::load(&dir, config)

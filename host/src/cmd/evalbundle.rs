@@ -27,6 +27,9 @@ use crate::train::masked_crop;
 /// FAR targets in the table.
 pub const FAR_TARGETS: [f64; 4] = [1e-1, 1e-2, 1e-3, 1e-4];
 
+/// The FAR a door's default threshold is calibrated for, drawn on the DET chart.
+const TARGET_FAR: f64 = 1e-3;
+
 /// One probe view, scored.
 struct Scored {
     ds: usize,
@@ -102,10 +105,8 @@ pub fn run(cmd: EvalCmd) -> Result<()> {
     let Some(bundle_path) = &cmd.bundle else {
         bail!("internal: --bundle missing");
     };
-    if cmd.trust.is_empty() {
-        bail!("--bundle needs --trust KEY.pub: the bundle is verified as the door would");
-    }
-    let bundle = open_bundle(bundle_path, &cmd.trust)?;
+    // Verified as the door would, with --trust or the default key.
+    let bundle = open_bundle(bundle_path, &crate::home::trusted_paths(&cmd.trust)?)?;
     let h = &bundle.header;
     let embedder = Embedder::from_files(h.embedder, h.quantised, &bundle.payload.models)?;
     let gallery = bundle.gallery();
@@ -164,7 +165,7 @@ pub fn run(cmd: EvalCmd) -> Result<()> {
         confusion: confusion.clone(),
     };
     print_text(&report, &names);
-    if let Some(out) = &cmd.out {
+    if let Some(out) = &cmd.out_dir {
         write_folder(out, &report, &names, &scored, &sets, &gallery)?;
         println!("report: {}", out.join("report.html").display());
     }
@@ -185,7 +186,7 @@ fn ratio(a: usize, b: usize) -> f64 {
 /// Every sample of every set, unmasked and masked, through the bundle's embedder and gallery.
 fn score(embedder: &Embedder, gallery: &Gallery, sets: &[Dataset]) -> Result<(Vec<Scored>, usize)> {
     let total: usize = sets.iter().map(|d| d.manifest.samples.len()).sum();
-    let pb = bar(total as u64, "scoring");
+    let pb = bar(total as u64, "scoring", "photos");
     let mut out = Vec::with_capacity(total * 2);
     let mut left_out = 0;
     let headless = Gallery {
@@ -252,12 +253,12 @@ fn condition<'a>(
 
 fn print_text(r: &BundleReport, names: &[String]) {
     println!(
-        "bundle v{} ({}{}, threshold {:.4}), {} people; {} test photos left out (trained on)",
+        "bundle v{} ({}{}, threshold {:.4}), {}; {} test photos left out (trained on)",
         r.model_version,
         r.embedder,
         if r.head { " + head" } else { "" },
         r.threshold,
-        r.labels.len(),
+        facegate_models::gallery::people_count(r.labels.len()),
         r.left_out_enrolled
     );
     println!("\nconfusion matrix (rows: truth, columns: door's decision; unmasked + masked):");
@@ -384,7 +385,12 @@ fn write_folder(
         });
     }
     png(
-        &plots::det(&curves, &marks, "DET: strangers let in vs enrolled refused")?,
+        &plots::det(
+            &curves,
+            &marks,
+            TARGET_FAR,
+            "DET: strangers let in vs enrolled refused",
+        )?,
         "det.png",
     )?;
 

@@ -38,13 +38,13 @@ pub fn run(cmd: ImportCmd) -> Result<()> {
     }
     let people = ds.by_person();
     println!(
-        "{} new faces, {} unchanged, {} skipped; {} now holds {} faces of {} people",
+        "{} new faces, {} unchanged, {} skipped; {} now holds {} faces of {}",
         summary.added,
         summary.unchanged,
         summary.skipped.len(),
         cmd.dataset.display(),
         ds.manifest.samples.len(),
-        people.len()
+        facegate_models::gallery::people_count(people.len())
     );
     Ok(())
 }
@@ -114,7 +114,7 @@ pub fn import(
         .map(|s| ((s.id.clone(), s.person.clone()), s.reason.clone()))
         .collect();
     let mut summary = Summary::default();
-    let pb = bar(jobs.len() as u64, "importing");
+    let pb = bar(jobs.len() as u64, "importing", "photos");
     let mut dirty = 0;
     for (person, path) in jobs {
         pb.inc(1);
@@ -145,7 +145,7 @@ pub fn import(
             ));
             continue;
         }
-        let outcome = match image_io::decode(&bytes) {
+        let outcome = match image_io::decode_file(&bytes) {
             Ok(img) => {
                 let src = Source {
                     id: &id,
@@ -155,7 +155,10 @@ pub fn import(
                 };
                 ingest(pipeline, ds, &img, src, rules)?
             }
-            Err(e) => Err(format!("not a readable image: {e}")),
+            Err(e) => Err(format!(
+                "not a readable image: {}",
+                facegate_models::error::full(&e)
+            )),
         };
         // Judged now: whatever an earlier run under other rules said of it is replaced.
         ds.manifest

@@ -12,14 +12,19 @@ use crate::cli::KeygenCmd;
 
 /// Runs `facegate keygen`.
 pub fn keygen(cmd: KeygenCmd) -> Result<()> {
-    let secret_path = cmd.out.join(format!("{}.key", cmd.name));
-    let public_path = cmd.out.join(format!("{}.pub", cmd.name));
+    let dir = cmd.dir.unwrap_or_else(crate::home::config_dir);
+    let secret_path = dir.join(format!("{}.key", cmd.name));
+    let public_path = dir.join(format!("{}.pub", cmd.name));
     let mut seed = [0u8; 32];
     getrandom::fill(&mut seed)
         .map_err(|e| anyhow::anyhow!("the system random source failed: {e}"))?;
     let key = SigningKey::from_bytes(&seed);
-    std::fs::create_dir_all(&cmd.out).with_context(|| format!("creating {}", cmd.out.display()))?;
-    write_new(&secret_path, &hex::encode(key.to_bytes()), 0o600)?;
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    write_new(
+        &secret_path,
+        &facegate_models::keys::secret_text(&key),
+        0o600,
+    )?;
     write_new(
         &public_path,
         &hex::encode(key.verifying_key().to_bytes()),

@@ -7,7 +7,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use facegate_models::logrecord::FrameReader;
+use facegate_models::logrecord::{Event, FrameReader, LogRecord};
+use serde_json::{Value, json};
 
 use crate::cli::LogsCmd;
 
@@ -25,8 +26,54 @@ pub struct Tally {
 pub enum Format {
     /// One text line per record.
     Text,
-    /// One JSON object per record.
+    /// One flat JSON object per record ([`flat`]).
     Json,
+}
+
+/// A record as one flat JSON object, easy to filter with jq: `kind` ("known", "stranger",
+/// "update", "fault"), the time both as RFC 3339 and in ms, and the event's own fields at the
+/// top level. A recognised person the door held back is `"kind": "known", "unlocked": false`
+/// with the `reason`.
+pub fn flat(record: &LogRecord) -> Value {
+    let time = humantime::format_rfc3339_millis(
+        std::time::UNIX_EPOCH + Duration::from_millis(record.time_ms),
+    )
+    .to_string();
+    let mut v = json!({
+        "time": time,
+        "time_ms": record.time_ms,
+        "frame": record.frame,
+        "model_version": record.model_version,
+    });
+    let event = match &record.event {
+        Event::Known {
+            person,
+            score,
+            unlocked,
+        } => json!({"kind": "known", "person": person, "score": score, "unlocked": unlocked}),
+        Event::Held {
+            person,
+            score,
+            reason,
+        } => json!({"kind": "known", "person": person, "score": score, "unlocked": false,
+                    "reason": reason}),
+        Event::Stranger {
+            best_score,
+            attempt,
+        } => json!({"kind": "stranger", "best_score": best_score, "attempt": attempt,
+                    "unlocked": false}),
+        Event::ModelUpdate {
+            version,
+            accepted,
+            reason,
+        } => json!({"kind": "update", "version": version, "accepted": accepted,
+                    "reason": reason}),
+        Event::Fault { message } => json!({"kind": "fault", "message": message}),
+    };
+    if let (Some(obj), Value::Object(fields)) = (v.as_object_mut(), event) {
+        obj.extend(fields);
+    }
+    v
 }
 
 /// Runs `facegate logs`.
@@ -123,7 +170,7 @@ pub fn decode_stream(
                     tally.records += 1;
                     match format {
                         Format::Text => writeln!(out, "{record}")?,
-                        Format::Json => writeln!(out, "{}", serde_json::to_string(&record)?)?,
+                        Format::Json => writeln!(out, "{}", flat(&record))?,
                     }
                 }
                 Err(e) => {
@@ -165,7 +212,6 @@ mod tests {
         assert!(err.to_string().contains("not a facegate log"), "{err}");
         assert!(out.is_empty());
     }
-    use facegate_models::logrecord::{Event, LogRecord};
     use serialport::SerialPort;
 
     fn sample() -> Vec<LogRecord> {
@@ -219,12 +265,18 @@ mod tests {
                 skipped: 3
             }
         );
-        let lines: Vec<LogRecord> = String::from_utf8(out)
+        let lines: Vec<Value> = String::from_utf8(out)
             .expect("utf8")
             .lines()
             .map(|l| serde_json::from_str(l).expect("json"))
             .collect();
-        assert_eq!(lines, vec![recs[0].clone(), recs[2].clone()]);
+        assert_eq!(lines, vec![flat(&recs[0]), flat(&recs[2])]);
+        assert_eq!(lines[0]["kind"], "known");
+        assert_eq!(lines[0]["person"], "Ann");
+        assert_eq!(lines[0]["unlocked"], true);
+        assert_eq!(lines[1]["kind"], "stranger");
+        assert_eq!(lines[1]["attempt"], 2);
+        assert_eq!(lines[1]["frame"], 3);
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod keys;
 pub mod logs;
 pub mod lookalikes;
 pub mod models;
+pub mod people;
 pub mod predict;
 pub mod push;
 pub mod refine;

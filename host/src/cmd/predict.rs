@@ -42,7 +42,7 @@ pub struct PhotoAnswer {
 
 /// Runs `facegate predict`.
 pub fn run(cmd: PredictCmd) -> Result<()> {
-    let bundle = open_bundle(&cmd.bundle, &cmd.trust)?;
+    let bundle = open_bundle(&cmd.bundle, &crate::home::trusted_paths(&cmd.trust)?)?;
     let h = &bundle.header;
     let dir = cmd.models.resolve();
     let detector = Detector::from_bytes(&YUNET.read_verified(&dir)?, h.detector)?;
@@ -52,7 +52,7 @@ pub fn run(cmd: PredictCmd) -> Result<()> {
         pipeline = pipeline.with_refiner(r);
     }
     let gallery = bundle.gallery();
-    if let Some(out) = &cmd.out {
+    if let Some(out) = &cmd.out_dir {
         std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     }
     let mut answers = Vec::new();
@@ -60,7 +60,7 @@ pub fn run(cmd: PredictCmd) -> Result<()> {
         let img = match image_io::open(photo) {
             Ok(i) => i,
             Err(e) => {
-                eprintln!("{}: {e}", photo.display());
+                eprintln!("{}: {}", photo.display(), facegate_models::error::full(&e));
                 continue;
             }
         };
@@ -74,7 +74,7 @@ pub fn run(cmd: PredictCmd) -> Result<()> {
                 .collect(),
         };
         print_answer(&answer, gallery.threshold, gallery.head.is_some());
-        if let Some(out) = &cmd.out {
+        if let Some(out) = &cmd.out_dir {
             annotate(img, &answer, out, photo)?;
         }
         answers.push(answer);
@@ -164,24 +164,22 @@ fn annotate(mut img: image::RgbImage, a: &PhotoAnswer, out: &Path, photo: &Path)
             ))
             .map_err(|e| anyhow::anyhow!("drawing: {e:?}"))?;
             let label = format!("{} {:.2}", f.name.as_deref().unwrap_or("stranger"), f.score);
-            let ty = (y - size as i32 - 4).max(0);
+            let font = ("sans-serif", size).into_font().color(&WHITE);
+            // The label's real width (not a guess from its length), moved left when the face
+            // is near the right edge so that no name is cut off.
+            let (tw, th) = root
+                .estimate_text_size(&label, &font)
+                .map_err(|e| anyhow::anyhow!("drawing: {e:?}"))?;
+            let (tw, th) = (tw as i32 + 4, th as i32 + 4);
+            let lx = x.min(w as i32 - tw).max(0);
+            let ty = (y - th).max(0);
             root.draw(&Rectangle::new(
-                [
-                    (x, ty),
-                    (
-                        x + (label.len() as f64 * size * 0.6) as i32,
-                        ty + size as i32 + 4,
-                    ),
-                ],
+                [(lx, ty), (lx + tw, ty + th)],
                 colour.filled(),
             ))
             .map_err(|e| anyhow::anyhow!("drawing: {e:?}"))?;
-            root.draw(&Text::new(
-                label,
-                (x + 2, ty + 2),
-                ("sans-serif", size).into_font().color(&WHITE),
-            ))
-            .map_err(|e| anyhow::anyhow!("drawing: {e:?}"))?;
+            root.draw(&Text::new(label, (lx + 2, ty + 2), font))
+                .map_err(|e| anyhow::anyhow!("drawing: {e:?}"))?;
         }
         root.present()
             .map_err(|e| anyhow::anyhow!("drawing: {e:?}"))?;

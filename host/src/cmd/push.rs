@@ -111,16 +111,7 @@ impl DoorTrust {
 
 /// `$XDG_CONFIG_HOME/facegate/known_doors`, else `~/.config/facegate/known_doors`.
 pub fn known_doors_path() -> PathBuf {
-    let base = std::env::var_os("XDG_CONFIG_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .filter(|v| !v.is_empty())
-                .map(|h| PathBuf::from(h).join(".config"))
-        })
-        .unwrap_or_else(|| PathBuf::from("."));
-    base.join("facegate").join("known_doors")
+    crate::home::config_dir().join("known_doors")
 }
 
 fn connect(device: &str, timeout: Duration) -> Result<TcpStream> {
@@ -263,7 +254,7 @@ pub fn push_bytes(
 pub fn push(cmd: PushCmd) -> Result<()> {
     let bytes =
         std::fs::read(&cmd.bundle).with_context(|| format!("reading {}", cmd.bundle.display()))?;
-    let key = super::keys::read_secret(&cmd.door.key)?;
+    let key = super::keys::read_secret(&crate::home::secret_key_path(cmd.door.key.as_deref())?)?;
     let trust = DoorTrust::from_flags(&cmd.door)?;
     let reply = push_bytes(
         &cmd.door.device,
@@ -300,7 +291,7 @@ pub fn recover_reply(
 
 /// Runs `facegate recover`.
 pub fn recover(cmd: RecoverCmd) -> Result<()> {
-    let key = super::keys::read_secret(&cmd.door.key)?;
+    let key = super::keys::read_secret(&crate::home::secret_key_path(cmd.door.key.as_deref())?)?;
     let trust = DoorTrust::from_flags(&cmd.door)?;
     let reply = recover_reply(&cmd.door.device, &key, &trust, cmd.floor)?;
     println!("{}", printable(&reply));
@@ -326,11 +317,16 @@ fn printable(text: &str) -> String {
 
 /// Runs `facegate status`.
 pub fn status(cmd: StatusCmd) -> Result<()> {
-    let key = super::keys::read_secret(&cmd.door.key)?;
+    let key = super::keys::read_secret(&crate::home::secret_key_path(cmd.door.key.as_deref())?)?;
     let trust = DoorTrust::from_flags(&cmd.door)?;
     let reply = status_reply(&cmd.door.device, &key, &trust)?;
     let v: serde_json::Value = serde_json::from_str(&reply)
         .with_context(|| format!("unexpected answer: {}", printable(&reply)))?;
+    if cmd.json {
+        // Re-serialised: whatever the door sent, control characters come out escaped.
+        println!("{}", serde_json::to_string(&v)?);
+        return Ok(());
+    }
     println!("model version {}", v["model_version"]);
     println!(
         "people: {}",

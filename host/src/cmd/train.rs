@@ -65,7 +65,9 @@ pub struct TrainReport {
 
 /// Runs `facegate train`.
 pub fn run(cmd: TrainCmd) -> Result<()> {
-    let key = read_secret(&cmd.key)?;
+    let key = read_secret(&crate::home::secret_key_path(cmd.key.as_deref())?)?;
+    let version = crate::home::next_version(cmd.version, &key)?;
+    let signer = Signer { key, version };
     let ds = Dataset::open(&cmd.dataset)?;
     let m = &ds.manifest;
     let models = cmd.models.resolve();
@@ -103,7 +105,7 @@ pub fn run(cmd: TrainCmd) -> Result<()> {
     }
 
     if cmd.arch == Arch::Scratch {
-        return scratch(&cmd, &ds, &people, &key);
+        return scratch(&cmd, &ds, &people, &signer);
     }
 
     // Split by photo, then augment.
@@ -277,7 +279,7 @@ pub fn run(cmd: TrainCmd) -> Result<()> {
     let files = m.embedder.read_files(&models, m.quantised)?;
     let bytes = write_bundle(
         &cmd,
-        &key,
+        &signer,
         &gallery,
         m.quantised,
         files,
@@ -305,8 +307,8 @@ pub fn run(cmd: TrainCmd) -> Result<()> {
         history: history.epochs.clone(),
     };
     println!(
-        "trained {} people on {} examples ({} validation) in {:.1} s (+{:.1} s embedding): best epoch {} of {}{}, validation accuracy {:.2}%",
-        report.people.len(),
+        "trained {} on {} examples ({} validation) in {:.1} s (+{:.1} s embedding): best epoch {} of {}{}, validation accuracy {:.2}%",
+        facegate_models::gallery::people_count(report.people.len()),
         report.train_examples,
         report.val_examples,
         fit_seconds,
@@ -328,7 +330,7 @@ pub fn run(cmd: TrainCmd) -> Result<()> {
         100.0 * val_tar_unmasked,
         100.0 * val_tar_masked
     );
-    finish(&cmd, &ds, bytes.len(), &report)
+    finish(&cmd, &ds, bytes.len(), version, &report)
 }
 
 /// `--arch scratch`: the CNN, its bundle and report.
@@ -336,7 +338,7 @@ fn scratch(
     cmd: &TrainCmd,
     ds: &Dataset,
     people: &[(String, Vec<usize>)],
-    key: &ed25519_dalek::SigningKey,
+    signer: &Signer,
 ) -> Result<()> {
     let Some(imp_dir) = &cmd.impostors else {
         bail!(
@@ -362,13 +364,13 @@ fn scratch(
     } = crate::scratch::train(ds, people, &impostors, cfg)?;
     let files = vec![(facegate_models::embed::SCRATCH_FILE.to_owned(), onnx)];
     // The known sample: the class probabilities of one of the person's photos.
-    let bytes = write_bundle(cmd, key, &gallery, true, files, &label, |e| {
+    let bytes = write_bundle(cmd, signer, &gallery, true, files, &label, |e| {
         Ok(e.embed(&crop)?)
     })?;
     println!(
-        "trained a CNN from scratch ({} weights) for {} people + other on {} examples ({} validation) in {:.1} s: best epoch {} of {}, validation accuracy {:.2}%",
+        "trained a CNN from scratch ({} weights) for {} + other on {} examples ({} validation) in {:.1} s: best epoch {} of {}, validation accuracy {:.2}%",
         report.parameters,
-        report.people.len(),
+        facegate_models::gallery::people_count(report.people.len()),
         report.train_examples,
         report.val_examples,
         report.train_seconds,
@@ -388,16 +390,22 @@ fn scratch(
         report.model_bytes_fp32,
         report.export_max_diff
     );
-    finish(cmd, ds, bytes.len(), &report)
+    finish(cmd, ds, bytes.len(), signer.version, &report)
 }
 
 /// The last words of both architectures: where the bundle went, the optional preview and
 /// report.
-fn finish(cmd: &TrainCmd, ds: &Dataset, bytes: usize, report: &impl Serialize) -> Result<()> {
+fn finish(
+    cmd: &TrainCmd,
+    ds: &Dataset,
+    bytes: usize,
+    version: u32,
+    report: &impl Serialize,
+) -> Result<()> {
     println!(
         "wrote {} ({bytes} bytes, version {})",
         cmd.out.display(),
-        cmd.version
+        version
     );
     if let Some(path) = &cmd.preview {
         crate::cmd::augment::preview(ds, path, 8, cmd.augment, cmd.mask_fraction, cmd.seed)?;
@@ -412,6 +420,12 @@ fn finish(cmd: &TrainCmd, ds: &Dataset, bytes: usize, report: &impl Serialize) -
     Ok(())
 }
 
+/// The key that signs the bundle and the version it gets (given, or the next for the key).
+struct Signer {
+    key: ed25519_dalek::SigningKey,
+    version: u32,
+}
+
 /// Cosine at which an impostor face is one of the enrolled faces (the same photo, or nearly).
 const SAME_FACE: f32 = 0.9;
 
@@ -421,7 +435,7 @@ const MIN_VAL_TAR: f64 = 0.8;
 /// Signs and writes the bundle (checking first that the door's detector file is there too).
 fn write_bundle(
     cmd: &TrainCmd,
-    key: &ed25519_dalek::SigningKey,
+    signer: &Signer,
     gallery: &Gallery,
     quantised: bool,
     files: Vec<(String, Vec<u8>)>,
@@ -436,14 +450,15 @@ fn write_bundle(
     let bundle = Bundle::new(
         gallery,
         quantised,
-        cmd.version,
+        signer.version,
         now_ms(),
         Default::default(),
         files,
         Some(self_test),
     )
     .for_door(cmd.door.clone());
-    let bytes = bundle.sign(key);
+    let bytes = bundle.sign(&signer.key);
     write_atomically(&cmd.out, &bytes)?;
+    crate::home::record_version(&signer.key, signer.version)?;
     Ok(bytes)
 }

@@ -267,7 +267,7 @@ pub fn evaluate(
     };
     jobs.extend(split.genuine.iter().map(|p| probe_job(&p.path)));
     jobs.extend(split.impostor.iter().map(|p| probe_job(&p.path)));
-    let pb = crate::progress::bar(jobs.len() as u64, "embedding");
+    let pb = crate::progress::bar(jobs.len() as u64, "embedding", "photos");
     let outcomes = embed_all(pipeline, &jobs, threads, &pb);
     pb.finish_and_clear();
 

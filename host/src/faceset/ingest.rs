@@ -101,7 +101,7 @@ pub fn ingest(
     let sharp = sharpness(&crop);
     if sharp < rules.min_sharpness {
         return Ok(Err(format!(
-            "face is too blurred (sharpness {sharp:.0}, below --min-sharpness {:.0})",
+            "face is too blurred (sharpness {sharp:.1}, below --min-sharpness {:.1})",
             rules.min_sharpness
         )));
     }

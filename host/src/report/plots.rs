@@ -25,13 +25,39 @@ fn err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
     anyhow!("drawing the chart: {e:?}")
 }
 
-/// A confusion matrix: rows are the truth, columns the decision, shaded by the row's share.
+/// Colour of a confusion cell: truth `i`, decision `j`, `share` of the row. At a door the
+/// cells that matter most are the people let in as someone else (a stranger let in, a person
+/// taken for another): any such cell is a strong red however small its share, since a few
+/// among thousands of stranger probes would otherwise be nearly white. Refusals of enrolled
+/// people (the stranger column) are amber and lighter; right answers green.
+fn cell_colour(i: usize, j: usize, stranger: Option<usize>, c: usize, share: f64) -> RGBColor {
+    let fade = |k: f64, (r, g, b): (f64, f64, f64)| {
+        RGBColor(
+            (255.0 - (255.0 - r) * k) as u8,
+            (255.0 - (255.0 - g) * k) as u8,
+            (255.0 - (255.0 - b) * k) as u8,
+        )
+    };
+    if c == 0 {
+        RGBColor(255, 255, 255)
+    } else if i == j {
+        fade(0.15 + 0.85 * share, (55.0, 175.0, 55.0))
+    } else if Some(j) == stranger {
+        fade(0.2 + 0.5 * share, (245.0, 170.0, 40.0))
+    } else {
+        fade(0.7 + 0.3 * share, (200.0, 20.0, 20.0))
+    }
+}
+
+/// A confusion matrix: rows are the truth, columns the decision (see [`cell_colour`]). The
+/// label "stranger", if present, is the row of people not enrolled and the column of refusals.
 pub fn confusion(labels: &[String], counts: &[Vec<usize>], title: &str) -> Result<RgbImage> {
     register_font();
     let n = labels.len();
     let cell = if n > 20 { 22 } else { 40 };
     let left = 170u32;
-    let top = 150u32;
+    let top = 170u32;
+    let stranger = labels.iter().position(|l| l == "stranger");
     let (w, h) = (left + cell * n as u32 + 20, top + cell * n as u32 + 20);
     let mut buf = vec![255u8; (w * h * 3) as usize];
     {
@@ -47,6 +73,26 @@ pub fn confusion(labels: &[String], counts: &[Vec<usize>], title: &str) -> Resul
             font.clone(),
         ))
         .map_err(err)?;
+        for (k, (colour, what)) in [
+            (
+                cell_colour(1, 0, stranger, 1, 0.0),
+                "let in as someone else (stranger let in, wrong person)",
+            ),
+            (
+                cell_colour(0, stranger.unwrap_or(usize::MAX), stranger, 1, 0.5),
+                "refused (enrolled, not recognised)",
+            ),
+            (cell_colour(0, 0, stranger, 1, 1.0), "right"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let y = 50 + 18 * k as i32;
+            root.draw(&Rectangle::new([(8, y), (22, y + 13)], colour.filled()))
+                .map_err(err)?;
+            root.draw(&Text::new(what, (28, y), font.clone()))
+                .map_err(err)?;
+        }
         for (i, row) in counts.iter().enumerate() {
             let total: usize = row.iter().sum();
             let y = top as i32 + (i as u32 * cell) as i32;
@@ -63,19 +109,8 @@ pub fn confusion(labels: &[String], counts: &[Vec<usize>], title: &str) -> Resul
                 } else {
                     c as f64 / total as f64
                 };
-                let colour = if i == j {
-                    RGBColor(
-                        (255.0 - 200.0 * share) as u8,
-                        (255.0 - 80.0 * share) as u8,
-                        (255.0 - 200.0 * share) as u8,
-                    )
-                } else {
-                    RGBColor(
-                        255,
-                        (255.0 - 200.0 * share) as u8,
-                        (255.0 - 200.0 * share) as u8,
-                    )
-                };
+                let colour = cell_colour(i, j, stranger, c, share);
+                let let_in = c > 0 && i != j && Some(j) != stranger;
                 root.draw(&Rectangle::new(
                     [(x, y), (x + cell as i32, y + cell as i32)],
                     colour.filled(),
@@ -87,10 +122,16 @@ pub fn confusion(labels: &[String], counts: &[Vec<usize>], title: &str) -> Resul
                 ))
                 .map_err(err)?;
                 if c > 0 {
+                    let size = if cell > 30 { 13 } else { 10 };
+                    let style = if let_in {
+                        (FONT, size).into_font().color(&WHITE)
+                    } else {
+                        (FONT, size).into_font().color(&BLACK)
+                    };
                     root.draw(&Text::new(
                         c.to_string(),
                         (x + 3, y + cell as i32 / 2 - 7),
-                        (FONT, if cell > 30 { 13 } else { 10 }).into_font(),
+                        style,
                     ))
                     .map_err(err)?;
                 }
@@ -118,8 +159,17 @@ pub struct Curve {
     pub points: Vec<(f64, f64)>,
 }
 
-/// A DET chart (both axes logarithmic), with a mark at each curve's operating threshold.
-pub fn det(curves: &[Curve], marks: &[(String, f64, f64)], title: &str) -> Result<RgbImage> {
+/// A DET chart (both axes logarithmic), with a mark at each curve's operating threshold and a
+/// dashed line at the FAR the door aims for. A log axis cannot show 0: points with a rate of 0
+/// are left out of the curves (not drawn along the axis, where they read as measured), and a
+/// mark at 0 is drawn at the edge with "0" in its label. Labels sit beside their mark, clear of
+/// the axes.
+pub fn det(
+    curves: &[Curve],
+    marks: &[(String, f64, f64)],
+    target_far: f64,
+    title: &str,
+) -> Result<RgbImage> {
     register_font();
     let (w, h) = (720u32, 540u32);
     let mut buf = vec![255u8; (w * h * 3) as usize];
@@ -150,23 +200,50 @@ pub fn det(curves: &[Curve], marks: &[(String, f64, f64)], title: &str) -> Resul
             let pts: Vec<(f64, f64)> = c
                 .points
                 .iter()
-                .map(|&(a, b)| (a.max(floor), b.max(floor)))
+                .copied()
+                .filter(|&(a, b)| a >= floor && b >= floor)
                 .collect();
+            let drawn = pts.len() > 1;
             chart
                 .draw_series(LineSeries::new(pts, colour.stroke_width(2)))
                 .map_err(err)?
-                .label(c.name.clone())
+                .label(if drawn {
+                    c.name.clone()
+                } else {
+                    format!("{}: no errors to draw (0 is off a log axis)", c.name)
+                })
                 .legend(move |(x, y)| {
                     PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2))
                 });
         }
-        for (name, far, frr) in marks {
+        if (floor..1.0).contains(&target_far) {
+            let grey = RGBColor(120, 120, 120);
+            chart
+                .draw_series(DashedLineSeries::new(
+                    [(target_far, floor), (target_far, 1.0)],
+                    6,
+                    4,
+                    grey.stroke_width(1),
+                ))
+                .map_err(err)?
+                .label(format!("FAR target {target_far:.0e}"))
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], grey));
+        }
+        for (k, (name, far, frr)) in marks.iter().enumerate() {
             let p = (far.max(floor), frr.max(floor));
+            let mut label = name.clone();
+            if *far < floor {
+                label.push_str(", FAR 0");
+            }
+            if *frr < floor {
+                label.push_str(", FRR 0");
+            }
+            // Beside the mark, up and right, one row per mark so two marks never share a line.
+            let offset = (9, -18 - 16 * k as i32);
             chart
-                .draw_series([Circle::new(p, 5, BLACK.filled())])
-                .map_err(err)?;
-            chart
-                .draw_series([Text::new(name.clone(), p, (FONT, 12))])
+                .draw_series([EmptyElement::at(p)
+                    + Circle::new((0, 0), 5, BLACK.filled())
+                    + Text::new(label, offset, (FONT, 12))])
                 .map_err(err)?;
         }
         chart
@@ -234,7 +311,8 @@ mod tests {
                 name: "x".into(),
                 points: pts,
             }],
-            &[("door".into(), 0.01, 0.1)],
+            &[("door".into(), 0.01, 0.1), ("zero".into(), 0.0, 0.0)],
+            1e-3,
             "det",
         )
         .expect("det");

@@ -231,7 +231,7 @@ pub fn train(
         }
         (t, v)
     };
-    let pb = bar(4, "preparing");
+    let pb = bar(4, "preparing", "steps");
     let mut train_ex = Vec::new();
     let mut val_ex = Vec::new();
     let mut val_people = Vec::new();
@@ -265,7 +265,7 @@ pub fn train(
     let mut history = Vec::new();
     let mut best: Option<(f32, f32, usize, Vec<Vec<f32>>)> = None;
     let mut stop = crate::train::EarlyStop::new(cfg.patience);
-    let pb = bar(cfg.epochs as u64, "training");
+    let pb = bar(cfg.epochs as u64, "training", "epochs");
     for epoch in 1..=cfg.epochs {
         let mut order: Vec<usize> = (0..train_ex.len()).collect();
         for i in (1..order.len()).rev() {

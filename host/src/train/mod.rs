@@ -35,7 +35,7 @@ pub fn augmented_views(
     seed: u64,
     what: &str,
 ) -> Result<Vec<View>> {
-    let pb = bar((samples.len() * copies) as u64, what);
+    let pb = bar((samples.len() * copies) as u64, what, "views");
     let mut out = Vec::with_capacity(samples.len() * (copies + 1));
     for &i in samples {
         let s = &ds.manifest.samples[i];
@@ -71,7 +71,7 @@ pub fn probe_views(
     samples: &[usize],
     what: &str,
 ) -> Result<Vec<View>> {
-    let pb = bar(samples.len() as u64, what);
+    let pb = bar(samples.len() as u64, what, "photos");
     let mut out = Vec::with_capacity(samples.len() * 2);
     for &i in samples {
         let s = &ds.manifest.samples[i];

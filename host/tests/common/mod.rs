@@ -11,9 +11,16 @@ pub fn shared() -> PathBuf {
     facegate_models::testdata::for_crate(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The `facegate` binary, ready for arguments.
+/// The `facegate` binary, ready for arguments. Its configuration folder (default keys, the
+/// version ledger, pinned doors) is a scratch folder of this test process, never the real
+/// `~/.config/facegate` of whoever runs the tests.
 pub fn facegate() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_facegate"))
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_facegate"));
+    cmd.env(
+        "XDG_CONFIG_HOME",
+        std::env::temp_dir().join(format!("facegate-test-config-{}", std::process::id())),
+    );
+    cmd
 }
 
 /// Runs `cmd`, failing the test with its stderr unless it exits 0.
@@ -84,7 +91,7 @@ pub fn enrol_one(models: &Path, dir: &Path, extra: &[&str]) -> String {
                 .args(args),
         )
     };
-    in_dir(&["keygen"]);
+    in_dir(&["keygen", "--dir", "."]);
     in_dir(&enrol_args("1", "door.fgb", extra));
     let shown = in_dir(&["inspect", "door.fgb", "--trust", "facegate.pub"]);
     String::from_utf8_lossy(&shown.stdout).into_owned()

@@ -1,0 +1,443 @@
+//! The door's decisions as a pure state machine: [`Door::step`] takes what happened (a frame's
+//! subject and identity, a camera fault, an update being installed) at a time and returns what
+//! to do (pulse the relay, show a screen, log an event). It owns the tracker, the unlock policy
+//! and how long a screen stays up; it touches no hardware, thread or clock of its own, so every
+//! rule of the door is unit-tested here with made-up times. The loop ([`crate::app::run`])
+//! only reads frames, recognises them, calls `step` and hands the actions to the workers.
+
+use std::time::{Duration, Instant};
+
+use facegate_models::gallery::Decision;
+use facegate_models::geometry::BBox;
+use facegate_models::logrecord::Event;
+
+use crate::policy::{Policy, PolicyConfig, Verdict};
+use crate::track::{Step, Tracker};
+use crate::ui::Screen;
+
+/// The door's rules.
+#[derive(Clone, Copy, Debug)]
+pub struct DoorRules {
+    /// When to unlock.
+    pub policy: PolicyConfig,
+    /// How long the relay stays energised per unlock.
+    pub unlock_for: Duration,
+    /// How long "Welcome" and "Not recognised" stay on screen.
+    pub hold: Duration,
+}
+
+/// The subject of a frame, recognised.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Seen {
+    /// Where the face is (for tracking).
+    pub bbox: BBox,
+    /// What the gallery said.
+    pub decision: Decision,
+    /// The name of the person `decision` names (empty for a stranger).
+    pub name: String,
+    /// The gallery's threshold (shown beside the score on the welcome screen).
+    pub threshold: f32,
+}
+
+/// What happened.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Observation {
+    /// A signed update is being installed.
+    Installing {
+        /// Its version.
+        version: u32,
+    },
+    /// The camera gave no frame: a bad frame, or the camera is gone.
+    CameraFault {
+        /// The bad frame's number (0 when unknown).
+        frame: u64,
+        /// Why the camera is gone, when it is (not one bad frame): an error screen until
+        /// frames come again.
+        lost: Option<String>,
+        /// What the camera said, for the log.
+        message: String,
+    },
+    /// A frame was read and analysed with the model of `version`.
+    Frame {
+        /// Frame number.
+        frame: u64,
+        /// Model version that analysed it.
+        version: u32,
+        /// The subject, `None` when nobody is in view, `Err` when analysis failed.
+        subject: Result<Option<Seen>, String>,
+    },
+}
+
+/// What to do.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    /// Energise the relay for this long (from now).
+    Unlock(Duration),
+    /// Show this screen.
+    Show(Screen),
+    /// Log this event for frame `frame`.
+    Log {
+        /// Frame number (0 when not about a frame).
+        frame: u64,
+        /// The event.
+        event: Event,
+    },
+}
+
+/// A screen kept up after a camera loss until frames arrive again.
+const UNTIL_FRAMES: Duration = Duration::from_secs(3600);
+
+/// The door's memory between frames.
+#[derive(Debug)]
+pub struct Door {
+    rules: DoorRules,
+    policy: Policy,
+    tracker: Tracker,
+    seen_version: Option<u32>,
+    /// A screen that stays up until this time whatever the next frames show.
+    sticky_until: Option<Instant>,
+}
+
+impl Door {
+    /// A door that has seen nothing yet.
+    pub fn new(rules: DoorRules) -> Self {
+        Self {
+            rules,
+            policy: Policy::new(rules.policy),
+            tracker: Tracker::default(),
+            seen_version: None,
+            sticky_until: None,
+        }
+    }
+
+    /// The first screen.
+    pub fn start(&self) -> Vec<Action> {
+        vec![Action::Show(Screen::Idle)]
+    }
+
+    /// Takes one observation at `now`; returns what to do, in order.
+    pub fn step(&mut self, now: Instant, observation: Observation) -> Vec<Action> {
+        match observation {
+            Observation::Installing { version } => {
+                self.sticky_until = Some(now);
+                vec![Action::Show(Screen::Updating { version })]
+            }
+            Observation::CameraFault {
+                frame,
+                lost,
+                message,
+            } => {
+                let mut out = Vec::new();
+                if let Some(why) = lost {
+                    out.push(Action::Show(Screen::Error {
+                        message: format!("camera lost: {why}"),
+                    }));
+                    self.sticky_until = Some(now + UNTIL_FRAMES);
+                }
+                out.push(Action::Log {
+                    frame,
+                    event: Event::Fault { message },
+                });
+                out
+            }
+            Observation::Frame {
+                frame,
+                version,
+                subject,
+            } => {
+                if self
+                    .seen_version
+                    .replace(version)
+                    .is_some_and(|v| v != version)
+                {
+                    // A new gallery may order its people differently.
+                    self.policy.forget_identities();
+                }
+                // Frames again: a camera-lost screen goes.
+                if self
+                    .sticky_until
+                    .is_some_and(|t| t > now + Duration::from_secs(60))
+                {
+                    self.sticky_until = None;
+                }
+                match subject {
+                    Err(message) => vec![Action::Log {
+                        frame,
+                        event: Event::Fault { message },
+                    }],
+                    Ok(seen) => self.decide(now, frame, seen),
+                }
+            }
+        }
+    }
+
+    fn decide(&mut self, now: Instant, frame: u64, seen: Option<Seen>) -> Vec<Action> {
+        if let Step::Started(_) = self.tracker.step(seen.as_ref().map(|s| &s.bbox)) {
+            self.policy.new_subject();
+        }
+        let verdict = self.policy.observe(seen.as_ref().map(|s| &s.decision), now);
+        let sticky = self.sticky_until.is_some_and(|t| now < t);
+        let mut out = Vec::new();
+        let looking = |out: &mut Vec<Action>| {
+            if !sticky {
+                out.push(Action::Show(Screen::Looking));
+            }
+        };
+        let event = match verdict {
+            Verdict::Nobody => {
+                if !sticky {
+                    out.push(Action::Show(Screen::Idle));
+                }
+                return out;
+            }
+            Verdict::Known {
+                score,
+                unlock,
+                held,
+                ..
+            } => {
+                let (name, threshold) = seen.map(|s| (s.name, s.threshold)).unwrap_or_default();
+                if unlock {
+                    out.push(Action::Unlock(self.rules.unlock_for));
+                    out.push(Action::Show(Screen::Welcome {
+                        name: name.clone(),
+                        score,
+                        threshold,
+                    }));
+                    self.sticky_until = Some(now + self.rules.hold.max(self.rules.unlock_for));
+                } else {
+                    looking(&mut out);
+                }
+                match held {
+                    Some(hold) => Event::Held {
+                        person: name,
+                        score,
+                        reason: hold.to_string(),
+                    },
+                    None => Event::Known {
+                        person: name,
+                        score,
+                        unlocked: unlock,
+                    },
+                }
+            }
+            Verdict::Stranger {
+                best_score,
+                attempt,
+            } => {
+                // One odd frame of an enrolled person is not news: say "not recognised" only
+                // after as many stranger frames as it takes to let someone in.
+                if attempt as usize >= self.rules.policy.agree {
+                    out.push(Action::Show(Screen::NotRecognised));
+                    self.sticky_until = Some(now + self.rules.hold);
+                } else {
+                    looking(&mut out);
+                }
+                Event::Stranger {
+                    best_score,
+                    attempt,
+                }
+            }
+        };
+        out.push(Action::Log { frame, event });
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEC: Duration = Duration::from_secs(1);
+
+    fn rules() -> DoorRules {
+        DoorRules {
+            policy: PolicyConfig {
+                window: 3,
+                agree: 2,
+                cooldown: Duration::from_secs(5),
+            },
+            unlock_for: Duration::from_secs(3),
+            hold: Duration::from_secs(2),
+        }
+    }
+
+    fn face(x: f32, decision: Decision, name: &str) -> Option<Seen> {
+        Some(Seen {
+            bbox: BBox {
+                x,
+                y: 100.0,
+                w: 120.0,
+                h: 150.0,
+            },
+            decision,
+            name: name.into(),
+            threshold: 0.5,
+        })
+    }
+
+    fn ann(x: f32) -> Option<Seen> {
+        face(
+            x,
+            Decision::Known {
+                person: 0,
+                score: 0.7,
+            },
+            "ann",
+        )
+    }
+
+    fn stranger(x: f32) -> Option<Seen> {
+        face(
+            x,
+            Decision::Stranger {
+                best: Some((0, 0.2)),
+            },
+            "",
+        )
+    }
+
+    fn frame(n: u64, subject: Option<Seen>) -> Observation {
+        Observation::Frame {
+            frame: n,
+            version: 1,
+            subject: Ok(subject),
+        }
+    }
+
+    fn events(actions: &[Action]) -> Vec<&Event> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Log { event, .. } => Some(event),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn agreeing_frames_unlock_once_then_the_cooldown_holds_with_its_reason() {
+        let mut door = Door::new(rules());
+        let t = Instant::now();
+        let first = door.step(t, frame(1, ann(100.0)));
+        assert_eq!(first[0], Action::Show(Screen::Looking));
+        assert!(
+            matches!(events(&first)[0], Event::Held { reason, .. } if reason.contains("1 of 2"))
+        );
+        let second = door.step(t + SEC / 5, frame(2, ann(102.0)));
+        assert_eq!(second[0], Action::Unlock(Duration::from_secs(3)));
+        assert!(matches!(&second[1], Action::Show(Screen::Welcome { name, .. }) if name == "ann"));
+        assert!(matches!(
+            events(&second)[0],
+            Event::Known { unlocked: true, .. }
+        ));
+        // Welcome stays up (no "looking" over it); the vote starts afresh, then the cooldown
+        // holds the door, each time with its reason.
+        let mut reasons = Vec::new();
+        for k in 3..6 {
+            let later = door.step(t + SEC * (k as u32) / 2, frame(k, ann(104.0)));
+            assert!(
+                !later
+                    .iter()
+                    .any(|a| matches!(a, Action::Unlock(_) | Action::Show(_)))
+            );
+            match events(&later)[0] {
+                Event::Held { reason, .. } => reasons.push(reason.clone()),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(reasons[0].contains("confirming: 1 of 2"), "{reasons:?}");
+        assert!(
+            reasons[1..].iter().all(|r| r.contains("cooldown")),
+            "{reasons:?}"
+        );
+    }
+
+    #[test]
+    fn strangers_never_unlock_and_are_told_after_agree_frames() {
+        let mut door = Door::new(rules());
+        let t = Instant::now();
+        let one = door.step(t, frame(1, stranger(100.0)));
+        assert_eq!(one[0], Action::Show(Screen::Looking));
+        let two = door.step(t + SEC, frame(2, stranger(100.0)));
+        assert_eq!(two[0], Action::Show(Screen::NotRecognised));
+        assert!(matches!(
+            events(&two)[0],
+            Event::Stranger { attempt: 2, .. }
+        ));
+        // The screen holds for `hold`, then nobody in view goes back to idle.
+        assert!(door.step(t + SEC * 2, frame(3, None)).is_empty());
+        assert_eq!(
+            door.step(t + SEC * 4, frame(4, None)),
+            vec![Action::Show(Screen::Idle)]
+        );
+        for k in 5..20 {
+            let a = door.step(t + SEC * 5, frame(k, stranger(100.0)));
+            assert!(!a.iter().any(|a| matches!(a, Action::Unlock(_))));
+        }
+    }
+
+    #[test]
+    fn a_new_face_restarts_the_vote() {
+        let mut door = Door::new(rules());
+        let t = Instant::now();
+        door.step(t, frame(1, ann(100.0)));
+        // A face elsewhere in the frame is someone else's turn: no pooling with the first.
+        let other = door.step(t + SEC / 5, frame(2, ann(600.0)));
+        assert!(!other.iter().any(|a| matches!(a, Action::Unlock(_))));
+    }
+
+    #[test]
+    fn a_lost_camera_shows_an_error_until_frames_return_and_faults_are_logged() {
+        let mut door = Door::new(rules());
+        let t = Instant::now();
+        let lost = door.step(
+            t,
+            Observation::CameraFault {
+                frame: 0,
+                lost: Some("unplugged".into()),
+                message: "camera lost: unplugged".into(),
+            },
+        );
+        assert!(
+            matches!(&lost[0], Action::Show(Screen::Error { message }) if message.contains("unplugged"))
+        );
+        assert!(matches!(events(&lost)[0], Event::Fault { .. }));
+        // Frames again: the error screen gives way.
+        assert_eq!(
+            door.step(t + SEC, frame(1, None)),
+            vec![Action::Show(Screen::Idle)]
+        );
+        let bad = door.step(
+            t + SEC,
+            Observation::Frame {
+                frame: 2,
+                version: 1,
+                subject: Err("unusable frame".into()),
+            },
+        );
+        assert!(matches!(events(&bad)[0], Event::Fault { message } if message == "unusable frame"));
+    }
+
+    #[test]
+    fn an_update_shows_its_screen_and_a_new_model_forgets_who_was_seen() {
+        let mut door = Door::new(rules());
+        let t = Instant::now();
+        door.step(t, frame(1, ann(100.0)));
+        assert_eq!(
+            door.step(t, Observation::Installing { version: 2 }),
+            vec![Action::Show(Screen::Updating { version: 2 })]
+        );
+        // Version 2's person 0 may be someone else: the frame seen under version 1 no longer
+        // counts, so one more frame does not open.
+        let after = door.step(
+            t + SEC / 5,
+            Observation::Frame {
+                frame: 2,
+                version: 2,
+                subject: Ok(ann(101.0)),
+            },
+        );
+        assert!(!after.iter().any(|a| matches!(a, Action::Unlock(_))));
+    }
+}
