@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use crate::hw::v4l2::PixelFormat;
 use crate::logout::LogFormat;
-use crate::sim::panel::PanelModel;
+use crate::ui::PanelModel;
 
 /// The whole file.
 #[derive(Clone, Debug, Deserialize)]

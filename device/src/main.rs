@@ -20,8 +20,8 @@ use facegate_device::config::{
     UpdateConfig,
 };
 use facegate_device::logout::LogFormat;
-use facegate_device::sim::panel::PanelModel;
 use facegate_device::start::{self, Outcome};
+use facegate_device::ui::PanelModel;
 use facegate_models::model_files::default_dir;
 use facegate_models::pipeline::{Pipeline, PipelineConfig};
 

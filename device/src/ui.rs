@@ -14,6 +14,38 @@ use embedded_graphics::prelude::*;
 use embedded_graphics::primitives::{Circle, PrimitiveStyle, Rectangle};
 use embedded_graphics::text::{Alignment, Baseline, Text, TextStyleBuilder};
 
+/// The panels facegate drives, with their pixel geometry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PanelModel {
+    /// 240x240 colour TFT over SPI.
+    St7789,
+    /// 320x240 colour TFT over SPI.
+    Ili9341,
+    /// 128x64 mono OLED over I2C.
+    Ssd1306,
+}
+
+impl PanelModel {
+    /// Width and height in pixels, as mounted (landscape for the ILI9341).
+    pub fn size(self) -> Size {
+        match self {
+            PanelModel::St7789 => Size::new(240, 240),
+            PanelModel::Ili9341 => Size::new(320, 240),
+            PanelModel::Ssd1306 => Size::new(128, 64),
+        }
+    }
+
+    /// Short name (file names, config).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PanelModel::St7789 => "st7789",
+            PanelModel::Ili9341 => "ili9341",
+            PanelModel::Ssd1306 => "ssd1306",
+        }
+    }
+}
+
 /// One screen of the door UI.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Screen {

@@ -5,7 +5,8 @@
 
 use std::path::PathBuf;
 
-use facegate_device::sim::panel::{PanelModel, render};
+use facegate_device::sim::panel::render;
+use facegate_device::ui::PanelModel;
 use facegate_device::ui::Screen;
 
 fn screens() -> Vec<Screen> {

@@ -12,7 +12,7 @@ use embedded_hal::digital::{ErrorType as PinErrorType, OutputPin};
 use embedded_hal::spi::{ErrorType, Operation, SpiDevice};
 use facegate_device::framebuf::FrameBuf;
 use facegate_device::hw::panel::tft_panel;
-use facegate_device::sim::panel::PanelModel;
+use facegate_device::ui::PanelModel;
 use facegate_device::ui::{self, Screen};
 
 /// One write on the wire: the data/command level and the bytes.

@@ -1,24 +1,20 @@
 //! # facegate (host CLI)
 //!
 //! The laptop side: fetch and pin the networks, import photos (and camera frames) into a
-//! dataset ([`faceset`]), augment them ([`augment`]), train the head and calibrate the stranger
-//! threshold ([`train`]), evaluate a bundle with charts and a mistakes page ([`report`]) or
+//! dataset ([`faceset`]), augment them and train the head, the landmark refiner, the mask
+//! adaptation and the scratch CNN ([`train`]), calibrate the stranger threshold, evaluate a bundle with charts and a mistakes page ([`report`]) or
 //! labelled photo folders with a protocol ([`eval`]), all with the same pipeline the door runs. One module per
 //! subcommand under [`cmd`]; the evaluation protocol and its metrics live in [`eval`] so that
 //! tests and other commands reuse them.
 
-pub mod adapt;
-pub mod augment;
-pub mod cli;
 pub mod cmd;
-pub mod dataset;
+pub use cmd::cli;
 pub mod eval;
 pub mod faceset;
+pub mod files;
 pub mod home;
 pub mod progress;
-pub mod refine;
 pub mod report;
-pub mod scratch;
 pub mod templates;
 pub mod train;
 

@@ -54,6 +54,14 @@ pub fn rate(per_sec: f64, unit: &str) -> String {
     }
 }
 
+/// Losses of successive epochs, as `0.1600 -> 0.1370 -> ...`.
+pub fn per_epoch(loss: &[f32]) -> String {
+    loss.iter()
+        .map(|l| format!("{l:.4}"))
+        .collect::<Vec<_>>()
+        .join(" -> ")
+}
+
 fn target() -> ProgressDrawTarget {
     if std::io::stderr().is_terminal() {
         ProgressDrawTarget::stderr()

@@ -22,7 +22,7 @@ use ssd1306::{I2CDisplayInterface, Ssd1306};
 use crate::display::Panel;
 use crate::framebuf::FrameBuf;
 use crate::hw::gpio;
-use crate::sim::panel::PanelModel;
+use crate::ui::PanelModel;
 use crate::ui::{self, Screen};
 
 /// Where an SPI panel is wired.

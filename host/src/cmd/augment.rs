@@ -1,13 +1,15 @@
 //! `facegate augment --preview`: what training will show the model, as a contact sheet.
 
+use clap::Args;
+use std::path::PathBuf;
+
 use std::path::Path;
 
 use anyhow::{Result, bail};
 
-use crate::augment::{self, Params};
-use crate::cli::AugmentCmd;
-use crate::cmd::models::write_png;
 use crate::faceset::Dataset;
+use crate::files::write_png;
+use crate::train::augment::{self, Params};
 
 /// Runs `facegate augment`.
 pub fn run(cmd: AugmentCmd) -> Result<()> {
@@ -76,4 +78,30 @@ pub fn preview(
     let sheet = augment::contact_sheet(&rows);
     write_png(path, &sheet)?;
     Ok(rows.len())
+}
+
+// --- command-line arguments ---
+
+/// `facegate augment DATASET --preview SHEET.png`
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  facegate augment facegate-data --preview sheet.png")]
+pub struct AugmentCmd {
+    /// The dataset folder.
+    pub dataset: PathBuf,
+    /// Write a contact sheet here: each row a photo as the door sees it, then its copies.
+    #[arg(long)]
+    pub preview: PathBuf,
+    /// Photos shown (spread over the people).
+    #[arg(long, default_value_t = 8)]
+    pub photos: usize,
+    /// Augmented copies per photo.
+    #[arg(long, default_value_t = 7)]
+    pub copies: usize,
+    /// Share of copies with a synthetic mask.
+    #[arg(long, default_value_t = 0.5)]
+    pub mask_fraction: f32,
+    /// Seed (the same seed gives the same copies).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
 }

@@ -7,6 +7,10 @@
 //! path at 640x480 (detect, pick the subject, align, embed, search a 10-person gallery). Tract
 //! runs on one thread unless told otherwise; "all cores" gives its matrix products a thread pool.
 
+use crate::cmd::opts::ModelsDir;
+use clap::Args;
+use std::path::PathBuf;
+
 use std::collections::BTreeMap;
 use std::time::Instant;
 
@@ -21,8 +25,6 @@ use facegate_models::pipeline::subject;
 use image::imageops::{FilterType, resize};
 use serde_json::{Value, json};
 use tract_linalg::multithread::{Executor, multithread_tract_scope};
-
-use crate::cli::BenchCmd;
 
 /// Stage name -> median milliseconds.
 pub type Timings = BTreeMap<String, f64>;
@@ -261,6 +263,33 @@ fn print_table(report: &Value, peer: Option<&Value>) {
         mem += &format!(", peer process {m:.1} MiB");
     }
     println!("{mem}");
+}
+
+// --- command-line arguments ---
+
+/// `facegate bench [--peer PEER.json]`
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  facegate bench --photo face.jpg --json bench.json")]
+pub struct BenchCmd {
+    /// Photo with one face, resized to the camera sizes measured.
+    #[arg(long)]
+    pub photo: PathBuf,
+    /// Timed runs per stage (the median is reported).
+    #[arg(long, default_value_t = 30)]
+    pub rounds: usize,
+    /// Untimed runs first.
+    #[arg(long, default_value_t = 3)]
+    pub warmup: usize,
+    /// Write the timings as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// A report of `scripts/peer_bench.py` (onnxruntime, OpenCV) to compare with.
+    #[arg(long)]
+    pub peer: Option<PathBuf>,
+    /// Models folder.
+    #[command(flatten)]
+    pub models: ModelsDir,
 }
 
 #[cfg(test)]

@@ -4,21 +4,25 @@
 //! `--max-similarity`), so twenty frames of someone standing still become a handful of
 //! genuinely different views instead of twenty copies.
 //!
-//! The camera is read through the door's own V4L2 code (`facegate-device`), so enrolment
+//! The camera is read through the door's own V4L2 code (`facegate-camera`), so enrolment
 //! frames are decoded exactly as the door will decode them. A recording is a Motion-JPEG file
 //! (`.mjpeg`, or an AVI of MJPEG frames as webcams record) or a folder of frames.
+
+use crate::cmd::opts::DatasetNet;
+use crate::cmd::opts::QualityOpts;
+use clap::Args;
+use std::path::PathBuf;
 
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use facegate_device::hw::v4l2::{PixelFormat, V4l2Camera, V4l2Settings};
-use facegate_device::hw::{CameraError, Frame, FrameSource};
-use facegate_device::sim::camera::FileCamera;
+use facegate_camera::files::FileCamera;
+use facegate_camera::v4l2::{PixelFormat, V4l2Camera, V4l2Settings};
+use facegate_camera::{CameraError, Frame, FrameSource};
 use facegate_models::embed::cosine;
 use facegate_models::image_io;
 use facegate_models::pipeline::Pipeline;
 
-use crate::cli::CaptureCmd;
 use crate::faceset::ingest::{Source, content_id, ingest, open_with_pipeline};
 use crate::faceset::{Dataset, Origin, Skipped};
 use crate::progress::bar;
@@ -80,7 +84,12 @@ impl FrameSource for MjpegFile {
 
 /// Runs `facegate capture`.
 pub fn run(cmd: CaptureCmd) -> Result<()> {
-    let (mut ds, pipeline) = open_with_pipeline(&cmd.dataset, &cmd.net)?;
+    let (mut ds, pipeline) = open_with_pipeline(
+        &cmd.dataset,
+        &cmd.net.models.resolve(),
+        cmd.net.embedder.into(),
+        !cmd.net.fp32,
+    )?;
     let (mut source, what): (Box<dyn FrameSource>, String) = match &cmd.video {
         Some(v) if v.is_dir() => (
             Box::new(
@@ -193,4 +202,58 @@ pub fn capture(
         println!("... and {} more skipped frames", n - 10);
     }
     Ok(kept.len() - before)
+}
+
+// --- command-line arguments ---
+
+/// `facegate capture --label NAME [--device /dev/video0 | --video FILE]`
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  facegate capture --label ann                 # webcam /dev/video0
+  facegate capture --label ann --video ann.mjpeg")]
+pub struct CaptureCmd {
+    /// Whose face this is.
+    #[arg(long)]
+    pub label: String,
+    /// The dataset folder (created if missing).
+    #[arg(long, short, default_value = "facegate-data")]
+    pub dataset: PathBuf,
+    /// Webcam (V4L2, MJPEG).
+    #[arg(long, default_value = "/dev/video0")]
+    pub device: PathBuf,
+    /// Frame width asked of the webcam.
+    #[arg(long, default_value_t = 640)]
+    pub width: u32,
+    /// Frame height asked of the webcam.
+    #[arg(long, default_value_t = 480)]
+    pub height: u32,
+    /// Read a Motion-JPEG recording (.mjpeg, MJPEG .avi) or a folder of frames instead.
+    #[arg(long)]
+    pub video: Option<PathBuf>,
+    /// Frames to keep.
+    #[arg(long, default_value_t = 20)]
+    pub count: usize,
+    /// A frame whose face is at least this similar (cosine) to one already kept is dropped.
+    #[arg(long, default_value_t = 0.9)]
+    pub max_similarity: f32,
+    /// Give up after this many frames.
+    #[arg(long, default_value_t = 3000)]
+    pub max_frames: usize,
+    /// Photo quality rules.
+    #[command(flatten)]
+    pub quality: QualityOpts,
+    /// Networks.
+    #[command(flatten)]
+    pub net: DatasetNet,
+}
+
+impl CaptureCmd {
+    /// The quality rules from the flags (several faces: the largest, as at the door).
+    pub fn rules(&self) -> crate::faceset::ingest::Rules {
+        crate::faceset::ingest::Rules {
+            multi: crate::faceset::ingest::Multi::Largest,
+            min_face: self.quality.min_face,
+            min_sharpness: self.quality.min_sharpness,
+        }
+    }
 }

@@ -3,16 +3,18 @@
 //! the door would log them. By default it enrols MFR2's unmasked photos (from the shared test
 //! data) and then shows it their MASKED photos, followed by photos of people it never saw.
 
+use crate::cmd::opts::NetworkOpts;
+use clap::Args;
+
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use facegate_models::gallery::{Decision, Gallery, default_threshold};
 use facegate_models::image_io;
 
-use crate::cli::DemoCmd;
 use crate::cmd::eval::load_pipeline;
-use crate::dataset::{images_below, people};
 use crate::eval::protocol;
+use crate::faceset::folders::{images_below, people};
 use crate::templates::photo_templates;
 
 /// Runs the demo.
@@ -144,4 +146,32 @@ fn short(path: &Path) -> String {
         .map(|c| c.as_os_str().to_string_lossy())
         .collect::<Vec<_>>()
         .join("/")
+}
+
+// --- command-line arguments ---
+
+/// `facegate demo ...`
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  facegate demo
+  facegate demo --enrol family/ --probe door-photos/")]
+pub struct DemoCmd {
+    /// Folder of enrolment photos, one sub-folder per person [default: MFR2 in $FACEGATE_SHARED,
+    /// unmasked photos only].
+    #[arg(long)]
+    pub enrol: Option<PathBuf>,
+    /// Photos to recognise (a folder, searched recursively) [default: the masked MFR2 photos
+    /// and the deepface strangers].
+    #[arg(long)]
+    pub probe: Option<PathBuf>,
+    /// Acceptance threshold (cosine) [default: the one calibrated for the embedder].
+    #[arg(long)]
+    pub threshold: Option<f32>,
+    /// Masked copies of each enrolment photo added as extra templates (surgical, cloth,
+    /// patterned in turn), so the door knows each person behind a mask too.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub enrol_masks: usize,
+    /// Networks to run.
+    #[command(flatten)]
+    pub net: NetworkOpts,
 }

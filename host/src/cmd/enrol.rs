@@ -1,16 +1,19 @@
 //! `facegate enrol`: photos of each person -> templates -> a signed bundle the door can load;
 //! `facegate inspect`: verify a bundle and show its header.
 
+use crate::cmd::opts::NetworkOpts;
+use clap::Args;
+use std::path::PathBuf;
+
 use anyhow::{Context, Result, bail};
 use facegate_models::bundle::{Bundle, SelfTest};
 use facegate_models::gallery::{Gallery, default_threshold};
 use facegate_models::image_io;
 use facegate_models::pipeline::{Pipeline, PipelineConfig};
 
-use crate::cli::{EnrolCmd, InspectCmd};
 use crate::cmd::keys::{open_bundle, read_secret};
-use crate::cmd::models::{now_ms, write_atomically};
-use crate::dataset::people;
+use crate::faceset::folders::people;
+use crate::files::{now_ms, write_atomically};
 use crate::progress::bar;
 use crate::templates::photo_templates;
 
@@ -217,4 +220,53 @@ fn threshold_provenance(
         ));
     }
     text
+}
+
+// --- command-line arguments ---
+
+/// `facegate enrol PEOPLE --key K.key --version N --out door.fgb`
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  facegate enrol family/ -o door.fgb            # family/ann/*.jpg, family/bob/*.jpg ...
+  facegate enrol family/ --enrol-masks 3 --door front -o front.fgb")]
+pub struct EnrolCmd {
+    /// Folder with one sub-folder of photos per person.
+    pub people: PathBuf,
+    /// Secret key from `facegate keygen` [default: ~/.config/facegate/facegate.key].
+    #[arg(long)]
+    pub key: Option<PathBuf>,
+    /// Model version; the door only accepts versions newer than the one it runs [default: one
+    /// past the last bundle signed with the key].
+    #[arg(long)]
+    pub version: Option<u32>,
+    /// The bundle file to write.
+    #[arg(long, short, value_name = "FILE")]
+    pub out: PathBuf,
+    /// Acceptance threshold [default: calibrated for the embedder at FAR 1e-3].
+    #[arg(long)]
+    pub threshold: Option<f32>,
+    /// Masked copies of each enrolment photo added as extra templates (surgical, cloth,
+    /// patterned in turn), so the door knows each person behind a mask too.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub enrol_masks: usize,
+    /// The door (or group of doors) this bundle is for, as set in the door's `model.door` or
+    /// `model.groups`; a door refuses bundles made for another.
+    #[arg(long)]
+    pub door: Option<String>,
+    /// Networks (the bundle always carries the int8-weight embedder).
+    #[command(flatten)]
+    pub net: NetworkOpts,
+}
+
+/// `facegate inspect BUNDLE --trust K.pub`
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  facegate inspect door.fgb
+  facegate inspect door.fgb --trust office.pub")]
+pub struct InspectCmd {
+    /// The bundle file.
+    pub bundle: PathBuf,
+    /// Trusted public key(s) [default: ~/.config/facegate/facegate.pub].
+    #[arg(long)]
+    pub trust: Vec<PathBuf>,
 }

@@ -1,9 +1,12 @@
 //! `facegate eval DATASET --protocol open-set|mfr2 [--masks none|synthetic] ... --json R.json`
 
+use crate::cmd::opts::NetworkOpts;
+use clap::{Args, ValueEnum};
+use std::path::PathBuf;
+
 use anyhow::{Context, Result};
 use facegate_models::pipeline::{Pipeline, PipelineConfig};
 
-use crate::cli::{EvalCmd, Masks, NetworkOpts, Protocol};
 use crate::eval::protocol;
 use crate::eval::run::{Labels, Report, evaluate};
 
@@ -125,4 +128,65 @@ fn print_summary(r: &Report) {
         );
     }
     println!("{:.1} s", r.seconds);
+}
+
+// --- command-line arguments ---
+
+/// Evaluation protocol.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Protocol {
+    /// Enrol up to 50 people (>= 6 images, first 3 as gallery), probe with the rest and with
+    /// up to 1000 non-enrolled people.
+    OpenSet,
+    /// MFR2: enrol unmasked images, probe with masked ones.
+    Mfr2,
+}
+
+/// Masks painted on probes.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Masks {
+    /// Probes as they are.
+    None,
+    /// A synthetic mask, drawn from the landmarks, on every probe.
+    Synthetic,
+}
+
+/// `facegate eval FOLDER ...`
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  facegate eval lfw/ --protocol open-set --masks synthetic --json r.json
+  facegate eval test-data --bundle door.fgb --strangers strangers-data --out-dir report/")]
+pub struct EvalCmd {
+    /// Without --bundle: a photo folder, one sub-folder of photos per person. With --bundle: a
+    /// dataset made by `facegate import`.
+    #[arg(value_name = "FOLDER")]
+    pub dataset: PathBuf,
+    /// Which protocol.
+    #[arg(long, value_enum, default_value_t = Protocol::OpenSet)]
+    pub protocol: Protocol,
+    /// Paint masks on probes.
+    #[arg(long, value_enum, default_value_t = Masks::None)]
+    pub masks: Masks,
+    /// Masked copies of each gallery photo added as extra templates at enrolment.
+    #[arg(long, default_value_t = 0)]
+    pub enrol_masks: usize,
+    /// Networks to run.
+    #[command(flatten)]
+    pub net: NetworkOpts,
+    /// Write the report as JSON here.
+    #[arg(long, value_name = "REPORT.json")]
+    pub json: Option<PathBuf>,
+    /// Evaluate this signed bundle on DATASET, an imported dataset folder (`facegate import`),
+    /// instead of running a protocol on a photo folder.
+    #[arg(long)]
+    pub bundle: Option<PathBuf>,
+    /// Trusted public key(s) for --bundle [default: ~/.config/facegate/facegate.pub].
+    #[arg(long)]
+    pub trust: Vec<PathBuf>,
+    /// With --bundle: more imported datasets whose people are not enrolled (strangers).
+    #[arg(long)]
+    pub strangers: Vec<PathBuf>,
+    /// With --bundle: a folder for the charts (PNG), the HTML page of mistakes and report.json.
+    #[arg(long, alias = "out", value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
 }

@@ -13,15 +13,15 @@ use facegate_models::embed::{Embedder, cosine};
 use facegate_models::gallery::{Decision, Gallery};
 use serde::Serialize;
 
-use crate::augment::{self, Params};
-use crate::cli::EvalCmd;
+use crate::cmd::eval::EvalCmd;
 use crate::cmd::keys::open_bundle;
-use crate::cmd::models::{write_atomically, write_png};
 use crate::eval::metrics::{self, BestMatch, FixedPoint, OperatingPoint};
 use crate::faceset::Dataset;
+use crate::files::{write_atomically, write_png};
 use crate::progress::bar;
 use crate::report::html::{self, Mistake};
 use crate::report::plots;
+use crate::train::augment::{self, Params};
 use crate::train::masked_crop;
 
 /// FAR targets in the table.

@@ -3,6 +3,10 @@
 //! looked at again, the same photo under a second label is refused, and every photo that is not
 //! taken is listed with its reason at the end.
 
+use crate::cmd::opts::DatasetNet;
+use crate::cmd::opts::QualityOpts;
+use clap::Args;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 
@@ -10,8 +14,7 @@ use anyhow::{Result, bail};
 use facegate_models::image_io;
 use facegate_models::pipeline::Pipeline;
 
-use crate::cli::ImportCmd;
-use crate::dataset::{images_below, is_image, people};
+use crate::faceset::folders::{images_below, is_image, people};
 use crate::faceset::ingest::{Rules, Source, content_id, ingest, open_with_pipeline};
 use crate::faceset::{Dataset, Origin, Skipped};
 use crate::progress::bar;
@@ -30,7 +33,12 @@ pub struct Summary {
 /// Runs `facegate import`.
 pub fn run(cmd: ImportCmd) -> Result<()> {
     let jobs = jobs(&cmd)?;
-    let (mut ds, pipeline) = open_with_pipeline(&cmd.dataset, &cmd.net)?;
+    let (mut ds, pipeline) = open_with_pipeline(
+        &cmd.dataset,
+        &cmd.net.models.resolve(),
+        cmd.net.embedder.into(),
+        !cmd.net.fp32,
+    )?;
     let rules = cmd.rules();
     let summary = import(&pipeline, &mut ds, &jobs, rules)?;
     for (file, reason) in &summary.skipped {
@@ -191,4 +199,44 @@ pub fn import(
     pb.finish_and_clear();
     ds.save()?;
     Ok(summary)
+}
+
+// --- command-line arguments ---
+
+/// `facegate import PATH... [--label NAME] --dataset DIR`
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  facegate import family/                      # family/ann/*.jpg, family/bob/*.jpg ...
+  facegate import ~/Pictures/ann*.jpg --label ann")]
+pub struct ImportCmd {
+    /// With --label: photos (or folders of photos) of that person. Without: folders holding one
+    /// sub-folder of photos per person.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Whose photos these are.
+    #[arg(long)]
+    pub label: Option<String>,
+    /// The dataset folder (created if missing).
+    #[arg(long, short, default_value = "facegate-data")]
+    pub dataset: PathBuf,
+    /// A photo with several faces: take the largest, or skip the photo.
+    #[arg(long, value_enum, default_value_t = crate::faceset::ingest::Multi::Largest)]
+    pub multi: crate::faceset::ingest::Multi,
+    /// Photo quality rules.
+    #[command(flatten)]
+    pub quality: QualityOpts,
+    /// Networks.
+    #[command(flatten)]
+    pub net: DatasetNet,
+}
+
+impl ImportCmd {
+    /// The quality rules from the flags.
+    pub fn rules(&self) -> crate::faceset::ingest::Rules {
+        crate::faceset::ingest::Rules {
+            multi: self.multi,
+            min_face: self.quality.min_face,
+            min_sharpness: self.quality.min_sharpness,
+        }
+    }
 }

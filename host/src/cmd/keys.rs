@@ -1,14 +1,15 @@
 //! `facegate keygen` and reading key files. Keys are stored as hex text: the secret in
 //! NAME.key (mode 0600, never overwritten), the public half in NAME.pub for the door's config.
 
+use clap::Args;
+use std::path::PathBuf;
+
 use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, Result};
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use facegate_models::bundle::{Bundle, key_id, verify};
-
-use crate::cli::KeygenCmd;
 
 /// Runs `facegate keygen`.
 pub fn keygen(cmd: KeygenCmd) -> Result<()> {
@@ -75,4 +76,21 @@ pub fn open_bundle(path: &Path, trust: &[std::path::PathBuf]) -> Result<Bundle> 
         .collect::<Result<Vec<_>>>()?;
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     verify(&bytes, &trusted).with_context(|| format!("{} refused", path.display()))
+}
+
+// --- command-line arguments ---
+
+/// `facegate keygen [--dir DIR]`
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  facegate keygen                              # ~/.config/facegate/facegate.key + .pub
+  facegate keygen --dir keys --name office")]
+pub struct KeygenCmd {
+    /// Folder for NAME.key (secret, mode 0600) and NAME.pub (give this one to the door)
+    /// [default: ~/.config/facegate, where the other commands look].
+    #[arg(long, alias = "out")]
+    pub dir: Option<PathBuf>,
+    /// Base name of the two files.
+    #[arg(long, default_value = "facegate")]
+    pub name: String,
 }

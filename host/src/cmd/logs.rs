@@ -2,6 +2,9 @@
 //! `facegate_models::logrecord`) from a serial port, a pty or a saved file. Garbage and cut
 //! frames are reported on stderr and skipped; reading goes on at the next frame.
 
+use clap::Args;
+use std::path::PathBuf;
+
 use std::io::{ErrorKind, Read, Write};
 use std::path::Path;
 use std::time::Duration;
@@ -9,8 +12,6 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use facegate_models::logrecord::{Event, FrameReader, LogRecord};
 use serde_json::{Value, json};
-
-use crate::cli::LogsCmd;
 
 /// Tallies of one read.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -196,6 +197,34 @@ pub fn decode_stream(
         );
     }
     Ok(tally)
+}
+
+// --- command-line arguments ---
+
+/// `facegate logs --port PATH ...`
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  facegate logs --port /dev/ttyUSB0 --follow
+  facegate logs --port door.log --json | jq 'select(.kind == \"stranger\")'")]
+pub struct LogsCmd {
+    /// Serial device (/dev/ttyUSB0, /dev/ttyACM0, a pty) or a file holding a saved log.
+    #[arg(long, value_name = "PATH")]
+    pub port: PathBuf,
+    /// Line speed of a serial device.
+    #[arg(long, default_value_t = 115_200)]
+    pub baud: u32,
+    /// Keep reading as records arrive (until Ctrl-C).
+    #[arg(long)]
+    pub follow: bool,
+    /// First ask the door for the history it keeps (its ring file), then read on.
+    #[arg(long)]
+    pub history: bool,
+    /// Without --follow, stop after this long without data from a serial device.
+    #[arg(long, default_value_t = 2000, value_name = "MS")]
+    pub idle_ms: u64,
+    /// One JSON object per record instead of text lines.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[cfg(test)]

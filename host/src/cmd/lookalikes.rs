@@ -5,10 +5,12 @@
 //! confusion count is how many photos of either person had the other person as nearest
 //! neighbour. Ties are broken by the highest cosine between the two people's photos.
 
+use clap::Args;
+use std::path::PathBuf;
+
 use anyhow::{Result, bail};
 use facegate_models::embed::cosine;
 
-use crate::cli::LookalikesCmd;
 use crate::faceset::Dataset;
 
 /// One pair.
@@ -90,4 +92,18 @@ pub fn run(cmd: LookalikesCmd) -> Result<()> {
         );
     }
     Ok(())
+}
+
+// --- command-line arguments ---
+
+/// `facegate lookalikes DATASET`
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  facegate lookalikes facegate-data --top 10")]
+pub struct LookalikesCmd {
+    /// An imported dataset.
+    pub dataset: PathBuf,
+    /// Pairs to list.
+    #[arg(long, default_value_t = 5)]
+    pub top: usize,
 }

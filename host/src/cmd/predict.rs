@@ -2,6 +2,10 @@
 //! decide: box, name or stranger, and each enrolled person's confidence; plus a copy of each
 //! photo with the boxes and names drawn on it.
 
+use crate::cmd::opts::ModelsDir;
+use clap::Args;
+use std::path::PathBuf;
+
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -14,9 +18,8 @@ use facegate_models::pipeline::Pipeline;
 use plotters::prelude::*;
 use serde::Serialize;
 
-use crate::cli::PredictCmd;
 use crate::cmd::keys::open_bundle;
-use crate::cmd::models::{write_atomically, write_png};
+use crate::files::{write_atomically, write_png};
 
 /// One face's answer.
 #[derive(Debug, Serialize)]
@@ -190,4 +193,32 @@ fn annotate(mut img: image::RgbImage, a: &PhotoAnswer, out: &Path, photo: &Path)
         .unwrap_or_default();
     let path = out.join(format!("{stem}.png"));
     write_png(&path, &img)
+}
+
+// --- command-line arguments ---
+
+/// `facegate predict --bundle B --trust K.pub PHOTO...`
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  facegate predict group.jpg --bundle door.fgb
+  facegate predict photos/*.jpg --bundle door.fgb --out-dir annotated/ --json answers.json")]
+pub struct PredictCmd {
+    /// Photos.
+    #[arg(required = true)]
+    pub photos: Vec<PathBuf>,
+    /// The signed bundle.
+    #[arg(long)]
+    pub bundle: PathBuf,
+    /// Trusted public key(s) [default: ~/.config/facegate/facegate.pub].
+    #[arg(long)]
+    pub trust: Vec<PathBuf>,
+    /// Write each photo with boxes and names into this folder (PNG).
+    #[arg(long, alias = "out", value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
+    /// Write the answers as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Models folder (for the detector).
+    #[command(flatten)]
+    pub models: ModelsDir,
 }

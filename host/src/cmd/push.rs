@@ -8,6 +8,8 @@
 //! `--insecure-plaintext` says otherwise. The door answers one line; anything but `ok` is a
 //! failure.
 
+use clap::Args;
+
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
@@ -17,8 +19,6 @@ use anyhow::{Context, Result, bail};
 use ed25519_dalek::SigningKey;
 use facegate_models::channel::{NOISE_HELLO, NoiseStream};
 use facegate_models::wire;
-
-use crate::cli::{DoorOpts, PushCmd, RecoverCmd, StatusCmd};
 
 /// How the laptop decides that it talks to the right door.
 #[derive(Clone, Debug, Default)]
@@ -349,4 +349,67 @@ pub fn status(cmd: StatusCmd) -> Result<()> {
         println!("  {}", printable(line));
     }
     Ok(())
+}
+
+// --- command-line arguments ---
+
+/// `facegate push --device HOST:PORT BUNDLE`
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  facegate push --device door.local:7700 door.fgb")]
+pub struct PushCmd {
+    /// Which door, and how to talk to it.
+    #[command(flatten)]
+    pub door: DoorOpts,
+    /// The bundle from `facegate enrol`.
+    pub bundle: PathBuf,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 120)]
+    pub timeout_s: u64,
+}
+
+/// `facegate status --device HOST:PORT`
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  facegate status --device door.local:7700
+  facegate status --device door.local:7700 --json | jq .model_version")]
+pub struct StatusCmd {
+    /// Which door, and how to talk to it.
+    #[command(flatten)]
+    pub door: DoorOpts,
+    /// Print the door's answer as one JSON object (model_version, people, recent).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The door a request goes to, the key that signs it, and how the door's own key is checked.
+#[derive(Debug, Args)]
+pub struct DoorOpts {
+    /// The door's update address.
+    #[arg(long)]
+    pub device: String,
+    /// Secret key that signs the request (one the door trusts) [default:
+    /// ~/.config/facegate/facegate.key].
+    #[arg(long)]
+    pub key: Option<PathBuf>,
+    /// The door's update-channel key (it prints it at start); default: the key pinned in
+    /// ~/.config/facegate/known_doors, recorded on first contact.
+    #[arg(long)]
+    pub door_key: Option<String>,
+    /// Talk to a door configured with `update.plaintext = true` (unencrypted).
+    #[arg(long)]
+    pub insecure_plaintext: bool,
+}
+
+/// `facegate recover --device HOST:PORT --key K --floor N`
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  facegate recover --device door.local:7700 --floor 12")]
+pub struct RecoverCmd {
+    /// Which door, and how to talk to it.
+    #[command(flatten)]
+    pub door: DoorOpts,
+    /// The new version floor: the next update must be above it.
+    #[arg(long)]
+    pub floor: u32,
 }

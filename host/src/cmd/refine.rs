@@ -1,14 +1,17 @@
-//! `facegate models refine`: trains the landmark refiner ([`crate::refine`]) into the models
+//! `facegate models refine`: trains the landmark refiner ([`crate::train::refiner`]) into the models
 //! folder, unless `--if-missing` finds a valid one there.
+
+use crate::cmd::opts::ModelsDir;
+use clap::Args;
+use std::path::PathBuf;
 
 use anyhow::Result;
 
-use crate::cli::RefineCmd;
-use crate::cmd::models::per_epoch;
+use crate::progress::per_epoch;
 
 /// Runs `facegate models refine`.
 pub fn run(cmd: &RefineCmd) -> Result<()> {
-    let cfg = crate::refine::Config {
+    let cfg = crate::train::refiner::Config {
         masks: cmd.masks,
         epochs: cmd.epochs.max(1),
         max_photos: cmd.max_photos,
@@ -21,7 +24,7 @@ pub fn run(cmd: &RefineCmd) -> Result<()> {
         return Ok(());
     }
     let start = std::time::Instant::now();
-    let m = crate::refine::train(&cmd.faces, &dir, &cfg)?;
+    let m = crate::train::refiner::train(&cmd.faces, &dir, &cfg)?;
     println!(
         "landmark refiner from {} photos ({} crops) in {:.0} s",
         m.photos,
@@ -43,4 +46,32 @@ pub fn run(cmd: &RefineCmd) -> Result<()> {
         dir.display()
     );
     Ok(())
+}
+
+// --- command-line arguments ---
+
+/// `facegate models refine`.
+#[derive(Debug, Args)]
+pub struct RefineCmd {
+    /// Photos to learn from: one sub-folder per person (names are not used, only faces).
+    #[arg(long, value_name = "DIR")]
+    pub faces: PathBuf,
+    /// Leave out the people that `facegate eval DIR --protocol open-set` evaluates.
+    #[arg(long)]
+    pub hold_out_open_set: bool,
+    /// Masked copies of each photo (kinds cycle surgical, cloth, patterned).
+    #[arg(long, default_value_t = 3)]
+    pub masks: usize,
+    /// Passes over the training crops.
+    #[arg(long, default_value_t = 8)]
+    pub epochs: usize,
+    /// Use at most this many photos (spread over the folder), for a quick run.
+    #[arg(long)]
+    pub max_photos: Option<usize>,
+    /// Do nothing when a valid refiner is already there (for setup scripts).
+    #[arg(long)]
+    pub if_missing: bool,
+    /// Where the models are (the result is written there too).
+    #[command(flatten)]
+    pub models: ModelsDir,
 }

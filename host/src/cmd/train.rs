@@ -7,6 +7,10 @@
 //! on faces of people who are NOT enrolled (each also with a synthetic mask, since masked
 //! strangers come to doors too). Copies of one photo never straddle the train/validation split.
 
+use crate::cmd::opts::ModelsDir;
+use clap::{Args, ValueEnum};
+use std::path::PathBuf;
+
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
@@ -16,10 +20,9 @@ use facegate_models::gallery::{Decision, Gallery, default_threshold};
 use facegate_models::model_files::YUNET;
 use serde::Serialize;
 
-use crate::cli::{Arch, TrainCmd};
 use crate::cmd::keys::read_secret;
-use crate::cmd::models::{now_ms, write_atomically};
 use crate::faceset::Dataset;
+use crate::files::{now_ms, write_atomically};
 use crate::train::head::{self, Epoch, Examples, HeadConfig};
 use crate::train::{
     View, augmented_views, calibrate, enrolled_among_impostors, impostor_scores, probe_views,
@@ -74,106 +77,37 @@ pub fn run(cmd: TrainCmd) -> Result<()> {
     let embedder = Embedder::load(&models, m.embedder, m.quantised)
         .with_context(|| format!("loading the embedder from {}", models.display()))?;
 
-    // People and their photos.
-    let mut people: Vec<(String, Vec<usize>)> = Vec::new();
-    for (i, s) in m.samples.iter().enumerate() {
-        if !cmd.only.is_empty() && !cmd.only.iter().any(|n| n == &s.person) {
-            continue;
-        }
-        match people.iter_mut().find(|(n, _)| n == &s.person) {
-            Some((_, v)) => v.push(i),
-            None => people.push((s.person.clone(), vec![i])),
-        }
-    }
-    people.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-    if let Some(missing) = cmd
-        .only
-        .iter()
-        .find(|n| !people.iter().any(|(p, _)| p == *n))
-    {
-        bail!(
-            "--only {missing}: nobody of that name in {}",
-            cmd.dataset.display()
-        );
-    }
-    if people.len() < 2 {
-        bail!(
-            "{} holds {} person(s); training a head needs at least two (import more people)",
-            cmd.dataset.display(),
-            people.len()
-        );
-    }
-
+    let people = enrolled_people(&cmd, &ds)?;
     if cmd.arch == Arch::Scratch {
         return scratch(&cmd, &ds, &people, &signer);
     }
-
-    // Split by photo, then augment.
-    let mut train_idx = Vec::new();
-    let mut val_idx = Vec::new();
-    let mut photos = Vec::new();
-    for (_, idx) in &people {
-        let ids: Vec<&str> = idx.iter().map(|&i| m.samples[i].id.as_str()).collect();
-        let val = validation_split(&ids, cmd.val_fraction, cmd.seed);
-        let nv = val.iter().filter(|v| **v).count();
-        photos.push((idx.len() - nv, nv));
-        for (&i, v) in idx.iter().zip(val) {
-            if v {
-                val_idx.push(i)
-            } else {
-                train_idx.push(i)
-            }
-        }
-    }
+    let Split {
+        train_idx,
+        val_idx,
+        photos,
+    } = split_photos(&cmd, &ds, &people);
     let class_of = |sample: usize| {
         people
             .iter()
             .position(|(n, _)| n == &m.samples[sample].person)
             .unwrap_or(0) as u32
     };
-    let t0 = Instant::now();
-    let train_views = augmented_views(
-        &embedder,
+    let Fitted {
+        head,
+        history,
+        train_views,
+        val_views,
+        embed_seconds,
+        fit_seconds,
+    } = fit_head(
+        &cmd,
         &ds,
-        &train_idx,
-        cmd.augment,
-        cmd.mask_fraction,
-        cmd.seed,
-        "augmenting",
-    )?;
-    let val_views = augmented_views(
         &embedder,
-        &ds,
-        &val_idx,
-        cmd.augment,
-        cmd.mask_fraction,
-        cmd.seed ^ 1,
-        "validation",
-    )?;
-    let embed_seconds = t0.elapsed().as_secs_f64();
-    let examples = |views: &[View]| Examples {
-        x: views
-            .iter()
-            .flat_map(|v| v.embedding.iter().copied())
-            .collect(),
-        y: views.iter().map(|v| class_of(v.sample)).collect(),
-    };
-    let t1 = Instant::now();
-    let cfg = HeadConfig {
-        epochs: cmd.epochs.unwrap_or(400),
-        patience: cmd.patience.unwrap_or(30),
-        lr: cmd.lr.unwrap_or(0.002),
-        min_prob: cmd.min_prob,
-    };
-    let dim = m.embedder.dim();
-    let (head, history) = head::train(
-        &examples(&train_views),
-        &examples(&val_views),
         people.len(),
-        dim,
-        cfg,
+        &train_idx,
+        &val_idx,
+        &class_of,
     )?;
-    let fit_seconds = t1.elapsed().as_secs_f64();
 
     // Gallery: every photo of each person (not the augmented copies: masked templates would
     // draw masked strangers towards them).
@@ -185,55 +119,7 @@ pub fn run(cmd: TrainCmd) -> Result<()> {
     }
     gallery.head = Some(head);
 
-    // Threshold on impostors.
-    let (impostor_views, threshold) = match (&cmd.impostors, cmd.threshold) {
-        (_, Some(t)) => (Vec::new(), t),
-        (Some(dir), None) => {
-            let imp = Dataset::open(dir)?;
-            if imp.manifest.embedder != m.embedder || imp.manifest.quantised != m.quantised {
-                bail!(
-                    "{} was imported with a different embedder than {}",
-                    dir.display(),
-                    cmd.dataset.display()
-                );
-            }
-            let enrolled: Vec<&str> = people.iter().map(|(n, _)| n.as_str()).collect();
-            let idx: Vec<usize> = (0..imp.manifest.samples.len())
-                .filter(|&i| !enrolled.contains(&imp.manifest.samples[i].person.as_str()))
-                .collect();
-            if idx.is_empty() {
-                bail!(
-                    "{} has no faces of people outside the enrolled ones",
-                    dir.display()
-                );
-            }
-            let views = probe_views(&embedder, &imp, &idx, "impostors")?;
-            let same = enrolled_among_impostors(&gallery, &views, SAME_FACE);
-            if let Some((i, name, score)) = same.first() {
-                let sample = &imp.manifest.samples[views[*i].sample];
-                bail!(
-                    "{} of the impostor faces are enrolled people's own faces (the first: {}'s \
-                     photo {} is {name} at cosine {score:.3}): a threshold above them would \
-                     never open the door. Remove those photos from {} (`facegate import` \
-                     keeps one folder per person), then train again",
-                    same.len(),
-                    sample.person,
-                    sample.source,
-                    dir.display()
-                );
-            }
-            let t = calibrate(&gallery, &views, cmd.far);
-            let floor = default_threshold(m.embedder, m.quantised, false, false);
-            let (t, note) = threshold_to_ship(t, views.len(), cmd.far, floor);
-            if let Some(note) = note {
-                eprintln!("note: {note}");
-            }
-            (views, t)
-        }
-        (None, None) => bail!(
-            "give --impostors DATASET (faces of people who are not enrolled, from `facegate import`) to calibrate the stranger threshold, or --threshold"
-        ),
-    };
+    let (impostor_views, threshold) = stranger_threshold(&cmd, &ds, &people, &embedder, &gallery)?;
     gallery.threshold = threshold;
     gallery.validate()?;
     let impostors_accepted = impostor_scores(&gallery, &impostor_views)
@@ -243,19 +129,10 @@ pub fn run(cmd: TrainCmd) -> Result<()> {
 
     // Validation TAR with the final gallery, unmasked and masked.
     let val_probe = probe_views(&embedder, &ds, &val_idx, "checking")?;
-    let tar = |masked: bool| {
-        let views: Vec<&View> = val_probe.iter().filter(|v| v.masked == masked).collect();
-        let ok = views
-            .iter()
-            .filter(|v| matches!(gallery.identify(&v.embedding), Decision::Known { person, .. } if person as u32 == class_of(v.sample)))
-            .count();
-        if views.is_empty() {
-            f64::NAN
-        } else {
-            ok as f64 / views.len() as f64
-        }
-    };
-    let (val_tar_unmasked, val_tar_masked) = (tar(false), tar(true));
+    let (val_tar_unmasked, val_tar_masked) = (
+        validation_tar(&gallery, &val_probe, false, &class_of),
+        validation_tar(&gallery, &val_probe, true, &class_of),
+    );
     if val_tar_unmasked < MIN_VAL_TAR && !cmd.force {
         bail!(
             "this door would recognise only {:.0}% of the held-out photos of the people it \
@@ -266,15 +143,7 @@ pub fn run(cmd: TrainCmd) -> Result<()> {
         );
     }
 
-    // Self-test: the first photo the final gallery names correctly.
-    let self_test = people
-        .iter()
-        .flat_map(|(name, idx)| idx.iter().map(move |&i| (name, i)))
-        .find(|(name, i)| {
-            let s = &m.samples[*i];
-            matches!(gallery.identify(&s.embedding), Decision::Known { person, .. } if gallery.people[person].name == **name)
-        })
-        .context("no enrolled photo is recognised by the trained model: check the dataset")?;
+    let self_test = self_test_sample(&ds, &people, &gallery)?;
     let known = m.samples[self_test.1].embedding.clone();
     let files = m.embedder.read_files(&models, m.quantised)?;
     let bytes = write_bundle(
@@ -306,30 +175,7 @@ pub fn run(cmd: TrainCmd) -> Result<()> {
         fit_seconds,
         history: history.epochs.clone(),
     };
-    println!(
-        "trained {} on {} examples ({} validation) in {:.1} s (+{:.1} s embedding): best epoch {} of {}{}, validation accuracy {:.2}%",
-        facegate_models::gallery::people_count(report.people.len()),
-        report.train_examples,
-        report.val_examples,
-        fit_seconds,
-        embed_seconds,
-        report.best_epoch,
-        report.epochs_run,
-        if history.stopped_early {
-            " (stopped early)"
-        } else {
-            ""
-        },
-        100.0 * best.val_accuracy
-    );
-    println!(
-        "threshold {threshold:.4} for FAR {}: {} of {} impostor views accepted; validation TAR {:.2}% unmasked, {:.2}% masked",
-        cmd.far,
-        impostors_accepted,
-        impostor_views.len(),
-        100.0 * val_tar_unmasked,
-        100.0 * val_tar_masked
-    );
+    print_summary(&report, history.stopped_early);
     finish(&cmd, &ds, bytes.len(), version, &report)
 }
 
@@ -346,7 +192,7 @@ fn scratch(
         );
     };
     let impostors = Dataset::open(imp_dir)?;
-    let cfg = crate::scratch::ScratchConfig {
+    let cfg = crate::train::scratch::ScratchConfig {
         epochs: cmd.epochs.unwrap_or(60),
         patience: cmd.patience.unwrap_or(10),
         lr: cmd.lr.unwrap_or(0.001),
@@ -356,12 +202,12 @@ fn scratch(
         far: cmd.far,
         seed: cmd.seed,
     };
-    let crate::scratch::Trained {
+    let crate::train::scratch::Trained {
         gallery,
         onnx,
         report,
         self_test: (label, crop),
-    } = crate::scratch::train(ds, people, &impostors, cfg)?;
+    } = crate::train::scratch::train(ds, people, &impostors, cfg)?;
     let files = vec![(facegate_models::embed::SCRATCH_FILE.to_owned(), onnx)];
     // The known sample: the class probabilities of one of the person's photos.
     let bytes = write_bundle(cmd, signer, &gallery, true, files, &label, |e| {
@@ -420,6 +266,274 @@ fn finish(
     Ok(())
 }
 
+/// People to enrol: the dataset's (or `--only` those), sorted by name; at least two.
+fn enrolled_people(cmd: &TrainCmd, ds: &Dataset) -> Result<Vec<(String, Vec<usize>)>> {
+    let m = &ds.manifest;
+    let mut people: Vec<(String, Vec<usize>)> = Vec::new();
+    for (i, s) in m.samples.iter().enumerate() {
+        if !cmd.only.is_empty() && !cmd.only.iter().any(|n| n == &s.person) {
+            continue;
+        }
+        match people.iter_mut().find(|(n, _)| n == &s.person) {
+            Some((_, v)) => v.push(i),
+            None => people.push((s.person.clone(), vec![i])),
+        }
+    }
+    people.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    if let Some(missing) = cmd
+        .only
+        .iter()
+        .find(|n| !people.iter().any(|(p, _)| p == *n))
+    {
+        bail!(
+            "--only {missing}: nobody of that name in {}",
+            cmd.dataset.display()
+        );
+    }
+    if people.len() < 2 {
+        bail!(
+            "{} holds {} person(s); training a head needs at least two (import more people)",
+            cmd.dataset.display(),
+            people.len()
+        );
+    }
+    Ok(people)
+}
+
+/// Photos for training and for validation, split per person by photo (never a photo's
+/// copies on both sides).
+struct Split {
+    train_idx: Vec<usize>,
+    val_idx: Vec<usize>,
+    /// (training, validation) photos per person.
+    photos: Vec<(usize, usize)>,
+}
+
+fn split_photos(cmd: &TrainCmd, ds: &Dataset, people: &[(String, Vec<usize>)]) -> Split {
+    let m = &ds.manifest;
+    let mut split = Split {
+        train_idx: Vec::new(),
+        val_idx: Vec::new(),
+        photos: Vec::new(),
+    };
+    for (_, idx) in people {
+        let ids: Vec<&str> = idx.iter().map(|&i| m.samples[i].id.as_str()).collect();
+        let val = validation_split(&ids, cmd.val_fraction, cmd.seed);
+        let nv = val.iter().filter(|v| **v).count();
+        split.photos.push((idx.len() - nv, nv));
+        for (&i, v) in idx.iter().zip(val) {
+            if v {
+                split.val_idx.push(i)
+            } else {
+                split.train_idx.push(i)
+            }
+        }
+    }
+    split
+}
+
+/// The stranger threshold: `--threshold`, or calibrated on `--impostors` (never looser than
+/// the embedder's calibrated default when too few to resolve the FAR, and refused when the
+/// impostors hold the household's own faces). Returns the impostor views it was measured on.
+fn stranger_threshold(
+    cmd: &TrainCmd,
+    ds: &Dataset,
+    people: &[(String, Vec<usize>)],
+    embedder: &Embedder,
+    gallery: &Gallery,
+) -> Result<(Vec<View>, f32)> {
+    let m = &ds.manifest;
+    Ok(match (&cmd.impostors, cmd.threshold) {
+        (_, Some(t)) => (Vec::new(), t),
+        (Some(dir), None) => {
+            let imp = Dataset::open(dir)?;
+            if imp.manifest.embedder != m.embedder || imp.manifest.quantised != m.quantised {
+                bail!(
+                    "{} was imported with a different embedder than {}",
+                    dir.display(),
+                    cmd.dataset.display()
+                );
+            }
+            let enrolled: Vec<&str> = people.iter().map(|(n, _)| n.as_str()).collect();
+            let idx: Vec<usize> = (0..imp.manifest.samples.len())
+                .filter(|&i| !enrolled.contains(&imp.manifest.samples[i].person.as_str()))
+                .collect();
+            if idx.is_empty() {
+                bail!(
+                    "{} has no faces of people outside the enrolled ones",
+                    dir.display()
+                );
+            }
+            let views = probe_views(embedder, &imp, &idx, "impostors")?;
+            let same = enrolled_among_impostors(gallery, &views, SAME_FACE);
+            if let Some((i, name, score)) = same.first() {
+                let sample = &imp.manifest.samples[views[*i].sample];
+                bail!(
+                    "{} of the impostor faces are enrolled people's own faces (the first: {}'s \
+                     photo {} is {name} at cosine {score:.3}): a threshold above them would \
+                     never open the door. Remove those photos from {} (`facegate import` \
+                     keeps one folder per person), then train again",
+                    same.len(),
+                    sample.person,
+                    sample.source,
+                    dir.display()
+                );
+            }
+            let t = calibrate(gallery, &views, cmd.far);
+            let floor = default_threshold(m.embedder, m.quantised, false, false);
+            let (t, note) = threshold_to_ship(t, views.len(), cmd.far, floor);
+            if let Some(note) = note {
+                eprintln!("note: {note}");
+            }
+            (views, t)
+        }
+        (None, None) => bail!(
+            "give --impostors DATASET (faces of people who are not enrolled, from `facegate import`) to calibrate the stranger threshold, or --threshold"
+        ),
+    })
+}
+
+/// The head and what fitting it took.
+struct Fitted {
+    head: facegate_models::head::Head,
+    history: head::History,
+    train_views: Vec<View>,
+    val_views: Vec<View>,
+    embed_seconds: f64,
+    fit_seconds: f64,
+}
+
+/// Augments and embeds the training and validation photos, then fits the head on them.
+fn fit_head(
+    cmd: &TrainCmd,
+    ds: &Dataset,
+    embedder: &Embedder,
+    classes: usize,
+    train_idx: &[usize],
+    val_idx: &[usize],
+    class_of: &dyn Fn(usize) -> u32,
+) -> Result<Fitted> {
+    let t0 = Instant::now();
+    let train_views = augmented_views(
+        embedder,
+        ds,
+        train_idx,
+        cmd.augment,
+        cmd.mask_fraction,
+        cmd.seed,
+        "augmenting",
+    )?;
+    let val_views = augmented_views(
+        embedder,
+        ds,
+        val_idx,
+        cmd.augment,
+        cmd.mask_fraction,
+        cmd.seed ^ 1,
+        "validation",
+    )?;
+    let embed_seconds = t0.elapsed().as_secs_f64();
+    let examples = |views: &[View]| Examples {
+        x: views
+            .iter()
+            .flat_map(|v| v.embedding.iter().copied())
+            .collect(),
+        y: views.iter().map(|v| class_of(v.sample)).collect(),
+    };
+    let t1 = Instant::now();
+    let cfg = HeadConfig {
+        epochs: cmd.epochs.unwrap_or(400),
+        patience: cmd.patience.unwrap_or(30),
+        lr: cmd.lr.unwrap_or(0.002),
+        min_prob: cmd.min_prob,
+    };
+    let dim = ds.manifest.embedder.dim();
+    let (head, history) = head::train(
+        &examples(&train_views),
+        &examples(&val_views),
+        classes,
+        dim,
+        cfg,
+    )?;
+    let fit_seconds = t1.elapsed().as_secs_f64();
+    Ok(Fitted {
+        head,
+        history,
+        train_views,
+        val_views,
+        embed_seconds,
+        fit_seconds,
+    })
+}
+
+/// Share of the validation views (masked or not) the final gallery names correctly.
+fn validation_tar(
+    gallery: &Gallery,
+    views: &[View],
+    masked: bool,
+    class_of: &dyn Fn(usize) -> u32,
+) -> f64 {
+    let views: Vec<&View> = views.iter().filter(|v| v.masked == masked).collect();
+    let ok = views
+        .iter()
+        .filter(|v| {
+            matches!(gallery.identify(&v.embedding),
+                Decision::Known { person, .. } if person as u32 == class_of(v.sample))
+        })
+        .count();
+    if views.is_empty() {
+        f64::NAN
+    } else {
+        ok as f64 / views.len() as f64
+    }
+}
+
+/// The self-test's person and photo: the first photo the final gallery names correctly.
+fn self_test_sample<'a>(
+    ds: &Dataset,
+    people: &'a [(String, Vec<usize>)],
+    gallery: &Gallery,
+) -> Result<(&'a String, usize)> {
+    people
+        .iter()
+        .flat_map(|(name, idx)| idx.iter().map(move |&i| (name, i)))
+        .find(|(name, i)| {
+            let s = &ds.manifest.samples[*i];
+            matches!(gallery.identify(&s.embedding),
+                Decision::Known { person, .. } if gallery.people[person].name == **name)
+        })
+        .context("no enrolled photo is recognised by the trained model: check the dataset")
+}
+
+/// The two lines `train` ends with.
+fn print_summary(r: &TrainReport, stopped_early: bool) {
+    println!(
+        "trained {} on {} examples ({} validation) in {:.1} s (+{:.1} s embedding): best epoch {} of {}{}, validation accuracy {:.2}%",
+        facegate_models::gallery::people_count(r.people.len()),
+        r.train_examples,
+        r.val_examples,
+        r.fit_seconds,
+        r.embed_seconds,
+        r.best_epoch,
+        r.epochs_run,
+        if stopped_early {
+            " (stopped early)"
+        } else {
+            ""
+        },
+        100.0 * r.val_accuracy
+    );
+    println!(
+        "threshold {:.4} for FAR {}: {} of {} impostor views accepted; validation TAR {:.2}% unmasked, {:.2}% masked",
+        r.threshold,
+        r.far_target,
+        r.impostors_accepted,
+        r.impostor_views,
+        100.0 * r.val_tar_unmasked,
+        100.0 * r.val_tar_masked
+    );
+}
+
 /// The key that signs the bundle and the version it gets (given, or the next for the key).
 struct Signer {
     key: ed25519_dalek::SigningKey,
@@ -461,4 +575,92 @@ fn write_bundle(
     write_atomically(&cmd.out, &bytes)?;
     crate::home::record_version(&signer.key, signer.version)?;
     Ok(bytes)
+}
+
+// --- command-line arguments ---
+
+/// Model architecture for `facegate train`.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Arch {
+    /// Softmax head on the frozen EdgeFace embedder, gallery templates, cosine threshold.
+    Transfer,
+    /// A small CNN trained from nothing, with an "other people" class and a probability
+    /// threshold.
+    Scratch,
+}
+
+/// `facegate train DATASET --impostors DATASET --key K --version N -o door.fgb`
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  facegate train facegate-data --impostors strangers-data -o door.fgb
+  facegate train facegate-data --only ann,bob --door front -o front.fgb")]
+pub struct TrainCmd {
+    /// The dataset of the people to enrol (from `facegate import`).
+    pub dataset: PathBuf,
+    /// A dataset of people who must NOT get in, for the stranger threshold.
+    #[arg(long)]
+    pub impostors: Option<PathBuf>,
+    /// Target false-accept rate for the threshold.
+    #[arg(long, default_value_t = 1e-3)]
+    pub far: f64,
+    /// Use this threshold instead of calibrating one.
+    #[arg(long)]
+    pub threshold: Option<f32>,
+    /// Write the bundle even when it recognises fewer than 80% of the held-out photos of the
+    /// enrolled people (a door that rarely opens).
+    #[arg(long)]
+    pub force: bool,
+    /// Enrol only these people of the dataset.
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// Secret key from `facegate keygen` [default: ~/.config/facegate/facegate.key].
+    #[arg(long)]
+    pub key: Option<PathBuf>,
+    /// Model version; the door only accepts versions newer than the one it runs [default: one
+    /// past the last bundle signed with the key].
+    #[arg(long)]
+    pub version: Option<u32>,
+    /// The bundle file to write.
+    #[arg(long, short, value_name = "FILE")]
+    pub out: PathBuf,
+    /// Augmented copies per photo.
+    #[arg(long, default_value_t = 6)]
+    pub augment: usize,
+    /// Share of augmented copies with a synthetic mask.
+    #[arg(long, default_value_t = 0.5)]
+    pub mask_fraction: f32,
+    /// Share of each person's photos held out for validation.
+    #[arg(long, default_value_t = 0.2)]
+    pub val_fraction: f64,
+    /// What to train: a head on the frozen pretrained embedder, or a CNN from scratch.
+    #[arg(long, value_enum, default_value_t = Arch::Transfer)]
+    pub arch: Arch,
+    /// Most training epochs [default: 400 transfer, 60 scratch].
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Early stopping: epochs without a lower validation loss [default: 30 transfer, 10 scratch].
+    #[arg(long)]
+    pub patience: Option<usize>,
+    /// Adam learning rate [default: 0.002 transfer, 0.001 scratch].
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// The head's pick must have at least this probability.
+    #[arg(long, default_value_t = 0.5)]
+    pub min_prob: f32,
+    /// Seed for augmentation and the split.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Write the training report (JSON) here.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Also write a contact sheet of training photos and their augmented copies here.
+    #[arg(long)]
+    pub preview: Option<PathBuf>,
+    /// Models folder.
+    #[command(flatten)]
+    pub models: ModelsDir,
+    /// The door (or group of doors) this bundle is for, as set in the door's `model.door` or
+    /// `model.groups`; a door refuses bundles made for another.
+    #[arg(long)]
+    pub door: Option<String>,
 }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
-use crate::dataset::{mfr2_labels, people};
+use crate::faceset::folders::{mfr2_labels, people};
 
 /// Minimum images for a person to be enrolled (open-set).
 pub const MIN_IMAGES: usize = 6;

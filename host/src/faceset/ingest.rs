@@ -136,19 +136,20 @@ pub fn ingest(
     }))
 }
 
-/// Opens (or starts) the dataset of `net`'s embedder and loads the matching pipeline.
+/// Opens (or starts) the dataset of `embedder` (int8 weights when `quantised`, as the door)
+/// and loads the matching pipeline from `models`.
 pub fn open_with_pipeline(
     dir: &std::path::Path,
-    net: &crate::cli::DatasetNet,
+    models: &std::path::Path,
+    embedder: facegate_models::embed::EmbedderKind,
+    quantised: bool,
 ) -> Result<(Dataset, Pipeline)> {
-    let kind = net.embedder.into();
-    let ds = Dataset::open_or_create(dir, kind, !net.fp32)?;
-    let models = net.models.resolve();
+    let ds = Dataset::open_or_create(dir, embedder, quantised)?;
     let pipeline = Pipeline::load(
-        &models,
+        models,
         facegate_models::pipeline::PipelineConfig {
-            embedder: kind,
-            quantised: !net.fp32,
+            embedder,
+            quantised,
             ..Default::default()
         },
     )

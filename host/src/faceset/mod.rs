@@ -14,6 +14,7 @@
 //! detector. IDs are the SHA-256 of the photo file (or frame), which is what makes re-imports
 //! incremental and duplicate-free.
 
+pub mod folders;
 pub mod ingest;
 pub mod quality;
 
@@ -25,7 +26,7 @@ use facegate_models::embed::EmbedderKind;
 use facegate_models::geometry::Similarity;
 use serde::{Deserialize, Serialize};
 
-use crate::cmd::models::write_atomically;
+use crate::files::write_atomically;
 
 /// Side of the stored context crop.
 pub const CONTEXT: u32 = 160;

@@ -1,17 +1,23 @@
 //! `facegate train`'s machinery: turn a dataset into training examples (each photo plus
 //! augmented and masked copies, embedded by the frozen door embedder), split them by photo,
-//! fit the head ([`head`]), and calibrate the stranger threshold on impostor faces.
+//! fit the head ([`head`]), and calibrate the stranger threshold on impostor faces. Every
+//! other trained part lives here too: the augmentation ([`augment`]), the mask adaptation of
+//! SFace ([`adapt`]), the landmark refiner ([`refiner`]) and the CNN from scratch ([`scratch`]).
 
+pub mod adapt;
+pub mod augment;
 pub mod head;
+pub mod refiner;
+pub mod scratch;
 
 use anyhow::Result;
 use facegate_models::embed::Embedder;
 use facegate_models::gallery::Gallery;
 
-use crate::augment::{self, Params};
 use crate::eval::metrics::threshold_at_far;
 use crate::faceset::{Dataset, Sample};
 use crate::progress::bar;
+use augment::Params;
 
 /// One embedded view of a sample.
 #[derive(Clone, Debug)]

@@ -95,7 +95,7 @@ impl Default for Config {
 /// The photos to learn from: every image of every person folder, minus the open-set
 /// protocol's people when asked, capped evenly.
 pub fn photos(faces: &Path, cfg: &Config) -> Result<(usize, Vec<PathBuf>)> {
-    let mut people = crate::dataset::people(faces)?;
+    let mut people = crate::faceset::folders::people(faces)?;
     if cfg.hold_out_open_set {
         let split = protocol::open_set(faces)?;
         let used: HashSet<&PathBuf> = split
@@ -361,12 +361,12 @@ pub fn adapt(faces: &Path, models: &Path, cfg: &Config) -> Result<Manifest> {
         photos: views.teacher.len(),
         views: views.photo.len(),
         loss: fitted.loss,
-        created_ms: crate::cmd::models::now_ms(),
+        created_ms: crate::files::now_ms(),
         refiner_sha256: refiner.map(|r| r.sha256().to_owned()),
         stranger: cfg.stranger,
         stranger_loss: fitted.stranger_loss,
     };
-    let write = crate::cmd::models::write_atomically;
+    let write = crate::files::write_atomically;
     write(&models.join(adapted::FILE), &fp32)?;
     write(&models.join(adapted::FILE_INT8), &int8)?;
     write(

@@ -4,7 +4,7 @@
 //! MJPEG frames are decoded by the same libjpeg-turbo path as photos on the host, so the door
 //! and `facegate eval` see identical pixels; YUYV is converted with the BT.601 limited-range
 //! matrix webcams use. Any streaming error means the device is gone: the caller
-//! ([`crate::hw::reconnect`]) reopens it.
+//! (the door's `hw::reconnect`) reopens it.
 
 use std::path::{Path, PathBuf};
 
@@ -16,7 +16,7 @@ use v4l::io::traits::CaptureStream;
 use v4l::video::Capture;
 use v4l::{Device, FourCC};
 
-use crate::hw::{CameraError, Frame, FrameSource};
+use crate::{CameraError, Frame, FrameSource};
 
 /// Pixel formats facegate reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]

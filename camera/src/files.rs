@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use facegate_models::image_io;
 
-use crate::hw::{CameraError, Frame, FrameSource};
+use crate::{CameraError, Frame, FrameSource};
 
 /// Image files played in order.
 #[derive(Debug)]

@@ -24,8 +24,8 @@ use rand::rngs::Xoshiro256PlusPlus;
 use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
 
-use crate::cmd::models::write_atomically;
 use crate::eval::run::mask_seed;
+use crate::files::write_atomically;
 
 /// Training settings.
 #[derive(Clone, Debug)]
@@ -292,12 +292,12 @@ fn held_back_error(net: &Net, crops: &Crops, held: &[usize], dev: &Device) -> Re
 pub fn train(faces: &Path, models: &Path, cfg: &Config) -> Result<Manifest> {
     let yunet = facegate_models::model_files::YUNET.read_verified(models)?;
     let detector = Detector::from_bytes(&yunet, Default::default())?;
-    let adapt_cfg = crate::adapt::Config {
+    let adapt_cfg = crate::train::adapt::Config {
         hold_out_open_set: cfg.hold_out_open_set,
         max_photos: cfg.max_photos,
         ..Default::default()
     };
-    let (_, photos) = crate::adapt::photos(faces, &adapt_cfg)?;
+    let (_, photos) = crate::train::adapt::photos(faces, &adapt_cfg)?;
     let crops = collect(&photos, cfg, &detector);
     anyhow::ensure!(
         crops.len() >= 20,

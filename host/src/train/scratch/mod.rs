@@ -21,10 +21,10 @@ use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
 use serde::Serialize;
 
-use crate::augment::{self, Params};
 use crate::eval::metrics::threshold_at_far;
 use crate::faceset::Dataset;
 use crate::progress::bar;
+use crate::train::augment::{self, Params};
 use crate::train::head::Epoch;
 use crate::train::validation_split;
 use net::Net;

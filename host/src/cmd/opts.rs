@@ -1,0 +1,98 @@
+//! Options shared by several commands: where the models are, which embedder, dataset
+//! networks and photo-quality rules.
+
+use clap::{Args, ValueEnum};
+use facegate_models::embed::EmbedderKind;
+use std::path::PathBuf;
+
+// --- command-line arguments ---
+
+/// The door's embedder, for dataset commands.
+#[derive(Debug, Args, Clone)]
+pub struct DatasetNet {
+    /// Where the model files are.
+    #[command(flatten)]
+    pub models: ModelsDir,
+    /// Embedding network.
+    #[arg(long, value_enum, default_value_t = EmbedderArg::Edgeface)]
+    pub embedder: EmbedderArg,
+    /// Use the fp32 embedder instead of the door's int8-weight one.
+    #[arg(long)]
+    pub fp32: bool,
+}
+
+/// Which faces are good enough to keep (import and capture).
+#[derive(Debug, Args, Clone)]
+pub struct QualityOpts {
+    /// Skip faces narrower than this, in pixels of the photo or frame.
+    #[arg(long, default_value_t = 40.0)]
+    pub min_face: f32,
+    /// Skip faces less sharp than this (variance of the Laplacian over the aligned face).
+    #[arg(long, default_value_t = 25.0)]
+    pub min_sharpness: f32,
+}
+
+/// Where the model files are.
+#[derive(Debug, Args, Clone)]
+pub struct ModelsDir {
+    /// Models directory [default: $FACEGATE_MODELS, else ~/.local/share/facegate/models].
+    #[arg(long, value_name = "DIR")]
+    pub models_dir: Option<PathBuf>,
+}
+
+impl ModelsDir {
+    /// The directory to use.
+    pub fn resolve(&self) -> PathBuf {
+        self.models_dir
+            .clone()
+            .unwrap_or_else(facegate_models::model_files::default_dir)
+    }
+}
+
+/// Which embedder, as on the command line.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum EmbedderArg {
+    /// EdgeFace-S gamma 0.5 (512-d), the default.
+    Edgeface,
+    /// SFace 2021dec (128-d).
+    Sface,
+    /// Both networks, cosines averaged: best behind masks, about 3x the compute.
+    Fused,
+    /// SFace with its last layer retrained for masks (`facegate models adapt` first).
+    SfaceMasked,
+}
+
+impl From<EmbedderArg> for EmbedderKind {
+    fn from(a: EmbedderArg) -> Self {
+        match a {
+            EmbedderArg::Edgeface => EmbedderKind::EdgeFace,
+            EmbedderArg::Sface => EmbedderKind::SFace,
+            EmbedderArg::Fused => EmbedderKind::Fused,
+            EmbedderArg::SfaceMasked => EmbedderKind::SFaceMasked,
+        }
+    }
+}
+
+/// Network choice shared by commands that run the pipeline.
+#[derive(Debug, Args, Clone)]
+pub struct NetworkOpts {
+    /// Where the model files are.
+    #[command(flatten)]
+    pub models: ModelsDir,
+    /// Embedding network.
+    #[arg(long, value_enum, default_value_t = EmbedderArg::Edgeface)]
+    pub embedder: EmbedderArg,
+    /// Use the fp32 embedder instead of the door's int8-weight one (the default, so that
+    /// what is measured is what the door runs).
+    #[arg(long)]
+    pub fp32: bool,
+    /// Accepted for old scripts: int8 is the default now.
+    #[arg(long, hide = true)]
+    pub quantised: bool,
+    /// Re-place landmarks with the trained refiner before alignment (`models refine`).
+    #[arg(long)]
+    pub refine_landmarks: bool,
+    /// Worker threads [default: all cores].
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
