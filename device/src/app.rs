@@ -133,6 +133,20 @@ impl Stages {
             v.push(d);
         }
     }
+
+    /// One frame with a face: detection and embedding from the pipeline's own timing, then the
+    /// decision and the whole frame.
+    fn record(
+        &mut self,
+        r: &facegate_models::pipeline::Recognition,
+        decide: Duration,
+        frame: Duration,
+    ) {
+        Self::push(&mut self.detect, r.detect);
+        Self::push(&mut self.embed, r.embed);
+        Self::push(&mut self.decide, decide);
+        Self::push(&mut self.frame, frame);
+    }
 }
 
 /// The relay with its pulse deadline; released on drop.
@@ -249,19 +263,7 @@ where
             Ok(None) => break,
             Err(CameraError::Waiting) => continue,
             Err(e) => {
-                let frame = match &e {
-                    CameraError::BadFrame { id, .. } => *id,
-                    _ => 0,
-                };
-                let fault = Observation::CameraFault {
-                    frame,
-                    lost: match &e {
-                        CameraError::Lost(why) => Some(why.clone()),
-                        _ => None,
-                    },
-                    message: e.to_string(),
-                };
-                let actions = door.step(now, fault);
+                let actions = door.step(now, camera_fault(&e));
                 out.apply(&actions, &mut relay, now, live.version);
                 continue;
             }
@@ -270,45 +272,66 @@ where
         let t_frame = Instant::now();
         let recognised = live.pipeline.recognise(&frame.image);
         let t_recognised = Instant::now();
-        let subject = match &recognised {
-            Ok(r) => Ok(r.face.as_ref().map(|f| {
-                let decision = live.gallery.identify(&f.embedding);
-                Seen {
-                    bbox: f.detection.bbox,
-                    name: decision
-                        .person()
-                        .and_then(|i| live.gallery.people.get(i))
-                        .map(|p| p.name.clone())
-                        .unwrap_or_default(),
-                    decision,
-                    threshold: live.gallery.threshold,
-                }
-            })),
-            Err(e) => Err(e.to_string()),
-        };
-        let actions = door.step(
-            now,
-            Observation::Frame {
-                frame: frame.id,
-                version: live.version,
-                subject,
-            },
-        );
+        let observation = observe(&live, frame.id, &recognised);
+        let actions = door.step(now, observation);
         out.apply(&actions, &mut relay, now, live.version);
         if let Ok(r) = &recognised
             && r.face.is_some()
         {
             let t_done = Instant::now();
-            let stages = &mut out.summary.stages;
             out.summary.first_decision.get_or_insert(t_done - started);
-            Stages::push(&mut stages.detect, r.detect);
-            Stages::push(&mut stages.embed, r.embed);
-            Stages::push(&mut stages.decide, t_done - t_recognised);
-            Stages::push(&mut stages.frame, t_done - t_frame);
+            out.summary
+                .stages
+                .record(r, t_done - t_recognised, t_done - t_frame);
         }
     }
     relay.release();
     out.summary
+}
+
+/// What the door sees in a camera error.
+fn camera_fault(e: &CameraError) -> Observation {
+    Observation::CameraFault {
+        frame: match e {
+            CameraError::BadFrame { id, .. } => *id,
+            _ => 0,
+        },
+        lost: match e {
+            CameraError::Lost(why) => Some(why.clone()),
+            _ => None,
+        },
+        message: e.to_string(),
+    }
+}
+
+/// What the door sees in a recognised frame: the subject's box and who the gallery says it is.
+fn observe(
+    live: &crate::live::Live,
+    frame: u64,
+    recognised: &facegate_models::Result<facegate_models::pipeline::Recognition>,
+) -> Observation {
+    let gallery = &live.gallery;
+    let subject = match recognised {
+        Ok(r) => Ok(r.face.as_ref().map(|f| {
+            let decision = gallery.identify(&f.embedding);
+            Seen {
+                bbox: f.detection.bbox,
+                name: decision
+                    .person()
+                    .and_then(|i| gallery.people.get(i))
+                    .map(|p| p.name.clone())
+                    .unwrap_or_default(),
+                decision,
+                threshold: gallery.threshold,
+            }
+        })),
+        Err(e) => Err(e.to_string()),
+    };
+    Observation::Frame {
+        frame,
+        version: live.version,
+        subject,
+    }
 }
 
 /// Where the door's actions go, and the tally of them.

@@ -339,6 +339,9 @@ pub enum ConfigError {
     },
 }
 
+/// A problem found in one key: (key, what is wrong, how to fix it).
+type Problem = (&'static str, String, &'static str);
+
 impl Config {
     /// Reads and validates `path`. Relative paths in the file are taken relative to the file's
     /// folder, so a config and its data can move together.
@@ -365,14 +368,21 @@ impl Config {
     }
 
     fn validate(&self, path: &Path) -> Result<(), ConfigError> {
-        let bad = |key, problem: String, fix| {
-            Err(ConfigError::Value {
+        self.check_door()
+            .and_then(|()| self.check_camera())
+            .and_then(|()| self.check_display())
+            .and_then(|()| self.check_model_log_update())
+            .map_err(|(key, problem, fix)| ConfigError::Value {
                 path: path.to_path_buf(),
                 key,
                 problem,
                 fix,
             })
-        };
+    }
+
+    /// `[door]`: the unlock rule, the pulse and how long screens stay up.
+    fn check_door(&self) -> Result<(), Problem> {
+        let bad = |key, problem: String, fix| Err((key, problem, fix));
         let d = &self.door;
         if d.window == 0 || d.window > 100 {
             return bad(
@@ -411,22 +421,12 @@ impl Config {
                 "use 0 to 600000 ms; 3000 is usual",
             );
         }
-        if let DisplayConfig::St7789(w) | DisplayConfig::Ili9341(w) = &self.display
-            && !(1..=125_000_000).contains(&w.spi_hz)
-        {
-            return bad(
-                "display.spi_hz",
-                format!("= {} is out of range", w.spi_hz),
-                "use up to 125000000; 32000000 suits most panels",
-            );
-        }
-        if self.model.trust.is_empty() {
-            return bad(
-                "model.trust",
-                "is empty".into(),
-                "list at least one public key from `facegate keygen`",
-            );
-        }
+        Ok(())
+    }
+
+    /// `[camera]`: sizes, rates and repeats a camera or a folder can honour.
+    fn check_camera(&self) -> Result<(), Problem> {
+        let bad = |key, problem: String, fix| Err((key, problem, fix));
         match &self.camera {
             CameraConfig::V4l2 {
                 width, height, fps, ..
@@ -475,6 +475,21 @@ impl Config {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// `[display]`: the SPI clock and the I2C address.
+    fn check_display(&self) -> Result<(), Problem> {
+        let bad = |key, problem: String, fix| Err((key, problem, fix));
+        if let DisplayConfig::St7789(w) | DisplayConfig::Ili9341(w) = &self.display
+            && !(1..=125_000_000).contains(&w.spi_hz)
+        {
+            return bad(
+                "display.spi_hz",
+                format!("= {} is out of range", w.spi_hz),
+                "use up to 125000000; 32000000 suits most panels",
+            );
+        }
         if let DisplayConfig::Ssd1306 { address, .. } = &self.display
             && !(0x08..=0x77).contains(address)
         {
@@ -482,6 +497,20 @@ impl Config {
                 "display.address",
                 format!("= {address:#04x} is not a 7-bit I2C address"),
                 "SSD1306 boards use 0x3c or 0x3d",
+            );
+        }
+        Ok(())
+    }
+
+    /// `[model]`, `[log]` and `[update]`: trusted keys, door ids, ring size, line speed, the
+    /// listening address and the version step.
+    fn check_model_log_update(&self) -> Result<(), Problem> {
+        let bad = |key, problem: String, fix| Err((key, problem, fix));
+        if self.model.trust.is_empty() {
+            return bad(
+                "model.trust",
+                "is empty".into(),
+                "list at least one public key from `facegate keygen`",
             );
         }
         // 2^54 KiB once wrapped to 0 bytes when turned into bytes.

@@ -62,6 +62,53 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Outcome> {
         .iter()
         .map(|p| read_key(p))
         .collect::<Result<Vec<_>>>()?;
+    let (installer, shared) = load_model(config, &trusted)?;
+    if let Some(addr) = &config.update.listen {
+        serve_updates(config, addr, trusted, installer, &shared, &stop)?;
+    }
+    let mut log = LogSender::spawn(LogSettings {
+        port: config.log.port.clone(),
+        baud: config.log.baud,
+        format: config.log.format,
+        ring: config
+            .log
+            .ring
+            .clone()
+            .map(|p| (p, config.log.ring_kib * 1024)),
+    })
+    .context("starting the log")?;
+    let faults = shared.clone();
+    let mut display = Display::spawn(open_panel(&config.display), move |message| {
+        faults.post(LogRecord::now(0, 0, Event::Fault { message }));
+    });
+    let (mut camera, latest) = open_camera(&config.camera)?;
+    let (pin, door) = door_relay(config)?;
+    let loop_start = std::time::Instant::now();
+    watchdog(&shared, &stop);
+    let summary = app::run(
+        &shared,
+        &mut camera,
+        pin,
+        &mut log,
+        &mut display,
+        &door,
+        &stop,
+    );
+    let looped = loop_start.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    display.close();
+    log.close();
+    Ok(Outcome {
+        summary,
+        skipped_frames: latest.map(|l| l.get()).unwrap_or(0),
+        startup: loop_start - entered,
+        looped,
+    })
+}
+
+/// The installer over the store, and the model the door starts with (the stored one, or the
+/// config's first bundle when newer); faults found on the way are printed and logged.
+fn load_model(config: &Config, trusted: &[VerifyingKey]) -> Result<(Installer, Arc<Shared>)> {
     let models = config.model.models_dir.clone().unwrap_or_else(default_dir);
     let yunet = YUNET.read_verified(&models)?;
     let store: Arc<dyn ModelStore> = Arc::new(
@@ -69,7 +116,7 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Outcome> {
             .with_context(|| format!("opening the store {}", config.model.store.display()))?,
     );
     let installer = Installer::new(
-        trusted.clone(),
+        trusted.to_vec(),
         store.clone(),
         yunet,
         Rules {
@@ -114,57 +161,53 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Outcome> {
     for message in started.faults {
         shared.post(LogRecord::now(0, 0, Event::Fault { message }));
     }
+    Ok((installer, shared))
+}
 
-    if let Some(addr) = &config.update.listen {
-        let listener = TcpListener::bind(addr).with_context(|| format!("listening on {addr}"))?;
-        eprintln!("accepting signed updates on {}", listener.local_addr()?);
-        let transport = if config.update.plaintext {
-            eprintln!(
-                "warning: update.plaintext = true: bundles and status cross the network unencrypted"
-            );
-            Transport::Plain
-        } else {
-            let keys = channel_keys(&config.model.store)?;
-            eprintln!(
-                "update channel key {} (the laptop pins it on first contact, or give it \
-                 with --door-key)",
-                hex::encode(keys.public)
-            );
-            Transport::Noise(keys)
-        };
-        let server = Arc::new(UpdateServer::new(
-            trusted,
-            installer,
-            shared.clone(),
-            Limits::default(),
-            transport,
-        ));
-        let stop = stop.clone();
-        std::thread::spawn(move || server.serve(listener, stop));
-    }
+/// Starts the update server on `addr` (its own threads), encrypted unless the config says
+/// otherwise.
+fn serve_updates(
+    config: &Config,
+    addr: &str,
+    trusted: Vec<VerifyingKey>,
+    installer: Installer,
+    shared: &Arc<Shared>,
+    stop: &Arc<AtomicBool>,
+) -> Result<()> {
+    let listener = TcpListener::bind(addr).with_context(|| format!("listening on {addr}"))?;
+    eprintln!("accepting signed updates on {}", listener.local_addr()?);
+    let transport = if config.update.plaintext {
+        eprintln!(
+            "warning: update.plaintext = true: bundles and status cross the network unencrypted"
+        );
+        Transport::Plain
+    } else {
+        let keys = channel_keys(&config.model.store)?;
+        eprintln!(
+            "update channel key {} (the laptop pins it on first contact, or give it \
+             with --door-key)",
+            hex::encode(keys.public)
+        );
+        Transport::Noise(keys)
+    };
+    let server = Arc::new(UpdateServer::new(
+        trusted,
+        installer,
+        shared.clone(),
+        Limits::default(),
+        transport,
+    ));
+    let stop = stop.clone();
+    std::thread::spawn(move || server.serve(listener, stop));
+    Ok(())
+}
 
-    let mut log = LogSender::spawn(LogSettings {
-        port: config.log.port.clone(),
-        baud: config.log.baud,
-        format: config.log.format,
-        ring: config
-            .log
-            .ring
-            .clone()
-            .map(|p| (p, config.log.ring_kib * 1024)),
-    })
-    .context("starting the log")?;
-
-    let faults = shared.clone();
-    let mut display = Display::spawn(open_panel(&config.display), move |message| {
-        faults.post(LogRecord::now(0, 0, Event::Fault { message }));
-    });
-
-    let (mut camera, latest) = open_camera(&config.camera)?;
+/// The relay line and the door's rules. The line belongs to the keeper process, which times
+/// each pulse itself and locks when this process dies for any reason; it applies the relay's
+/// polarity.
+fn door_relay(config: &Config) -> Result<(DoorPin, DoorConfig)> {
     let d = &config.door;
     let unlock_for = Duration::from_millis(d.unlock_ms);
-    // The relay line belongs to the keeper process, which times each pulse itself and locks
-    // when this process dies for any reason; it applies the relay's polarity.
     let (pin, active_high) = if d.relay_keeper {
         let pin = KeeperPin::spawn(
             &std::env::current_exe().context("finding facegate-device's own path")?,
@@ -187,27 +230,7 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Outcome> {
         active_high,
         hold: Duration::from_millis(d.hold_ms),
     };
-    let loop_start = std::time::Instant::now();
-    watchdog(&shared, &stop);
-    let summary = app::run(
-        &shared,
-        &mut camera,
-        pin,
-        &mut log,
-        &mut display,
-        &door,
-        &stop,
-    );
-    let looped = loop_start.elapsed();
-    stop.store(true, Ordering::Relaxed);
-    display.close();
-    log.close();
-    Ok(Outcome {
-        summary,
-        skipped_frames: latest.map(|l| l.get()).unwrap_or(0),
-        startup: loop_start - entered,
-        looped,
-    })
+    Ok((pin, door))
 }
 
 /// The door's own key pair for the update channel, made on first start and kept beside the
