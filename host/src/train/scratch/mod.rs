@@ -178,10 +178,66 @@ pub fn train(
     impostors: &Dataset,
     cfg: ScratchConfig,
 ) -> Result<Trained> {
+    let names: Vec<String> = people.iter().map(|(n, _)| n.clone()).collect();
+    let (other_idx, calib_idx) = impostor_halves(people, impostors)?;
+    let (train_ex, val_ex) = examples(ds, people, impostors, &other_idx, &cfg)?;
+    let dev = Device::Cpu;
+    let net = Net::new(people.len() + 1, cfg.seed, &dev)?;
+    let t0 = Instant::now();
+    let (history, best_epoch, val_accuracy) = fit(&net, &train_ex, &val_ex, &cfg, &dev)?;
+    let train_seconds = t0.elapsed().as_secs_f64();
+    let exported = export(&net, &val_ex, &dev)?;
+    let (gallery, calibration_views, impostors_accepted) =
+        calibrate(people, impostors, &calib_idx, &exported.door, &cfg)?;
+    let (tar, self_test) = check_on_validation(people, &val_ex, &gallery, &exported.door)?;
+    let ratio = |a: usize, b: usize| {
+        if b == 0 {
+            f64::NAN
+        } else {
+            a as f64 / b as f64
+        }
+    };
+    let report = ScratchReport {
+        people: names,
+        train_examples: train_ex.len(),
+        val_examples: val_ex.len(),
+        other_photos: other_idx.len(),
+        calibration_views,
+        epochs_run: history.len(),
+        best_epoch,
+        val_accuracy,
+        far_target: cfg.far,
+        threshold: gallery.threshold,
+        impostors_accepted,
+        val_tar_unmasked: ratio(tar.0[0], tar.1[0]),
+        val_tar_masked: ratio(tar.0[1], tar.1[1]),
+        export_max_diff: exported.max_diff,
+        model_bytes_fp32: exported.fp32_bytes,
+        model_bytes_int8: exported.int8.len(),
+        parameters: net
+            .vars
+            .iter()
+            .map(|(_, v)| v.as_tensor().elem_count())
+            .sum(),
+        train_seconds,
+        history,
+    };
+    Ok(Trained {
+        gallery,
+        onnx: exported.int8,
+        report,
+        self_test,
+    })
+}
+
+/// Impostor people in two halves by name order (alternating), so no face both trains "other"
+/// and sets the threshold: the photos that train "other" (at most three times a person's
+/// share, at least 30) and those that calibrate.
+fn impostor_halves(
+    people: &[(String, Vec<usize>)],
+    impostors: &Dataset,
+) -> Result<(Vec<usize>, Vec<usize>)> {
     let k = people.len();
-    let other = k as u32;
-    // Impostor people: alternate halves by name order, so no face both trains "other" and
-    // sets the threshold.
     let names: Vec<String> = people.iter().map(|(n, _)| n.clone()).collect();
     let mut imp_people: Vec<&str> = impostors
         .manifest
@@ -214,7 +270,19 @@ pub fn train(
         })
         .collect();
 
-    // Splits by photo, per class.
+    Ok((other_idx, calib_idx))
+}
+
+/// Training and validation crops: each person's photos split by photo (training ones
+/// augmented), and the "other" impostors as class `people.len()`.
+fn examples(
+    ds: &Dataset,
+    people: &[(String, Vec<usize>)],
+    impostors: &Dataset,
+    other_idx: &[usize],
+    cfg: &ScratchConfig,
+) -> Result<(Vec<Example>, Vec<Example>)> {
+    let other = people.len() as u32;
     let split = |d: &Dataset, idx: &[usize], class: u32| {
         let ids: Vec<&str> = idx
             .iter()
@@ -242,7 +310,7 @@ pub fn train(
         val_people.extend(v);
     }
     pb.inc(2);
-    let (t, v) = split(impostors, &other_idx, other);
+    let (t, v) = split(impostors, other_idx, other);
     train_ex.extend(crops(
         impostors,
         &t,
@@ -256,12 +324,20 @@ pub fn train(
         bail!("no validation photos: each person needs at least 3 photos");
     }
 
-    // Training.
-    let dev = Device::Cpu;
-    let net = Net::new(k + 1, cfg.seed, &dev)?;
+    Ok((train_ex, val_ex))
+}
+
+/// Trains `net` with early stopping; leaves it at the best epoch. Returns the history, the
+/// best epoch and its validation accuracy.
+fn fit(
+    net: &Net,
+    train_ex: &[Example],
+    val_ex: &[Example],
+    cfg: &ScratchConfig,
+    dev: &Device,
+) -> Result<(Vec<Epoch>, usize, f32)> {
     let mut opt = crate::train::adamw(net.vars.iter().map(|(_, v)| v.clone()).collect(), cfg.lr)?;
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(cfg.seed ^ 0xD1);
-    let t0 = Instant::now();
     let mut history = Vec::new();
     let mut best: Option<(f32, f32, usize, Vec<Vec<f32>>)> = None;
     let mut stop = crate::train::EarlyStop::new(cfg.patience);
@@ -274,7 +350,7 @@ pub fn train(
         let mut total = 0.0;
         for chunk in order.chunks(32) {
             let refs: Vec<&Example> = chunk.iter().map(|&i| &train_ex[i]).collect();
-            let (x, y) = batch(&refs, &dev)?;
+            let (x, y) = batch(&refs, dev)?;
             let logits = net.forward(&x, Some(&mut rng))?;
             let l = loss::cross_entropy(&logits, &y)?;
             opt.backward_step(&l)?;
@@ -284,7 +360,7 @@ pub fn train(
         let (mut vloss, mut right) = (0.0, 0usize);
         for chunk in val_ex.chunks(64) {
             let refs: Vec<&Example> = chunk.iter().collect();
-            let (x, y) = batch(&refs, &dev)?;
+            let (x, y) = batch(&refs, dev)?;
             let logits = net.forward(&x, None)?;
             vloss += loss::cross_entropy(&logits, &y)?.to_scalar::<f32>()? * chunk.len() as f32;
             let pred = logits.argmax(D::Minus1)?;
@@ -315,12 +391,27 @@ pub fn train(
         }
     }
     pb.finish_and_clear();
-    let train_seconds = t0.elapsed().as_secs_f64();
     let (val_accuracy, _, best_epoch, snap) = best.context("no epoch was run (--epochs 0?)")?;
     net.restore(&snap)?;
+    Ok((history, best_epoch, val_accuracy))
+}
 
-    // Export, quantise, and from here on use what the door will run.
-    let fp32 = onnx::export(&net)?;
+/// The trained CNN as the door will run it.
+struct Exported {
+    /// Its int8 ONNX file.
+    int8: Vec<u8>,
+    /// Size of the fp32 ONNX file.
+    fp32_bytes: usize,
+    /// The int8 file loaded by tract.
+    door: Embedder,
+    /// Largest difference between candle's and tract's probabilities on validation crops.
+    max_diff: f32,
+}
+
+/// Exports to ONNX, quantises, loads it as the door will, and measures how far it is from
+/// candle's own answers.
+fn export(net: &Net, val_ex: &[Example], dev: &Device) -> Result<Exported> {
+    let fp32 = onnx::export(net)?;
     let (int8, _) = quantise_weights(&fp32).context("quantising the scratch CNN")?;
     let door = Embedder::from_files(
         EmbedderKind::Scratch,
@@ -330,7 +421,7 @@ pub fn train(
     .context("the exported CNN does not load in tract")?;
     let mut export_max_diff = 0f32;
     for e in val_ex.iter().take(32) {
-        let (x, _) = batch(&[e], &dev)?;
+        let (x, _) = batch(&[e], dev)?;
         let want: Vec<f32> = candle_nn::ops::softmax(&net.forward(&x, None)?, D::Minus1)?
             .flatten_all()?
             .to_vec1()?;
@@ -340,6 +431,25 @@ pub fn train(
         }
     }
 
+    Ok(Exported {
+        fp32_bytes: fp32.len(),
+        int8,
+        door,
+        max_diff: export_max_diff,
+    })
+}
+
+/// The gallery (one class per person, no templates) with its probability threshold set at the
+/// target FAR on the calibration impostors. Returns it, the calibration views and how many of
+/// them clear the threshold.
+fn calibrate(
+    people: &[(String, Vec<usize>)],
+    impostors: &Dataset,
+    calib_idx: &[usize],
+    door: &Embedder,
+    cfg: &ScratchConfig,
+) -> Result<(Gallery, usize, usize)> {
+    let other = people.len() as u32;
     let mut gallery = Gallery::new(EmbedderKind::Scratch, 0.5);
     for (name, _) in people {
         gallery.people.push(Person {
@@ -364,6 +474,19 @@ pub fn train(
     gallery.validate()?;
     let impostors_accepted = scores.iter().filter(|s| **s >= threshold).count();
 
+    Ok((gallery, calib.len(), impostors_accepted))
+}
+
+/// Right answers and counts on the validation photos of enrolled people (unmasked, masked),
+/// and the self-test: the first unmasked crop the door names correctly.
+#[allow(clippy::type_complexity)]
+fn check_on_validation(
+    people: &[(String, Vec<usize>)],
+    val_ex: &[Example],
+    gallery: &Gallery,
+    door: &Embedder,
+) -> Result<(([usize; 2], [usize; 2]), (String, RgbImage))> {
+    let other = people.len() as u32;
     let mut ok = [0usize; 2];
     let mut n = [0usize; 2];
     let mut self_test = None;
@@ -381,42 +504,5 @@ pub fn train(
         }
     }
     let self_test = self_test.context("the trained CNN names no validation photo correctly")?;
-    let ratio = |a: usize, b: usize| {
-        if b == 0 {
-            f64::NAN
-        } else {
-            a as f64 / b as f64
-        }
-    };
-    let report = ScratchReport {
-        people: names,
-        train_examples: train_ex.len(),
-        val_examples: val_ex.len(),
-        other_photos: other_idx.len(),
-        calibration_views: calib.len(),
-        epochs_run: history.len(),
-        best_epoch,
-        val_accuracy,
-        far_target: cfg.far,
-        threshold,
-        impostors_accepted,
-        val_tar_unmasked: ratio(ok[0], n[0]),
-        val_tar_masked: ratio(ok[1], n[1]),
-        export_max_diff,
-        model_bytes_fp32: fp32.len(),
-        model_bytes_int8: int8.len(),
-        parameters: net
-            .vars
-            .iter()
-            .map(|(_, v)| v.as_tensor().elem_count())
-            .sum(),
-        train_seconds,
-        history,
-    };
-    Ok(Trained {
-        gallery,
-        onnx: int8,
-        report,
-        self_test,
-    })
+    Ok(((ok, n), self_test))
 }
