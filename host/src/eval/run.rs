@@ -238,28 +238,7 @@ pub fn evaluate(
     labels: Labels<'_>,
 ) -> Report {
     let start = Instant::now();
-    // Gallery: each photo as it is, then `enrol_masks` masked copies of it (enrolment
-    // augmentation: the door should know the person's masked face too).
-    let mut gallery_jobs: Vec<(usize, Job)> = Vec::new();
-    for (person, p) in &split.gallery {
-        gallery_jobs.push((
-            *person,
-            Job {
-                path: p.clone(),
-                mask: None,
-            },
-        ));
-        for k in 0..enrol_masks {
-            let style = MaskStyle::for_enrolment(mask_seed(p), k);
-            gallery_jobs.push((
-                *person,
-                Job {
-                    path: p.clone(),
-                    mask: Some(style),
-                },
-            ));
-        }
-    }
+    let gallery_jobs = enrolment_jobs(split, enrol_masks);
     let mut jobs: Vec<Job> = gallery_jobs.iter().map(|(_, j)| j.clone()).collect();
     let probe_job = |p: &PathBuf| Job {
         path: p.clone(),
@@ -275,99 +254,29 @@ pub fn evaluate(
     let mut errors = Vec::new();
     let mut failures = Failures::default();
     let kind: EmbedderKind = pipeline.config().embedder;
-    let mut gallery = Gallery::new(kind, 0.0);
-    for name in &split.enrolled {
-        gallery.people.push(facegate_models::gallery::Person {
-            name: name.clone(),
-            templates: vec![],
-        });
-    }
-    for ((person, job), out) in gallery_jobs.iter().zip(&outcomes[..ng]) {
-        let path = &job.path;
-        match out {
-            Outcome::Face(e) => gallery.people[*person].templates.push(e.clone()),
-            Outcome::NoFace if job.mask.is_some() => {} // masked copy not re-detected: skip it
-            Outcome::NoFace => failures.gallery += 1,
-            Outcome::Error(r) => errors.push(FileError {
-                file: path.display().to_string(),
-                reason: r.clone(),
-            }),
-        }
-    }
-    let best_excluding = |e: &[f32], exclude: Option<usize>| -> BestMatch {
-        gallery
-            .scores(e)
-            .into_iter()
-            .enumerate()
-            .filter(|(i, s)| Some(*i) != exclude && s.is_finite())
-            .max_by(|a, b| a.1.total_cmp(&b.1))
-    };
-    let mut genuine = Vec::with_capacity(nq);
-    for (probe, out) in split.genuine.iter().zip(&outcomes[ng..ng + nq]) {
-        let truth = probe.person.unwrap_or(usize::MAX);
-        match out {
-            Outcome::Face(e) => genuine.push((truth, best_excluding(e, probe.exclude))),
-            Outcome::NoFace => {
-                failures.genuine += 1;
-                genuine.push((truth, None));
-            }
-            Outcome::Error(r) => {
-                errors.push(FileError {
-                    file: probe.path.display().to_string(),
-                    reason: r.clone(),
-                });
-                genuine.push((truth, None));
-            }
-        }
-    }
-    let name = |i: usize| split.enrolled.get(i).cloned();
-    let mut hardest_genuine: Vec<ScoredProbe> = split
-        .genuine
-        .iter()
-        .zip(&genuine)
-        .map(|(p, (truth, best))| ScoredProbe {
-            file: p.path.display().to_string(),
-            truth: name(*truth),
-            best: best.and_then(|(w, _)| name(w)),
-            // A wrong best match ranks as the worst possible score.
-            score: match best {
-                Some((w, s)) if w == truth => *s,
-                Some(_) => f32::NEG_INFINITY,
-                None => f32::NEG_INFINITY,
-            },
-        })
-        .collect();
-    hardest_genuine.sort_by(|a, b| a.score.total_cmp(&b.score));
-    hardest_genuine.truncate(HARDEST);
-    for g in &mut hardest_genuine {
-        if !g.score.is_finite() {
-            g.score = -1.0;
-        }
-    }
-    let mut impostor = Vec::new();
-    let mut hardest_impostors = Vec::new();
-    for (probe, out) in split.impostor.iter().zip(&outcomes[ng + nq..]) {
-        match out {
-            Outcome::Face(e) => {
-                if let Some((w, s)) = best_excluding(e, probe.exclude) {
-                    impostor.push(s);
-                    hardest_impostors.push(ScoredProbe {
-                        file: probe.path.display().to_string(),
-                        truth: probe.exclude.and_then(name),
-                        best: name(w),
-                        score: s,
-                    });
-                }
-            }
-            Outcome::NoFace => failures.impostor += 1,
-            Outcome::Error(r) => errors.push(FileError {
-                file: probe.path.display().to_string(),
-                reason: r.clone(),
-            }),
-        }
-    }
-    hardest_impostors.sort_by(|a, b| b.score.total_cmp(&a.score));
-    hardest_impostors.truncate(HARDEST);
+    let gallery = build_gallery(
+        kind,
+        split,
+        &gallery_jobs,
+        &outcomes[..ng],
+        &mut failures,
+        &mut errors,
+    );
+    let genuine = score_genuine(
+        &gallery,
+        split,
+        &outcomes[ng..ng + nq],
+        &mut failures,
+        &mut errors,
+    );
+    let hardest_genuine = hardest_genuine(split, &genuine);
+    let (impostor, hardest_impostors) = score_impostors(
+        &gallery,
+        split,
+        &outcomes[ng + nq..],
+        &mut failures,
+        &mut errors,
+    );
     let mut report = Report {
         dataset: labels.dataset.display().to_string(),
         protocol: labels.protocol.to_owned(),
@@ -430,4 +339,167 @@ pub fn evaluate(
     }
     report.seconds = start.elapsed().as_secs_f64();
     report
+}
+
+/// The gallery's jobs: each photo as it is, then `enrol_masks` masked copies of it (enrolment
+/// augmentation: the door should know the person's masked face too).
+fn enrolment_jobs(split: &Split, enrol_masks: usize) -> Vec<(usize, Job)> {
+    let mut gallery_jobs: Vec<(usize, Job)> = Vec::new();
+    for (person, p) in &split.gallery {
+        gallery_jobs.push((
+            *person,
+            Job {
+                path: p.clone(),
+                mask: None,
+            },
+        ));
+        for k in 0..enrol_masks {
+            let style = MaskStyle::for_enrolment(mask_seed(p), k);
+            gallery_jobs.push((
+                *person,
+                Job {
+                    path: p.clone(),
+                    mask: Some(style),
+                },
+            ));
+        }
+    }
+    gallery_jobs
+}
+
+/// The gallery from the embedded enrolment jobs; faces not found are counted, errors kept.
+fn build_gallery(
+    kind: EmbedderKind,
+    split: &Split,
+    gallery_jobs: &[(usize, Job)],
+    outcomes: &[Outcome],
+    failures: &mut Failures,
+    errors: &mut Vec<FileError>,
+) -> Gallery {
+    let mut gallery = Gallery::new(kind, 0.0);
+    for name in &split.enrolled {
+        gallery.people.push(facegate_models::gallery::Person {
+            name: name.clone(),
+            templates: vec![],
+        });
+    }
+    for ((person, job), out) in gallery_jobs.iter().zip(outcomes) {
+        let path = &job.path;
+        match out {
+            Outcome::Face(e) => gallery.people[*person].templates.push(e.clone()),
+            Outcome::NoFace if job.mask.is_some() => {} // masked copy not re-detected: skip it
+            Outcome::NoFace => failures.gallery += 1,
+            Outcome::Error(r) => errors.push(FileError {
+                file: path.display().to_string(),
+                reason: r.clone(),
+            }),
+        }
+    }
+    gallery
+}
+
+/// The best-scoring enrolled person for `e`, leaving out `exclude` (a probe never matches its
+/// own gallery entry in protocols that hold one person out).
+fn best_excluding(gallery: &Gallery, e: &[f32], exclude: Option<usize>) -> BestMatch {
+    gallery
+        .scores(e)
+        .into_iter()
+        .enumerate()
+        .filter(|(i, s)| Some(*i) != exclude && s.is_finite())
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+}
+
+/// Each genuine probe's truth and best match (`None` without a usable face).
+fn score_genuine(
+    gallery: &Gallery,
+    split: &Split,
+    outcomes: &[Outcome],
+    failures: &mut Failures,
+    errors: &mut Vec<FileError>,
+) -> Vec<(usize, BestMatch)> {
+    let mut genuine = Vec::with_capacity(outcomes.len());
+    for (probe, out) in split.genuine.iter().zip(outcomes) {
+        let truth = probe.person.unwrap_or(usize::MAX);
+        match out {
+            Outcome::Face(e) => genuine.push((truth, best_excluding(gallery, e, probe.exclude))),
+            Outcome::NoFace => {
+                failures.genuine += 1;
+                genuine.push((truth, None));
+            }
+            Outcome::Error(r) => {
+                errors.push(FileError {
+                    file: probe.path.display().to_string(),
+                    reason: r.clone(),
+                });
+                genuine.push((truth, None));
+            }
+        }
+    }
+    genuine
+}
+
+/// The genuine probes that scored lowest for their own person (a wrong best match counts as
+/// the worst score).
+fn hardest_genuine(split: &Split, genuine: &[(usize, BestMatch)]) -> Vec<ScoredProbe> {
+    let name = |i: usize| split.enrolled.get(i).cloned();
+    let mut hardest_genuine: Vec<ScoredProbe> = split
+        .genuine
+        .iter()
+        .zip(genuine)
+        .map(|(p, (truth, best))| ScoredProbe {
+            file: p.path.display().to_string(),
+            truth: name(*truth),
+            best: best.and_then(|(w, _)| name(w)),
+            // A wrong best match ranks as the worst possible score.
+            score: match best {
+                Some((w, s)) if w == truth => *s,
+                Some(_) => f32::NEG_INFINITY,
+                None => f32::NEG_INFINITY,
+            },
+        })
+        .collect();
+    hardest_genuine.sort_by(|a, b| a.score.total_cmp(&b.score));
+    hardest_genuine.truncate(HARDEST);
+    for g in &mut hardest_genuine {
+        if !g.score.is_finite() {
+            g.score = -1.0;
+        }
+    }
+    hardest_genuine
+}
+
+/// Each impostor probe's best score, and the highest-scoring impostors.
+fn score_impostors(
+    gallery: &Gallery,
+    split: &Split,
+    outcomes: &[Outcome],
+    failures: &mut Failures,
+    errors: &mut Vec<FileError>,
+) -> (Vec<f32>, Vec<ScoredProbe>) {
+    let name = |i: usize| split.enrolled.get(i).cloned();
+    let mut impostor = Vec::new();
+    let mut hardest_impostors = Vec::new();
+    for (probe, out) in split.impostor.iter().zip(outcomes) {
+        match out {
+            Outcome::Face(e) => {
+                if let Some((w, s)) = best_excluding(gallery, e, probe.exclude) {
+                    impostor.push(s);
+                    hardest_impostors.push(ScoredProbe {
+                        file: probe.path.display().to_string(),
+                        truth: probe.exclude.and_then(name),
+                        best: name(w),
+                        score: s,
+                    });
+                }
+            }
+            Outcome::NoFace => failures.impostor += 1,
+            Outcome::Error(r) => errors.push(FileError {
+                file: probe.path.display().to_string(),
+                reason: r.clone(),
+            }),
+        }
+    }
+    hardest_impostors.sort_by(|a, b| b.score.total_cmp(&a.score));
+    hardest_impostors.truncate(HARDEST);
+    (impostor, hardest_impostors)
 }
