@@ -357,6 +357,23 @@ fn write_folder(
         )?,
         "confusion.png",
     )?;
+    png(&det_chart(r, scored)?, "det.png")?;
+
+    let groups = mistakes(out, scored, sets, gallery)?;
+    let summary = summary_rows(r);
+    let page = html::page(
+        "facegate evaluation",
+        &summary,
+        &["confusion.png", "det.png"],
+        &groups,
+    );
+    write_atomically(&out.join("report.html"), page.as_bytes())?;
+    write_atomically(&out.join("report.json"), &serde_json::to_vec_pretty(r)?)?;
+    Ok(())
+}
+
+/// The DET chart: unmasked and masked curves, the door's operating points, the FAR target.
+fn det_chart(r: &BundleReport, scored: &[Scored]) -> Result<image::RgbImage> {
     let mut curves = Vec::new();
     let mut marks = Vec::new();
     for (name, masked) in [("unmasked", false), ("synthetic mask", true)] {
@@ -384,17 +401,24 @@ fn write_folder(
             points: plots::det_points(&genuine, &impostor),
         });
     }
-    png(
-        &plots::det(
-            &curves,
-            &marks,
-            TARGET_FAR,
-            "DET: strangers let in vs enrolled refused",
-        )?,
-        "det.png",
-    )?;
+    plots::det(
+        &curves,
+        &marks,
+        TARGET_FAR,
+        "DET: strangers let in vs enrolled refused",
+    )
+}
 
-    // Worst mistakes, with the face the door saw.
+/// The worst mistakes per kind (at most 16 each), each with a thumbnail of the face the door
+/// saw written into `out/thumbs/`.
+#[allow(clippy::type_complexity)]
+fn mistakes(
+    out: &Path,
+    scored: &[Scored],
+    sets: &[Dataset],
+    gallery: &Gallery,
+) -> Result<Vec<(&'static str, Vec<Mistake>)>> {
+    let png = |img: &image::RgbImage, name: &str| write_png(&out.join(name), img);
     let mut thumbs = 0usize;
     let mut mistake = |s: &Scored, score: f32| -> Result<Mistake> {
         let ds = &sets[s.ds];
@@ -454,8 +478,13 @@ fn write_folder(
         }
         groups.push((title, items));
     }
+    Ok(groups)
+}
+
+/// The summary table atop `report.html`.
+fn summary_rows(r: &BundleReport) -> Vec<(String, String)> {
     let pct = |v: f64| format!("{:.2}%", 100.0 * v);
-    let summary = vec![
+    vec![
         (
             "bundle".to_owned(),
             format!(
@@ -491,14 +520,5 @@ fn write_folder(
                 r.masked.strangers
             ),
         ),
-    ];
-    let page = html::page(
-        "facegate evaluation",
-        &summary,
-        &["confusion.png", "det.png"],
-        &groups,
-    );
-    write_atomically(&out.join("report.html"), page.as_bytes())?;
-    write_atomically(&out.join("report.json"), &serde_json::to_vec_pretty(r)?)?;
-    Ok(())
+    ]
 }
