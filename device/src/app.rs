@@ -66,8 +66,18 @@ impl Screens for () {
     fn show(&mut self, _screen: Screen) {}
 }
 
+/// The presentation-attack check: the network and the threshold an attempt's mean logit must
+/// reach.
+#[derive(Clone, Debug)]
+pub struct LivenessCheck {
+    /// The network.
+    pub net: facegate_models::liveness::Liveness,
+    /// The threshold (the manifest's, or the config's).
+    pub threshold: f32,
+}
+
 /// Door settings.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct DoorConfig {
     /// When to unlock.
     pub policy: PolicyConfig,
@@ -77,6 +87,8 @@ pub struct DoorConfig {
     pub active_high: bool,
     /// How long "Welcome" and "Not recognised" stay on screen.
     pub hold: Duration,
+    /// The presentation-attack check, `None` when off.
+    pub liveness: Option<LivenessCheck>,
 }
 
 impl DoorConfig {
@@ -86,6 +98,7 @@ impl DoorConfig {
             policy: self.policy,
             unlock_for: self.unlock_for,
             hold: self.hold,
+            liveness: self.liveness.as_ref().map(|l| l.threshold),
         }
     }
 }
@@ -272,7 +285,7 @@ where
         let t_frame = Instant::now();
         let recognised = live.pipeline.recognise(&frame.image);
         let t_recognised = Instant::now();
-        let observation = observe(&live, frame.id, &recognised);
+        let observation = observe(&live, &frame.image, frame.id, &recognised, config);
         let actions = door.step(now, observation);
         out.apply(&actions, &mut relay, now, live.version);
         if let Ok(r) = &recognised
@@ -307,8 +320,10 @@ fn camera_fault(e: &CameraError) -> Observation {
 /// What the door sees in a recognised frame: the subject's box and who the gallery says it is.
 fn observe(
     live: &crate::live::Live,
+    image: &image::RgbImage,
     frame: u64,
     recognised: &facegate_models::Result<facegate_models::pipeline::Recognition>,
+    config: &DoorConfig,
 ) -> Observation {
     let gallery = &live.gallery;
     let subject = match recognised {
@@ -323,6 +338,11 @@ fn observe(
                     .unwrap_or_default(),
                 decision,
                 threshold: gallery.threshold,
+                // A failing network scores nothing, and nothing counts as not live.
+                liveness: config
+                    .liveness
+                    .as_ref()
+                    .and_then(|l| l.net.score(image, &f.detection.bbox).ok()),
             }
         })),
         Err(e) => Err(e.to_string()),

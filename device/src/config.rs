@@ -34,6 +34,43 @@ pub struct Config {
     /// Network updates.
     #[serde(default)]
     pub update: UpdateConfig,
+    /// The presentation-attack check.
+    #[serde(default)]
+    pub liveness: LivenessConfig,
+}
+
+/// `[liveness]`: is the face at the camera a live person, or a photo or a screen?
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LivenessConfig {
+    /// `passive` (every attempt is checked by the liveness network, which the models folder
+    /// holds: `facegate models fetch`) or `off` (a printed photo of someone enrolled opens
+    /// the door). Default: passive with a camera; off with a folder of images as the camera,
+    /// since those are photos, which is what the check refuses.
+    pub mode: Option<LivenessMode>,
+    /// The attempt's mean logit must reach this (default: the network's calibrated
+    /// threshold, from its manifest). Lower lets more photos in.
+    pub threshold: Option<f32>,
+}
+
+impl Config {
+    /// The liveness mode in force (see [`LivenessConfig::mode`]).
+    pub fn liveness_mode(&self) -> LivenessMode {
+        self.liveness.mode.unwrap_or(match self.camera {
+            CameraConfig::V4l2 { .. } => LivenessMode::Passive,
+            CameraConfig::Images { .. } => LivenessMode::Off,
+        })
+    }
+}
+
+/// How the door checks liveness.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LivenessMode {
+    /// No check.
+    Off,
+    /// The network on every frame of an attempt, averaged.
+    Passive,
 }
 
 /// `[model]`
@@ -541,6 +578,15 @@ impl Config {
             if let Err(why) = facegate_models::bundle::check_door_id(id) {
                 return bad("model.door", why, "use a short name such as \"front\"");
             }
+        }
+        if let Some(t) = self.liveness.threshold
+            && !(t.is_finite() && (-50.0..=50.0).contains(&t))
+        {
+            return bad(
+                "liveness.threshold",
+                format!("= {t} is not a usable threshold"),
+                "leave it out to use the network's calibrated one",
+            );
         }
         if self.update.max_version_step == 0 {
             return bad(

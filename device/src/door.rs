@@ -11,7 +11,7 @@ use facegate_models::gallery::Decision;
 use facegate_models::geometry::BBox;
 use facegate_models::logrecord::Event;
 
-use crate::policy::{Policy, PolicyConfig, Verdict};
+use crate::policy::{Hold, Policy, PolicyConfig, Verdict};
 use crate::track::{Step, Tracker};
 use crate::ui::Screen;
 
@@ -24,6 +24,8 @@ pub struct DoorRules {
     pub unlock_for: Duration,
     /// How long "Welcome" and "Not recognised" stay on screen.
     pub hold: Duration,
+    /// The liveness threshold (mean frame logit of an attempt), `None` when the check is off.
+    pub liveness: Option<f32>,
 }
 
 /// The subject of a frame, recognised.
@@ -37,6 +39,8 @@ pub struct Seen {
     pub name: String,
     /// The gallery's threshold (shown beside the score on the welcome screen).
     pub threshold: f32,
+    /// The liveness network's logit for this frame (`None` when the check is off).
+    pub liveness: Option<f32>,
 }
 
 /// What happened.
@@ -96,7 +100,12 @@ pub struct Door {
     seen_version: Option<u32>,
     /// A screen that stays up until this time whatever the next frames show.
     sticky_until: Option<Instant>,
+    /// Liveness logits of the current subject's frames (the last [`LIVENESS_FRAMES`]).
+    liveness: Vec<f32>,
 }
+
+/// Frames of one attempt whose liveness is averaged (about 3 s at 10 frames a second).
+pub const LIVENESS_FRAMES: usize = 32;
 
 impl Door {
     /// A door that has seen nothing yet.
@@ -107,6 +116,7 @@ impl Door {
             tracker: Tracker::default(),
             seen_version: None,
             sticky_until: None,
+            liveness: Vec::new(),
         }
     }
 
@@ -174,8 +184,12 @@ impl Door {
     fn decide(&mut self, now: Instant, frame: u64, seen: Option<Seen>) -> Vec<Action> {
         if let Step::Started(_) = self.tracker.step(seen.as_ref().map(|s| &s.bbox)) {
             self.policy.new_subject();
+            self.liveness.clear();
         }
-        let verdict = self.policy.observe(seen.as_ref().map(|s| &s.decision), now);
+        let veto = self.liveness_veto(seen.as_ref());
+        let verdict = self
+            .policy
+            .observe_with(seen.as_ref().map(|s| &s.decision), now, veto);
         let sticky = self.sticky_until.is_some_and(|t| now < t);
         let mut out = Vec::new();
         let looking = |out: &mut Vec<Action>| {
@@ -197,6 +211,26 @@ impl Door {
                 ..
             } => {
                 let (name, threshold) = seen.map(|s| (s.name, s.threshold)).unwrap_or_default();
+                if let Some(Hold::NotLive {
+                    score: liveness,
+                    attempt,
+                    ..
+                }) = held
+                {
+                    // A photo or a screen of someone enrolled: refused, on its own screen.
+                    out.push(Action::Show(Screen::NotLive));
+                    self.sticky_until = Some(now + self.rules.hold);
+                    out.push(Action::Log {
+                        frame,
+                        event: Event::NotLive {
+                            person: name,
+                            score,
+                            liveness,
+                            attempt,
+                        },
+                    });
+                    return out;
+                }
                 if unlock {
                     out.push(Action::Unlock(self.rules.unlock_for));
                     out.push(Action::Show(Screen::Welcome {
@@ -242,6 +276,25 @@ impl Door {
         out.push(Action::Log { frame, event });
         out
     }
+
+    /// With the check on: the subject's frames so far (this one included) averaged, and a veto
+    /// when the mean is below the threshold. A frame without a liveness score counts as not
+    /// live: the check never passes by default.
+    fn liveness_veto(&mut self, seen: Option<&Seen>) -> Option<Hold> {
+        let threshold = self.rules.liveness?;
+        let seen = seen?;
+        if self.liveness.len() == LIVENESS_FRAMES {
+            self.liveness.remove(0);
+        }
+        self.liveness
+            .push(seen.liveness.filter(|l| l.is_finite()).unwrap_or(-1e6));
+        let score = facegate_models::liveness::attempt_score(&self.liveness)?;
+        (score < threshold).then_some(Hold::NotLive {
+            score,
+            threshold,
+            attempt: 0,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -259,6 +312,7 @@ mod tests {
             },
             unlock_for: Duration::from_secs(3),
             hold: Duration::from_secs(2),
+            liveness: None,
         }
     }
 
@@ -273,6 +327,7 @@ mod tests {
             decision,
             name: name.into(),
             threshold: 0.5,
+            liveness: None,
         })
     }
 
@@ -375,6 +430,65 @@ mod tests {
             let a = door.step(t + SEC * 5, frame(k, stranger(100.0)));
             assert!(!a.iter().any(|a| matches!(a, Action::Unlock(_))));
         }
+    }
+
+    fn with_liveness(seen: Option<Seen>, logit: f32) -> Option<Seen> {
+        seen.map(|s| Seen {
+            liveness: Some(logit),
+            ..s
+        })
+    }
+
+    #[test]
+    fn a_face_that_is_not_live_never_opens_and_is_logged_as_such() {
+        let mut door = Door::new(DoorRules {
+            liveness: Some(0.5),
+            ..rules()
+        });
+        let t = Instant::now();
+        door.step(t, frame(1, with_liveness(ann(100.0), -6.0)));
+        let refused = door.step(t + SEC / 5, frame(2, with_liveness(ann(101.0), -5.0)));
+        assert!(!refused.iter().any(|a| matches!(a, Action::Unlock(_))));
+        assert_eq!(refused[0], Action::Show(Screen::NotLive));
+        assert!(matches!(
+            events(&refused)[0],
+            Event::NotLive { person, liveness, attempt: 1, .. } if person == "ann" && *liveness == -5.5
+        ));
+        // Still a photo: refused again, the attempts counted; no cooldown was started.
+        let again = door.step(t + SEC, frame(3, with_liveness(ann(102.0), -4.0)));
+        assert!(matches!(
+            events(&again)[0],
+            Event::NotLive { attempt: 2, .. }
+        ));
+        // A frame without a score never counts as live.
+        let mut strict = Door::new(DoorRules {
+            liveness: Some(-100.0),
+            ..rules()
+        });
+        strict.step(t, frame(1, ann(100.0)));
+        let none = strict.step(t + SEC / 5, frame(2, ann(100.0)));
+        assert!(!none.iter().any(|a| matches!(a, Action::Unlock(_))));
+    }
+
+    #[test]
+    fn a_live_face_opens_with_the_check_on() {
+        let mut door = Door::new(DoorRules {
+            liveness: Some(0.5),
+            ..rules()
+        });
+        let t = Instant::now();
+        door.step(t, frame(1, with_liveness(ann(100.0), 6.0)));
+        let open = door.step(t + SEC / 5, frame(2, with_liveness(ann(101.0), 4.0)));
+        assert_eq!(open[0], Action::Unlock(Duration::from_secs(3)));
+        // A new face starts its own liveness: a photo after a live person is judged alone.
+        let photo = door.step(t + SEC * 10, frame(3, with_liveness(ann(600.0), -9.0)));
+        let photo2 = door.step(t + SEC * 11, frame(4, with_liveness(ann(601.0), -9.0)));
+        assert!(
+            ![photo, photo2]
+                .concat()
+                .iter()
+                .any(|a| matches!(a, Action::Unlock(_)))
+        );
     }
 
     #[test]

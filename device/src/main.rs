@@ -16,8 +16,8 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 
 use facegate_device::config::{
-    CameraConfig, Config, DisplayConfig, DoorSection, LogConfig, ModelConfig, RelayConfig,
-    UpdateConfig,
+    CameraConfig, Config, DisplayConfig, DoorSection, LivenessConfig, LivenessMode, LogConfig,
+    ModelConfig, RelayConfig, UpdateConfig,
 };
 use facegate_device::logout::LogFormat;
 use facegate_device::start::{self, Outcome};
@@ -161,6 +161,11 @@ struct SimArgs {
     /// such as qemu-user, which cannot start the keeper; a killed door then stays as it was).
     #[arg(long)]
     in_process_relay: bool,
+    /// The presentation-attack check. Off by default here, because a simulated camera plays
+    /// photos, which is exactly what the check refuses; the door's own default (`run`) is
+    /// passive.
+    #[arg(long, value_enum, default_value_t = LivenessArg::Off)]
+    liveness: LivenessArg,
     /// Models directory (for the detector).
     #[arg(long)]
     models_dir: Option<PathBuf>,
@@ -236,8 +241,24 @@ impl SimArgs {
                 listen: self.listen,
                 ..UpdateConfig::default()
             },
+            liveness: LivenessConfig {
+                mode: Some(match self.liveness {
+                    LivenessArg::Off => LivenessMode::Off,
+                    LivenessArg::Passive => LivenessMode::Passive,
+                }),
+                threshold: None,
+            },
         }
     }
+}
+
+/// `--liveness`.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum LivenessArg {
+    /// No presentation-attack check.
+    Off,
+    /// The liveness network on every attempt.
+    Passive,
 }
 
 fn parse_size(text: &str) -> Result<[u32; 2], String> {

@@ -75,6 +75,15 @@ pub enum Hold {
         /// Time until another unlock is allowed.
         left: Duration,
     },
+    /// The face does not look live (a photo, a screen): presentation-attack check.
+    NotLive {
+        /// The attempt's liveness score (mean frame logit).
+        score: f32,
+        /// The score it had to reach.
+        threshold: f32,
+        /// Consecutive refused attempts (set by the policy, as for strangers).
+        attempt: u32,
+    },
 }
 
 impl std::fmt::Display for Hold {
@@ -87,6 +96,12 @@ impl std::fmt::Display for Hold {
                 f,
                 "cooldown: opened moments ago, next unlock in {:.1} s",
                 left.as_secs_f32()
+            ),
+            Hold::NotLive {
+                score, threshold, ..
+            } => write!(
+                f,
+                "not live: liveness {score:.2} below {threshold:.2} (a photo or a screen?)"
             ),
         }
     }
@@ -133,6 +148,18 @@ impl Policy {
 
     /// Takes the decision for the frame's subject (`None`: no face) at time `now`.
     pub fn observe(&mut self, decision: Option<&Decision>, now: Instant) -> Verdict {
+        self.observe_with(decision, now, None)
+    }
+
+    /// [`Policy::observe`] with a `veto` from another check (liveness): a recognised person
+    /// whose frames agree is still held by it, the cooldown does not start, and the attempt
+    /// counts as a stranger's would (someone holding up a photo is trying to get in).
+    pub fn observe_with(
+        &mut self,
+        decision: Option<&Decision>,
+        now: Instant,
+        veto: Option<Hold>,
+    ) -> Verdict {
         let Some(decision) = decision else {
             self.empty_frames += 1;
             if self.empty_frames >= self.config.window {
@@ -156,21 +183,26 @@ impl Policy {
                 }
             }
             Decision::Known { person, score } => {
-                self.stranger_streak = 0;
                 let agreeing = self.recent.iter().filter(|p| **p == Some(*person)).count();
                 let cooling = self
                     .last_unlock
                     .map(|t| now.saturating_duration_since(t))
                     .filter(|since| *since < self.config.cooldown)
                     .map(|since| self.config.cooldown - since);
-                let held = if agreeing < self.config.agree {
+                let mut held = if agreeing < self.config.agree {
                     Some(Hold::Confirming {
                         agreeing,
                         needed: self.config.agree,
                     })
                 } else {
-                    cooling.map(|left| Hold::Cooldown { left })
+                    cooling.map(|left| Hold::Cooldown { left }).or(veto)
                 };
+                if let Some(Hold::NotLive { attempt, .. }) = &mut held {
+                    self.stranger_streak += 1;
+                    *attempt = self.stranger_streak;
+                } else {
+                    self.stranger_streak = 0;
+                }
                 let unlock = held.is_none();
                 if unlock {
                     self.last_unlock = Some(now);

@@ -229,8 +229,30 @@ fn door_relay(config: &Config) -> Result<(DoorPin, DoorConfig)> {
         unlock_for,
         active_high,
         hold: Duration::from_millis(d.hold_ms),
+        liveness: liveness_check(config)?,
     };
     Ok((pin, door))
+}
+
+/// The presentation-attack check the config asks for: the network from the models folder,
+/// checked against its manifest, and its threshold (or the config's).
+fn liveness_check(config: &Config) -> Result<Option<crate::app::LivenessCheck>> {
+    use crate::config::LivenessMode;
+    if config.liveness_mode() == LivenessMode::Off {
+        eprintln!(
+            "warning: liveness.mode = \"off\": a photo or a screen of someone enrolled opens the door"
+        );
+        return Ok(None);
+    }
+    let models = config.model.models_dir.clone().unwrap_or_else(default_dir);
+    let (manifest, bytes) = facegate_models::liveness::read_verified(&models).context(
+        "the liveness check needs its network: run `facegate models fetch` (or set \
+         [liveness] mode = \"off\", which lets photos in)",
+    )?;
+    let net = facegate_models::liveness::Liveness::from_bytes(&bytes)?;
+    let threshold = config.liveness.threshold.unwrap_or(manifest.threshold);
+    eprintln!("liveness: passive, threshold {threshold:.3}");
+    Ok(Some(crate::app::LivenessCheck { net, threshold }))
 }
 
 /// The door's own key pair for the update channel, made on first start and kept beside the

@@ -65,6 +65,8 @@ pub enum Screen {
     },
     /// A face that matched nobody.
     NotRecognised,
+    /// A face that looks like a photo or a screen, not a live person.
+    NotLive,
     /// A signed model update is being installed.
     Updating {
         /// Version being installed.
@@ -85,6 +87,7 @@ impl Screen {
             Screen::Looking => "looking",
             Screen::Welcome { .. } => "welcome",
             Screen::NotRecognised => "not-recognised",
+            Screen::NotLive => "not-live",
             Screen::Updating { .. } => "updating",
             Screen::Error { .. } => "error",
         }
@@ -139,7 +142,7 @@ where
         Screen::Idle => BG_IDLE,
         Screen::Looking => BG_LOOKING,
         Screen::Welcome { .. } => BG_WELCOME,
-        Screen::NotRecognised => BG_DENIED,
+        Screen::NotRecognised | Screen::NotLive => BG_DENIED,
         Screen::Updating { .. } => BG_UPDATE,
         Screen::Error { .. } => BG_ERROR,
     };
@@ -193,6 +196,11 @@ where
             line("Not", title_font, row(0.32), target)?;
             line("recognised", title_font, row(0.52), target)?;
             line("Door stays locked", body_font, row(0.78), target)?;
+        }
+        Screen::NotLive => {
+            line("Look at", title_font, row(0.32), target)?;
+            line("the camera", title_font, row(0.52), target)?;
+            line("No photos or screens", body_font, row(0.78), target)?;
         }
         Screen::Updating { version } => {
             line("Updating", title_font, row(0.35), target)?;

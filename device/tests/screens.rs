@@ -19,6 +19,7 @@ fn screens() -> Vec<Screen> {
             threshold: 0.5,
         },
         Screen::NotRecognised,
+        Screen::NotLive,
         Screen::Updating { version: 7 },
         Screen::Error {
             message: "camera lost: /dev/video0 cannot be opened; retrying in 4.0 s".into(),

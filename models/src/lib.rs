@@ -32,6 +32,7 @@ pub mod geometry;
 pub mod head;
 pub mod image_io;
 pub mod keys;
+pub mod liveness;
 pub mod logrecord;
 pub mod mask;
 pub mod model_files;

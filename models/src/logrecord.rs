@@ -85,6 +85,18 @@ pub enum Event {
         /// Why the door stayed shut.
         reason: String,
     },
+    /// A face that matched an enrolled person but did not look live (a photo or a screen held
+    /// up to the camera): refused, and counted as an attempt. Added after `Held`.
+    NotLive {
+        /// Whom the face matched.
+        person: String,
+        /// Its identity score.
+        score: f32,
+        /// The attempt's liveness score (mean frame logit), below the threshold.
+        liveness: f32,
+        /// Consecutive refused attempts, as for strangers.
+        attempt: u32,
+    },
 }
 
 /// Why a frame could not be read.
@@ -203,6 +215,7 @@ impl Event {
                 cut_to(person, MAX_HELD_NAME);
                 cut_to(reason, MAX_HELD_REASON);
             }
+            Event::NotLive { person, .. } => cut(person),
             Event::Stranger { .. } => {}
         }
     }
@@ -244,6 +257,16 @@ impl fmt::Display for LogRecord {
                 score,
                 reason,
             } => write!(f, "KNOWN {person:?} score={score:.3} locked ({reason})"),
+            Event::NotLive {
+                person,
+                score,
+                liveness,
+                attempt,
+            } => write!(
+                f,
+                "NOT LIVE looks like {person:?} score={score:.3} liveness={liveness:.2} \
+                 attempt={attempt} locked"
+            ),
         }
     }
 }
@@ -325,6 +348,14 @@ mod tests {
                     reason,
                 }
             }),
+            (".{0,120}", -1f32..1.0, -20f32..20.0, any::<u32>()).prop_map(
+                |(person, score, liveness, attempt)| Event::NotLive {
+                    person,
+                    score,
+                    liveness,
+                    attempt,
+                }
+            ),
         ]
     }
 

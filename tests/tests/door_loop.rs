@@ -62,6 +62,7 @@ fn door_unlocks_for_enrolled_people_only_and_logs_every_decision() {
         unlock_for: Duration::ZERO,
         active_high: true,
         hold: Duration::ZERO,
+        liveness: None,
     };
     let shared = Shared::new(Live {
         pipeline,

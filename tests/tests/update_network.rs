@@ -228,6 +228,7 @@ fn updates_over_tcp_are_verified_atomic_and_used_for_the_next_frame() {
                 unlock_for: Duration::from_millis(10),
                 active_high: true,
                 hold: Duration::ZERO,
+                liveness: None,
             };
             let mut log = Vec::new();
             let mut screens: Vec<Screen> = Vec::new();

@@ -18,6 +18,7 @@ pub fn run(cmd: EvalCmd) -> Result<()> {
     let split = match cmd.protocol {
         Protocol::OpenSet => protocol::open_set(&cmd.dataset)?,
         Protocol::Mfr2 => protocol::mfr2(&cmd.dataset)?,
+        Protocol::Liveness => return crate::cmd::evalliveness::run(&cmd),
     };
     let pipeline = load_pipeline(&cmd.net)?;
     let report = evaluate(
@@ -31,6 +32,7 @@ pub fn run(cmd: EvalCmd) -> Result<()> {
             protocol: match cmd.protocol {
                 Protocol::OpenSet => "open-set",
                 Protocol::Mfr2 => "mfr2",
+                Protocol::Liveness => "liveness",
             },
             masks: match cmd.masks {
                 Masks::None => "none",
@@ -140,6 +142,9 @@ pub enum Protocol {
     OpenSet,
     /// MFR2: enrol unmasked images, probe with masked ones.
     Mfr2,
+    /// Presentation attacks: `<species>/<attempt>/<frames>` (`real` = live people), scored per
+    /// attempt by the liveness network at its shipped threshold (BPCER, APCER per species).
+    Liveness,
 }
 
 /// Masks painted on probes.

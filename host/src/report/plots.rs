@@ -170,6 +170,26 @@ pub fn det(
     target_far: f64,
     title: &str,
 ) -> Result<RgbImage> {
+    det_with_axes(
+        curves,
+        marks,
+        target_far,
+        title,
+        (
+            "false-accept rate (strangers let in)",
+            "false-reject rate (enrolled refused)",
+        ),
+    )
+}
+
+/// [`det`] with other axis names (liveness: attacks accepted, live people refused).
+pub fn det_with_axes(
+    curves: &[Curve],
+    marks: &[(String, f64, f64)],
+    target_far: f64,
+    title: &str,
+    axes: (&str, &str),
+) -> Result<RgbImage> {
     register_font();
     let (w, h) = (720u32, 540u32);
     let mut buf = vec![255u8; (w * h * 3) as usize];
@@ -186,8 +206,8 @@ pub fn det(
             .map_err(err)?;
         chart
             .configure_mesh()
-            .x_desc("false-accept rate (strangers let in)")
-            .y_desc("false-reject rate (enrolled refused)")
+            .x_desc(axes.0)
+            .y_desc(axes.1)
             .label_style((FONT, 12))
             .axis_desc_style((FONT, 14))
             .x_label_formatter(&|v| format!("{v:.0e}"))
@@ -226,7 +246,7 @@ pub fn det(
                     grey.stroke_width(1),
                 ))
                 .map_err(err)?
-                .label(format!("FAR target {target_far:.0e}"))
+                .label(format!("target {target_far:.0e}"))
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], grey));
         }
         for (k, (name, far, frr)) in marks.iter().enumerate() {

@@ -7,6 +7,7 @@
 pub mod adapt;
 pub mod augment;
 pub mod head;
+pub mod liveness;
 pub mod refiner;
 pub mod scratch;
 

@@ -39,7 +39,8 @@ pub fn json(path: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(path).expect("report")).expect("json")
 }
 
-/// A models folder with the pinned files (linked, not copied) and nothing trained yet.
+/// A models folder with the pinned files and the committed liveness network (linked, not
+/// copied), and nothing trained here yet.
 pub fn pinned_models_folder() -> tempfile::TempDir {
     use facegate_models::model_files::{self, default_dir};
     let dir = tempfile::tempdir().expect("tempdir");
@@ -51,6 +52,12 @@ pub fn pinned_models_folder() -> tempfile::TempDir {
             src.display()
         );
         std::os::unix::fs::symlink(&src, file.path_in(dir.path())).expect("link");
+    }
+    // The committed liveness network, which `models fetch` installs too.
+    use facegate_models::liveness;
+    for name in [liveness::FILE, liveness::MANIFEST] {
+        std::os::unix::fs::symlink(default_dir().join(name), dir.path().join(name))
+            .expect("link");
     }
     dir
 }

@@ -1,0 +1,296 @@
+//! Presentation-attack evaluation (ISO/IEC 30107-3), per attempt, as the door decides.
+//!
+//! A folder holds `<species>/<attempt>/<frames in name order>`: species `real` are live people,
+//! any other folder name is an attack species. Each frame's subject (the door's choice of face)
+//! is scored by the liveness network; an attempt's score is the mean of its frames' logits, and
+//! it is accepted as live at or above the threshold. Reported: BPCER (live attempts refused),
+//! APCER per species (attacks accepted) and the worst of them, the attempt counts, attempts in
+//! which no face was found (refused, as at the door), and a DET curve.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use facegate_models::detect::Detector;
+use facegate_models::image_io;
+use facegate_models::liveness::{Liveness, attempt_score, input};
+use facegate_models::pipeline::subject;
+use serde::Serialize;
+
+use crate::faceset::folders::images_in;
+
+/// The species of live people.
+pub const REAL: &str = "real";
+
+/// One attempt: a species, a name, its frames in order.
+#[derive(Clone, Debug)]
+pub struct Attempt {
+    /// `real` or an attack species.
+    pub species: String,
+    /// The attempt's folder name.
+    pub name: String,
+    /// Its frames, in name order.
+    pub frames: Vec<PathBuf>,
+}
+
+impl Attempt {
+    /// Whether this is a live person.
+    pub fn live(&self) -> bool {
+        self.species == REAL
+    }
+}
+
+/// The attempts under `dir` (`<species>/<attempt>/<frames>`), sorted; a clear error for a
+/// folder without live people or without attacks.
+pub fn attempts(dir: &Path) -> Result<Vec<Attempt>> {
+    let mut out = Vec::new();
+    let sub = |d: &Path| -> Result<Vec<PathBuf>> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(d)
+            .with_context(|| format!("reading {}", d.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_dir())
+            .collect();
+        v.sort();
+        Ok(v)
+    };
+    for species in sub(dir)? {
+        let name = species
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        for attempt in sub(&species)? {
+            let frames = images_in(&attempt)?;
+            if frames.is_empty() {
+                continue;
+            }
+            out.push(Attempt {
+                species: name.clone(),
+                name: attempt
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                frames,
+            });
+        }
+    }
+    if !out.iter().any(Attempt::live) {
+        bail!(
+            "{} has no `{REAL}` folder of live attempts: lay it out as \
+             <species>/<attempt>/<frames>, with `{REAL}` for live people",
+            dir.display()
+        );
+    }
+    if out.iter().all(Attempt::live) {
+        bail!(
+            "{} has only live attempts: add a folder per attack species (print, mobile_photo, \
+             ...)",
+            dir.display()
+        );
+    }
+    Ok(out)
+}
+
+/// The network inputs of an attempt's frames (one per frame with a face).
+pub fn attempt_inputs(detector: &Detector, attempt: &Attempt) -> Vec<Vec<f32>> {
+    attempt
+        .frames
+        .iter()
+        .filter_map(|f| {
+            let img = image_io::open(f).ok()?;
+            let dets = detector.detect(&img).ok()?;
+            let face = subject(&dets, img.width(), img.height())?;
+            Some(input(&img, &face.bbox))
+        })
+        .collect()
+}
+
+/// One attempt's result.
+#[derive(Clone, Debug, Serialize)]
+pub struct Scored {
+    /// Species.
+    pub species: String,
+    /// Attempt name.
+    pub name: String,
+    /// Mean logit; `None` when no frame had a face.
+    pub score: Option<f32>,
+}
+
+/// Scores every attempt.
+pub fn score_all(detector: &Detector, net: &Liveness, attempts: &[Attempt]) -> Result<Vec<Scored>> {
+    let pb = crate::progress::bar(attempts.len() as u64, "liveness", "attempts");
+    let mut out = Vec::with_capacity(attempts.len());
+    for a in attempts {
+        let logits = attempt_inputs(detector, a)
+            .into_iter()
+            .map(|x| net.run(x))
+            .collect::<facegate_models::Result<Vec<f32>>>()?;
+        out.push(Scored {
+            species: a.species.clone(),
+            name: a.name.clone(),
+            score: attempt_score(&logits),
+        });
+        pb.inc(1);
+    }
+    pb.finish_and_clear();
+    Ok(out)
+}
+
+/// The figures at one threshold.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Rates {
+    /// Live attempts refused (no face counts as refused).
+    pub bpcer: f64,
+    /// Per attack species: attempts accepted as live.
+    pub apcer: BTreeMap<String, f64>,
+    /// The worst species' APCER.
+    pub apcer_max: f64,
+}
+
+/// BPCER and APCER per species at `threshold`.
+pub fn rates(scored: &[Scored], threshold: f32) -> Rates {
+    let accepted = |s: &Scored| s.score.is_some_and(|v| v >= threshold);
+    let mut by: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+    for s in scored {
+        let e = by.entry(s.species.as_str()).or_default();
+        e.0 += 1;
+        e.1 += usize::from(accepted(s));
+    }
+    let share = |(n, k): (usize, usize)| if n == 0 { 0.0 } else { k as f64 / n as f64 };
+    let bpcer = by.get(REAL).map(|&(n, k)| share((n, n - k))).unwrap_or(0.0);
+    let apcer: BTreeMap<String, f64> = by
+        .iter()
+        .filter(|(s, _)| **s != REAL)
+        .map(|(s, &c)| (s.to_string(), share(c)))
+        .collect();
+    let apcer_max = apcer.values().copied().fold(0.0, f64::max);
+    Rates {
+        bpcer,
+        apcer,
+        apcer_max,
+    }
+}
+
+/// The threshold that makes the larger of BPCER and the worst APCER smallest (the lower one
+/// when tied), chosen among the attempts' own scores: how training calibrates on attempts it
+/// did not train on.
+pub fn balanced_threshold(scored: &[Scored]) -> f32 {
+    let mut candidates: Vec<f32> = scored.iter().filter_map(|s| s.score).collect();
+    candidates.sort_by(f32::total_cmp);
+    candidates.dedup();
+    let mut best = (f64::INFINITY, 0.0f32);
+    for &t in &candidates {
+        let r = rates(scored, t);
+        let worst = r.bpcer.max(r.apcer_max);
+        if worst < best.0 {
+            best = (worst, t);
+        }
+    }
+    best.1
+}
+
+/// The `--protocol liveness` report.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// The folder.
+    pub dataset: String,
+    /// Always "liveness".
+    pub protocol: String,
+    /// The threshold used (the shipped one from the model's manifest).
+    pub threshold: f32,
+    /// Live attempts refused.
+    pub bpcer: f64,
+    /// Attacks accepted, per species.
+    pub apcer: BTreeMap<String, f64>,
+    /// The worst species.
+    pub apcer_max: f64,
+    /// Attempts per species.
+    pub attempts: BTreeMap<String, usize>,
+    /// Attempts without a face in any frame, per species (refused).
+    pub no_face: BTreeMap<String, usize>,
+    /// SHA-256 of the network evaluated.
+    pub model_sha256: String,
+    /// Milliseconds per face for the network alone (mean over the run).
+    pub ms_per_face: f64,
+    /// Every attempt's score.
+    pub scored: Vec<Scored>,
+}
+
+/// DET points per attack species: (APCER, BPCER) over every distinct threshold.
+pub fn det_curves(scored: &[Scored]) -> Vec<crate::report::plots::Curve> {
+    let live: Vec<Option<f32>> = scored
+        .iter()
+        .filter(|s| s.species == REAL)
+        .map(|s| s.score)
+        .collect();
+    let mut species: Vec<&str> = scored
+        .iter()
+        .map(|s| s.species.as_str())
+        .filter(|s| *s != REAL)
+        .collect();
+    species.sort_unstable();
+    species.dedup();
+    species
+        .into_iter()
+        .map(|sp| {
+            let attacks: Vec<f32> = scored
+                .iter()
+                .filter(|s| s.species == sp)
+                .map(|s| s.score.unwrap_or(f32::NEG_INFINITY))
+                .collect();
+            crate::report::plots::Curve {
+                name: sp.to_owned(),
+                points: crate::report::plots::det_points(&live, &attacks),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(species: &str, score: Option<f32>) -> Scored {
+        Scored {
+            species: species.into(),
+            name: String::new(),
+            score,
+        }
+    }
+
+    #[test]
+    fn rates_count_attempts_and_a_faceless_live_attempt_is_refused() {
+        let scored = vec![
+            s("real", Some(2.0)),
+            s("real", Some(-1.0)),
+            s("real", None),
+            s("real", Some(0.5)),
+            s("print", Some(-3.0)),
+            s("print", Some(0.7)),
+            s("mobile", Some(-2.0)),
+        ];
+        let r = rates(&scored, 0.0);
+        assert_eq!(r.bpcer, 0.5);
+        assert_eq!(r.apcer["print"], 0.5);
+        assert_eq!(r.apcer["mobile"], 0.0);
+        assert_eq!(r.apcer_max, 0.5);
+        // The balanced threshold separates what can be separated.
+        let t = balanced_threshold(&scored);
+        let b = rates(&scored, t);
+        assert!(b.bpcer.max(b.apcer_max) <= r.bpcer.max(r.apcer_max));
+    }
+
+    #[test]
+    fn a_folder_without_live_people_or_without_attacks_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let frame = dir.path().join("print/a1");
+        std::fs::create_dir_all(&frame).expect("mkdir");
+        image::RgbImage::new(32, 32)
+            .save(frame.join("frame_0.png"))
+            .expect("save");
+        let err = attempts(dir.path()).expect_err("no real").to_string();
+        assert!(err.contains("no `real` folder"), "{err}");
+        std::fs::rename(dir.path().join("print"), dir.path().join("real")).expect("rename");
+        let err = attempts(dir.path()).expect_err("no attacks").to_string();
+        assert!(err.contains("only live attempts"), "{err}");
+    }
+}

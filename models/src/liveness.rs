@@ -1,0 +1,301 @@
+//! Presentation-attack detection: is the face in front of the camera a live person, or a
+//! photo on paper or a screen?
+//!
+//! A small CNN looks at the face *with its surroundings* ([`CONTEXT`] times the face box), so
+//! that paper edges, screen borders, moire, glare and the flat lighting of a print are in view,
+//! at [`SIDE`]x[`SIDE`] RGB. It answers one logit per frame (above 0: live); the door averages
+//! the logits of the frames of one attempt and compares the mean with the threshold calibrated
+//! at training ([`Manifest::threshold`]), so one lucky frame cannot open the door. Trained by
+//! `facegate models liveness` (candle), exported to ONNX with the same builders as the landmark
+//! refiner, run by tract.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use image::RgbImage;
+use serde::{Deserialize, Serialize};
+use tract_onnx::prelude::*;
+
+use crate::geometry::BBox;
+use crate::model_files::sha256_hex;
+use crate::onnx_build::{
+    conv3x3_relu, dense_head, encode_model, float_initializer, ints, node, value_info,
+};
+use crate::{Error, Result};
+
+/// The network file.
+pub const FILE: &str = "liveness.onnx";
+/// What it was trained on, its threshold, and the file's digest.
+pub const MANIFEST: &str = "liveness.json";
+/// Side of the network's RGB input.
+pub const SIDE: u32 = 64;
+/// The input covers the face box's larger side times this, centred on the face.
+pub const CONTEXT: f32 = 2.0;
+/// Channels of the four 3x3 convolutions, each followed by a 2x2 max-pool.
+pub const CHANNELS: [usize; 4] = [16, 32, 32, 64];
+/// Width of the hidden dense layer.
+pub const HIDDEN: usize = 64;
+/// Values after the last pool (64 x 4 x 4).
+pub const FLAT: usize = 64 * 4 * 4;
+
+/// Written by `facegate models liveness` beside the network.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// SHA-256 of [`FILE`].
+    pub sha256: String,
+    /// Mean frame logit of an attempt at or above which it is live.
+    pub threshold: f32,
+    /// What it was trained on, and under which terms.
+    pub data: String,
+    /// The command that made it.
+    pub command: String,
+    /// Seed of the run.
+    pub seed: u64,
+    /// Training and calibration attempts (videos).
+    pub attempts: [usize; 2],
+    /// Calibration figures at the threshold: BPCER, worst APCER.
+    pub calibration: [f64; 2],
+    /// Mean training loss after each epoch.
+    pub loss: Vec<f32>,
+}
+
+/// The square region the network sees around `face`: [`CONTEXT`] times its larger side,
+/// centred on it, moved inside the frame where it would stick out (and shrunk to the frame
+/// when larger). `(x, y, side)` in whole pixels.
+pub fn region(face: &BBox, width: u32, height: u32) -> (u32, u32, u32) {
+    let side = (face.w.max(face.h) * CONTEXT)
+        .round()
+        .clamp(8.0, width.min(height) as f32) as u32;
+    let cx = face.x + face.w / 2.0;
+    let cy = face.y + face.h / 2.0;
+    let x = (cx - side as f32 / 2.0)
+        .round()
+        .clamp(0.0, (width - side) as f32) as u32;
+    let y = (cy - side as f32 / 2.0)
+        .round()
+        .clamp(0.0, (height - side) as f32) as u32;
+    (x, y, side)
+}
+
+/// The network input for `face` in `frame`: the [`region`] shrunk to [`SIDE`] with a triangle
+/// filter, channels first, values about -1..1. Training, evaluation and the door call this.
+pub fn input(frame: &RgbImage, face: &BBox) -> Vec<f32> {
+    let (x, y, side) = region(face, frame.width(), frame.height());
+    let crop = image::imageops::crop_imm(frame, x, y, side, side).to_image();
+    let small = image::imageops::resize(&crop, SIDE, SIDE, image::imageops::FilterType::Triangle);
+    let n = (SIDE * SIDE) as usize;
+    let mut out = vec![0.0; 3 * n];
+    for (i, p) in small.pixels().enumerate() {
+        for c in 0..3 {
+            out[c * n + i] = p.0[c] as f32 / 128.0 - 1.0;
+        }
+    }
+    out
+}
+
+/// Names and shapes of the weights, in the order [`graph`] and the trainer use.
+pub fn weight_shapes() -> Vec<(String, Vec<usize>)> {
+    let mut out = Vec::new();
+    let mut cin = 3;
+    for (i, &c) in CHANNELS.iter().enumerate() {
+        out.push((format!("conv{}.weight", i + 1), vec![c, cin, 3, 3]));
+        out.push((format!("conv{}.bias", i + 1), vec![c]));
+        cin = c;
+    }
+    out.push(("fc1.weight".into(), vec![HIDDEN, FLAT]));
+    out.push(("fc1.bias".into(), vec![HIDDEN]));
+    out.push(("fc2.weight".into(), vec![1, HIDDEN]));
+    out.push(("fc2.bias".into(), vec![1]));
+    out
+}
+
+/// The ONNX bytes of the network with these weights (in [`weight_shapes`] order): input
+/// `input` [1, 3, 64, 64], output `logit` [1, 1].
+pub fn graph(weights: &[Vec<f32>]) -> Result<Vec<u8>> {
+    let shapes = weight_shapes();
+    if weights.len() != shapes.len()
+        || weights
+            .iter()
+            .zip(&shapes)
+            .any(|(w, (_, s))| w.len() != s.iter().product::<usize>())
+    {
+        return Err(Error::OnnxRewrite {
+            reason: "liveness weights do not match the network's shapes".into(),
+        });
+    }
+    let initializer = shapes
+        .iter()
+        .zip(weights)
+        .map(|((name, dims), w)| float_initializer(name, dims, w))
+        .collect();
+    let mut nodes = Vec::new();
+    let mut prev = "input".to_owned();
+    for i in 1..=CHANNELS.len() {
+        let (conv, out) = conv3x3_relu(&prev, i);
+        nodes.extend(conv);
+        let p = format!("pool{i}");
+        nodes.push(node(
+            "MaxPool",
+            &[&out],
+            &p,
+            vec![ints("kernel_shape", &[2, 2]), ints("strides", &[2, 2])],
+        ));
+        prev = p;
+    }
+    nodes.extend(dense_head(&prev, "logit"));
+    Ok(encode_model(
+        "facegate_liveness",
+        nodes,
+        initializer,
+        value_info("input", &[1, 3, SIDE as i64, SIDE as i64]),
+        value_info("logit", &[1, 1]),
+    ))
+}
+
+fn bad(path: &Path, reason: String) -> Error {
+    Error::Refiner {
+        path: path.to_owned(),
+        reason,
+    }
+}
+
+/// The manifest and the bytes of [`FILE`] in the models folder, checked against each other.
+pub fn read_verified(models_dir: &Path) -> Result<(Manifest, Vec<u8>)> {
+    let manifest_path = models_dir.join(MANIFEST);
+    let manifest: Manifest = std::fs::read(&manifest_path)
+        .map_err(|e| e.to_string())
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+        .map_err(|e| {
+            bad(
+                &manifest_path,
+                format!("no usable liveness manifest ({e}): run `facegate models fetch`"),
+            )
+        })?;
+    let path = models_dir.join(FILE);
+    let bytes = std::fs::read(&path).map_err(|e| bad(&path, e.to_string()))?;
+    if sha256_hex(&bytes) != manifest.sha256 {
+        return Err(bad(
+            &path,
+            format!("its SHA-256 is not the one {MANIFEST} records"),
+        ));
+    }
+    if !manifest.threshold.is_finite() {
+        return Err(bad(&manifest_path, "the threshold is not a number".into()));
+    }
+    Ok((manifest, bytes))
+}
+
+/// The loaded network.
+#[derive(Clone)]
+pub struct Liveness {
+    plan: Arc<TypedRunnableModel>,
+}
+
+impl std::fmt::Debug for Liveness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Liveness").finish_non_exhaustive()
+    }
+}
+
+impl Liveness {
+    /// Loads the network from ONNX bytes (vouched for by the caller: a manifest or a bundle
+    /// signature).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        let model_err = |e: TractError| Error::load("liveness", e);
+        let plan = tract_onnx::onnx()
+            .model_for_read(&mut &bytes[..])
+            .map_err(model_err)?
+            .with_input_fact(0, f32::fact([1, 3, SIDE as usize, SIDE as usize]).into())
+            .map_err(model_err)?
+            .into_optimized()
+            .map_err(model_err)?
+            .into_runnable()
+            .map_err(model_err)?;
+        Ok(Self { plan })
+    }
+
+    /// The logit for one input made by [`input`] (above 0: live).
+    pub fn run(&self, input: Vec<f32>) -> Result<f32> {
+        let s = SIDE as usize;
+        let x = tract_ndarray::Array4::from_shape_vec((1, 3, s, s), input)
+            .map_err(|e| Error::inference("liveness", e))?;
+        let out = self
+            .plan
+            .run(tvec![x.into_tensor().into()])
+            .map_err(|e| Error::inference("liveness", e))?;
+        let v: Vec<f32> = out[0]
+            .try_as_plain_ram()
+            .and_then(|v| v.as_slice::<f32>().map(|s| s.to_vec()))
+            .map_err(|e| Error::inference("liveness", e))?;
+        match v.as_slice() {
+            [logit] if logit.is_finite() => Ok(*logit),
+            _ => Err(Error::inference(
+                "liveness",
+                "output is not one finite value".to_string(),
+            )),
+        }
+    }
+
+    /// The logit of `face` in `frame`.
+    pub fn score(&self, frame: &RgbImage, face: &BBox) -> Result<f32> {
+        self.run(input(frame, face))
+    }
+}
+
+/// An attempt's score: the mean of its frames' logits (`None` without any frame).
+pub fn attempt_score(logits: &[f32]) -> Option<f32> {
+    (!logits.is_empty()).then(|| logits.iter().sum::<f32>() / logits.len() as f32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_region_stays_inside_the_frame() {
+        let face = BBox {
+            x: 250.0,
+            y: 150.0,
+            w: 60.0,
+            h: 80.0,
+        };
+        let (x, y, side) = region(&face, 320, 240);
+        assert_eq!(side, 160);
+        assert!(x + side <= 320 && y + side <= 240);
+        let huge = BBox {
+            x: 0.0,
+            y: 0.0,
+            w: 300.0,
+            h: 240.0,
+        };
+        assert_eq!(region(&huge, 320, 240).2, 240);
+        let frame = RgbImage::new(320, 240);
+        assert_eq!(input(&frame, &face).len(), 3 * 64 * 64);
+    }
+
+    #[test]
+    fn an_attempt_is_the_mean_of_its_frames() {
+        assert_eq!(attempt_score(&[]), None);
+        assert_eq!(attempt_score(&[1.0, -3.0]), Some(-1.0));
+    }
+
+    #[test]
+    fn the_graph_loads_in_tract_and_answers_one_value() {
+        let weights: Vec<Vec<f32>> = weight_shapes()
+            .into_iter()
+            .map(|(_, d)| {
+                let n: usize = d.iter().product();
+                (0..n).map(|i| ((i % 5) as f32 - 2.0) * 0.01).collect()
+            })
+            .collect();
+        let net = Liveness::from_bytes(&graph(&weights).expect("graph")).expect("load");
+        let frame = RgbImage::from_fn(320, 240, |x, y| image::Rgb([x as u8, y as u8, 7]));
+        let face = BBox {
+            x: 100.0,
+            y: 60.0,
+            w: 90.0,
+            h: 110.0,
+        };
+        assert!(net.score(&frame, &face).expect("score").is_finite());
+    }
+}
