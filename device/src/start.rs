@@ -239,9 +239,15 @@ fn door_relay(config: &Config) -> Result<(DoorPin, DoorConfig)> {
 fn liveness_check(config: &Config) -> Result<Option<crate::app::LivenessCheck>> {
     use crate::config::LivenessMode;
     if config.liveness_mode() == LivenessMode::Off {
-        eprintln!(
-            "warning: liveness.mode = \"off\": a photo or a screen of someone enrolled opens the door"
-        );
+        match config.camera {
+            crate::config::CameraConfig::V4l2 { .. } => eprintln!(
+                "warning: liveness.mode = \"off\": a photo or a screen of someone enrolled opens \
+                 the door"
+            ),
+            crate::config::CameraConfig::Images { .. } => {
+                eprintln!("liveness: off (the camera is a folder of photos)")
+            }
+        }
         return Ok(None);
     }
     let models = config.model.models_dir.clone().unwrap_or_else(default_dir);

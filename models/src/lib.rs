@@ -42,7 +42,7 @@ mod onnx_test_util;
 pub mod pipeline;
 pub mod quantise;
 pub mod refine;
-pub mod rewrite;
+mod rewrite;
 pub mod testdata;
 pub mod wire;
 

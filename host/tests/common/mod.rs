@@ -56,8 +56,7 @@ pub fn pinned_models_folder() -> tempfile::TempDir {
     // The committed liveness network, which `models fetch` installs too.
     use facegate_models::liveness;
     for name in [liveness::FILE, liveness::MANIFEST] {
-        std::os::unix::fs::symlink(default_dir().join(name), dir.path().join(name))
-            .expect("link");
+        std::os::unix::fs::symlink(default_dir().join(name), dir.path().join(name)).expect("link");
     }
     dir
 }
