@@ -18,9 +18,7 @@ use tract_onnx::prelude::*;
 
 use crate::geometry::BBox;
 use crate::model_files::sha256_hex;
-use crate::onnx_build::{
-    conv3x3_relu, dense_head, encode_model, float_initializer, ints, node, value_info,
-};
+use crate::onnx_build::SmallCnn;
 use crate::{Error, Result};
 
 /// The network file.
@@ -35,8 +33,6 @@ pub const CONTEXT: f32 = 2.0;
 pub const CHANNELS: [usize; 4] = [16, 32, 32, 64];
 /// Width of the hidden dense layer.
 pub const HIDDEN: usize = 64;
-/// Values after the last pool (64 x 4 x 4).
-pub const FLAT: usize = 64 * 4 * 4;
 
 /// Written by `facegate models liveness` beside the network.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -93,63 +89,26 @@ pub fn input(frame: &RgbImage, face: &BBox) -> Vec<f32> {
     out
 }
 
+/// The network: RGB 64x64 in, four pooled convolutions, one logit out.
+pub const NET: SmallCnn = SmallCnn {
+    name: "facegate_liveness",
+    input: [3, SIDE as usize, SIDE as usize],
+    channels: &CHANNELS,
+    pools: 4,
+    hidden: HIDDEN,
+    outputs: 1,
+    output_name: "logit",
+};
+
 /// Names and shapes of the weights, in the order [`graph`] and the trainer use.
 pub fn weight_shapes() -> Vec<(String, Vec<usize>)> {
-    let mut out = Vec::new();
-    let mut cin = 3;
-    for (i, &c) in CHANNELS.iter().enumerate() {
-        out.push((format!("conv{}.weight", i + 1), vec![c, cin, 3, 3]));
-        out.push((format!("conv{}.bias", i + 1), vec![c]));
-        cin = c;
-    }
-    out.push(("fc1.weight".into(), vec![HIDDEN, FLAT]));
-    out.push(("fc1.bias".into(), vec![HIDDEN]));
-    out.push(("fc2.weight".into(), vec![1, HIDDEN]));
-    out.push(("fc2.bias".into(), vec![1]));
-    out
+    NET.weight_shapes()
 }
 
 /// The ONNX bytes of the network with these weights (in [`weight_shapes`] order): input
 /// `input` [1, 3, 64, 64], output `logit` [1, 1].
 pub fn graph(weights: &[Vec<f32>]) -> Result<Vec<u8>> {
-    let shapes = weight_shapes();
-    if weights.len() != shapes.len()
-        || weights
-            .iter()
-            .zip(&shapes)
-            .any(|(w, (_, s))| w.len() != s.iter().product::<usize>())
-    {
-        return Err(Error::OnnxRewrite {
-            reason: "liveness weights do not match the network's shapes".into(),
-        });
-    }
-    let initializer = shapes
-        .iter()
-        .zip(weights)
-        .map(|((name, dims), w)| float_initializer(name, dims, w))
-        .collect();
-    let mut nodes = Vec::new();
-    let mut prev = "input".to_owned();
-    for i in 1..=CHANNELS.len() {
-        let (conv, out) = conv3x3_relu(&prev, i);
-        nodes.extend(conv);
-        let p = format!("pool{i}");
-        nodes.push(node(
-            "MaxPool",
-            &[&out],
-            &p,
-            vec![ints("kernel_shape", &[2, 2]), ints("strides", &[2, 2])],
-        ));
-        prev = p;
-    }
-    nodes.extend(dense_head(&prev, "logit"));
-    Ok(encode_model(
-        "facegate_liveness",
-        nodes,
-        initializer,
-        value_info("input", &[1, 3, SIDE as i64, SIDE as i64]),
-        value_info("logit", &[1, 1]),
-    ))
+    NET.graph(weights)
 }
 
 fn bad(path: &Path, reason: String) -> Error {

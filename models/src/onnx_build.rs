@@ -141,3 +141,98 @@ pub fn encode_model(
     }
     .encode_to_vec()
 }
+
+/// The small CNNs facegate trains itself (the landmark refiner, the liveness network): padded
+/// 3x3 convolutions with ReLU, a 2x2 max-pool after each of the first `pools`, then a dense
+/// layer of `hidden` (ReLU) and `outputs` values. One description gives the weight names and
+/// shapes the trainer creates and the ONNX graph the door runs, so the two cannot drift apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SmallCnn {
+    /// Graph name, and the network's name in errors.
+    pub name: &'static str,
+    /// Input channels, height and width.
+    pub input: [usize; 3],
+    /// Channels of each convolution.
+    pub channels: &'static [usize],
+    /// How many of the first convolutions a max-pool follows.
+    pub pools: usize,
+    /// Width of the hidden dense layer.
+    pub hidden: usize,
+    /// Number of outputs.
+    pub outputs: usize,
+    /// Name of the graph's output.
+    pub output_name: &'static str,
+}
+
+impl SmallCnn {
+    /// Values after the last convolution (and pool), flattened.
+    pub fn flat(&self) -> usize {
+        let shrink = 1 << self.pools;
+        self.channels.last().copied().unwrap_or(self.input[0])
+            * (self.input[1] / shrink)
+            * (self.input[2] / shrink)
+    }
+
+    /// Names and shapes of the weights, in the order [`SmallCnn::graph`] takes them.
+    pub fn weight_shapes(&self) -> Vec<(String, Vec<usize>)> {
+        let mut out = Vec::new();
+        let mut cin = self.input[0];
+        for (i, &c) in self.channels.iter().enumerate() {
+            out.push((format!("conv{}.weight", i + 1), vec![c, cin, 3, 3]));
+            out.push((format!("conv{}.bias", i + 1), vec![c]));
+            cin = c;
+        }
+        out.push(("fc1.weight".into(), vec![self.hidden, self.flat()]));
+        out.push(("fc1.bias".into(), vec![self.hidden]));
+        out.push(("fc2.weight".into(), vec![self.outputs, self.hidden]));
+        out.push(("fc2.bias".into(), vec![self.outputs]));
+        out
+    }
+
+    /// The ONNX bytes of the network with these weights: input `input` `[1, C, H, W]`, output
+    /// [`SmallCnn::output_name`] `[1, outputs]`.
+    pub fn graph(&self, weights: &[Vec<f32>]) -> crate::Result<Vec<u8>> {
+        let shapes = self.weight_shapes();
+        if weights.len() != shapes.len()
+            || weights
+                .iter()
+                .zip(&shapes)
+                .any(|(w, (_, s))| w.len() != s.iter().product::<usize>())
+        {
+            return Err(crate::Error::OnnxRewrite {
+                reason: format!("{} weights do not match the network's shapes", self.name),
+            });
+        }
+        let initializer = shapes
+            .iter()
+            .zip(weights)
+            .map(|((name, dims), w)| float_initializer(name, dims, w))
+            .collect();
+        let mut nodes = Vec::new();
+        let mut prev = "input".to_owned();
+        for i in 1..=self.channels.len() {
+            let (conv, out) = conv3x3_relu(&prev, i);
+            nodes.extend(conv);
+            prev = out;
+            if i <= self.pools {
+                let p = format!("pool{i}");
+                nodes.push(node(
+                    "MaxPool",
+                    &[&prev],
+                    &p,
+                    vec![ints("kernel_shape", &[2, 2]), ints("strides", &[2, 2])],
+                ));
+                prev = p;
+            }
+        }
+        nodes.extend(dense_head(&prev, self.output_name));
+        let [c, h, w] = self.input.map(|v| v as i64);
+        Ok(encode_model(
+            self.name,
+            nodes,
+            initializer,
+            value_info("input", &[1, c, h, w]),
+            value_info(self.output_name, &[1, self.outputs as i64]),
+        ))
+    }
+}

@@ -27,9 +27,7 @@ use tract_onnx::prelude::*;
 use crate::align::{self, TEMPLATE};
 use crate::detect::Detection;
 use crate::model_files::sha256_hex;
-use crate::onnx_build::{
-    conv3x3_relu, dense_head, encode_model, float_initializer, ints, node, value_info,
-};
+use crate::onnx_build::SmallCnn;
 use crate::{Error, Result};
 
 /// The refiner network (fp32: 1.9 MB, small beside the embedder a bundle carries anyway).
@@ -42,8 +40,6 @@ pub const SIDE: u32 = 56;
 pub const CHANNELS: [usize; 4] = [16, 32, 64, 64];
 /// Width of the hidden dense layer.
 pub const HIDDEN: usize = 128;
-/// Values after the last convolution (64 x 7 x 7).
-pub const FLAT: usize = 64 * 7 * 7;
 /// The network predicts (landmark - template) / OUT_SCALE, in crop pixels: outputs near 1.
 pub const OUT_SCALE: f32 = 8.0;
 
@@ -87,66 +83,26 @@ pub fn template_flat() -> [f32; 10] {
     t
 }
 
+/// The refiner network: grey 56x56 in, four convolutions (the first three pooled), 10 out.
+pub const NET: SmallCnn = SmallCnn {
+    name: "facegate_landmark_refiner",
+    input: [1, SIDE as usize, SIDE as usize],
+    channels: &CHANNELS,
+    pools: 3,
+    hidden: HIDDEN,
+    outputs: 10,
+    output_name: "offsets",
+};
+
 /// Names and shapes of the weights, in the order [`graph`] and the trainer use.
 pub fn weight_shapes() -> Vec<(String, Vec<usize>)> {
-    let mut out = Vec::new();
-    let mut cin = 1;
-    for (i, &c) in CHANNELS.iter().enumerate() {
-        out.push((format!("conv{}.weight", i + 1), vec![c, cin, 3, 3]));
-        out.push((format!("conv{}.bias", i + 1), vec![c]));
-        cin = c;
-    }
-    out.push(("fc1.weight".into(), vec![HIDDEN, FLAT]));
-    out.push(("fc1.bias".into(), vec![HIDDEN]));
-    out.push(("fc2.weight".into(), vec![10, HIDDEN]));
-    out.push(("fc2.bias".into(), vec![10]));
-    out
+    NET.weight_shapes()
 }
 
 /// The ONNX bytes of the refiner with these weights (in [`weight_shapes`] order): input
 /// `input` [1, 1, 56, 56], output `offsets` [1, 10].
 pub fn graph(weights: &[Vec<f32>]) -> Result<Vec<u8>> {
-    let shapes = weight_shapes();
-    if weights.len() != shapes.len()
-        || weights
-            .iter()
-            .zip(&shapes)
-            .any(|(w, (_, s))| w.len() != s.iter().product::<usize>())
-    {
-        return Err(Error::OnnxRewrite {
-            reason: "landmark refiner weights do not match the network's shapes".into(),
-        });
-    }
-    let initializer = shapes
-        .iter()
-        .zip(weights)
-        .map(|((name, dims), w)| float_initializer(name, dims, w))
-        .collect();
-    let mut nodes = Vec::new();
-    let mut prev = "input".to_owned();
-    for i in 1..=CHANNELS.len() {
-        let (conv, out) = conv3x3_relu(&prev, i);
-        nodes.extend(conv);
-        prev = out;
-        if i < CHANNELS.len() {
-            let p = format!("pool{i}");
-            nodes.push(node(
-                "MaxPool",
-                &[&prev],
-                &p,
-                vec![ints("kernel_shape", &[2, 2]), ints("strides", &[2, 2])],
-            ));
-            prev = p;
-        }
-    }
-    nodes.extend(dense_head(&prev, "offsets"));
-    Ok(encode_model(
-        "facegate_landmark_refiner",
-        nodes,
-        initializer,
-        value_info("input", &[1, 1, SIDE as i64, SIDE as i64]),
-        value_info("offsets", &[1, 10]),
-    ))
+    NET.graph(weights)
 }
 
 /// A refiner whose output layer is zero: it always answers the template, so a face ends up

@@ -11,10 +11,10 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use candle_core::{DType, Device, Tensor, Var};
-use candle_nn::{AdamW, Conv2d, Conv2dConfig, Linear, Module, Optimizer, ParamsAdamW};
+use candle_core::{Device, Tensor};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use facegate_models::detect::Detector;
-use facegate_models::liveness::{self, CHANNELS, Liveness, Manifest, SIDE};
+use facegate_models::liveness::{self, Liveness, Manifest, SIDE};
 use facegate_models::model_files::sha256_hex;
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::seq::SliceRandom;
@@ -22,6 +22,7 @@ use rand::{RngExt, SeedableRng};
 
 use crate::eval::liveness::{Attempt, Scored, attempt_inputs, attempts, balanced_threshold, rates};
 use crate::files::write_atomically;
+use crate::train::cnn::Cnn;
 
 /// Training settings.
 #[derive(Clone, Debug)]
@@ -93,61 +94,6 @@ fn frames(detector: &Detector, list: &[&Attempt]) -> Frames {
     f
 }
 
-struct Net {
-    vars: Vec<Var>,
-}
-
-impl Net {
-    fn new(seed: u64, dev: &Device) -> Result<Self> {
-        let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
-        let mut vars = Vec::new();
-        for (name, dims) in liveness::weight_shapes() {
-            let v = if name.ends_with("bias") {
-                Var::zeros(dims[0], DType::F32, dev)?
-            } else {
-                let fan_in: usize = dims[1..].iter().product();
-                let bound = (6.0 / fan_in as f32).sqrt();
-                let n: usize = dims.iter().product();
-                let w: Vec<f32> = (0..n).map(|_| rng.random_range(-bound..bound)).collect();
-                Var::from_tensor(&Tensor::from_vec(w, dims, dev)?)?
-            };
-            vars.push(v);
-        }
-        Ok(Self { vars })
-    }
-
-    fn t(&self, i: usize) -> Tensor {
-        self.vars[i].as_tensor().clone()
-    }
-
-    /// Logits `[n, 1]` for a batch `[n, 3, SIDE, SIDE]`, as the exported graph computes them.
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let cfg = Conv2dConfig {
-            padding: 1,
-            ..Default::default()
-        };
-        let mut x = x.clone();
-        for i in 0..CHANNELS.len() {
-            x = Conv2d::new(self.t(2 * i), Some(self.t(2 * i + 1)), cfg)
-                .forward(&x)?
-                .relu()?
-                .max_pool2d(2)?;
-        }
-        let n = 2 * CHANNELS.len();
-        let x = Linear::new(self.t(n), Some(self.t(n + 1)))
-            .forward(&x.flatten_from(1)?)?
-            .relu()?;
-        Ok(Linear::new(self.t(n + 2), Some(self.t(n + 3))).forward(&x)?)
-    }
-
-    fn weights(&self) -> Result<Vec<Vec<f32>>> {
-        self.vars
-            .iter()
-            .map(|v| Ok(v.as_tensor().flatten_all()?.to_vec1::<f32>()?))
-            .collect()
-    }
-}
-
 /// A batch, each frame mirrored left-right at random, shifted by up to 4 pixels (edges
 /// repeated) and its contrast scaled a little: lighting, where the face sits and which side the
 /// attacker holds the phone vary; the cues do not.
@@ -210,7 +156,7 @@ pub fn train(data: &Path, models: &Path, cfg: &Config, command: &str) -> Result<
     let live_weight = (train.len() - live) as f64 / live.max(1) as f64;
 
     let dev = Device::Cpu;
-    let net = Net::new(cfg.seed, &dev)?;
+    let net = Cnn::new(liveness::NET, cfg.seed, 1.0, &dev)?;
     let mut opt = AdamW::new(
         net.vars.clone(),
         ParamsAdamW {
@@ -297,7 +243,7 @@ mod tests {
     #[test]
     fn tract_runs_the_export_as_candle_trains_it() {
         let dev = Device::Cpu;
-        let net = Net::new(3, &dev).expect("net");
+        let net = Cnn::new(liveness::NET, 3, 1.0, &dev).expect("net");
         let bytes = liveness::graph(&net.weights().expect("weights")).expect("graph");
         let x: Vec<f32> = (0..PER)
             .map(|i| ((i * 7919) % 255) as f32 / 127.5 - 1.0)

@@ -6,6 +6,7 @@
 
 pub mod adapt;
 pub mod augment;
+pub mod cnn;
 pub mod head;
 pub mod liveness;
 pub mod refiner;

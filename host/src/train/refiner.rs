@@ -11,21 +11,22 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{Context, Result};
-use candle_core::{DType, Device, Tensor, Var};
-use candle_nn::{AdamW, Conv2d, Conv2dConfig, Linear, Module, Optimizer, ParamsAdamW};
+use candle_core::{Device, Tensor};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use facegate_models::align;
 use facegate_models::detect::Detector;
 use facegate_models::image_io;
 use facegate_models::mask::{self, MaskStyle};
 use facegate_models::model_files::sha256_hex;
 use facegate_models::pipeline::{same_face, subject};
-use facegate_models::refine::{self, CHANNELS, Manifest, OUT_SCALE, SIDE};
+use facegate_models::refine::{self, Manifest, OUT_SCALE, SIDE};
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
 
 use crate::eval::run::mask_seed;
 use crate::files::write_atomically;
+use crate::train::cnn::Cnn;
 
 /// Training settings.
 #[derive(Clone, Debug)]
@@ -177,67 +178,6 @@ fn collect(photos: &[std::path::PathBuf], cfg: &Config, detector: &Detector) -> 
     crops
 }
 
-/// The network being trained, weights in [`refine::weight_shapes`] order.
-struct Net {
-    vars: Vec<Var>,
-}
-
-impl Net {
-    fn new(seed: u64, dev: &Device) -> Result<Self> {
-        let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
-        let mut vars = Vec::new();
-        for (name, dims) in refine::weight_shapes() {
-            let v = if name.ends_with("bias") {
-                Var::zeros(dims[0], DType::F32, dev)?
-            } else {
-                let fan_in: usize = dims[1..].iter().product();
-                // Kaiming-uniform; the output layer starts small so the first guess is the
-                // template itself.
-                let gain = if name == "fc2.weight" { 0.1 } else { 1.0 };
-                let bound = gain * (6.0 / fan_in as f32).sqrt();
-                let n: usize = dims.iter().product();
-                let w: Vec<f32> = (0..n).map(|_| rng.random_range(-bound..bound)).collect();
-                Var::from_tensor(&Tensor::from_vec(w, dims, dev)?)?
-            };
-            vars.push(v);
-        }
-        Ok(Self { vars })
-    }
-
-    fn t(&self, i: usize) -> Tensor {
-        self.vars[i].as_tensor().clone()
-    }
-
-    /// Outputs for a batch `[n, 1, SIDE, SIDE]`, as the exported graph computes them.
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let cfg = Conv2dConfig {
-            padding: 1,
-            ..Default::default()
-        };
-        let mut x = x.clone();
-        for i in 0..CHANNELS.len() {
-            x = Conv2d::new(self.t(2 * i), Some(self.t(2 * i + 1)), cfg)
-                .forward(&x)?
-                .relu()?;
-            if i + 1 < CHANNELS.len() {
-                x = x.max_pool2d(2)?;
-            }
-        }
-        let n = 2 * CHANNELS.len();
-        let x = Linear::new(self.t(n), Some(self.t(n + 1)))
-            .forward(&x.flatten_from(1)?)?
-            .relu()?;
-        Ok(Linear::new(self.t(n + 2), Some(self.t(n + 3))).forward(&x)?)
-    }
-
-    fn weights(&self) -> Result<Vec<Vec<f32>>> {
-        self.vars
-            .iter()
-            .map(|v| Ok(v.as_tensor().flatten_all()?.to_vec1::<f32>()?))
-            .collect()
-    }
-}
-
 fn batch(crops: &Crops, idx: &[usize], dev: &Device) -> Result<(Tensor, Tensor)> {
     let s = (SIDE * SIDE) as usize;
     let x: Vec<f32> = idx
@@ -264,7 +204,7 @@ fn median(mut v: Vec<f32>) -> f32 {
 
 /// Median distance (crop pixels, over landmarks and crops) from the plain landmarks on the
 /// held-back masked crops: the detector's own, and the network's.
-fn held_back_error(net: &Net, crops: &Crops, held: &[usize], dev: &Device) -> Result<[f32; 2]> {
+fn held_back_error(net: &Cnn, crops: &Crops, held: &[usize], dev: &Device) -> Result<[f32; 2]> {
     let masked: Vec<usize> = held.iter().copied().filter(|&i| crops.masked[i]).collect();
     let (mut before, mut after) = (Vec::new(), Vec::new());
     for chunk in masked.chunks(256) {
@@ -308,7 +248,7 @@ pub fn train(faces: &Path, models: &Path, cfg: &Config) -> Result<Manifest> {
     let (held, train): (Vec<usize>, Vec<usize>) =
         (0..crops.len()).partition(|&i| crops.photo[i] % 10 == 9);
     let dev = Device::Cpu;
-    let net = Net::new(cfg.seed, &dev)?;
+    let net = Cnn::new(refine::NET, cfg.seed, 0.1, &dev)?;
     let mut opt = AdamW::new(
         net.vars.clone(),
         ParamsAdamW {
@@ -371,7 +311,7 @@ mod tests {
     #[test]
     fn tract_runs_the_export_as_candle_trains_it() {
         let dev = Device::Cpu;
-        let net = Net::new(3, &dev).expect("net");
+        let net = Cnn::new(refine::NET, 3, 0.1, &dev).expect("net");
         let bytes = refine::graph(&net.weights().expect("weights")).expect("graph");
         let side = SIDE as usize;
         let x: Vec<f32> = (0..side * side)
