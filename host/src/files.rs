@@ -44,3 +44,21 @@ pub fn now_ms() -> u64 {
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
 }
+
+/// Writes a trained network and its manifest (pretty JSON) into `dir`, each atomically: the
+/// network first, so a crash between the two leaves a manifest that does not match (refused
+/// at load), never a manifest vouching for a half-written network.
+pub fn write_model(
+    dir: &Path,
+    file: &str,
+    bytes: &[u8],
+    manifest_file: &str,
+    manifest: &impl serde::Serialize,
+) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    write_atomically(&dir.join(file), bytes)?;
+    write_atomically(
+        &dir.join(manifest_file),
+        (serde_json::to_string_pretty(manifest)? + "\n").as_bytes(),
+    )
+}

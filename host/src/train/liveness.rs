@@ -21,7 +21,7 @@ use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
 
 use crate::eval::liveness::{Attempt, Scored, attempt_inputs, attempts, balanced_threshold, rates};
-use crate::files::write_atomically;
+use crate::files::write_model;
 use crate::train::cnn::Cnn;
 
 /// Training settings.
@@ -214,7 +214,6 @@ pub fn train(data: &Path, models: &Path, cfg: &Config, command: &str) -> Result<
     );
     let threshold = balanced_threshold(&scored);
     let at = rates(&scored, threshold);
-    std::fs::create_dir_all(models).with_context(|| format!("creating {}", models.display()))?;
     let manifest = Manifest {
         sha256: sha256_hex(&bytes),
         threshold,
@@ -228,10 +227,12 @@ pub fn train(data: &Path, models: &Path, cfg: &Config, command: &str) -> Result<
         calibration: [at.bpcer, at.apcer_max],
         loss: losses,
     };
-    write_atomically(&models.join(liveness::FILE), &bytes)?;
-    write_atomically(
-        &models.join(liveness::MANIFEST),
-        (serde_json::to_string_pretty(&manifest)? + "\n").as_bytes(),
+    write_model(
+        models,
+        liveness::FILE,
+        &bytes,
+        liveness::MANIFEST,
+        &manifest,
     )?;
     Ok(manifest)
 }

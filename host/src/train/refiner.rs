@@ -25,7 +25,7 @@ use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
 
 use crate::eval::run::mask_seed;
-use crate::files::write_atomically;
+use crate::files::write_model;
 use crate::train::cnn::Cnn;
 
 /// Training settings.
@@ -286,7 +286,6 @@ pub fn train(faces: &Path, models: &Path, cfg: &Config) -> Result<Manifest> {
     pb.finish_and_clear();
     let median_error_px = held_back_error(&net, &crops, &held, &dev)?;
     let bytes = refine::graph(&net.weights()?)?;
-    std::fs::create_dir_all(models).with_context(|| format!("creating {}", models.display()))?;
     let manifest = Manifest {
         sha256: sha256_hex(&bytes),
         faces: faces.display().to_string(),
@@ -295,11 +294,7 @@ pub fn train(faces: &Path, models: &Path, cfg: &Config) -> Result<Manifest> {
         median_error_px,
         loss,
     };
-    write_atomically(&models.join(refine::FILE), &bytes)?;
-    write_atomically(
-        &models.join(refine::MANIFEST),
-        (serde_json::to_string_pretty(&manifest)? + "\n").as_bytes(),
-    )?;
+    write_model(models, refine::FILE, &bytes, refine::MANIFEST, &manifest)?;
     Ok(manifest)
 }
 
