@@ -35,6 +35,7 @@ pub mod keys;
 pub mod liveness;
 pub mod logrecord;
 pub mod mask;
+pub mod maskstate;
 pub mod model_files;
 pub mod onnx_build;
 #[cfg(test)]

@@ -19,6 +19,7 @@ pub fn run(cmd: EvalCmd) -> Result<()> {
         Protocol::OpenSet => protocol::open_set(&cmd.dataset)?,
         Protocol::Mfr2 => protocol::mfr2(&cmd.dataset)?,
         Protocol::Liveness => return crate::cmd::evalliveness::run(&cmd),
+        Protocol::MaskState => return crate::cmd::evalmaskstate::run(&cmd),
     };
     let pipeline = load_pipeline(&cmd.net)?;
     let report = evaluate(
@@ -33,6 +34,7 @@ pub fn run(cmd: EvalCmd) -> Result<()> {
                 Protocol::OpenSet => "open-set",
                 Protocol::Mfr2 => "mfr2",
                 Protocol::Liveness => "liveness",
+                Protocol::MaskState => "mask-state",
             },
             masks: match cmd.masks {
                 Masks::None => "none",
@@ -145,6 +147,9 @@ pub enum Protocol {
     /// Presentation attacks: `<species>/<attempt>/<frames>` (`real` = live people), scored per
     /// attempt by the liveness network at its shipped threshold (BPCER, APCER per species).
     Liveness,
+    /// The mask-state classifier on MFR2 (real masks, MFR2's own labels): accuracy, bare and
+    /// masked.
+    MaskState,
 }
 
 /// Masks painted on probes.

@@ -11,6 +11,7 @@ pub mod enrol;
 pub mod eval;
 pub mod evalbundle;
 pub mod evalliveness;
+pub mod evalmaskstate;
 pub mod import;
 pub mod keys;
 pub mod logs;

@@ -26,7 +26,50 @@ pub fn run(cmd: ModelsCmd) -> Result<()> {
         ModelsCmd::Adapt(cmd) => adapt(&cmd),
         ModelsCmd::Refine(cmd) => crate::cmd::refine::run(&cmd),
         ModelsCmd::Liveness(cmd) => liveness(&cmd),
+        ModelsCmd::MaskState(cmd) => mask_state(&cmd),
     }
+}
+
+fn mask_state(cmd: &MaskStateCmd) -> Result<()> {
+    let cfg = crate::train::maskstate::Config {
+        masks: cmd.masks.max(1),
+        epochs: cmd.epochs.max(1),
+        hold_out_open_set: !cmd.include_open_set,
+        max_photos: Some(cmd.max_photos),
+        seed: cmd.seed,
+        ..Default::default()
+    };
+    let dir = cmd.models.resolve();
+    let command = format!(
+        "facegate models mask-state --faces {} --masks {} --epochs {} --max-photos {} --seed {}{}",
+        cmd.faces.display(),
+        cfg.masks,
+        cfg.epochs,
+        cmd.max_photos,
+        cfg.seed,
+        if cmd.include_open_set {
+            " --include-open-set"
+        } else {
+            ""
+        }
+    );
+    let started = std::time::Instant::now();
+    let m = crate::train::maskstate::train(&cmd.faces, &dir, &cfg, &command)?;
+    println!(
+        "trained the mask-state classifier on {} crops in {:.0} s; held-back accuracy {:.2}% bare, \
+         {:.2}% masked; loss {}",
+        m.crops,
+        started.elapsed().as_secs_f64(),
+        100.0 * m.held_back_accuracy[0],
+        100.0 * m.held_back_accuracy[1],
+        crate::progress::per_epoch(&m.loss)
+    );
+    println!(
+        "wrote {} and {}",
+        dir.join(facegate_models::maskstate::FILE).display(),
+        dir.join(facegate_models::maskstate::MANIFEST).display()
+    );
+    Ok(())
 }
 
 fn liveness(cmd: &LivenessCmd) -> Result<()> {
@@ -148,16 +191,13 @@ fn verify(dir: &ModelsDir) -> Result<()> {
             }
         }
     }
-    match facegate_models::liveness::read_verified(&dir) {
-        Ok((m, bytes)) => println!(
-            "ok       {:>10} B  {} (threshold {:.3})",
-            bytes.len(),
-            facegate_models::liveness::FILE,
-            m.threshold
-        ),
-        Err(e) => {
-            bad += 1;
-            println!("FAILED   {e}");
+    for c in &COMMITTED {
+        match (c.valid)(&dir) {
+            Ok(()) => println!("ok       {:>12}  {} (matches its manifest)", "", c.file),
+            Err(e) => {
+                bad += 1;
+                println!("FAILED   {e}");
+            }
         }
     }
     // The mask-adapted SFace is optional, but once trained it must match its manifest.
@@ -253,35 +293,53 @@ pub fn fetch(dir: &Path) -> Result<()> {
             report.bytes_before as f64 / report.bytes_after as f64
         );
     }
-    install_liveness(dir)?;
+    install_committed(dir)?;
     verify(&ModelsDir {
         models_dir: Some(dir.to_owned()),
     })
 }
 
-/// The liveness network the project trained, committed in `models/trained/` with its
-/// manifest (data, command, seed, SHA-256) and carried inside this binary.
-const LIVENESS_ONNX: &[u8] = include_bytes!("../../../models/trained/liveness.onnx");
-const LIVENESS_JSON: &[u8] = include_bytes!("../../../models/trained/liveness.json");
+/// The small networks the project trained, committed in `models/trained/` with their
+/// manifests (data, command, seed, SHA-256) and carried inside this binary.
+const COMMITTED: [Committed; 2] = [
+    Committed {
+        file: facegate_models::liveness::FILE,
+        bytes: include_bytes!("../../../models/trained/liveness.onnx"),
+        manifest: facegate_models::liveness::MANIFEST,
+        json: include_bytes!("../../../models/trained/liveness.json"),
+        valid: |dir| facegate_models::liveness::read_verified(dir).map(|_| ()),
+    },
+    Committed {
+        file: facegate_models::maskstate::FILE,
+        bytes: include_bytes!("../../../models/trained/mask_state.onnx"),
+        manifest: facegate_models::maskstate::MANIFEST,
+        json: include_bytes!("../../../models/trained/mask_state.json"),
+        valid: |dir| facegate_models::maskstate::read_verified(dir).map(|_| ()),
+    },
+];
 
-/// Installs the committed liveness network unless the folder holds a valid one (a retrained
-/// one is kept).
-fn install_liveness(dir: &Path) -> Result<()> {
-    use facegate_models::liveness;
-    if liveness::read_verified(dir).is_ok() {
-        return Ok(());
+/// One committed network and how to check it.
+struct Committed {
+    file: &'static str,
+    bytes: &'static [u8],
+    manifest: &'static str,
+    json: &'static [u8],
+    valid: fn(&Path) -> facegate_models::Result<()>,
+}
+
+/// Installs each committed network unless the folder holds a valid one (a retrained one is
+/// kept).
+fn install_committed(dir: &Path) -> Result<()> {
+    for c in &COMMITTED {
+        if (c.valid)(dir).is_ok() {
+            continue;
+        }
+        write_atomically(&dir.join(c.file), c.bytes)?;
+        write_atomically(&dir.join(c.manifest), c.json)?;
+        (c.valid)(dir)
+            .with_context(|| format!("the committed {} does not match its manifest", c.file))?;
+        println!("installed {:>9} B  {}", c.bytes.len(), c.file);
     }
-    write_atomically(&dir.join(liveness::FILE), LIVENESS_ONNX)?;
-    write_atomically(&dir.join(liveness::MANIFEST), LIVENESS_JSON)?;
-    let (manifest, bytes) = liveness::read_verified(dir)
-        .context("the committed liveness network does not match its manifest")?;
-    println!(
-        "installed {:>9} B  {} (threshold {:.3}, SHA-256 {})",
-        bytes.len(),
-        liveness::FILE,
-        manifest.threshold,
-        &manifest.sha256[..16]
-    );
     Ok(())
 }
 
@@ -361,6 +419,36 @@ pub enum ModelsCmd {
     /// `<species>/<attempt>/<frames>` (`real` = live people): photos and screens must not open
     /// the door.
     Liveness(LivenessCmd),
+    /// Train the mask-state classifier (masked or bare, per face) on photos with synthetic
+    /// masks; `facegate eval MFR2 --protocol mask-state` checks it on real masks.
+    MaskState(MaskStateCmd),
+}
+
+/// `facegate models mask-state`.
+#[derive(Debug, Args)]
+pub struct MaskStateCmd {
+    /// Photos to learn from: one sub-folder per person (names are not used, only faces).
+    #[arg(long, value_name = "DIR")]
+    pub faces: PathBuf,
+    /// Train on the people `facegate eval DIR --protocol open-set` evaluates too (by default
+    /// they are left out).
+    #[arg(long)]
+    pub include_open_set: bool,
+    /// Masked copies of each photo (kinds cycle surgical, cloth, patterned).
+    #[arg(long, default_value_t = 1)]
+    pub masks: usize,
+    /// Passes over the crops.
+    #[arg(long, default_value_t = 4)]
+    pub epochs: usize,
+    /// Use at most this many photos (spread over the folder).
+    #[arg(long, default_value_t = 3000)]
+    pub max_photos: usize,
+    /// Seed of the weights, the order and the augmentation.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Where the models are (the result is written there too).
+    #[command(flatten)]
+    pub models: ModelsDir,
 }
 
 /// `facegate models liveness`.

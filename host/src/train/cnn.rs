@@ -74,3 +74,12 @@ impl Cnn {
             .collect()
     }
 }
+
+/// Binary cross-entropy on logits `z` `[n, 1]` against 0/1 answers `y`, the answers 1
+/// weighted by `positive_weight` (to balance a rare class), averaged.
+pub fn bce(z: &Tensor, y: &Tensor, positive_weight: f64) -> Result<Tensor> {
+    // max(z, 0) - z y + log(1 + exp(-|z|)): stable for any z.
+    let per = ((z.relu()? - (z * y)?)? + ((z.abs()?.neg()?.exp()? + 1.0)?.log()?))?;
+    let w = ((y * (positive_weight - 1.0))? + 1.0)?;
+    Ok(((per * &w)?.sum_all()? / w.sum_all()?.to_scalar::<f32>()? as f64)?)
+}

@@ -22,7 +22,7 @@ use rand::{RngExt, SeedableRng};
 
 use crate::eval::liveness::{Attempt, Scored, attempt_inputs, attempts, balanced_threshold, rates};
 use crate::files::write_model;
-use crate::train::cnn::Cnn;
+use crate::train::cnn::{Cnn, bce};
 
 /// Training settings.
 #[derive(Clone, Debug)]
@@ -127,14 +127,6 @@ fn batch(
     ))
 }
 
-/// Binary cross-entropy on logits, live frames weighted by `live_weight`.
-fn loss(z: &Tensor, y: &Tensor, live_weight: f64) -> Result<Tensor> {
-    // max(z, 0) - z y + log(1 + exp(-|z|)): stable for any z.
-    let per = ((z.relu()? - (z * y)?)? + ((z.abs()?.neg()?.exp()? + 1.0)?.log()?))?;
-    let w = ((y * (live_weight - 1.0))? + 1.0)?;
-    Ok(((per * &w)?.sum_all()? / w.sum_all()?.to_scalar::<f32>()? as f64)?)
-}
-
 /// Trains on the attempts under `data` and writes the network and its manifest into `models`.
 pub fn train(data: &Path, models: &Path, cfg: &Config, command: &str) -> Result<Manifest> {
     let yunet = facegate_models::model_files::YUNET.read_verified(models)?;
@@ -181,7 +173,7 @@ pub fn train(data: &Path, models: &Path, cfg: &Config, command: &str) -> Result<
         let (mut total, mut steps) = (0.0, 0);
         for chunk in order.chunks(cfg.batch) {
             let (x, y) = batch(&train, chunk, &mut rng, &dev)?;
-            let l = loss(&net.forward(&x)?, &y, live_weight)?;
+            let l = bce(&net.forward(&x)?, &y, live_weight)?;
             opt.backward_step(&l)?;
             total += l.to_scalar::<f32>()?;
             steps += 1;
@@ -272,7 +264,7 @@ mod tests {
         let dev = Device::Cpu;
         let z = Tensor::from_vec(vec![0.0f32, 0.0], (2, 1), &dev).expect("z");
         let y = Tensor::from_vec(vec![1.0f32, 0.0], (2, 1), &dev).expect("y");
-        let l = loss(&z, &y, 3.0)
+        let l = bce(&z, &y, 3.0)
             .expect("loss")
             .to_scalar::<f32>()
             .expect("scalar");

@@ -9,6 +9,7 @@ pub mod augment;
 pub mod cnn;
 pub mod head;
 pub mod liveness;
+pub mod maskstate;
 pub mod refiner;
 pub mod scratch;
 

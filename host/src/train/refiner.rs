@@ -65,22 +65,26 @@ impl Default for Config {
 }
 
 /// Training crops: network inputs, targets (the plain landmarks in the crop, as the network
-/// outputs them), and where each came from.
+/// outputs them), and where each came from. The mask-state trainer uses the same crops (its
+/// own inputs, and `masked` as the answer).
 #[derive(Default)]
-struct Crops {
-    inputs: Vec<f32>,
+pub(crate) struct Crops {
+    pub(crate) inputs: Vec<f32>,
     targets: Vec<f32>,
     /// Detector's own landmarks in the crop, for the baseline error.
     detected: Vec<f32>,
-    masked: Vec<bool>,
-    photo: Vec<usize>,
+    pub(crate) masked: Vec<bool>,
+    pub(crate) photo: Vec<usize>,
 }
 
 impl Crops {
-    fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.masked.len()
     }
 }
+
+/// A network's input made from an aligned 112x112 crop.
+pub(crate) type Input = fn(&image::RgbImage) -> Vec<f32>;
 
 /// One training crop: network input, target, the detector's own points (both as the network
 /// outputs them), masked or not.
@@ -93,7 +97,7 @@ struct Sample {
 
 /// The plain view first, then each masked view still detected; empty when the photo is
 /// unreadable or has no face.
-fn photo_crops(path: &Path, masks: usize, detector: &Detector) -> Vec<Sample> {
+fn photo_crops(path: &Path, masks: usize, detector: &Detector, input: Input) -> Vec<Sample> {
     let Ok(img) = image_io::open(path) else {
         return Vec::new();
     };
@@ -134,7 +138,7 @@ fn photo_crops(path: &Path, masks: usize, detector: &Detector) -> Vec<Sample> {
             }
         }
         out.push(Sample {
-            input: refine::input(&crop),
+            input: input(&crop),
             target,
             detected,
             masked: k > 0,
@@ -143,17 +147,25 @@ fn photo_crops(path: &Path, masks: usize, detector: &Detector) -> Vec<Sample> {
     out
 }
 
-fn collect(photos: &[std::path::PathBuf], cfg: &Config, detector: &Detector) -> Crops {
+/// Each photo plain and with `masks` synthetic masks, detected again and aligned as the door
+/// would, on `threads` threads; `input` makes the network input of each aligned crop.
+pub(crate) fn collect(
+    photos: &[std::path::PathBuf],
+    masks: usize,
+    threads: usize,
+    detector: &Detector,
+    input: Input,
+) -> Crops {
     let next = AtomicUsize::new(0);
     let done = Mutex::new(Vec::new());
     let pb = crate::progress::bar(photos.len() as u64, "crops", "photos");
     std::thread::scope(|s| {
-        for _ in 0..cfg.threads.max(1) {
+        for _ in 0..threads.max(1) {
             s.spawn(|| {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(path) = photos.get(i) else { break };
-                    let crops = photo_crops(path, cfg.masks, detector);
+                    let crops = photo_crops(path, masks, detector, input);
                     if let Ok(mut d) = done.lock() {
                         d.push((i, crops));
                     }
@@ -238,7 +250,7 @@ pub fn train(faces: &Path, models: &Path, cfg: &Config) -> Result<Manifest> {
         ..Default::default()
     };
     let (_, photos) = crate::train::adapt::photos(faces, &adapt_cfg)?;
-    let crops = collect(&photos, cfg, &detector);
+    let crops = collect(&photos, cfg.masks, cfg.threads, &detector, refine::input);
     anyhow::ensure!(
         crops.len() >= 20,
         "only {} face crops in {}: the refiner needs photos with faces",

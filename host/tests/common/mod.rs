@@ -53,9 +53,14 @@ pub fn pinned_models_folder() -> tempfile::TempDir {
         );
         std::os::unix::fs::symlink(&src, file.path_in(dir.path())).expect("link");
     }
-    // The committed liveness network, which `models fetch` installs too.
-    use facegate_models::liveness;
-    for name in [liveness::FILE, liveness::MANIFEST] {
+    // The committed networks, which `models fetch` installs too.
+    use facegate_models::{liveness, maskstate};
+    for name in [
+        liveness::FILE,
+        liveness::MANIFEST,
+        maskstate::FILE,
+        maskstate::MANIFEST,
+    ] {
         std::os::unix::fs::symlink(default_dir().join(name), dir.path().join(name)).expect("link");
     }
     dir
