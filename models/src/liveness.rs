@@ -59,9 +59,13 @@ pub struct Manifest {
 /// centred on it, moved inside the frame where it would stick out (and shrunk to the frame
 /// when larger). `(x, y, side)` in whole pixels.
 pub fn region(face: &BBox, width: u32, height: u32) -> (u32, u32, u32) {
+    // Never larger than the frame, never 0 (and no clamp whose bounds could cross on a frame
+    // smaller than 8 pixels, or on a NaN box).
     let side = (face.w.max(face.h) * CONTEXT)
         .round()
-        .clamp(8.0, width.min(height) as f32) as u32;
+        .max(8.0)
+        .min(width.min(height) as f32)
+        .max(1.0) as u32;
     let cx = face.x + face.w / 2.0;
     let cy = face.y + face.h / 2.0;
     let x = (cx - side as f32 / 2.0)
@@ -228,6 +232,19 @@ mod tests {
             h: 240.0,
         };
         assert_eq!(region(&huge, 320, 240).2, 240);
+        // Degenerate boxes and frames give a region inside the frame, never a panic.
+        let nan = BBox {
+            x: f32::NAN,
+            y: f32::NAN,
+            w: f32::NAN,
+            h: f32::NAN,
+        };
+        for (w, h) in [(4, 3), (1, 1), (320, 240)] {
+            let (x, y, side) = region(&nan, w, h);
+            assert!(side >= 1 && x + side <= w && y + side <= h, "{w}x{h}");
+            let (x, y, side) = region(&face, w, h);
+            assert!(side >= 1 && x + side <= w && y + side <= h, "{w}x{h}");
+        }
         let frame = RgbImage::new(320, 240);
         assert_eq!(input(&frame, &face).len(), 3 * 64 * 64);
     }
