@@ -109,15 +109,7 @@ pub fn run(cmd: TrainCmd) -> Result<()> {
         &class_of,
     )?;
 
-    // Gallery: every photo of each person (not the augmented copies: masked templates would
-    // draw masked strangers towards them).
-    let mut gallery = Gallery::new(m.embedder, 0.0);
-    for (name, idx) in &people {
-        for &i in idx {
-            gallery.enrol(name, m.samples[i].embedding.clone())?;
-        }
-    }
-    gallery.head = Some(head);
+    let mut gallery = photo_gallery(&ds, &people, head)?;
 
     let (impostor_views, threshold) = stranger_threshold(&cmd, &ds, &people, &embedder, &gallery)?;
     gallery.threshold = threshold;
@@ -133,15 +125,7 @@ pub fn run(cmd: TrainCmd) -> Result<()> {
         validation_tar(&gallery, &val_probe, false, &class_of),
         validation_tar(&gallery, &val_probe, true, &class_of),
     );
-    if val_tar_unmasked < MIN_VAL_TAR && !cmd.force {
-        bail!(
-            "this door would recognise only {:.0}% of the held-out photos of the people it \
-             enrols (threshold {:.4}): no bundle written. Check the photos and the impostors, \
-             or pass --force to write it anyway",
-            100.0 * val_tar_unmasked,
-            gallery.threshold
-        );
-    }
+    refuse_a_door_that_rarely_opens(&cmd, val_tar_unmasked, gallery.threshold)?;
 
     let self_test = self_test_sample(&ds, &people, &gallery)?;
     let known = m.samples[self_test.1].embedding.clone();
@@ -466,6 +450,37 @@ fn fit_head(
     })
 }
 
+/// The gallery: every photo of each person (not the augmented copies: masked templates would
+/// draw masked strangers towards them), with the trained head.
+fn photo_gallery(
+    ds: &Dataset,
+    people: &[(String, Vec<usize>)],
+    head: facegate_models::head::Head,
+) -> Result<Gallery> {
+    let mut gallery = Gallery::new(ds.manifest.embedder, 0.0);
+    for (name, idx) in people {
+        for &i in idx {
+            gallery.enrol(name, ds.manifest.samples[i].embedding.clone())?;
+        }
+    }
+    gallery.head = Some(head);
+    Ok(gallery)
+}
+
+/// No bundle when it would recognise fewer than [`MIN_VAL_TAR`] of the held-out photos,
+/// unless `--force`.
+fn refuse_a_door_that_rarely_opens(cmd: &TrainCmd, val_tar: f64, threshold: f32) -> Result<()> {
+    if val_tar < MIN_VAL_TAR && !cmd.force {
+        bail!(
+            "this door would recognise only {:.0}% of the held-out photos of the people it \
+             enrols (threshold {threshold:.4}): no bundle written. Check the photos and the \
+             impostors, or pass --force to write it anyway",
+            100.0 * val_tar
+        );
+    }
+    Ok(())
+}
+
 /// Share of the validation views (masked or not) the final gallery names correctly.
 fn validation_tar(
     gallery: &Gallery,
@@ -663,4 +678,33 @@ pub struct TrainCmd {
     /// `model.groups`; a door refuses bundles made for another.
     #[arg(long)]
     pub door: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn cmd(extra: &[&str]) -> TrainCmd {
+        let mut args = vec!["facegate", "train", "data", "-o", "door.fgb"];
+        args.extend_from_slice(extra);
+        match crate::cli::Cli::try_parse_from(args)
+            .expect("parse")
+            .command
+        {
+            crate::cli::Command::Train(c) => c,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Finding (#23): a bundle that recognised 40% of the household was written with exit 0.
+    #[test]
+    fn a_door_that_rarely_opens_is_not_written_unless_forced() {
+        let err = refuse_a_door_that_rarely_opens(&cmd(&[]), 0.4, 1.0)
+            .expect_err("40% is refused")
+            .to_string();
+        assert!(err.contains("only 40%") && err.contains("--force"), "{err}");
+        assert!(refuse_a_door_that_rarely_opens(&cmd(&[]), 0.8, 0.5).is_ok());
+        assert!(refuse_a_door_that_rarely_opens(&cmd(&["--force"]), 0.4, 1.0).is_ok());
+    }
 }
