@@ -302,22 +302,7 @@ pub fn evaluate(
         misidentified_at_far: BTreeMap::new(),
         hardest_impostors,
         hardest_genuine,
-        at_threshold: [
-            (
-                "door",
-                facegate_models::gallery::default_threshold(
-                    kind,
-                    pipeline.config().quantised,
-                    pipeline.refiner().is_some(),
-                    enrol_masks > 0,
-                ),
-            ),
-            ("opencv_0.363", OPENCV_SFACE_COSINE),
-            ("closed_set", f32::NEG_INFINITY),
-        ]
-        .into_iter()
-        .map(|(k, t)| (k.to_owned(), at_threshold(&genuine, &impostor, t)))
-        .collect(),
+        at_threshold: door_and_reference_points(pipeline, enrol_masks, &genuine, &impostor),
         far_resolution: if impostor.is_empty() {
             1.0
         } else {
@@ -325,8 +310,42 @@ pub fn evaluate(
         },
         seconds: 0.0,
     };
+    fill_far_targets(&mut report, &genuine, &impostor);
+    report.seconds = start.elapsed().as_secs_f64();
+    report
+}
+
+/// The figures at the door's default threshold for this setting, at OpenCV's SFace threshold,
+/// and closed-set (no threshold).
+fn door_and_reference_points(
+    pipeline: &Pipeline,
+    enrol_masks: usize,
+    genuine: &[(usize, BestMatch)],
+    impostor: &[f32],
+) -> BTreeMap<String, FixedPoint> {
+    let kind = pipeline.config().embedder;
+    [
+        (
+            "door",
+            facegate_models::gallery::default_threshold(
+                kind,
+                pipeline.config().quantised,
+                pipeline.refiner().is_some(),
+                enrol_masks > 0,
+            ),
+        ),
+        ("opencv_0.363", OPENCV_SFACE_COSINE),
+        ("closed_set", f32::NEG_INFINITY),
+    ]
+    .into_iter()
+    .map(|(k, t)| (k.to_owned(), at_threshold(genuine, impostor, t)))
+    .collect()
+}
+
+/// TAR, threshold, FAR achieved and misidentifications at each FAR target.
+fn fill_far_targets(report: &mut Report, genuine: &[(usize, BestMatch)], impostor: &[f32]) {
     for (key, far) in FAR_TARGETS {
-        let op = operating_point(&genuine, &impostor, far);
+        let op = operating_point(genuine, impostor, far);
         if key == "1e-3" {
             report.threshold = op.threshold;
         }
@@ -337,8 +356,6 @@ pub fn evaluate(
             .misidentified_at_far
             .insert(key.into(), op.misidentified);
     }
-    report.seconds = start.elapsed().as_secs_f64();
-    report
 }
 
 /// The gallery's jobs: each photo as it is, then `enrol_masks` masked copies of it (enrolment
