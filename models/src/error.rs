@@ -151,16 +151,18 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
-    /// The landmark refiner is missing, or is not the file its manifest describes.
-    #[error(
-        "landmark refiner in {path}: {reason}: run `facegate models refine --faces DIR` \
-         (scripts/setup does) to train it again"
-    )]
-    Refiner {
-        /// The file or folder concerned.
+    /// A network facegate trains (landmark refiner, liveness, mask state) is missing or does
+    /// not match its manifest.
+    #[error("{what} network {path}: {reason}: {fix}")]
+    TrainedNet {
+        /// Which network.
+        what: &'static str,
+        /// The file concerned.
         path: PathBuf,
         /// What is wrong.
         reason: String,
+        /// What to do.
+        fix: &'static str,
     },
     /// A gallery file is unreadable or inconsistent.
     #[error("gallery is invalid: {reason}")]

@@ -44,6 +44,7 @@ pub mod pipeline;
 pub mod quantise;
 pub mod refine;
 mod rewrite;
+pub mod small_cnn;
 pub mod testdata;
 pub mod wire;
 

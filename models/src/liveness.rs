@@ -10,15 +10,13 @@
 //! refiner, run by tract.
 
 use std::path::Path;
-use std::sync::Arc;
 
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
-use tract_onnx::prelude::*;
 
 use crate::geometry::BBox;
-use crate::model_files::sha256_hex;
 use crate::onnx_build::SmallCnn;
+use crate::small_cnn::{self, Pinned, Runner};
 use crate::{Error, Result};
 
 /// The network file.
@@ -115,88 +113,52 @@ pub fn graph(weights: &[Vec<f32>]) -> Result<Vec<u8>> {
     NET.graph(weights)
 }
 
-fn bad(path: &Path, reason: String) -> Error {
-    Error::Refiner {
-        path: path.to_owned(),
-        reason,
+/// Where the network is read from.
+pub const FILES: small_cnn::Files = small_cnn::Files {
+    what: "liveness",
+    file: FILE,
+    manifest: MANIFEST,
+    fix: "run `facegate models fetch` (or `facegate models liveness` to train it again)",
+};
+
+impl Pinned for Manifest {
+    fn sha256(&self) -> &str {
+        &self.sha256
     }
 }
 
 /// The manifest and the bytes of [`FILE`] in the models folder, checked against each other.
 pub fn read_verified(models_dir: &Path) -> Result<(Manifest, Vec<u8>)> {
-    let manifest_path = models_dir.join(MANIFEST);
-    let manifest: Manifest = std::fs::read(&manifest_path)
-        .map_err(|e| e.to_string())
-        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
-        .map_err(|e| {
-            bad(
-                &manifest_path,
-                format!("no usable liveness manifest ({e}): run `facegate models fetch`"),
-            )
-        })?;
-    let path = models_dir.join(FILE);
-    let bytes = std::fs::read(&path).map_err(|e| bad(&path, e.to_string()))?;
-    if sha256_hex(&bytes) != manifest.sha256 {
-        return Err(bad(
-            &path,
-            format!("its SHA-256 is not the one {MANIFEST} records"),
-        ));
-    }
+    let (manifest, bytes) = small_cnn::read_verified::<Manifest>(models_dir, FILES)?;
     if !manifest.threshold.is_finite() {
-        return Err(bad(&manifest_path, "the threshold is not a number".into()));
+        return Err(Error::TrainedNet {
+            what: FILES.what,
+            path: models_dir.join(MANIFEST),
+            reason: "the threshold is not a number".into(),
+            fix: FILES.fix,
+        });
     }
     Ok((manifest, bytes))
 }
 
 /// The loaded network.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Liveness {
-    plan: Arc<TypedRunnableModel>,
-}
-
-impl std::fmt::Debug for Liveness {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Liveness").finish_non_exhaustive()
-    }
+    net: Runner,
 }
 
 impl Liveness {
     /// Loads the network from ONNX bytes (vouched for by the caller: a manifest or a bundle
     /// signature).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
-        let model_err = |e: TractError| Error::load("liveness", e);
-        let plan = tract_onnx::onnx()
-            .model_for_read(&mut &bytes[..])
-            .map_err(model_err)?
-            .with_input_fact(0, f32::fact([1, 3, SIDE as usize, SIDE as usize]).into())
-            .map_err(model_err)?
-            .into_optimized()
-            .map_err(model_err)?
-            .into_runnable()
-            .map_err(model_err)?;
-        Ok(Self { plan })
+        Ok(Self {
+            net: Runner::from_bytes(NET, "liveness", bytes)?,
+        })
     }
 
     /// The logit for one input made by [`input`] (above 0: live).
     pub fn run(&self, input: Vec<f32>) -> Result<f32> {
-        let s = SIDE as usize;
-        let x = tract_ndarray::Array4::from_shape_vec((1, 3, s, s), input)
-            .map_err(|e| Error::inference("liveness", e))?;
-        let out = self
-            .plan
-            .run(tvec![x.into_tensor().into()])
-            .map_err(|e| Error::inference("liveness", e))?;
-        let v: Vec<f32> = out[0]
-            .try_as_plain_ram()
-            .and_then(|v| v.as_slice::<f32>().map(|s| s.to_vec()))
-            .map_err(|e| Error::inference("liveness", e))?;
-        match v.as_slice() {
-            [logit] if logit.is_finite() => Ok(*logit),
-            _ => Err(Error::inference(
-                "liveness",
-                "output is not one finite value".to_string(),
-            )),
-        }
+        Ok(self.net.run(input)?[0])
     }
 
     /// The logit of `face` in `frame`.

@@ -7,15 +7,13 @@
 //! on MFR2's real masks (`facegate eval DIR --protocol mask-state`).
 
 use std::path::Path;
-use std::sync::Arc;
 
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
-use tract_onnx::prelude::*;
 
-use crate::model_files::sha256_hex;
+use crate::Result;
 use crate::onnx_build::SmallCnn;
-use crate::{Error, Result};
+use crate::small_cnn::{self, Pinned, Runner};
 
 /// The network file.
 pub const FILE: &str = "mask_state.onnx";
@@ -68,81 +66,42 @@ pub fn input(crop: &RgbImage) -> Vec<f32> {
     out
 }
 
+/// Where the network is read from.
+pub const FILES: small_cnn::Files = small_cnn::Files {
+    what: "mask-state",
+    file: FILE,
+    manifest: MANIFEST,
+    fix: "run `facegate models fetch` (or `facegate models mask-state` to train it again)",
+};
+
+impl Pinned for Manifest {
+    fn sha256(&self) -> &str {
+        &self.sha256
+    }
+}
+
 /// The manifest and the bytes of [`FILE`] in the models folder, checked against each other.
 pub fn read_verified(models_dir: &Path) -> Result<(Manifest, Vec<u8>)> {
-    let bad = |path: &Path, reason: String| Error::Refiner {
-        path: path.to_owned(),
-        reason,
-    };
-    let manifest_path = models_dir.join(MANIFEST);
-    let manifest: Manifest = std::fs::read(&manifest_path)
-        .map_err(|e| e.to_string())
-        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
-        .map_err(|e| {
-            bad(
-                &manifest_path,
-                format!("no usable mask-state manifest ({e}): run `facegate models fetch`"),
-            )
-        })?;
-    let path = models_dir.join(FILE);
-    let bytes = std::fs::read(&path).map_err(|e| bad(&path, e.to_string()))?;
-    if sha256_hex(&bytes) != manifest.sha256 {
-        return Err(bad(
-            &path,
-            format!("its SHA-256 is not the one {MANIFEST} records"),
-        ));
-    }
-    Ok((manifest, bytes))
+    small_cnn::read_verified::<Manifest>(models_dir, FILES)
 }
 
 /// The loaded network.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct MaskState {
-    plan: Arc<TypedRunnableModel>,
-}
-
-impl std::fmt::Debug for MaskState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MaskState").finish_non_exhaustive()
-    }
+    net: Runner,
 }
 
 impl MaskState {
     /// Loads the network from ONNX bytes (vouched for by the caller).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
-        let model_err = |e: TractError| Error::load("mask state", e);
-        let plan = tract_onnx::onnx()
-            .model_for_read(&mut &bytes[..])
-            .map_err(model_err)?
-            .with_input_fact(0, f32::fact([1, 3, SIDE as usize, SIDE as usize]).into())
-            .map_err(model_err)?
-            .into_optimized()
-            .map_err(model_err)?
-            .into_runnable()
-            .map_err(model_err)?;
-        Ok(Self { plan })
+        Ok(Self {
+            net: Runner::from_bytes(NET, "mask state", bytes)?,
+        })
     }
 
     /// The logit for one input made by [`input`] (above 0: masked).
     pub fn run(&self, input: Vec<f32>) -> Result<f32> {
-        let s = SIDE as usize;
-        let x = tract_ndarray::Array4::from_shape_vec((1, 3, s, s), input)
-            .map_err(|e| Error::inference("mask state", e))?;
-        let out = self
-            .plan
-            .run(tvec![x.into_tensor().into()])
-            .map_err(|e| Error::inference("mask state", e))?;
-        let v: Vec<f32> = out[0]
-            .try_as_plain_ram()
-            .and_then(|v| v.as_slice::<f32>().map(|s| s.to_vec()))
-            .map_err(|e| Error::inference("mask state", e))?;
-        match v.as_slice() {
-            [logit] if logit.is_finite() => Ok(*logit),
-            _ => Err(Error::inference(
-                "mask state",
-                "output is not one finite value".to_string(),
-            )),
-        }
+        Ok(self.net.run(input)?[0])
     }
 
     /// Whether the face in this aligned 112x112 crop wears a mask.

@@ -18,17 +18,16 @@
 //! its digest and how it was made; inside a bundle the signature vouches for it.
 
 use std::path::Path;
-use std::sync::Arc;
 
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
-use tract_onnx::prelude::*;
 
+use crate::Result;
 use crate::align::{self, TEMPLATE};
 use crate::detect::Detection;
 use crate::model_files::sha256_hex;
 use crate::onnx_build::SmallCnn;
-use crate::{Error, Result};
+use crate::small_cnn::{self, Pinned, Runner};
 
 /// The refiner network (fp32: 1.9 MB, small beside the embedder a bundle carries anyway).
 pub const FILE: &str = "landmark_refiner.onnx";
@@ -123,28 +122,23 @@ pub fn template_graph() -> Result<Vec<u8>> {
     graph(&weights)
 }
 
+/// Where the refiner is read from.
+pub const FILES: small_cnn::Files = small_cnn::Files {
+    what: "landmark refiner",
+    file: FILE,
+    manifest: MANIFEST,
+    fix: "run `facegate models refine --faces DIR` (scripts/setup does) to train it again",
+};
+
+impl Pinned for Manifest {
+    fn sha256(&self) -> &str {
+        &self.sha256
+    }
+}
+
 /// The bytes of [`FILE`] in the models folder, checked against its manifest.
 pub fn read_verified(models_dir: &Path) -> Result<Vec<u8>> {
-    let path = models_dir.join(FILE);
-    let manifest_path = models_dir.join(MANIFEST);
-    let manifest: Manifest = std::fs::read(&manifest_path)
-        .map_err(|e| e.to_string())
-        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
-        .map_err(|e| Error::Refiner {
-            path: manifest_path.clone(),
-            reason: format!("no usable manifest ({e})"),
-        })?;
-    let bytes = std::fs::read(&path).map_err(|e| Error::Refiner {
-        path: path.clone(),
-        reason: e.to_string(),
-    })?;
-    if sha256_hex(&bytes) != manifest.sha256 {
-        return Err(Error::Refiner {
-            path,
-            reason: format!("its SHA-256 is not the one {MANIFEST} records"),
-        });
-    }
-    Ok(bytes)
+    Ok(small_cnn::read_verified::<Manifest>(models_dir, FILES)?.1)
 }
 
 /// The refiner a bundle carries among its model files, if any. A bundle made with
@@ -161,7 +155,7 @@ pub fn from_files(files: &[(String, Vec<u8>)]) -> Result<Option<Refiner>> {
 /// The loaded refiner.
 #[derive(Clone)]
 pub struct Refiner {
-    plan: Arc<TypedRunnableModel>,
+    net: Runner,
     sha256: String,
 }
 
@@ -177,18 +171,8 @@ impl Refiner {
     /// Loads the refiner from ONNX bytes (already vouched for by the caller: a manifest or a
     /// bundle signature).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
-        let model_err = |e: TractError| Error::load("landmark refiner", e);
-        let plan = tract_onnx::onnx()
-            .model_for_read(&mut &bytes[..])
-            .map_err(model_err)?
-            .with_input_fact(0, f32::fact([1, 1, SIDE as usize, SIDE as usize]).into())
-            .map_err(model_err)?
-            .into_optimized()
-            .map_err(model_err)?
-            .into_runnable()
-            .map_err(model_err)?;
         Ok(Self {
-            plan,
+            net: Runner::from_bytes(NET, "landmark refiner", bytes)?,
             sha256: sha256_hex(bytes),
         })
     }
@@ -205,23 +189,7 @@ impl Refiner {
 
     /// The raw network outputs for one input made by [`input`].
     pub fn run(&self, input: Vec<f32>) -> Result<Vec<f32>> {
-        let x = tract_ndarray::Array4::from_shape_vec((1, 1, SIDE as usize, SIDE as usize), input)
-            .map_err(|e| Error::inference("landmark refiner", e))?;
-        let out = self
-            .plan
-            .run(tvec![x.into_tensor().into()])
-            .map_err(|e| Error::inference("landmark refiner", e))?;
-        let flat: Vec<f32> = out[0]
-            .try_as_plain_ram()
-            .and_then(|v| v.as_slice::<f32>().map(|s| s.to_vec()))
-            .map_err(|e| Error::inference("landmark refiner", e))?;
-        if flat.len() != 10 {
-            return Err(Error::inference(
-                "landmark refiner",
-                "output is not 10 values".to_string(),
-            ));
-        }
-        Ok(flat)
+        self.net.run(input)
     }
 
     /// The five landmarks in crop coordinates for a crop aligned on the detector's points.
