@@ -12,17 +12,15 @@ use std::path::Path;
 
 use anyhow::Result;
 use candle_core::{Device, Tensor};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use facegate_models::detect::Detector;
 use facegate_models::liveness::{self, Liveness, Manifest, SIDE};
 use facegate_models::model_files::sha256_hex;
 use rand::rngs::Xoshiro256PlusPlus;
-use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
 
 use crate::eval::liveness::{Attempt, Scored, attempt_inputs, attempts, balanced_threshold, rates};
 use crate::files::write_model;
-use crate::train::cnn::{Cnn, bce};
+use crate::train::cnn::{Cnn, Schedule, bce};
 
 /// Training settings.
 #[derive(Clone, Debug)]
@@ -149,39 +147,26 @@ pub fn train(data: &Path, models: &Path, cfg: &Config, command: &str) -> Result<
 
     let dev = Device::Cpu;
     let net = Cnn::new(liveness::NET, cfg.seed, 1.0, &dev)?;
-    let mut opt = AdamW::new(
-        net.vars.clone(),
-        ParamsAdamW {
-            lr: cfg.lr,
-            weight_decay: 1e-3,
-            ..Default::default()
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(cfg.seed ^ 0x11FE);
+    let schedule = Schedule {
+        epochs: cfg.epochs,
+        batch: cfg.batch,
+        lr: cfg.lr,
+        weight_decay: 1e-3,
+        anneal: true,
+    };
+    let items: Vec<usize> = (0..train.len()).collect();
+    let losses = crate::train::cnn::fit(
+        &net,
+        &schedule,
+        &items,
+        &mut rng,
+        "liveness",
+        |chunk, rng| {
+            let (x, y) = batch(&train, chunk, rng, &dev)?;
+            bce(&net.forward(&x)?, &y, live_weight)
         },
     )?;
-    let mut rng = Xoshiro256PlusPlus::seed_from_u64(cfg.seed ^ 0x11FE);
-    let mut order: Vec<usize> = (0..train.len()).collect();
-    let mut losses = Vec::new();
-    let pb = crate::progress::bar(
-        (cfg.epochs * order.len().div_ceil(cfg.batch)) as u64,
-        "liveness",
-        "batches",
-    );
-    for epoch in 0..cfg.epochs {
-        if epoch == cfg.epochs * 2 / 3 {
-            opt.set_learning_rate(cfg.lr / 3.0);
-        }
-        order.shuffle(&mut rng);
-        let (mut total, mut steps) = (0.0, 0);
-        for chunk in order.chunks(cfg.batch) {
-            let (x, y) = batch(&train, chunk, &mut rng, &dev)?;
-            let l = bce(&net.forward(&x)?, &y, live_weight)?;
-            opt.backward_step(&l)?;
-            total += l.to_scalar::<f32>()?;
-            steps += 1;
-            pb.inc(1);
-        }
-        losses.push(total / steps.max(1) as f32);
-    }
-    pb.finish_and_clear();
 
     // The threshold, on the held-out clients, through the exported file as the door runs it.
     let bytes = liveness::graph(&net.weights()?)?;

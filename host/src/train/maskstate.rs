@@ -9,16 +9,14 @@ use std::path::Path;
 
 use anyhow::Result;
 use candle_core::{Device, Tensor};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use facegate_models::detect::Detector;
 use facegate_models::maskstate::{self, Manifest, NET, SIDE};
 use facegate_models::model_files::sha256_hex;
 use rand::rngs::Xoshiro256PlusPlus;
-use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
 
 use crate::files::write_model;
-use crate::train::cnn::Cnn;
+use crate::train::cnn::{Cnn, Schedule, fit};
 use crate::train::refiner::{Crops, collect};
 
 /// Training settings.
@@ -115,36 +113,25 @@ pub fn train(faces: &Path, models: &Path, cfg: &Config, command: &str) -> Result
         (0..crops.len()).partition(|&i| crops.photo[i] % 10 == 9);
     let dev = Device::Cpu;
     let net = Cnn::new(NET, cfg.seed, 1.0, &dev)?;
-    let mut opt = AdamW::new(
-        net.vars.clone(),
-        ParamsAdamW {
-            lr: cfg.lr,
-            weight_decay: 1e-4,
-            ..Default::default()
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(cfg.seed ^ 0x3A5C);
+    let schedule = Schedule {
+        epochs: cfg.epochs,
+        batch: cfg.batch,
+        lr: cfg.lr,
+        weight_decay: 1e-4,
+        anneal: false,
+    };
+    let losses = fit(
+        &net,
+        &schedule,
+        &train,
+        &mut rng,
+        "mask state",
+        |chunk, rng| {
+            let (x, y) = batch(&crops, chunk, Some(rng), &dev)?;
+            crate::train::cnn::bce(&net.forward(&x)?, &y, 1.0)
         },
     )?;
-    let mut rng = Xoshiro256PlusPlus::seed_from_u64(cfg.seed ^ 0x3A5C);
-    let mut order = train.clone();
-    let mut losses = Vec::new();
-    let pb = crate::progress::bar(
-        (cfg.epochs * order.len().div_ceil(cfg.batch)) as u64,
-        "mask state",
-        "batches",
-    );
-    for _ in 0..cfg.epochs {
-        order.shuffle(&mut rng);
-        let (mut total, mut steps) = (0.0, 0);
-        for chunk in order.chunks(cfg.batch) {
-            let (x, y) = batch(&crops, chunk, Some(&mut rng), &dev)?;
-            let l = crate::train::cnn::bce(&net.forward(&x)?, &y, 1.0)?;
-            opt.backward_step(&l)?;
-            total += l.to_scalar::<f32>()?;
-            steps += 1;
-            pb.inc(1);
-        }
-        losses.push(total / steps.max(1) as f32);
-    }
-    pb.finish_and_clear();
     let bytes = NET.graph(&net.weights()?)?;
     // Held-back accuracy through the exported file, as the door runs it.
     let door = maskstate::MaskState::from_bytes(&bytes)?;

@@ -12,7 +12,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::Result;
 use candle_core::{Device, Tensor};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use facegate_models::align;
 use facegate_models::detect::Detector;
 use facegate_models::image_io;
@@ -21,12 +20,11 @@ use facegate_models::model_files::sha256_hex;
 use facegate_models::pipeline::{same_face, subject};
 use facegate_models::refine::{self, Manifest, OUT_SCALE, SIDE};
 use rand::rngs::Xoshiro256PlusPlus;
-use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
 
 use crate::eval::run::mask_seed;
 use crate::files::write_model;
-use crate::train::cnn::Cnn;
+use crate::train::cnn::{Cnn, Schedule, fit};
 
 /// Training settings.
 #[derive(Clone, Debug)]
@@ -261,41 +259,27 @@ pub fn train(faces: &Path, models: &Path, cfg: &Config) -> Result<Manifest> {
         (0..crops.len()).partition(|&i| crops.photo[i] % 10 == 9);
     let dev = Device::Cpu;
     let net = Cnn::new(refine::NET, cfg.seed, 0.1, &dev)?;
-    let mut opt = AdamW::new(
-        net.vars.clone(),
-        ParamsAdamW {
-            lr: cfg.lr,
-            weight_decay: 1e-4,
-            ..Default::default()
-        },
-    )?;
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(cfg.seed ^ 0xBA7C);
-    let mut order = train.clone();
-    let mut loss = Vec::new();
-    let pb = crate::progress::bar(
-        (cfg.epochs * order.len().div_ceil(cfg.batch)) as u64,
+    let schedule = Schedule {
+        epochs: cfg.epochs,
+        batch: cfg.batch,
+        lr: cfg.lr,
+        weight_decay: 1e-4,
+        anneal: true,
+    };
+    let loss = fit(
+        &net,
+        &schedule,
+        &train,
+        &mut rng,
         "refiner",
-        "batches",
-    );
-    for epoch in 0..cfg.epochs {
-        if epoch == cfg.epochs * 2 / 3 {
-            opt.set_learning_rate(cfg.lr / 3.0);
-        }
-        order.shuffle(&mut rng);
-        let (mut total, mut steps) = (0.0, 0);
-        for chunk in order.chunks(cfg.batch) {
+        |chunk, rng| {
             let (x, y) = batch(&crops, chunk, &dev)?;
             // Lighting varies at a door: scale the contrast of each batch a little.
             let x = (x * rng.random_range(0.8f64..1.2))?;
-            let l = (net.forward(&x)? - y)?.abs()?.mean_all()?;
-            opt.backward_step(&l)?;
-            total += l.to_scalar::<f32>()?;
-            steps += 1;
-            pb.inc(1);
-        }
-        loss.push(total / steps.max(1) as f32);
-    }
-    pb.finish_and_clear();
+            Ok((net.forward(&x)? - y)?.abs()?.mean_all()?)
+        },
+    )?;
     let median_error_px = held_back_error(&net, &crops, &held, &dev)?;
     let bytes = refine::graph(&net.weights()?)?;
     let manifest = Manifest {
