@@ -305,6 +305,8 @@ fn run(cli: Cli) -> Result<()> {
                     facegate_models::bundle::verify(&bytes, &trusted)
                         .with_context(|| format!("bundle {} refused", path.display()))?;
                 }
+                // The liveness network the door would load (when the check is on).
+                start::liveness_check(&config)?;
                 println!("config ok");
                 return Ok(());
             }

@@ -236,7 +236,7 @@ fn door_relay(config: &Config) -> Result<(DoorPin, DoorConfig)> {
 
 /// The presentation-attack check the config asks for: the network from the models folder,
 /// checked against its manifest, and its threshold (or the config's).
-fn liveness_check(config: &Config) -> Result<Option<crate::app::LivenessCheck>> {
+pub fn liveness_check(config: &Config) -> Result<Option<crate::app::LivenessCheck>> {
     use crate::config::LivenessMode;
     if config.liveness_mode() == LivenessMode::Off {
         match config.camera {
