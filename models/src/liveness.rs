@@ -79,8 +79,10 @@ pub fn region(face: &BBox, width: u32, height: u32) -> (u32, u32, u32) {
 /// filter, channels first, values about -1..1. Training, evaluation and the door call this.
 pub fn input(frame: &RgbImage, face: &BBox) -> Vec<f32> {
     let (x, y, side) = region(face, frame.width(), frame.height());
-    let crop = image::imageops::crop_imm(frame, x, y, side, side).to_image();
-    let small = image::imageops::resize(&crop, SIDE, SIDE, image::imageops::FilterType::Triangle);
+    // Shrunk straight from a view of the frame: no copy of the region on every frame.
+    let region = image::imageops::crop_imm(frame, x, y, side, side);
+    let small =
+        image::imageops::resize(&*region, SIDE, SIDE, image::imageops::FilterType::Triangle);
     let n = (SIDE * SIDE) as usize;
     let mut out = vec![0.0; 3 * n];
     for (i, p) in small.pixels().enumerate() {

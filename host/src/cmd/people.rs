@@ -71,8 +71,16 @@ pub enum Change {
 fn edit_target(edit: &PeopleEdit, change: &Change) -> Result<()> {
     if edit.target.is_dir() {
         let mut ds = Dataset::open(&edit.target)?;
-        let said = edit_dataset(&mut ds, change)?;
+        let (said, leftovers) = edit_dataset(&mut ds, change)?;
+        // The new manifest first, then the old files go: a crash in between leaves unused
+        // files, never a manifest that names files that are gone.
         ds.save()?;
+        for path in leftovers {
+            let _ = std::fs::remove_file(&path);
+            if let Some(folder) = path.parent() {
+                let _ = std::fs::remove_dir(folder); // only when it is empty
+            }
+        }
         println!("{said} in {}", edit.target.display());
         Ok(())
     } else {
@@ -80,8 +88,11 @@ fn edit_target(edit: &PeopleEdit, change: &Change) -> Result<()> {
     }
 }
 
-/// Applies `change` to a dataset (manifest and crop files); says what it did.
-pub fn edit_dataset(ds: &mut Dataset, change: &Change) -> Result<String> {
+/// Applies `change` to a dataset's manifest, putting renamed people's crops in place under
+/// their new name (links, or copies); says what it did and returns the files that are no
+/// longer used, to delete once the manifest is saved.
+pub fn edit_dataset(ds: &mut Dataset, change: &Change) -> Result<(String, Vec<PathBuf>)> {
+    let mut leftovers = Vec::new();
     match change {
         Change::Rename { old, new } => {
             let exists = ds.manifest.samples.iter().any(|s| s.person == *new);
@@ -96,8 +107,11 @@ pub fn edit_dataset(ds: &mut Dataset, change: &Change) -> Result<String> {
                     .unwrap_or_else(|| PathBuf::from(format!("{}.png", s.id)));
                 let to = folder.join(file);
                 if to != Path::new(&s.crop) {
-                    std::fs::rename(ds.dir.join(&s.crop), ds.dir.join(&to))
-                        .with_context(|| format!("moving {} to {}", s.crop, to.display()))?;
+                    let (from, dest) = (ds.dir.join(&s.crop), ds.dir.join(&to));
+                    std::fs::hard_link(&from, &dest)
+                        .or_else(|_| std::fs::copy(&from, &dest).map(|_| ()))
+                        .with_context(|| format!("copying {} to {}", s.crop, to.display()))?;
+                    leftovers.push(from);
                 }
                 s.crop = to.to_string_lossy().into_owned();
                 s.person.clone_from(new);
@@ -109,15 +123,15 @@ pub fn edit_dataset(ds: &mut Dataset, change: &Change) -> Result<String> {
             for s in ds.manifest.skipped.iter_mut().filter(|s| s.person == *old) {
                 s.person.clone_from(new);
             }
-            let _ = std::fs::remove_dir(ds.dir.join("crops").join(safe_name(old)));
-            Ok(format!(
+            let said = format!(
                 "renamed {old} to {new} ({moved} faces{})",
                 if exists {
                     ", merged with the faces already under that name"
                 } else {
                     ""
                 }
-            ))
+            );
+            Ok((said, leftovers))
         }
         Change::Remove { name } => {
             let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut ds.manifest.samples)
@@ -127,12 +141,9 @@ pub fn edit_dataset(ds: &mut Dataset, change: &Change) -> Result<String> {
             if gone.is_empty() {
                 bail!("nobody is called {name:?} in {}", ds.dir.display());
             }
-            for s in &gone {
-                let _ = std::fs::remove_file(ds.dir.join(&s.crop));
-            }
+            leftovers.extend(gone.iter().map(|s| ds.dir.join(&s.crop)));
             ds.manifest.skipped.retain(|s| s.person != *name);
-            let _ = std::fs::remove_dir(ds.dir.join("crops").join(safe_name(name)));
-            Ok(format!("removed {name} ({} faces)", gone.len()))
+            Ok((format!("removed {name} ({} faces)", gone.len()), leftovers))
         }
     }
 }

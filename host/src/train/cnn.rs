@@ -146,3 +146,48 @@ pub fn fit(
     pb.finish_and_clear();
     Ok(losses)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use facegate_models::small_cnn::Runner;
+
+    /// Every small CNN the project trains: what candle computes is what tract computes from
+    /// the exported graph (the door runs the latter).
+    #[test]
+    fn tract_runs_each_export_as_candle_trains_it() {
+        let dev = Device::Cpu;
+        for (spec, gain) in [
+            (facegate_models::refine::NET, 0.1),
+            (facegate_models::liveness::NET, 1.0),
+            (facegate_models::maskstate::NET, 1.0),
+        ] {
+            let net = Cnn::new(spec, 3, gain, &dev).expect("net");
+            let bytes = spec.graph(&net.weights().expect("weights")).expect("graph");
+            let n: usize = spec.input.iter().product();
+            let x: Vec<f32> = (0..n)
+                .map(|i| ((i * 7919) % 255) as f32 / 127.5 - 1.0)
+                .collect();
+            let [c, h, w] = spec.input;
+            let want = net
+                .forward(&Tensor::from_vec(x.clone(), (1, c, h, w), &dev).expect("tensor"))
+                .expect("forward")
+                .flatten_all()
+                .expect("flat")
+                .to_vec1::<f32>()
+                .expect("vec");
+            let got = Runner::from_bytes(spec, spec.name, &bytes)
+                .expect("tract loads the export")
+                .run(x)
+                .expect("run");
+            assert_eq!(got.len(), spec.outputs, "{}", spec.name);
+            for (a, b) in want.iter().zip(&got) {
+                assert!(
+                    (a - b).abs() < 1e-4,
+                    "{}: candle {want:?} vs tract {got:?}",
+                    spec.name
+                );
+            }
+        }
+    }
+}

@@ -219,32 +219,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tract_runs_the_export_as_candle_trains_it() {
-        let dev = Device::Cpu;
-        let net = Cnn::new(liveness::NET, 3, 1.0, &dev).expect("net");
-        let bytes = liveness::graph(&net.weights().expect("weights")).expect("graph");
-        let x: Vec<f32> = (0..PER)
-            .map(|i| ((i * 7919) % 255) as f32 / 127.5 - 1.0)
-            .collect();
-        let s = SIDE as usize;
-        let want = net
-            .forward(&Tensor::from_vec(x.clone(), (1, 3, s, s), &dev).expect("tensor"))
-            .expect("forward")
-            .flatten_all()
-            .expect("flat")
-            .to_vec1::<f32>()
-            .expect("vec");
-        let got = Liveness::from_bytes(&bytes)
-            .expect("load")
-            .run(x)
-            .expect("run");
-        assert!(
-            (want[0] - got).abs() < 1e-4,
-            "candle {want:?} vs tract {got}"
-        );
-    }
-
-    #[test]
     fn the_loss_is_cross_entropy_with_live_frames_weighted() {
         let dev = Device::Cpu;
         let z = Tensor::from_vec(vec![0.0f32, 0.0], (2, 1), &dev).expect("z");

@@ -172,34 +172,3 @@ pub fn train(faces: &Path, models: &Path, cfg: &Config, command: &str) -> Result
     )?;
     Ok(manifest)
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tract_runs_the_export_as_candle_trains_it() {
-        let dev = Device::Cpu;
-        let net = Cnn::new(NET, 5, 1.0, &dev).expect("net");
-        let bytes = NET.graph(&net.weights().expect("weights")).expect("graph");
-        let x: Vec<f32> = (0..PER)
-            .map(|i| ((i * 7919) % 255) as f32 / 127.5 - 1.0)
-            .collect();
-        let s = SIDE as usize;
-        let want = net
-            .forward(&Tensor::from_vec(x.clone(), (1, 3, s, s), &dev).expect("tensor"))
-            .expect("forward")
-            .flatten_all()
-            .expect("flat")
-            .to_vec1::<f32>()
-            .expect("vec");
-        let got = maskstate::MaskState::from_bytes(&bytes)
-            .expect("load")
-            .run(x)
-            .expect("run");
-        assert!(
-            (want[0] - got).abs() < 1e-4,
-            "candle {want:?} vs tract {got}"
-        );
-    }
-}

@@ -293,34 +293,3 @@ pub fn train(faces: &Path, models: &Path, cfg: &Config) -> Result<Manifest> {
     write_model(models, refine::FILE, &bytes, refine::MANIFEST, &manifest)?;
     Ok(manifest)
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use facegate_models::refine::Refiner;
-
-    #[test]
-    fn tract_runs_the_export_as_candle_trains_it() {
-        let dev = Device::Cpu;
-        let net = Cnn::new(refine::NET, 3, 0.1, &dev).expect("net");
-        let bytes = refine::graph(&net.weights().expect("weights")).expect("graph");
-        let side = SIDE as usize;
-        let x: Vec<f32> = (0..side * side)
-            .map(|i| ((i * 7919) % 255) as f32 / 127.5 - 1.0)
-            .collect();
-        let want = net
-            .forward(&Tensor::from_vec(x.clone(), (1, 1, side, side), &dev).expect("tensor"))
-            .expect("forward")
-            .flatten_all()
-            .expect("flat")
-            .to_vec1::<f32>()
-            .expect("vec");
-        // Feed the same input through the door's path: a crop whose `input` is `x`.
-        let refiner = Refiner::from_bytes(&bytes).expect("tract loads the export");
-        let got = refiner.run(x.clone()).expect("run");
-        assert_eq!(got.len(), 10);
-        for (a, b) in want.iter().zip(&got) {
-            assert!((a - b).abs() < 1e-4, "candle {want:?} vs tract {got:?}");
-        }
-    }
-}
