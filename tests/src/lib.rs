@@ -42,6 +42,28 @@ pub fn test_config_home() -> PathBuf {
     std::env::temp_dir().join(format!("facegate-test-config-{}", std::process::id()))
 }
 
+/// Runs `bin` (`facegate` or `facegate-device`) in `dir` with the models folder and this test
+/// process's configuration folder, and insists that it succeeded; returns its output.
+///
+/// # Panics
+/// When it cannot start or exits non-zero (with its stderr).
+pub fn run_ok(bin: &std::path::Path, dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    let out = std::process::Command::new(bin)
+        .current_dir(dir)
+        .env("FACEGATE_MODELS", models_dir())
+        .env("XDG_CONFIG_HOME", test_config_home())
+        .args(args)
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{} {args:?}: {}",
+        bin.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// Path of the built `facegate-device` binary.
 pub fn device_bin() -> PathBuf {
     facegate_bin().with_file_name("facegate-device")

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use facegate_tests::{device_bin, facegate_bin, models_dir, shared_dir, test_config_home};
+use facegate_tests::{device_bin, facegate_bin, models_dir, run_ok, shared_dir};
 
 fn config(dir: &Path, trust: &str, models: &Path, liveness: &str) -> std::path::PathBuf {
     let text = format!(
@@ -63,18 +63,7 @@ fn check_config_reads_the_keys_the_bundle_and_the_liveness_network() {
     .expect("copy");
     std::fs::create_dir_all(dir.join("frames")).expect("mkdir");
     let fg = |args: &[&str]| {
-        let out = Command::new(facegate_bin())
-            .current_dir(dir)
-            .env("FACEGATE_MODELS", models_dir())
-            .env("XDG_CONFIG_HOME", test_config_home())
-            .args(args)
-            .output()
-            .expect("run");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        run_ok(&facegate_bin(), dir, args);
     };
     fg(&["keygen", "--dir", "."]);
     fg(&["keygen", "--dir", ".", "--name", "other"]);

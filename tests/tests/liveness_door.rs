@@ -5,9 +5,8 @@
 //! while the live person, from another video, still gets in.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use facegate_tests::{device_bin, facegate_bin, models_dir, shared_dir, test_config_home};
+use facegate_tests::{device_bin, facegate_bin, run_ok, shared_dir};
 
 fn devel(species: &str, attempt: &str) -> PathBuf {
     shared_dir()
@@ -26,19 +25,7 @@ fn frames(dir: &Path) -> Vec<PathBuf> {
 }
 
 fn run(bin: &Path, dir: &Path, args: &[&str]) -> String {
-    let out = Command::new(bin)
-        .current_dir(dir)
-        .env("FACEGATE_MODELS", models_dir())
-        .env("XDG_CONFIG_HOME", test_config_home())
-        .args(args)
-        .output()
-        .expect("run");
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stderr).into_owned()
+    String::from_utf8_lossy(&run_ok(bin, dir, args).stderr).into_owned()
 }
 
 /// Plays `from`'s frames at the door with the check `liveness`; returns the text log.
