@@ -260,6 +260,10 @@ where
         for record in posted {
             out.write(record);
         }
+        if let Some(by) = shared.take_remote_unlock() {
+            let actions = door.step(now, Observation::RemoteUnlock { by });
+            out.apply(&actions, &mut relay, now, shared.current().version);
+        }
         let installing = shared.installing.load(Ordering::Relaxed);
         if installing != 0 {
             let actions = door.step(

@@ -24,8 +24,9 @@ pub struct Config {
     /// The unlock rule.
     #[serde(default)]
     pub door: DoorSection,
-    /// The relay.
-    pub relay: RelayConfig,
+    /// The relay (may be left out when `[wiegand]` reports to an access controller instead).
+    #[serde(default)]
+    pub relay: Option<RelayConfig>,
     /// The screen.
     #[serde(default)]
     pub display: DisplayConfig,
@@ -37,6 +38,128 @@ pub struct Config {
     /// The presentation-attack check.
     #[serde(default)]
     pub liveness: LivenessConfig,
+    /// Events, state, Home Assistant and fleet updates through an MQTT broker (absent: none).
+    #[serde(default)]
+    pub mqtt: Option<MqttConfig>,
+    /// A Wiegand credential output to an existing access controller (absent: none).
+    #[serde(default)]
+    pub wiegand: Option<WiegandConfig>,
+}
+
+/// `[mqtt]`: the door on a broker. See `docs/FLEET.md`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttConfig {
+    /// `mqtt://host[:port]` or `mqtts://host[:port]`.
+    pub url: String,
+    /// The broker user this door logs in as.
+    pub username: Option<String>,
+    /// File with its password (one line; keep it 0600).
+    pub password_file: Option<PathBuf>,
+    /// PEM CA of the broker's certificate (`mqtts://`; default: the system's CAs).
+    pub ca: Option<PathBuf>,
+    /// PEM client certificate, if the broker asks for one.
+    pub client_cert: Option<PathBuf>,
+    /// Its private key.
+    pub client_key: Option<PathBuf>,
+    /// First topic level(s).
+    #[serde(default = "default_prefix")]
+    pub prefix: String,
+    /// The door's id on the broker (default: `model.door`).
+    pub door: Option<String>,
+    /// Announce the door to Home Assistant.
+    #[serde(default = "yes")]
+    pub discovery: bool,
+    /// Home Assistant's discovery prefix.
+    #[serde(default = "default_discovery_prefix")]
+    pub discovery_prefix: String,
+    /// Accept unlock commands (off by default; needs `mqtts://` and a broker ACL, see
+    /// `docs/FLEET.md`).
+    #[serde(default)]
+    pub remote_unlock: bool,
+    /// Broker users whose unlock commands are obeyed (the last topic level, which the ACL
+    /// pattern `%u` ties to the login).
+    #[serde(default = "default_unlock_users")]
+    pub remote_unlock_users: Vec<String>,
+    /// Events kept while the broker is unreachable (the oldest go first, counted).
+    #[serde(default = "default_queue")]
+    pub queue: usize,
+}
+
+impl MqttConfig {
+    /// The broker settings.
+    pub fn broker(&self) -> facegate_fleet::Broker {
+        facegate_fleet::Broker {
+            url: self.url.clone(),
+            username: self.username.clone(),
+            password_file: self.password_file.clone(),
+            ca: self.ca.clone(),
+            client_cert: self.client_cert.clone(),
+            client_key: self.client_key.clone(),
+        }
+    }
+}
+
+fn default_prefix() -> String {
+    facegate_fleet::topics::DEFAULT_PREFIX.into()
+}
+fn default_discovery_prefix() -> String {
+    facegate_fleet::topics::DEFAULT_DISCOVERY_PREFIX.into()
+}
+fn default_unlock_users() -> Vec<String> {
+    vec!["homeassistant".into()]
+}
+fn default_queue() -> usize {
+    1000
+}
+
+/// `[wiegand]`: each unlock also (or instead of the relay) sends the person's card number to
+/// an access controller, as a card reader would.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WiegandConfig {
+    /// 26 or 34 bits.
+    #[serde(default = "default_wiegand_bits")]
+    pub format: u8,
+    /// Facility (site) code: 0-255 for 26-bit, 0-65535 for 34-bit.
+    #[serde(default)]
+    pub facility: u32,
+    /// Low pulse width, microseconds.
+    #[serde(default = "default_pulse_us")]
+    pub pulse_us: u32,
+    /// From one pulse's start to the next one's, microseconds.
+    #[serde(default = "default_interval_us")]
+    pub interval_us: u32,
+    /// The two data lines on a GPIO chip...
+    pub gpio: Option<WiegandGpio>,
+    /// ...or a file recording the pulse train (simulation).
+    pub record: Option<PathBuf>,
+    /// Card number per enrolled name.
+    #[serde(default)]
+    pub cards: std::collections::BTreeMap<String, u32>,
+}
+
+/// Wiegand wiring.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WiegandGpio {
+    /// GPIO chip.
+    #[serde(default = "default_chip")]
+    pub chip: PathBuf,
+    /// DATA0 line offset.
+    pub d0: u32,
+    /// DATA1 line offset.
+    pub d1: u32,
+}
+
+fn default_wiegand_bits() -> u8 {
+    26
+}
+fn default_pulse_us() -> u32 {
+    50
+}
+fn default_interval_us() -> u32 {
+    2000
 }
 
 /// `[liveness]`: is the face at the camera a live person, or a photo or a screen?
@@ -409,6 +532,8 @@ impl Config {
             .and_then(|()| self.check_camera())
             .and_then(|()| self.check_display())
             .and_then(|()| self.check_model_log_update())
+            .and_then(|()| self.check_mqtt())
+            .and_then(|()| self.check_wiegand())
             .map_err(|(key, problem, fix)| ConfigError::Value {
                 path: path.to_path_buf(),
                 key,
@@ -598,6 +723,139 @@ impl Config {
         Ok(())
     }
 
+    /// The door's id on the broker: `mqtt.door`, else `model.door`.
+    pub fn mqtt_door(&self) -> Option<&str> {
+        self.mqtt
+            .as_ref()
+            .and_then(|m| m.door.as_deref())
+            .or(self.model.door.as_deref())
+    }
+
+    /// `[mqtt]`: the broker settings, ids that are topic levels, remote unlock only over TLS.
+    fn check_mqtt(&self) -> Result<(), Problem> {
+        let Some(m) = &self.mqtt else {
+            return Ok(());
+        };
+        let bad = |key, problem: String, fix| Err((key, problem, fix));
+        let endpoint = match m.broker().check() {
+            Ok(e) => e,
+            Err(e) => return bad("mqtt.url", e.to_string(), "see docs/FLEET.md"),
+        };
+        let Some(door) = self.mqtt_door() else {
+            return bad(
+                "mqtt.door",
+                "is missing (and model.door too)".into(),
+                "name the door, e.g. door = \"front\" in [model] or [mqtt]",
+            );
+        };
+        if let Err(e) = facegate_fleet::topics::check_id("door id", door) {
+            return bad(
+                "mqtt.door",
+                e.to_string(),
+                "use a short name such as \"front\"",
+            );
+        }
+        for (key, prefix) in [
+            ("mqtt.prefix", &m.prefix),
+            ("mqtt.discovery_prefix", &m.discovery_prefix),
+        ] {
+            if let Err(e) = facegate_fleet::topics::check_prefix(prefix) {
+                return bad(key, e.to_string(), "use levels of letters and digits");
+            }
+        }
+        if !(1..=100_000).contains(&m.queue) {
+            return bad(
+                "mqtt.queue",
+                format!("= {} is out of range", m.queue),
+                "use 1 to 100000 events (1000 is about an hour of a busy door)",
+            );
+        }
+        if m.remote_unlock {
+            if !endpoint.tls {
+                return bad(
+                    "mqtt.remote_unlock",
+                    "= true over plain mqtt://".into(),
+                    "remote unlock needs TLS: use an mqtts:// broker URL (and the ACL in \
+                     docs/FLEET.md), or set remote_unlock = false",
+                );
+            }
+            if m.username.is_none() {
+                return bad(
+                    "mqtt.remote_unlock",
+                    "= true without mqtt.username".into(),
+                    "the door must log in to a broker that authenticates every client",
+                );
+            }
+            if m.remote_unlock_users.is_empty() {
+                return bad(
+                    "mqtt.remote_unlock_users",
+                    "is empty".into(),
+                    "list the broker users allowed to unlock, e.g. [\"homeassistant\"]",
+                );
+            }
+            for u in &m.remote_unlock_users {
+                if let Err(e) = facegate_fleet::topics::check_id("user", u) {
+                    return bad("mqtt.remote_unlock_users", e.to_string(), "list user names");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `[wiegand]`: format, codes within the format, one output, sane timing.
+    fn check_wiegand(&self) -> Result<(), Problem> {
+        let bad = |key, problem: String, fix| Err((key, problem, fix));
+        let Some(w) = &self.wiegand else {
+            if self.relay.is_none() {
+                return bad(
+                    "relay",
+                    "is missing".into(),
+                    "add a [relay] table (or [wiegand] for an access controller)",
+                );
+            }
+            return Ok(());
+        };
+        let Some(format) = crate::wiegand::Format::from_bits(w.format) else {
+            return bad(
+                "wiegand.format",
+                format!("= {} is not supported", w.format),
+                "use 26 or 34",
+            );
+        };
+        if w.facility > format.max_facility() {
+            return bad(
+                "wiegand.facility",
+                format!("= {} does not fit the format", w.facility),
+                "26-bit: 0 to 255; 34-bit: 0 to 65535",
+            );
+        }
+        if let Some((name, card)) = w.cards.iter().find(|(_, c)| **c > format.max_card()) {
+            return bad(
+                "wiegand.cards",
+                format!("{name} = {card} does not fit the format"),
+                "card numbers are 0 to 65535",
+            );
+        }
+        if !(20..=500).contains(&w.pulse_us)
+            || !(200..=20_000).contains(&w.interval_us)
+            || w.interval_us < 2 * w.pulse_us
+        {
+            return bad(
+                "wiegand.pulse_us",
+                format!("= {} with interval_us = {}", w.pulse_us, w.interval_us),
+                "use pulses of 20-500 us, 200-20000 us apart (50 and 2000 are common)",
+            );
+        }
+        if w.gpio.is_some() == w.record.is_some() {
+            return bad(
+                "wiegand.gpio",
+                "and wiegand.record: give exactly one".into(),
+                "gpio = { chip = \"/dev/gpiochip0\", d0 = 17, d1 = 27 } on a Pi",
+            );
+        }
+        Ok(())
+    }
+
     fn resolve(&mut self, base: &Path) {
         let fix = |p: &mut PathBuf| {
             if p.is_relative() && !p.starts_with("/dev") {
@@ -611,8 +869,21 @@ impl Config {
         if let CameraConfig::Images { dir, .. } = &mut self.camera {
             fix(dir);
         }
-        if let RelayConfig::Simulated { record } = &mut self.relay {
+        if let Some(RelayConfig::Simulated { record }) = &mut self.relay {
             fix(record);
+        }
+        if let Some(m) = &mut self.mqtt {
+            for p in [
+                &mut m.password_file,
+                &mut m.ca,
+                &mut m.client_cert,
+                &mut m.client_key,
+            ] {
+                p.iter_mut().for_each(fix);
+            }
+        }
+        if let Some(w) = &mut self.wiegand {
+            w.record.iter_mut().for_each(fix);
         }
         if let DisplayConfig::Png { dir, .. } = &mut self.display {
             fix(dir);
@@ -632,17 +903,66 @@ mod tests {
         Config::parse(text, Path::new("device.toml"))
     }
 
+    /// The example with `extra` appended (tables after the last one).
+    fn example_with(extra: &str) -> Result<Config, ConfigError> {
+        parse(&format!("{EXAMPLE}\n{extra}"))
+    }
+
+    #[test]
+    fn mqtt_settings_are_checked_and_remote_unlock_needs_tls() {
+        let err = |extra: &str| {
+            example_with(extra)
+                .expect_err("must be refused")
+                .to_string()
+        };
+        let e = err("[mqtt]\nurl = \"mqtt://broker.lan\"\n");
+        assert!(e.contains("mqtt.door"), "{e}");
+        let e = err(
+            "[mqtt]\nurl = \"mqtt://broker.lan\"\ndoor = \"front\"\nremote_unlock = true\nusername = \"front\"\n",
+        );
+        assert!(e.contains("needs TLS") && e.contains("mqtts://"), "{e}");
+        let e =
+            err("[mqtt]\nurl = \"mqtts://broker.lan\"\ndoor = \"front\"\nremote_unlock = true\n");
+        assert!(e.contains("mqtt.username"), "{e}");
+        let e = err("[mqtt]\nurl = \"http://broker.lan\"\ndoor = \"front\"\n");
+        assert!(e.contains("mqtt://"), "{e}");
+        let e = err("[mqtt]\nurl = \"mqtt://broker.lan\"\ndoor = \"front/#\"\n");
+        assert!(e.contains("mqtt.door"), "{e}");
+        let ok = example_with("[mqtt]\nurl = \"mqtts://broker.lan\"\ndoor = \"front\"\nusername = \"front\"\nremote_unlock = true\n")
+            .expect("valid");
+        assert_eq!(ok.mqtt_door(), Some("front"));
+    }
+
+    #[test]
+    fn wiegand_codes_must_fit_the_format() {
+        let err = |extra: &str| {
+            example_with(extra)
+                .expect_err("must be refused")
+                .to_string()
+        };
+        let e = err("[wiegand]\nformat = 30\nrecord = \"w.txt\"\n");
+        assert!(e.contains("26 or 34"), "{e}");
+        let e = err("[wiegand]\nfacility = 300\nrecord = \"w.txt\"\n");
+        assert!(e.contains("wiegand.facility"), "{e}");
+        let e = err("[wiegand]\nrecord = \"w.txt\"\n[wiegand.cards]\nann = 70000\n");
+        assert!(e.contains("ann = 70000"), "{e}");
+        let e = err("[wiegand]\n");
+        assert!(e.contains("exactly one"), "{e}");
+        example_with("[wiegand]\nformat = 34\nfacility = 300\nrecord = \"w.txt\"\n")
+            .expect("valid");
+    }
+
     #[test]
     fn the_shipped_example_is_valid() {
         let c = parse(EXAMPLE).expect("example config");
         assert!(matches!(c.camera, CameraConfig::V4l2 { .. }));
         assert!(matches!(
             c.relay,
-            RelayConfig::Gpio {
+            Some(RelayConfig::Gpio {
                 line: 17,
                 active_high: true,
                 ..
-            }
+            })
         ));
         assert!(matches!(c.display, DisplayConfig::St7789(_)));
     }

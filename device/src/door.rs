@@ -61,6 +61,11 @@ pub enum Observation {
         /// What the camera said, for the log.
         message: String,
     },
+    /// A remote unlock command, allowed by the config (`[mqtt] remote_unlock`).
+    RemoteUnlock {
+        /// The broker user who sent it.
+        by: String,
+    },
     /// A frame was read and analysed with the model of `version`.
     Frame {
         /// Frame number.
@@ -132,6 +137,13 @@ impl Door {
                 self.sticky_until = Some(now);
                 vec![Action::Show(Screen::Updating { version })]
             }
+            Observation::RemoteUnlock { by } => vec![
+                Action::Unlock(self.rules.unlock_for),
+                Action::Log {
+                    frame: 0,
+                    event: Event::RemoteUnlock { by },
+                },
+            ],
             Observation::CameraFault {
                 frame,
                 lost,
@@ -368,6 +380,29 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    #[test]
+    fn a_remote_unlock_opens_for_the_pulse_and_is_logged_with_its_sender() {
+        let mut door = Door::new(rules());
+        let actions = door.step(
+            Instant::now(),
+            Observation::RemoteUnlock {
+                by: "homeassistant".into(),
+            },
+        );
+        assert_eq!(
+            actions,
+            vec![
+                Action::Unlock(Duration::from_secs(3)),
+                Action::Log {
+                    frame: 0,
+                    event: Event::RemoteUnlock {
+                        by: "homeassistant".into()
+                    }
+                }
+            ]
+        );
     }
 
     #[test]

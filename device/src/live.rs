@@ -167,6 +167,8 @@ pub struct Shared {
     pub installing: std::sync::atomic::AtomicU32,
     /// Turns of the door loop so far: the systemd watchdog is fed only while it moves.
     pub heartbeat: std::sync::atomic::AtomicU64,
+    /// A remote unlock allowed by the broker link, waiting for the loop (who sent it).
+    remote_unlock: Mutex<Option<String>>,
 }
 
 impl Shared {
@@ -178,7 +180,23 @@ impl Shared {
             outbox: Mutex::default(),
             installing: std::sync::atomic::AtomicU32::new(0),
             heartbeat: std::sync::atomic::AtomicU64::new(0),
+            remote_unlock: Mutex::default(),
         }
+    }
+
+    /// Asks the loop to open the door for a remote command from `by` (already checked against
+    /// the config by the broker link). Commands arriving faster than the loop turns collapse
+    /// into one.
+    pub fn request_remote_unlock(&self, by: &str) {
+        *self.remote_unlock.lock().unwrap_or_else(|p| p.into_inner()) = Some(by.to_owned());
+    }
+
+    /// The pending remote unlock, if any (taken).
+    pub fn take_remote_unlock(&self) -> Option<String> {
+        self.remote_unlock
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
     }
 
     /// The model in use now.

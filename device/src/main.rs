@@ -17,7 +17,7 @@ use clap::{Args, Parser, Subcommand};
 
 use facegate_device::config::{
     CameraConfig, Config, DisplayConfig, DoorSection, LivenessConfig, LivenessMode, LogConfig,
-    ModelConfig, RelayConfig, UpdateConfig,
+    ModelConfig, MqttConfig, RelayConfig, UpdateConfig,
 };
 use facegate_device::logout::LogFormat;
 use facegate_device::start::{self, Outcome};
@@ -106,6 +106,13 @@ struct SimArgs {
     /// This door's id (bundles must be made for it with `enrol --door`).
     #[arg(long)]
     door: Option<String>,
+    /// A group this door belongs to (bundles for the group install here); repeatable.
+    #[arg(long = "group")]
+    groups: Vec<String>,
+    /// Publish events and take group bundles through this MQTT broker (mqtt://HOST:PORT;
+    /// the door id is --door). For TLS, users and remote unlock, use a config file's [mqtt].
+    #[arg(long)]
+    mqtt: Option<String>,
     /// Public key(s) trusted to sign bundles.
     #[arg(long, required = true)]
     trust: Vec<PathBuf>,
@@ -197,7 +204,7 @@ impl SimArgs {
                 trust: self.trust,
                 bundle: self.bundle,
                 door: self.door,
-                groups: Vec::new(),
+                groups: self.groups,
             },
             camera: CameraConfig::Images {
                 dir: self.camera_dir,
@@ -214,7 +221,7 @@ impl SimArgs {
                 relay_keeper: !self.in_process_relay,
                 ..DoorSection::default()
             },
-            relay: RelayConfig::Simulated { record: relay },
+            relay: Some(RelayConfig::Simulated { record: relay }),
             display: match self.screens {
                 Some(dir) => DisplayConfig::Png {
                     dir,
@@ -248,6 +255,22 @@ impl SimArgs {
                 }),
                 threshold: None,
             },
+            mqtt: self.mqtt.map(|url| MqttConfig {
+                url,
+                username: None,
+                password_file: None,
+                ca: None,
+                client_cert: None,
+                client_key: None,
+                prefix: facegate_fleet::topics::DEFAULT_PREFIX.into(),
+                door: None,
+                discovery: true,
+                discovery_prefix: facegate_fleet::topics::DEFAULT_DISCOVERY_PREFIX.into(),
+                remote_unlock: false,
+                remote_unlock_users: Vec::new(),
+                queue: 1000,
+            }),
+            wiegand: None,
         }
     }
 }
@@ -318,7 +341,11 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Lock { config } => {
             let config = Config::load(&config)?;
-            let (mut pin, active_high) = start::relay_pin(&config.relay)?;
+            let Some(relay) = &config.relay else {
+                println!("no [relay] in the config: nothing to lock");
+                return Ok(());
+            };
+            let (mut pin, active_high) = start::relay_pin(relay)?;
             use embedded_hal::digital::OutputPin;
             let locked = if active_high {
                 pin.set_low()

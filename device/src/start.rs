@@ -26,10 +26,12 @@ use crate::hw::v4l2::{V4l2Camera, V4l2Settings};
 use crate::hw::{FrameSource, gpio, panel};
 use crate::live::Shared;
 use crate::logout::{LogSender, LogSettings};
+use crate::mqtt::{LinkSettings, MqttLink};
 use crate::policy::PolicyConfig;
 use crate::sim::camera::FileCamera;
 use crate::sim::panel::PngPanel;
 use crate::sim::relay::FilePin;
+use crate::sinks::{CardReader, Sinks};
 use crate::ui::PanelModel;
 use crate::update::install::{Installer, Rules};
 use crate::update::server::{Limits, Transport, UpdateServer};
@@ -63,10 +65,12 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Outcome> {
         .map(|p| read_key(p))
         .collect::<Result<Vec<_>>>()?;
     let (installer, shared) = load_model(config, &trusted)?;
+    let installer = Arc::new(installer);
     if let Some(addr) = &config.update.listen {
-        serve_updates(config, addr, trusted, installer, &shared, &stop)?;
+        serve_updates(config, addr, trusted, installer.clone(), &shared, &stop)?;
     }
-    let mut log = LogSender::spawn(LogSettings {
+    let mqtt = start_mqtt(config, &shared, installer)?;
+    let log = LogSender::spawn(LogSettings {
         port: config.log.port.clone(),
         baud: config.log.baud,
         format: config.log.format,
@@ -77,6 +81,12 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Outcome> {
             .map(|p| (p, config.log.ring_kib * 1024)),
     })
     .context("starting the log")?;
+    let mut sinks = Sinks {
+        log,
+        mqtt: mqtt.as_ref().map(|m| m.sender()),
+        wiegand: card_reader(config)?,
+        shared: shared.clone(),
+    };
     let faults = shared.clone();
     let mut display = Display::spawn(open_panel(&config.display), move |message| {
         faults.post(LogRecord::now(0, 0, Event::Fault { message }));
@@ -89,7 +99,7 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Outcome> {
         &shared,
         &mut camera,
         pin,
-        &mut log,
+        &mut sinks,
         &mut display,
         &door,
         &stop,
@@ -97,7 +107,10 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Outcome> {
     let looped = loop_start.elapsed();
     stop.store(true, Ordering::Relaxed);
     display.close();
-    log.close();
+    sinks.close();
+    if let Some(m) = mqtt {
+        m.close();
+    }
     Ok(Outcome {
         summary,
         skipped_frames: latest.map(|l| l.get()).unwrap_or(0),
@@ -170,7 +183,7 @@ fn serve_updates(
     config: &Config,
     addr: &str,
     trusted: Vec<VerifyingKey>,
-    installer: Installer,
+    installer: Arc<Installer>,
     shared: &Arc<Shared>,
     stop: &Arc<AtomicBool>,
 ) -> Result<()> {
@@ -202,23 +215,105 @@ fn serve_updates(
     Ok(())
 }
 
+/// The broker link the config asks for (`[mqtt]`), connecting in the background.
+fn start_mqtt(
+    config: &Config,
+    shared: &Arc<Shared>,
+    installer: Arc<Installer>,
+) -> Result<Option<MqttLink>> {
+    let Some(m) = &config.mqtt else {
+        return Ok(None);
+    };
+    let door = config.mqtt_door().context("[mqtt] needs a door id")?;
+    let mut groups = config.model.groups.clone();
+    groups.extend(config.model.door.clone());
+    let settings = LinkSettings {
+        broker: m.broker(),
+        topics: facegate_fleet::Topics::new(&m.prefix, door)?,
+        prefix: m.prefix.clone(),
+        groups,
+        discovery_prefix: m.discovery.then(|| m.discovery_prefix.clone()),
+        unlock_users: m.remote_unlock.then(|| m.remote_unlock_users.clone()),
+        queue: m.queue,
+        unlock_for: Duration::from_millis(config.door.unlock_ms),
+    };
+    eprintln!(
+        "mqtt: {} as door {door:?}{}",
+        m.url,
+        if m.remote_unlock {
+            format!(", remote unlock by {}", m.remote_unlock_users.join(", "))
+        } else {
+            String::new()
+        }
+    );
+    let link = MqttLink::spawn(settings, shared.clone(), installer)
+        .with_context(|| format!("[mqtt] {}", m.url))?;
+    Ok(Some(link))
+}
+
+/// The Wiegand output the config asks for (`[wiegand]`).
+fn card_reader(config: &Config) -> Result<Option<CardReader>> {
+    use crate::wiegand::{Format, Lines, Timing, WiegandSender};
+    let Some(w) = &config.wiegand else {
+        return Ok(None);
+    };
+    let format = Format::from_bits(w.format).context("wiegand.format")?;
+    let timing = Timing {
+        pulse: Duration::from_micros(w.pulse_us.into()),
+        interval: Duration::from_micros(w.interval_us.into()),
+    };
+    let sender = match (&w.gpio, &w.record) {
+        (Some(g), _) => {
+            let d0 = gpio::output(&g.chip, g.d0, true, "facegate-wiegand-d0")?;
+            let d1 = gpio::output(&g.chip, g.d1, true, "facegate-wiegand-d1")?;
+            WiegandSender::spawn(Lines::new(d0, d1, timing), format, w.facility)
+        }
+        (None, Some(path)) => {
+            let (d0, d1, edges) = crate::sim::wiegand::EdgePin::pair();
+            let path = path.clone();
+            let lines = Lines::new(d0, d1, timing).after_frame(move || {
+                if let Err(e) = crate::sim::wiegand::write_frame(&edges, &path) {
+                    eprintln!("wiegand record {}: {e}", path.display());
+                }
+            });
+            WiegandSender::spawn(lines, format, w.facility)
+        }
+        (None, None) => anyhow::bail!("[wiegand] needs gpio or record"),
+    };
+    eprintln!(
+        "wiegand: {}-bit, facility {}, {} card(s)",
+        w.format,
+        w.facility,
+        w.cards.len()
+    );
+    Ok(Some(CardReader {
+        sender,
+        cards: w.cards.clone(),
+    }))
+}
+
 /// The relay line and the door's rules. The line belongs to the keeper process, which times
 /// each pulse itself and locks when this process dies for any reason; it applies the relay's
 /// polarity.
 fn door_relay(config: &Config) -> Result<(DoorPin, DoorConfig)> {
     let d = &config.door;
     let unlock_for = Duration::from_millis(d.unlock_ms);
-    let (pin, active_high) = if d.relay_keeper {
-        let pin = KeeperPin::spawn(
-            &std::env::current_exe().context("finding facegate-device's own path")?,
-            &keeper_args(&config.relay, unlock_for),
-        )
-        .context("starting the relay keeper")?;
-        keeper::prefer_oom_kill_of_self();
-        (DoorPin::Keeper(pin), true)
-    } else {
-        let (pin, active_high) = relay_pin(&config.relay)?;
-        (DoorPin::Direct(pin), active_high)
+    let (pin, active_high) = match &config.relay {
+        // Wiegand only: the access controller drives the lock.
+        None => (DoorPin::None, true),
+        Some(relay) if d.relay_keeper => {
+            let pin = KeeperPin::spawn(
+                &std::env::current_exe().context("finding facegate-device's own path")?,
+                &keeper_args(relay, unlock_for),
+            )
+            .context("starting the relay keeper")?;
+            keeper::prefer_oom_kill_of_self();
+            (DoorPin::Keeper(pin), true)
+        }
+        Some(relay) => {
+            let (pin, active_high) = relay_pin(relay)?;
+            (DoorPin::Direct(pin), active_high)
+        }
     };
     let door = DoorConfig {
         policy: PolicyConfig {
@@ -360,6 +455,8 @@ pub fn relay_pin(relay: &RelayConfig) -> Result<(RelayPin, bool)> {
 enum DoorPin {
     Keeper(KeeperPin),
     Direct(RelayPin),
+    /// No relay fitted (`[wiegand]` only).
+    None,
 }
 
 impl embedded_hal::digital::ErrorType for DoorPin {
@@ -371,6 +468,7 @@ impl OutputPin for DoorPin {
         match self {
             DoorPin::Keeper(p) => p.set_low(),
             DoorPin::Direct(p) => p.set_low(),
+            DoorPin::None => Ok(()),
         }
     }
 
@@ -378,6 +476,7 @@ impl OutputPin for DoorPin {
         match self {
             DoorPin::Keeper(p) => p.set_high(),
             DoorPin::Direct(p) => p.set_high(),
+            DoorPin::None => Ok(()),
         }
     }
 }

@@ -39,5 +39,7 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<()> {
         cli::Command::Predict(c) => cmd::predict::run(c),
         cli::Command::Lookalikes(c) => cmd::lookalikes::run(c),
         cli::Command::People(c) => cmd::people::run(c),
+        cli::Command::Publish(c) => cmd::fleet::publish(c),
+        cli::Command::Fleet(c) => cmd::fleet::run(c),
     }
 }

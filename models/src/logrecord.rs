@@ -97,6 +97,13 @@ pub enum Event {
         /// Consecutive refused attempts, as for strangers.
         attempt: u32,
     },
+    /// The door was opened by a remote command (`[mqtt] remote_unlock`), not by a face.
+    /// Added after `NotLive`.
+    RemoteUnlock {
+        /// Who sent it: the broker user name the command's topic names (the broker's ACL ties
+        /// that level to the login).
+        by: String,
+    },
 }
 
 /// Why a frame could not be read.
@@ -216,6 +223,7 @@ impl Event {
                 cut_to(reason, MAX_HELD_REASON);
             }
             Event::NotLive { person, .. } => cut(person),
+            Event::RemoteUnlock { by } => cut(by),
             Event::Stranger { .. } => {}
         }
     }
@@ -267,6 +275,7 @@ impl fmt::Display for LogRecord {
                 "NOT LIVE looks like {person:?} score={score:.3} liveness={liveness:.2} \
                  attempt={attempt} locked"
             ),
+            Event::RemoteUnlock { by } => write!(f, "REMOTE UNLOCK by {by:?} UNLOCKED"),
         }
     }
 }
@@ -356,6 +365,7 @@ mod tests {
                     attempt,
                 }
             ),
+            ".{0,64}".prop_map(|by| Event::RemoteUnlock { by }),
         ]
     }
 

@@ -3,6 +3,9 @@
 
 use std::path::PathBuf;
 
+pub mod broker;
+pub mod mqttwatch;
+
 /// The shared data folder: `$FACEGATE_SHARED`, default `../shared` beside the checkout.
 ///
 /// # Panics

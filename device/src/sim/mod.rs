@@ -5,3 +5,4 @@
 pub use facegate_camera::files as camera;
 pub mod panel;
 pub mod relay;
+pub mod wiegand;

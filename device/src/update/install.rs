@@ -21,11 +21,12 @@
 //! in). Nothing else is ever used.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use ed25519_dalek::VerifyingKey;
 use facegate_models::bundle::{self, Bundle, BundleError};
 
-use crate::live::{Live, LiveError};
+use crate::live::{Live, LiveError, Shared};
 use crate::update::store::ModelStore;
 
 /// How far past the floor a new version may jump, unless the config says otherwise.
@@ -75,6 +76,9 @@ pub enum UpdateError {
     /// The bundle's networks do not load or its self-test failed.
     #[error("{0}")]
     Model(#[from] LiveError),
+    /// Another update is being installed right now.
+    #[error("busy: another update is in progress, try again")]
+    Busy,
     /// The store could not keep it (full disk, failing card).
     #[error("cannot store the bundle ({source}); still on version {active}")]
     Store {
@@ -133,6 +137,27 @@ pub struct Installer {
     store: Arc<dyn ModelStore>,
     yunet: Vec<u8>,
     rules: Rules,
+    /// One update at a time, whichever way it came (a push, the broker).
+    busy: std::sync::Mutex<()>,
+}
+
+/// A bundle now running.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Applied {
+    /// Its version.
+    pub version: u32,
+    /// Enrolled people.
+    pub people: usize,
+}
+
+/// Why [`Installer::apply`] left the running model in place.
+#[derive(Debug)]
+pub struct Refused {
+    /// The version offered, once the signature was checked (`None` before: nothing of an
+    /// unverified bundle is believed, not even its version).
+    pub version: Option<u32>,
+    /// Why.
+    pub error: UpdateError,
 }
 
 impl Installer {
@@ -148,7 +173,45 @@ impl Installer {
             store,
             yunet,
             rules,
+            busy: std::sync::Mutex::new(()),
         }
+    }
+
+    /// Whether an update is being installed right now (a push checks before reading a body).
+    pub fn is_busy(&self) -> bool {
+        self.busy.try_lock().is_err()
+    }
+
+    /// The whole flow on a running door, for every way a bundle arrives: the signature and
+    /// version rules ([`Installer::check`]), then the "Updating" screen while the model is
+    /// built, self-tested and stored ([`Installer::activate`]), then the swap into the loop.
+    /// One at a time: a second bundle arriving meanwhile is refused as busy.
+    pub fn apply(&self, shared: &Shared, bytes: &[u8]) -> Result<Applied, Refused> {
+        let Ok(_slot) = self.busy.try_lock() else {
+            return Err(Refused {
+                version: None,
+                error: UpdateError::Busy,
+            });
+        };
+        let running = shared.current().version;
+        let bundle = self.check(bytes, running).map_err(|error| Refused {
+            version: None,
+            error,
+        })?;
+        let offered = bundle.header.model_version;
+        // Signature checked: the door may say it is updating while the model loads.
+        shared.installing.store(offered, Ordering::Relaxed);
+        let result = self.activate(bytes, &bundle, running);
+        shared.installing.store(0, Ordering::Relaxed);
+        let live = result.map_err(|error| Refused {
+            version: Some(offered),
+            error,
+        })?;
+        shared.swap(live);
+        Ok(Applied {
+            version: offered,
+            people: bundle.header.labels.len(),
+        })
     }
 
     /// The store behind this installer.

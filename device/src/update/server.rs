@@ -30,7 +30,7 @@ use facegate_models::logrecord::{Event, LogRecord};
 use facegate_models::wire::{self, Request};
 
 use crate::live::Shared;
-use crate::update::install::Installer;
+use crate::update::install::{Installer, Refused};
 
 /// Limits of the server and of one connection.
 #[derive(Clone, Copy, Debug)]
@@ -154,14 +154,13 @@ impl<S: Deadlined> Deadlined for NoiseStream<S> {
 pub struct UpdateServer {
     /// Keys allowed to sign requests and bundles.
     trusted: Vec<VerifyingKey>,
-    /// The one update flow.
-    installer: Installer,
+    /// The one update flow (shared with the broker link).
+    installer: Arc<Installer>,
     /// The loop's state.
     shared: Arc<Shared>,
     /// Connection limits.
     limits: Limits,
     transport: Transport,
-    busy: Mutex<()>,
     refusals: Mutex<RefusalLog>,
 }
 
@@ -196,18 +195,17 @@ impl UpdateServer {
     /// A server over these parts.
     pub fn new(
         trusted: Vec<VerifyingKey>,
-        installer: Installer,
+        installer: impl Into<Arc<Installer>>,
         shared: Arc<Shared>,
         limits: Limits,
         transport: Transport,
     ) -> Self {
         Self {
             trusted,
-            installer,
+            installer: installer.into(),
             shared,
             limits,
             transport,
-            busy: Mutex::new(()),
             refusals: Mutex::default(),
         }
     }
@@ -427,9 +425,9 @@ impl UpdateServer {
                 self.limits.max_bundle
             ));
         }
-        let Ok(_slot) = self.busy.try_lock() else {
+        if self.installer.is_busy() {
             return Reply::refused("busy: another update is in progress, try again");
-        };
+        }
         conn.set_deadline(
             connected
                 + self.limits.head
@@ -439,38 +437,32 @@ impl UpdateServer {
         if let Err(e) = read_exact_by(conn, &mut bytes) {
             return Reply::refused(e);
         }
-        let running = self.shared.current().version;
-        let outcome = |version, accepted, text: String| Reply {
-            text,
-            log: Logged::Update { version, accepted },
-        };
-        let bundle = match self.installer.check(&bytes, running) {
-            Ok(b) => b,
-            Err(e) => return Reply::refused(format!("refused: {e}")),
-        };
-        let offered = bundle.header.model_version;
-        // Signature checked: the door may say it is updating while the model loads.
-        let installing = &self.shared.installing;
-        installing.store(offered, Ordering::Relaxed);
-        let result = self.installer.activate(&bytes, &bundle, running);
-        installing.store(0, Ordering::Relaxed);
-        match result {
-            Ok(live) => {
-                self.shared.swap(live);
-                outcome(
-                    offered,
-                    true,
-                    format!(
-                        "ok: version {offered} active ({})",
-                        facegate_models::gallery::people_count(bundle.header.labels.len())
-                    ),
-                )
-            }
-            Err(e) => outcome(offered, false, format!("refused: {e}")),
+        match self.installer.apply(&self.shared, &bytes) {
+            Ok(a) => Reply {
+                text: format!(
+                    "ok: version {} active ({})",
+                    a.version,
+                    facegate_models::gallery::people_count(a.people)
+                ),
+                log: Logged::Update {
+                    version: a.version,
+                    accepted: true,
+                },
+            },
+            Err(Refused {
+                version: Some(version),
+                error,
+            }) => Reply {
+                text: format!("refused: {error}"),
+                log: Logged::Update {
+                    version,
+                    accepted: false,
+                },
+            },
+            Err(Refused { error, .. }) => Reply::refused(format!("refused: {error}")),
         }
     }
 
-    /// A signed recovery: the next update must be above the floor asked for.
     fn recover(&self, request: &Request) -> Reply {
         let Ok(floor) = u32::try_from(request.length) else {
             return Reply::refused(format!(

@@ -10,6 +10,7 @@ use crate::cmd::demo::DemoCmd;
 use crate::cmd::enrol::EnrolCmd;
 use crate::cmd::enrol::InspectCmd;
 use crate::cmd::eval::EvalCmd;
+use crate::cmd::fleet::{FleetCmd, PublishCmd};
 use crate::cmd::import::ImportCmd;
 use crate::cmd::keys::KeygenCmd;
 use crate::cmd::logs::LogsCmd;
@@ -75,4 +76,9 @@ pub enum Command {
     Lookalikes(LookalikesCmd),
     /// List, rename or remove people in a dataset or in a door's bundle.
     People(PeopleCmd),
+    /// Put a signed bundle on an MQTT broker for every door of a group.
+    Publish(PublishCmd),
+    /// The doors on an MQTT broker: status, retire.
+    #[command(subcommand)]
+    Fleet(FleetCmd),
 }

@@ -10,8 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use facegate_models::logrecord::{Event, FrameReader, LogRecord};
-use serde_json::{Value, json};
+use facegate_models::logrecord::FrameReader;
 
 /// Tallies of one read.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -31,58 +30,8 @@ pub enum Format {
     Json,
 }
 
-/// A record as one flat JSON object, easy to filter with jq: `kind` ("known", "stranger",
-/// "not-live", "update", "fault"), the time both as RFC 3339 and in ms, and the event's own fields at the
-/// top level. A recognised person the door held back is `"kind": "known", "unlocked": false`
-/// with the `reason`.
-pub fn flat(record: &LogRecord) -> Value {
-    let time = humantime::format_rfc3339_millis(
-        std::time::UNIX_EPOCH + Duration::from_millis(record.time_ms),
-    )
-    .to_string();
-    let mut v = json!({
-        "time": time,
-        "time_ms": record.time_ms,
-        "frame": record.frame,
-        "model_version": record.model_version,
-    });
-    let event = match &record.event {
-        Event::Known {
-            person,
-            score,
-            unlocked,
-        } => json!({"kind": "known", "person": person, "score": score, "unlocked": unlocked}),
-        Event::Held {
-            person,
-            score,
-            reason,
-        } => json!({"kind": "known", "person": person, "score": score, "unlocked": false,
-                    "reason": reason}),
-        Event::Stranger {
-            best_score,
-            attempt,
-        } => json!({"kind": "stranger", "best_score": best_score, "attempt": attempt,
-                    "unlocked": false}),
-        Event::ModelUpdate {
-            version,
-            accepted,
-            reason,
-        } => json!({"kind": "update", "version": version, "accepted": accepted,
-                    "reason": reason}),
-        Event::Fault { message } => json!({"kind": "fault", "message": message}),
-        Event::NotLive {
-            person,
-            score,
-            liveness,
-            attempt,
-        } => json!({"kind": "not-live", "person": person, "score": score,
-                    "liveness": liveness, "attempt": attempt, "unlocked": false}),
-    };
-    if let (Some(obj), Value::Object(fields)) = (v.as_object_mut(), event) {
-        obj.extend(fields);
-    }
-    v
-}
+/// A record as one flat JSON object (the same as the door publishes on its event topic).
+pub use facegate_fleet::json::flat;
 
 /// Runs `facegate logs`.
 pub fn run(cmd: LogsCmd) -> Result<()> {
@@ -237,6 +186,8 @@ pub struct LogsCmd {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use facegate_models::logrecord::{Event, LogRecord};
+    use serde_json::Value;
 
     /// Finding (#23): `logs` on a PNG printed about 8,500 "skipped" lines and exited 0.
     #[test]

@@ -12,6 +12,7 @@ pub mod eval;
 pub mod evalbundle;
 pub mod evalliveness;
 pub mod evalmaskstate;
+pub mod fleet;
 pub mod import;
 pub mod keys;
 pub mod logs;
