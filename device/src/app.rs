@@ -25,6 +25,15 @@ use crate::ui::Screen;
 pub trait RecordSink {
     /// Hands over one record; false if it was lost.
     fn record(&mut self, record: &LogRecord) -> bool;
+
+    /// Whether a picture of the face should follow each decision (`[mqtt] snapshot`).
+    fn wants_snapshots(&self) -> bool {
+        false
+    }
+
+    /// The face of the decision just recorded (a small crop; called only when
+    /// [`RecordSink::wants_snapshots`]). Must not block.
+    fn snapshot(&mut self, _face: image::RgbImage) {}
 }
 
 impl RecordSink for Vec<u8> {
@@ -293,6 +302,14 @@ where
         let actions = door.step(now, observation);
         out.apply(&actions, &mut relay, now, live.version);
         if let Ok(r) = &recognised
+            && let Some(face) = &r.face
+            && out.log.wants_snapshots()
+            && actions.iter().any(is_decision)
+        {
+            out.log
+                .snapshot(face_crop(&frame.image, &face.detection.bbox));
+        }
+        if let Ok(r) = &recognised
             && r.face.is_some()
         {
             let t_done = Instant::now();
@@ -305,6 +322,51 @@ where
     relay.release();
     out.summary
 }
+
+/// Whether an action logs a decision (an unlock, a stranger, a face that was not live).
+fn is_decision(action: &Action) -> bool {
+    matches!(
+        action,
+        Action::Log {
+            event: Event::Known { unlocked: true, .. }
+                | Event::Stranger { .. }
+                | Event::NotLive { .. },
+            ..
+        }
+    )
+}
+
+/// The face with a margin of half its size, at most [`SNAPSHOT_SIDE`] pixels a side: enough
+/// to see who it was, not the whole hallway.
+fn face_crop(image: &image::RgbImage, bbox: &facegate_models::geometry::BBox) -> image::RgbImage {
+    let (w, h) = (image.width() as f32, image.height() as f32);
+    let x0 = (bbox.x - bbox.w * 0.5).clamp(0.0, w - 1.0);
+    let y0 = (bbox.y - bbox.h * 0.5).clamp(0.0, h - 1.0);
+    let x1 = (bbox.x + bbox.w * 1.5).clamp(x0 + 1.0, w);
+    let y1 = (bbox.y + bbox.h * 1.5).clamp(y0 + 1.0, h);
+    let crop = image::imageops::crop_imm(
+        image,
+        x0 as u32,
+        y0 as u32,
+        (x1 - x0) as u32,
+        (y1 - y0) as u32,
+    )
+    .to_image();
+    let side = crop.width().max(crop.height());
+    if side <= SNAPSHOT_SIDE {
+        return crop;
+    }
+    let scale = SNAPSHOT_SIDE as f32 / side as f32;
+    image::imageops::resize(
+        &crop,
+        ((crop.width() as f32 * scale) as u32).max(1),
+        ((crop.height() as f32 * scale) as u32).max(1),
+        image::imageops::FilterType::Triangle,
+    )
+}
+
+/// Largest side of a snapshot, pixels.
+pub const SNAPSHOT_SIDE: u32 = 256;
 
 /// What the door sees in a camera error.
 fn camera_fault(e: &CameraError) -> Observation {

@@ -84,6 +84,10 @@ pub struct MqttConfig {
     /// Events kept while the broker is unreachable (the oldest go first, counted).
     #[serde(default = "default_queue")]
     pub queue: usize,
+    /// Publish a small JPEG of the face with each decision (`<prefix>/<door>/snapshot`). Off
+    /// by default: faces are personal data, and events carry none.
+    #[serde(default)]
+    pub snapshot: bool,
 }
 
 impl MqttConfig {

@@ -113,6 +113,9 @@ struct SimArgs {
     /// the door id is --door). For TLS, users and remote unlock, use a config file's [mqtt].
     #[arg(long)]
     mqtt: Option<String>,
+    /// With --mqtt: publish a small JPEG of the face with each decision.
+    #[arg(long)]
+    mqtt_snapshot: bool,
     /// Public key(s) trusted to sign bundles.
     #[arg(long, required = true)]
     trust: Vec<PathBuf>,
@@ -269,6 +272,7 @@ impl SimArgs {
                 remote_unlock: false,
                 remote_unlock_users: Vec::new(),
                 queue: 1000,
+                snapshot: self.mqtt_snapshot,
             }),
             wiegand: None,
         }

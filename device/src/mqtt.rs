@@ -49,6 +49,8 @@ pub struct LinkSettings {
     pub queue: usize,
     /// How long an unlock keeps the door open (the lock state goes back to locked after it).
     pub unlock_for: Duration,
+    /// Face pictures are published (`[mqtt] snapshot`).
+    pub snapshot: bool,
 }
 
 /// The loop's side: hands over records without waiting.
@@ -61,6 +63,8 @@ struct Outbox {
     records: VecDeque<LogRecord>,
     cap: usize,
     dropped: u64,
+    /// The newest face picture not yet published (older ones are replaced, never queued).
+    snapshot: Option<image::RgbImage>,
 }
 
 impl Outbox {
@@ -78,6 +82,12 @@ impl MqttSender {
     /// full.
     pub fn send(&self, record: &LogRecord) {
         lock(&self.outbox).push_back(record.clone());
+    }
+
+    /// Hands over the face of the latest decision (replacing one not yet sent); it is
+    /// encoded as JPEG on the link's thread, never in the loop.
+    pub fn snapshot(&self, face: image::RgbImage) {
+        lock(&self.outbox).snapshot = Some(face);
     }
 
     /// Records waiting, and records dropped since the last report (for tests and status).
@@ -124,6 +134,7 @@ impl MqttLink {
             records: VecDeque::new(),
             cap: settings.queue.max(1),
             dropped: 0,
+            snapshot: None,
         }));
         let stop = Arc::new(AtomicBool::new(false));
         let bundles = BundleSlot::spawn(installer, shared.clone());
@@ -282,6 +293,15 @@ impl Link {
             self.published_version = Some(version);
             self.text(self.settings.topics.model(), true, &version.to_string());
         }
+        let snapshot = lock(&self.outbox).snapshot.take();
+        if let Some(face) = snapshot {
+            let mut jpeg = Vec::new();
+            let encoded = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 80)
+                .encode_image(&face);
+            if encoded.is_ok() {
+                self.publish(self.settings.topics.snapshot(), true, jpeg, Item::Other);
+            }
+        }
         while self.sent.len() + self.inflight.len() < WINDOW {
             let Some(record) = lock(&self.outbox).records.pop_front() else {
                 break;
@@ -373,6 +393,7 @@ impl Link {
         let payload = discovery::payload(&discovery::Door {
             topics: &t,
             unlock_user: user.as_deref(),
+            snapshot: self.settings.snapshot,
             sw_version: env!("CARGO_PKG_VERSION"),
         });
         self.publish(

@@ -27,6 +27,8 @@ pub struct Sinks {
     pub log: LogSender,
     /// The broker link.
     pub mqtt: Option<MqttSender>,
+    /// Send a picture of the face with each decision to the broker (`[mqtt] snapshot`).
+    pub snapshots: bool,
     /// The Wiegand output.
     pub wiegand: Option<CardReader>,
     /// For faults found on the way (a person without a card).
@@ -66,6 +68,16 @@ impl RecordSink for Sinks {
             }
         }
         logged
+    }
+
+    fn wants_snapshots(&self) -> bool {
+        self.snapshots && self.mqtt.is_some()
+    }
+
+    fn snapshot(&mut self, face: image::RgbImage) {
+        if let Some(m) = &self.mqtt {
+            m.snapshot(face);
+        }
     }
 }
 

@@ -84,6 +84,7 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Outcome> {
     let mut sinks = Sinks {
         log,
         mqtt: mqtt.as_ref().map(|m| m.sender()),
+        snapshots: config.mqtt.as_ref().is_some_and(|m| m.snapshot),
         wiegand: card_reader(config)?,
         shared: shared.clone(),
     };
@@ -236,6 +237,7 @@ fn start_mqtt(
         unlock_users: m.remote_unlock.then(|| m.remote_unlock_users.clone()),
         queue: m.queue,
         unlock_for: Duration::from_millis(config.door.unlock_ms),
+        snapshot: m.snapshot,
     };
     eprintln!(
         "mqtt: {} as door {door:?}{}",

@@ -20,6 +20,8 @@ pub struct Door<'a> {
     pub topics: &'a Topics,
     /// The broker user Home Assistant sends unlock commands as, when remote unlock is on.
     pub unlock_user: Option<&'a str>,
+    /// The door publishes face pictures (an image entity shows the last one).
+    pub snapshot: bool,
     /// facegate's version.
     pub sw_version: &'a str,
 }
@@ -86,6 +88,18 @@ pub fn payload(door: &Door) -> Value {
             "event_types": DECISIONS,
         }),
     );
+    if door.snapshot {
+        cmps.insert(
+            format!("{id}_snapshot"),
+            json!({
+                "p": "image",
+                "unique_id": format!("{id}_snapshot"),
+                "name": "Last face",
+                "image_topic": t.snapshot(),
+                "content_type": "image/jpeg",
+            }),
+        );
+    }
     json!({
         "dev": {
             "ids": [id],
@@ -137,6 +151,7 @@ pub fn problems(payload: &Value) -> Vec<String> {
             "lock" => &["command_topic"],
             "binary_sensor" | "sensor" => &["state_topic"],
             "event" => &["state_topic", "event_types"],
+            "image" => &["image_topic", "content_type"],
             _ => &[],
         };
         for field in required {
@@ -156,10 +171,11 @@ mod tests {
     #[test]
     fn both_lock_kinds_satisfy_the_schema() {
         let t = Topics::new("facegate", "front").expect("valid");
-        for user in [None, Some("homeassistant")] {
+        for (user, snapshot) in [(None, false), (Some("homeassistant"), true)] {
             let p = payload(&Door {
                 topics: &t,
                 unlock_user: user,
+                snapshot,
                 sw_version: "0.1.0",
             });
             assert_eq!(problems(&p), Vec::<String>::new());
@@ -180,6 +196,7 @@ mod tests {
         let mut p = payload(&Door {
             topics: &Topics::new("facegate", "front").expect("valid"),
             unlock_user: None,
+            snapshot: false,
             sw_version: "0.1.0",
         });
         p["cmps"]["facegate_front_person"]

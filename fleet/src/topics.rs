@@ -97,6 +97,12 @@ impl Topics {
         self.at("person")
     }
 
+    /// Retained: a JPEG of the last decision's face, only when the door is configured to send
+    /// one (`[mqtt] snapshot = true`).
+    pub fn snapshot(&self) -> String {
+        self.at("snapshot")
+    }
+
     /// Retained: the last decision as JSON (for `facegate fleet status`).
     pub fn last(&self) -> String {
         self.at("last")
@@ -138,6 +144,7 @@ impl Topics {
             self.model(),
             self.person(),
             self.last(),
+            self.snapshot(),
             self.availability(),
         ]
     }

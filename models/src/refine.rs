@@ -57,6 +57,15 @@ pub struct Manifest {
     pub median_error_px: [f32; 2],
     /// Mean absolute training error after each epoch (in units of OUT_SCALE pixels).
     pub loss: Vec<f32>,
+    /// What it was trained on, in words (the committed refiner's manifest says it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<String>,
+    /// The command that trains it again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    /// Initialisation and shuffling seed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
 }
 
 /// The grey network input of a 112x112 face crop: shrunk to [`SIDE`] with a triangle filter,
@@ -127,7 +136,7 @@ pub const FILES: small_cnn::Files = small_cnn::Files {
     what: "landmark refiner",
     file: FILE,
     manifest: MANIFEST,
-    fix: "run `facegate models refine --faces DIR` (scripts/setup does) to train it again",
+    fix: "run `facegate models fetch` to install the committed one (or `facegate models refine --faces DIR` to train one)",
 };
 
 impl Pinned for Manifest {
@@ -274,7 +283,7 @@ mod tests {
     fn a_file_that_does_not_match_its_manifest_is_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
         let missing = Refiner::load(dir.path()).expect_err("nothing there");
-        assert!(missing.to_string().contains("models refine"), "{missing}");
+        assert!(missing.to_string().contains("models fetch"), "{missing}");
         let bytes = template_graph().expect("graph");
         let manifest = Manifest {
             sha256: sha256_hex(&bytes),
@@ -283,6 +292,9 @@ mod tests {
             crops: 0,
             median_error_px: [0.0, 0.0],
             loss: vec![],
+            data: None,
+            command: None,
+            seed: None,
         };
         std::fs::write(
             dir.path().join(MANIFEST),

@@ -66,6 +66,17 @@ fn enrol(dir: &Path, door: &str, version: u32, key: &str, out: &str) {
 
 /// A simulated door on the broker, cycling through the camera folder until stopped.
 fn door(dir: &Path, name: &str, group: &str, bundle: &str, url: &str) -> Child {
+    door_with(dir, name, group, bundle, url, &[])
+}
+
+fn door_with(
+    dir: &Path,
+    name: &str,
+    group: &str,
+    bundle: &str,
+    url: &str,
+    extra: &[&str],
+) -> Child {
     Command::new(device_bin())
         .current_dir(dir)
         .env("FACEGATE_MODELS", models_dir())
@@ -94,6 +105,7 @@ fn door(dir: &Path, name: &str, group: &str, bundle: &str, url: &str) -> Child {
             "--mqtt",
             url,
         ])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(dir.join(format!("{name}.err"))).expect("stderr file"))
         .spawn()
@@ -142,7 +154,14 @@ fn one_publish_updates_a_group_and_nothing_else_gets_in() {
     );
     let mut doors = vec![
         door(dir, "front", "home", "home-v1.fgb", &broker.url()),
-        door(dir, "back", "home", "home-v1.fgb", &broker.url()),
+        door_with(
+            dir,
+            "back",
+            "home",
+            "home-v1.fgb",
+            &broker.url(),
+            &["--mqtt-snapshot"],
+        ),
         door(dir, "garage", "barn", "barn-v1.fgb", &broker.url()),
     ];
     let all_online = |w: &Watcher| {
@@ -249,6 +268,31 @@ fn one_publish_updates_a_group_and_nothing_else_gets_in() {
         );
     }
     assert!(refusals("garage") == 0);
+
+    // Face pictures only from the door configured to send them, and never inside events.
+    assert!(w.wait_for(Duration::from_secs(10), |_| {
+        w.last("facegate/back/snapshot").is_some()
+    }));
+    let jpeg = w
+        .messages()
+        .into_iter()
+        .rev()
+        .find(|m| m.topic == "facegate/back/snapshot")
+        .expect("snapshot");
+    let face = image::load_from_memory_with_format(&jpeg.payload, image::ImageFormat::Jpeg)
+        .expect("a JPEG");
+    assert!(face.width() <= 256 && face.height() <= 256 && face.width() > 16);
+    let back_disc = w
+        .last("homeassistant/device/facegate_back/config")
+        .expect("discovery");
+    assert!(back_disc.contains("\"p\":\"image\""), "{back_disc}");
+    assert!(w.last("facegate/front/snapshot").is_none());
+    assert!(
+        w.messages()
+            .iter()
+            .filter(|m| m.topic.ends_with("/event"))
+            .all(|m| m.payload.len() < 1024 && !m.payload.starts_with(&[0xFF, 0xD8]))
+    );
 
     // `fleet status` reads it all back.
     let out = run_ok(

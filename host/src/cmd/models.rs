@@ -215,18 +215,6 @@ fn verify(dir: &ModelsDir) -> Result<()> {
     } else {
         println!("absent   mask-adapted SFace (optional: `facegate models adapt`)");
     }
-    use facegate_models::refine;
-    if dir.join(refine::MANIFEST).exists() {
-        match refine::read_verified(&dir) {
-            Ok(bytes) => println!("ok       {:>10} B  {}", bytes.len(), refine::FILE),
-            Err(e) => {
-                bad += 1;
-                println!("FAILED   {e}");
-            }
-        }
-    } else {
-        println!("absent   landmark refiner (optional: `facegate models refine`)");
-    }
     if bad > 0 {
         bail!("{bad} model file(s) missing or wrong in {}", dir.display());
     }
@@ -301,7 +289,7 @@ pub fn fetch(dir: &Path) -> Result<()> {
 
 /// The small networks the project trained, committed in `models/trained/` with their
 /// manifests (data, command, seed, SHA-256) and carried inside this binary.
-const COMMITTED: [Committed; 2] = [
+const COMMITTED: [Committed; 3] = [
     Committed {
         file: facegate_models::liveness::FILE,
         bytes: include_bytes!("../../../models/trained/liveness.onnx"),
@@ -315,6 +303,13 @@ const COMMITTED: [Committed; 2] = [
         manifest: facegate_models::maskstate::MANIFEST,
         json: include_bytes!("../../../models/trained/mask_state.json"),
         valid: |dir| facegate_models::maskstate::read_verified(dir).map(|_| ()),
+    },
+    Committed {
+        file: facegate_models::refine::FILE,
+        bytes: include_bytes!("../../../models/trained/landmark_refiner.onnx"),
+        manifest: facegate_models::refine::MANIFEST,
+        json: include_bytes!("../../../models/trained/landmark_refiner.json"),
+        valid: |dir| facegate_models::refine::read_verified(dir).map(|_| ()),
     },
 ];
 

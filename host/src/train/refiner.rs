@@ -289,6 +289,9 @@ pub fn train(faces: &Path, models: &Path, cfg: &Config) -> Result<Manifest> {
         crops: crops.len(),
         median_error_px,
         loss,
+        data: None,
+        command: None,
+        seed: Some(cfg.seed),
     };
     write_model(models, refine::FILE, &bytes, refine::MANIFEST, &manifest)?;
     Ok(manifest)
