@@ -141,6 +141,9 @@ pub struct Installer {
     busy: std::sync::Mutex<()>,
 }
 
+/// The update slot, held while one update is received and installed.
+pub struct Reservation<'a>(#[allow(dead_code)] std::sync::MutexGuard<'a, ()>);
+
 /// A bundle now running.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Applied {
@@ -177,9 +180,11 @@ impl Installer {
         }
     }
 
-    /// Whether an update is being installed right now (a push checks before reading a body).
-    pub fn is_busy(&self) -> bool {
-        self.busy.try_lock().is_err()
+    /// Takes the one update slot, or `None` when another update holds it. A push takes it
+    /// before reading the bundle's body, so a second push is answered "busy" at once, however
+    /// slowly the first one sends.
+    pub fn try_reserve(&self) -> Option<Reservation<'_>> {
+        self.busy.try_lock().ok().map(Reservation)
     }
 
     /// The whole flow on a running door, for every way a bundle arrives: the signature and
@@ -187,12 +192,22 @@ impl Installer {
     /// built, self-tested and stored ([`Installer::activate`]), then the swap into the loop.
     /// One at a time: a second bundle arriving meanwhile is refused as busy.
     pub fn apply(&self, shared: &Shared, bytes: &[u8]) -> Result<Applied, Refused> {
-        let Ok(_slot) = self.busy.try_lock() else {
+        let Some(slot) = self.try_reserve() else {
             return Err(Refused {
                 version: None,
                 error: UpdateError::Busy,
             });
         };
+        self.apply_reserved(&slot, shared, bytes)
+    }
+
+    /// [`Installer::apply`] with the slot already taken.
+    pub fn apply_reserved(
+        &self,
+        _slot: &Reservation<'_>,
+        shared: &Shared,
+        bytes: &[u8],
+    ) -> Result<Applied, Refused> {
         let running = shared.current().version;
         let bundle = self.check(bytes, running).map_err(|error| Refused {
             version: None,

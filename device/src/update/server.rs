@@ -425,9 +425,9 @@ impl UpdateServer {
                 self.limits.max_bundle
             ));
         }
-        if self.installer.is_busy() {
+        let Some(slot) = self.installer.try_reserve() else {
             return Reply::refused("busy: another update is in progress, try again");
-        }
+        };
         conn.set_deadline(
             connected
                 + self.limits.head
@@ -437,7 +437,7 @@ impl UpdateServer {
         if let Err(e) = read_exact_by(conn, &mut bytes) {
             return Reply::refused(e);
         }
-        match self.installer.apply(&self.shared, &bytes) {
+        match self.installer.apply_reserved(&slot, &self.shared, &bytes) {
             Ok(a) => Reply {
                 text: format!(
                     "ok: version {} active ({})",

@@ -39,8 +39,8 @@ pub fn json(path: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(path).expect("report")).expect("json")
 }
 
-/// A models folder with the pinned files and the committed liveness network (linked, not
-/// copied), and nothing trained here yet.
+/// A models folder with the pinned files and the committed networks (linked, not copied), as
+/// `models fetch` leaves it.
 pub fn pinned_models_folder() -> tempfile::TempDir {
     use facegate_models::model_files::{self, default_dir};
     let dir = tempfile::tempdir().expect("tempdir");
@@ -54,12 +54,14 @@ pub fn pinned_models_folder() -> tempfile::TempDir {
         std::os::unix::fs::symlink(&src, file.path_in(dir.path())).expect("link");
     }
     // The committed networks, which `models fetch` installs too.
-    use facegate_models::{liveness, maskstate};
+    use facegate_models::{liveness, maskstate, refine};
     for name in [
         liveness::FILE,
         liveness::MANIFEST,
         maskstate::FILE,
         maskstate::MANIFEST,
+        refine::FILE,
+        refine::MANIFEST,
     ] {
         std::os::unix::fs::symlink(default_dir().join(name), dir.path().join(name)).expect("link");
     }
