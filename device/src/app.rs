@@ -265,24 +265,7 @@ where
         shared.heartbeat.fetch_add(1, Ordering::Relaxed);
         let now = Instant::now();
         relay.tick(now);
-        let posted = std::mem::take(&mut *shared.outbox.lock().unwrap_or_else(|p| p.into_inner()));
-        for record in posted {
-            out.write(record);
-        }
-        if let Some(by) = shared.take_remote_unlock() {
-            let actions = door.step(now, Observation::RemoteUnlock { by });
-            out.apply(&actions, &mut relay, now, shared.current().version);
-        }
-        let installing = shared.installing.load(Ordering::Relaxed);
-        if installing != 0 {
-            let actions = door.step(
-                now,
-                Observation::Installing {
-                    version: installing,
-                },
-            );
-            out.apply(&actions, &mut relay, now, 0);
-        }
+        out.between_frames(&mut door, &mut relay, now);
         let live = shared.current();
         let frame = match camera.next_frame() {
             Ok(Some(f)) => f,
@@ -303,15 +286,8 @@ where
         out.apply(&actions, &mut relay, now, live.version);
         if let Ok(r) = &recognised
             && let Some(face) = &r.face
-            && out.log.wants_snapshots()
-            && actions.iter().any(is_decision)
         {
-            out.log
-                .snapshot(face_crop(&frame.image, &face.detection.bbox));
-        }
-        if let Ok(r) = &recognised
-            && r.face.is_some()
-        {
+            out.snapshot(&actions, &frame.image, face);
             let t_done = Instant::now();
             out.summary.first_decision.get_or_insert(t_done - started);
             out.summary
@@ -429,6 +405,47 @@ struct Outputs<'a, L: RecordSink, D: Screens> {
 }
 
 impl<L: RecordSink, D: Screens> Outputs<'_, L, D> {
+    /// What other threads asked for since the last frame: records to log, a remote unlock,
+    /// the "Updating" screen.
+    fn between_frames<P: OutputPin>(
+        &mut self,
+        door: &mut Door,
+        relay: &mut Relay<P>,
+        now: Instant,
+    ) {
+        let shared = self.shared;
+        let posted = std::mem::take(&mut *shared.outbox.lock().unwrap_or_else(|p| p.into_inner()));
+        for record in posted {
+            self.write(record);
+        }
+        if let Some(by) = shared.take_remote_unlock() {
+            let actions = door.step(now, Observation::RemoteUnlock { by });
+            self.apply(&actions, relay, now, shared.current().version);
+        }
+        let installing = shared.installing.load(Ordering::Relaxed);
+        if installing != 0 {
+            let actions = door.step(
+                now,
+                Observation::Installing {
+                    version: installing,
+                },
+            );
+            self.apply(&actions, relay, now, 0);
+        }
+    }
+
+    /// The face of a decision, for sinks that want one (`[mqtt] snapshot`).
+    fn snapshot(
+        &mut self,
+        actions: &[Action],
+        image: &image::RgbImage,
+        face: &facegate_models::pipeline::Face,
+    ) {
+        if self.log.wants_snapshots() && actions.iter().any(is_decision) {
+            self.log.snapshot(face_crop(image, &face.detection.bbox));
+        }
+    }
+
     fn write(&mut self, record: LogRecord) {
         if !self.log.record(&record) {
             self.summary.log_errors += 1;

@@ -37,14 +37,26 @@ pub mod logrecord;
 pub mod mask;
 pub mod maskstate;
 pub mod model_files;
+// Graph builders and the quantiser: public for the laptop (feature `builders`), internal
+// otherwise (the trained parts describe their graphs with them, the door expands int8 weights).
+#[cfg(feature = "builders")]
 pub mod onnx_build;
+#[cfg(not(feature = "builders"))]
+#[allow(dead_code)]
+pub(crate) mod onnx_build;
 #[cfg(test)]
 mod onnx_test_util;
 pub mod pipeline;
+#[cfg(feature = "builders")]
 pub mod quantise;
+#[cfg(not(feature = "builders"))]
+#[allow(dead_code)]
+pub(crate) mod quantise;
 pub mod refine;
 mod rewrite;
 pub mod small_cnn;
+/// Test helpers: where the shared data is (feature `testdata`).
+#[cfg(any(test, feature = "testdata"))]
 pub mod testdata;
 pub mod wire;
 
