@@ -36,8 +36,23 @@ impl Live {
     /// Builds a model from a verified bundle and the detector file's bytes, and runs the
     /// bundle's self-test. Any failure leaves the caller's current model untouched.
     pub fn from_bundle(bundle: &Bundle, yunet: &[u8]) -> Result<Live, LiveError> {
+        Self::from_bundle_with(bundle, yunet, None)
+    }
+
+    /// [`Live::from_bundle`], with the detector's input side set by the door
+    /// (`door.detect_side`): a door detects on a reduced copy of each frame (faces at a door
+    /// are large) and aligns from the full-resolution frame; photos keep the bundle's side.
+    pub fn from_bundle_with(
+        bundle: &Bundle,
+        yunet: &[u8],
+        detect_side: Option<u32>,
+    ) -> Result<Live, LiveError> {
         let h = &bundle.header;
-        let detector = Detector::from_bytes(yunet, h.detector).map_err(LiveError::Detector)?;
+        let mut settings = h.detector;
+        if let Some(side) = detect_side {
+            settings.max_side = side;
+        }
+        let detector = Detector::from_bytes(yunet, settings).map_err(LiveError::Detector)?;
         let embedder = Embedder::from_files(h.embedder, h.quantised, &bundle.payload.models)
             .map_err(LiveError::Embedder)?;
         let mut pipeline = Pipeline::from_parts(detector, embedder);

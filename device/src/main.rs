@@ -113,6 +113,9 @@ struct SimArgs {
     /// the door id is --door). For TLS, users and remote unlock, use a config file's [mqtt].
     #[arg(long)]
     mqtt: Option<String>,
+    /// Longest side of the copy of each frame the detector sees (door.detect_side).
+    #[arg(long, default_value_t = facegate_device::config::DEFAULT_DETECT_SIDE)]
+    detect_side: u32,
     /// With --mqtt: publish a small JPEG of the face with each decision.
     #[arg(long)]
     mqtt_snapshot: bool,
@@ -222,6 +225,7 @@ impl SimArgs {
                 cooldown_ms: self.cooldown_ms,
                 unlock_ms: self.unlock_ms,
                 relay_keeper: !self.in_process_relay,
+                detect_side: self.detect_side,
                 ..DoorSection::default()
             },
             relay: Some(RelayConfig::Simulated { record: relay }),

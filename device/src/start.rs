@@ -137,6 +137,7 @@ fn load_model(config: &Config, trusted: &[VerifyingKey]) -> Result<(Installer, A
             max_step: config.update.max_version_step,
             door: config.model.door.clone(),
             groups: config.model.groups.clone(),
+            detect_side: Some(config.door.detect_side),
         },
     );
     // The first bundle may be gone once the store holds a model (cleaned up after install).

@@ -99,6 +99,8 @@ pub struct Rules {
     pub door: Option<String>,
     /// Groups it belongs to.
     pub groups: Vec<String>,
+    /// The detector's input side on this door (`door.detect_side`), `None` for the bundle's.
+    pub detect_side: Option<u32>,
 }
 
 impl Default for Rules {
@@ -107,6 +109,7 @@ impl Default for Rules {
             max_step: DEFAULT_MAX_STEP,
             door: None,
             groups: Vec::new(),
+            detect_side: None,
         }
     }
 }
@@ -272,7 +275,7 @@ impl Installer {
         bundle: &Bundle,
         running: u32,
     ) -> Result<Live, UpdateError> {
-        let live = Live::from_bundle(bundle, &self.yunet)?;
+        let live = Live::from_bundle_with(bundle, &self.yunet, self.rules.detect_side)?;
         self.store
             .install(bytes, bundle.header.model_version)
             .map_err(|source| UpdateError::Store {
@@ -297,7 +300,11 @@ impl Installer {
     /// A stored bundle, checked again: signature, structure, self-test.
     fn load(&self, bytes: &[u8]) -> Result<Live, UpdateError> {
         let bundle = bundle::verify(bytes, &self.trusted)?;
-        Ok(Live::from_bundle(&bundle, &self.yunet)?)
+        Ok(Live::from_bundle_with(
+            &bundle,
+            &self.yunet,
+            self.rules.detect_side,
+        )?)
     }
 
     /// Start-up: the stored model (active, else the previous one if it was marked good), then

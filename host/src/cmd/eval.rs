@@ -41,6 +41,7 @@ pub fn run(cmd: EvalCmd) -> Result<()> {
                 Masks::Synthetic => "synthetic",
             },
         },
+        cmd.as_frames,
     );
     print_summary(&report);
     if let Some(path) = &cmd.json {
@@ -53,11 +54,14 @@ pub fn run(cmd: EvalCmd) -> Result<()> {
 /// Loads the pipeline the options name.
 pub fn load_pipeline(net: &NetworkOpts) -> Result<Pipeline> {
     let dir = net.models.resolve();
-    let config = PipelineConfig {
+    let mut config = PipelineConfig {
         embedder: net.embedder.into(),
         quantised: !net.fp32,
         ..Default::default()
     };
+    if let Some(side) = net.detect_side {
+        config.detector.max_side = side;
+    }
     let pipeline = Pipeline::load(&dir, config)
         .with_context(|| format!("loading the networks from {}", dir.display()))?;
     if net.refine_landmarks {
@@ -65,6 +69,14 @@ pub fn load_pipeline(net: &NetworkOpts) -> Result<Pipeline> {
         return Ok(pipeline.with_refiner(refiner));
     }
     Ok(pipeline)
+}
+
+/// `WIDTHxHEIGHT`.
+fn parse_size(text: &str) -> std::result::Result<[u32; 2], String> {
+    let bad = || format!("{text:?}: give WIDTHxHEIGHT, e.g. 640x480");
+    let (w, h) = text.split_once('x').ok_or_else(bad)?;
+    let n = |v: &str| v.parse::<u32>().ok().filter(|v| (16..=8192).contains(v));
+    Ok([n(w).ok_or_else(bad)?, n(h).ok_or_else(bad)?])
 }
 
 /// Worker threads: the option, else every core.
@@ -186,6 +198,10 @@ pub struct EvalCmd {
     /// Write the report as JSON here.
     #[arg(long, value_name = "REPORT.json")]
     pub json: Option<PathBuf>,
+    /// Show each probe photo as a camera frame of this size (letterboxed, as the simulated
+    /// door does), e.g. 640x480 with `--detect-side 320`: the door's own path.
+    #[arg(long, value_name = "WxH", value_parser = parse_size)]
+    pub as_frames: Option<[u32; 2]>,
     /// Evaluate this signed bundle on DATASET, an imported dataset folder (`facegate import`),
     /// instead of running a protocol on a photo folder.
     #[arg(long)]

@@ -95,4 +95,8 @@ pub struct NetworkOpts {
     /// Worker threads [default: all cores].
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Longest side of the image the detector sees [default: 640]; a door detects at
+    /// `door.detect_side` (320).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(160..=1920))]
+    pub detect_side: Option<u32>,
 }

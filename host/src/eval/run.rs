@@ -28,6 +28,9 @@ pub struct Job {
     pub path: PathBuf,
     /// Paint a synthetic mask of this style before recognition.
     pub mask: Option<MaskStyle>,
+    /// Show it to the pipeline as a camera frame of this size (letterboxed, as the door's
+    /// image-folder camera does), not as the photo it is.
+    pub frame: Option<[u32; 2]>,
 }
 
 /// What came out of one image.
@@ -57,6 +60,10 @@ pub fn embed_one(pipeline: &Pipeline, job: &Job) -> Outcome {
     let img = match image_io::open(&job.path) {
         Ok(i) => i,
         Err(e) => return Outcome::Error(e.to_string()),
+    };
+    let img = match job.frame {
+        Some([w, h]) => facegate_camera::files::letterbox(&img, w, h),
+        None => img,
     };
     if let Some(style) = &job.mask {
         // Find the face unmasked, then let the pipeline paint the mask and see that same face
@@ -236,13 +243,17 @@ pub fn evaluate(
     enrol_masks: usize,
     threads: usize,
     labels: Labels<'_>,
+    probe_frames: Option<[u32; 2]>,
 ) -> Report {
     let start = Instant::now();
     let gallery_jobs = enrolment_jobs(split, enrol_masks);
     let mut jobs: Vec<Job> = gallery_jobs.iter().map(|(_, j)| j.clone()).collect();
+    // Probes are what the door's camera sees; the gallery is enrolled from photos, as `enrol`
+    // does.
     let probe_job = |p: &PathBuf| Job {
         path: p.clone(),
         mask: synthetic_masks.then(|| MaskStyle::from_seed(mask_seed(p))),
+        frame: probe_frames,
     };
     jobs.extend(split.genuine.iter().map(|p| probe_job(&p.path)));
     jobs.extend(split.impostor.iter().map(|p| probe_job(&p.path)));
@@ -368,6 +379,7 @@ fn enrolment_jobs(split: &Split, enrol_masks: usize) -> Vec<(usize, Job)> {
             Job {
                 path: p.clone(),
                 mask: None,
+                frame: None,
             },
         ));
         for k in 0..enrol_masks {
@@ -377,6 +389,7 @@ fn enrolment_jobs(split: &Split, enrol_masks: usize) -> Vec<(usize, Job)> {
                 Job {
                     path: p.clone(),
                     mask: Some(style),
+                    frame: None,
                 },
             ));
         }
