@@ -19,6 +19,7 @@ use crate::hw::{CameraError, FrameSource};
 use crate::live::Shared;
 use crate::logout::LogSender;
 use crate::policy::PolicyConfig;
+use crate::still::Still;
 use crate::ui::Screen;
 
 /// Where log records go (the serial worker, or a byte buffer in tests).
@@ -98,6 +99,9 @@ pub struct DoorConfig {
     pub hold: Duration,
     /// The presentation-attack check, `None` when off.
     pub liveness: Option<LivenessCheck>,
+    /// Frames in a row that may reuse the subject's detection while it stands still
+    /// ([`crate::still`]; 0: detect every frame).
+    pub still_frames: u32,
 }
 
 impl DoorConfig {
@@ -125,6 +129,8 @@ pub struct Summary {
     pub strangers: u64,
     /// Bad frames and other recovered faults.
     pub faults: u64,
+    /// Frames that reused the still subject's detection instead of detecting.
+    pub detections_skipped: u64,
     /// Log records that could not be handed to the log.
     pub log_errors: u64,
     /// Time from the loop's start to its first decision.
@@ -254,6 +260,7 @@ where
     let started = Instant::now();
     let mut relay = Relay::new(relay, config.active_high);
     let mut door = Door::new(config.rules());
+    let mut still = Still::new(config.still_frames);
     let mut out = Outputs {
         shared,
         log,
@@ -279,7 +286,18 @@ where
         };
         out.summary.frames += 1;
         let t_frame = Instant::now();
-        let recognised = live.pipeline.recognise(&frame.image);
+        let recognised = match still.reusable(&frame.image, live.version) {
+            Some(detection) => {
+                out.summary.detections_skipped += 1;
+                live.pipeline.recognise_at(&frame.image, detection)
+            }
+            None => {
+                let r = live.pipeline.recognise(&frame.image);
+                let subject = r.as_ref().ok().and_then(|r| r.subject.as_ref());
+                still.detected(&frame.image, subject, live.version);
+                r
+            }
+        };
         let t_recognised = Instant::now();
         let observation = observe(&live, &frame.image, frame.id, &recognised, config);
         let actions = door.step(now, observation);

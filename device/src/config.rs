@@ -302,10 +302,16 @@ pub struct DoorSection {
     /// alignment and embedding use the full frame). 320 cuts detection about 3x on 640x480
     /// frames; raise it for a camera mounted far from where people stand.
     pub detect_side: u32,
+    /// Frames in a row that may reuse the subject's detection while it stands still (its
+    /// face region unchanged); alignment and embedding still run on every frame. 0 detects on
+    /// every frame.
+    pub still_frames: u32,
 }
 
 /// The door's default detector input side (see [`DoorSection::detect_side`]).
 pub const DEFAULT_DETECT_SIDE: u32 = 320;
+/// The door's default for [`DoorSection::still_frames`].
+pub const DEFAULT_STILL_FRAMES: u32 = 4;
 
 impl Default for DoorSection {
     fn default() -> Self {
@@ -317,6 +323,7 @@ impl Default for DoorSection {
             hold_ms: 3000,
             relay_keeper: true,
             detect_side: DEFAULT_DETECT_SIDE,
+            still_frames: DEFAULT_STILL_FRAMES,
         }
     }
 }
@@ -570,6 +577,13 @@ impl Config {
                 "door.agree",
                 format!("= {} with door.window = {}", d.agree, d.window),
                 "agree must be at least 1 and at most window",
+            );
+        }
+        if d.still_frames > 30 {
+            return bad(
+                "door.still_frames",
+                format!("= {} is out of range", d.still_frames),
+                "use 0 (detect every frame) to 30",
             );
         }
         if !(160..=1920).contains(&d.detect_side) {

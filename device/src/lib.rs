@@ -22,6 +22,7 @@ pub mod ring;
 pub mod sim;
 pub mod sinks;
 pub mod start;
+pub mod still;
 pub mod track;
 pub mod ui;
 pub mod update;

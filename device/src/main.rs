@@ -116,6 +116,10 @@ struct SimArgs {
     /// Longest side of the copy of each frame the detector sees (door.detect_side).
     #[arg(long, default_value_t = facegate_device::config::DEFAULT_DETECT_SIDE)]
     detect_side: u32,
+    /// Frames in a row that may reuse a still subject's detection (door.still_frames; 0:
+    /// detect every frame).
+    #[arg(long, default_value_t = facegate_device::config::DEFAULT_STILL_FRAMES)]
+    still_frames: u32,
     /// With --mqtt: publish a small JPEG of the face with each decision.
     #[arg(long)]
     mqtt_snapshot: bool,
@@ -226,6 +230,7 @@ impl SimArgs {
                 unlock_ms: self.unlock_ms,
                 relay_keeper: !self.in_process_relay,
                 detect_side: self.detect_side,
+                still_frames: self.still_frames,
                 ..DoorSection::default()
             },
             relay: Some(RelayConfig::Simulated { record: relay }),

@@ -38,6 +38,7 @@ pub fn report(outcome: &Outcome) -> Value {
         "strangers": s.strangers,
         "faults": s.faults,
         "skipped_frames": outcome.skipped_frames,
+        "detections_skipped": outcome.summary.detections_skipped,
         "loop_seconds": secs,
         "frames_per_second": if secs > 0.0 { s.frames as f64 / secs } else { 0.0 },
         "startup_ms": outcome.startup.as_secs_f64() * 1e3,

@@ -328,6 +328,7 @@ fn door_relay(config: &Config) -> Result<(DoorPin, DoorConfig)> {
         active_high,
         hold: Duration::from_millis(d.hold_ms),
         liveness: liveness_check(config)?,
+        still_frames: d.still_frames,
     };
     Ok((pin, door))
 }

@@ -50,6 +50,9 @@ pub struct Recognition {
     pub detect: std::time::Duration,
     /// Time spent aligning and embedding the subject.
     pub embed: std::time::Duration,
+    /// The detector's own answer for the subject (before any landmark refinement), so that a
+    /// caller may reuse it on a next frame that barely changed ([`Pipeline::recognise_at`]).
+    pub subject: Option<Detection>,
 }
 
 /// Detector plus embedder.
@@ -138,7 +141,8 @@ impl Pipeline {
         let started = std::time::Instant::now();
         let dets = self.detector.detect(image)?;
         let detected = std::time::Instant::now();
-        let face = match subject(&dets, image.width(), image.height()) {
+        let subject = subject(&dets, image.width(), image.height()).cloned();
+        let face = match &subject {
             Some(det) => self.embed_detection(image, det.clone())?,
             None => None,
         };
@@ -146,6 +150,21 @@ impl Pipeline {
             face,
             detect: detected - started,
             embed: detected.elapsed(),
+            subject,
+        })
+    }
+
+    /// [`Pipeline::recognise`] without the detector: `detection` (the subject found on an
+    /// earlier frame that barely changed since) is aligned and embedded on this frame's
+    /// pixels, so who it is always comes from the frame itself.
+    pub fn recognise_at(&self, image: &RgbImage, detection: Detection) -> Result<Recognition> {
+        let started = std::time::Instant::now();
+        let face = self.embed_detection(image, detection.clone())?;
+        Ok(Recognition {
+            face,
+            detect: std::time::Duration::ZERO,
+            embed: started.elapsed(),
+            subject: Some(detection),
         })
     }
 

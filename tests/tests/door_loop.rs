@@ -63,6 +63,7 @@ fn door_unlocks_for_enrolled_people_only_and_logs_every_decision() {
         active_high: true,
         hold: Duration::ZERO,
         liveness: None,
+        still_frames: 0,
     };
     let shared = Shared::new(Live {
         pipeline,

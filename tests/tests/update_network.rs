@@ -229,6 +229,7 @@ fn updates_over_tcp_are_verified_atomic_and_used_for_the_next_frame() {
                 active_high: true,
                 hold: Duration::ZERO,
                 liveness: None,
+                still_frames: 0,
             };
             let mut log = Vec::new();
             let mut screens: Vec<Screen> = Vec::new();
