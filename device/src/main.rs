@@ -123,6 +123,9 @@ struct SimArgs {
     /// With --mqtt: publish a small JPEG of the face with each decision.
     #[arg(long)]
     mqtt_snapshot: bool,
+    /// With --mqtt: events kept while the broker is unreachable (mqtt.queue).
+    #[arg(long, default_value_t = 1000)]
+    mqtt_queue: usize,
     /// Public key(s) trusted to sign bundles.
     #[arg(long, required = true)]
     trust: Vec<PathBuf>,
@@ -280,7 +283,7 @@ impl SimArgs {
                 discovery_prefix: facegate_fleet::topics::DEFAULT_DISCOVERY_PREFIX.into(),
                 remote_unlock: false,
                 remote_unlock_users: Vec::new(),
-                queue: 1000,
+                queue: self.mqtt_queue,
                 snapshot: self.mqtt_snapshot,
             }),
             wiegand: None,

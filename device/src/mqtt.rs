@@ -620,3 +620,53 @@ fn install(
     };
     shared.post(LogRecord::now(0, running, event));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(frame: u64) -> LogRecord {
+        LogRecord::now(
+            frame,
+            1,
+            Event::Fault {
+                message: String::new(),
+            },
+        )
+    }
+
+    #[test]
+    fn a_full_queue_drops_the_oldest_and_counts() {
+        let sender = MqttSender {
+            outbox: Arc::new(Mutex::new(Outbox {
+                records: VecDeque::new(),
+                cap: 3,
+                dropped: 0,
+                snapshot: None,
+            })),
+        };
+        for frame in 1..=5 {
+            sender.send(&record(frame));
+        }
+        assert_eq!(sender.backlog(), (3, 2));
+        let frames: Vec<u64> = lock(&sender.outbox)
+            .records
+            .iter()
+            .map(|r| r.frame)
+            .collect();
+        assert_eq!(frames, vec![3, 4, 5]);
+    }
+
+    #[test]
+    fn refusals_are_admitted_once_per_interval_with_a_count() {
+        let mut r = Refusals::default();
+        let t = Instant::now();
+        assert_eq!(r.admit(t), Some(0));
+        assert_eq!(r.admit(t + Duration::from_secs(1)), None);
+        assert_eq!(r.admit(t + Duration::from_secs(2)), None);
+        assert_eq!(
+            r.admit(t + REFUSAL_INTERVAL + Duration::from_secs(1)),
+            Some(2)
+        );
+    }
+}

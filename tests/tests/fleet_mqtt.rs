@@ -348,8 +348,22 @@ fn a_broker_restart_loses_no_event() {
     let mut broker = Mosquitto::plain();
     let b = plain(broker.url());
     // A persistent session: the broker keeps what the door sends while this client is away.
-    let w = Watcher::start(&b, "test-events", &["facegate/front/event"], true);
+    let w = Watcher::start(
+        &b,
+        "test-events",
+        &["facegate/front/event", "facegate/tiny/event"],
+        true,
+    );
     let mut front = door(dir, "front", "home", "home-v1.fgb", &broker.url());
+    // A door whose queue holds only 3 events: the outage overflows it.
+    let mut tiny = door_with(
+        dir,
+        "tiny",
+        "home",
+        "home-v1.fgb",
+        &broker.url(),
+        &["--mqtt-queue", "3"],
+    );
     assert!(w.wait_for(Duration::from_secs(60), |m| m.len() >= 3));
     let now_ms = || {
         std::time::SystemTime::now()
@@ -376,12 +390,26 @@ fn a_broker_restart_loses_no_event() {
     );
     std::thread::sleep(Duration::from_secs(2));
     terminate(&mut front);
+    terminate(&mut tiny);
     std::thread::sleep(Duration::from_millis(500));
+    // The small queue lost events, and said how many once the broker was back.
+    let tiny_dropped = w.messages().iter().any(|m| {
+        m.topic == "facegate/tiny/event"
+            && m.text()
+                .contains("events were dropped while it was unreachable (queue of 3)")
+    });
+    assert!(
+        tiny_dropped,
+        "no dropped-events report from the small queue"
+    );
+    assert!(records(dir, "tiny").iter().any(|r| matches!(&r.event,
+        Event::Fault { message } if message.contains("events were dropped"))));
 
     let serial = records(dir, "front");
     let events: Vec<serde_json::Value> = w
         .messages()
         .iter()
+        .filter(|m| m.topic == "facegate/front/event")
         .filter_map(|m| serde_json::from_slice(&m.payload).ok())
         .collect();
     let published = |r: &LogRecord| {
