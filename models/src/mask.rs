@@ -36,6 +36,9 @@ pub enum Pattern {
     Checks,
     /// Dots on a plain ground.
     Dots,
+    /// A busy three-tone print (waves crossing at random angles, as in floral or camouflage
+    /// fabric), its shape drawn from the accent colour's bytes.
+    Print,
 }
 
 /// A fully specified mask: drawing the same style twice gives the same pixels.
@@ -121,6 +124,30 @@ impl MaskStyle {
         style
     }
 
+    /// The k-th mask of a training set for the mask-state classifier: kinds cycle as in
+    /// [`Self::for_enrolment`]; half of them keep the painter's colours, the other half are
+    /// any colour (hue, saturation and brightness drawn uniformly), and half the patterned
+    /// ones a busy [`Pattern::Print`]. A classifier
+    /// trained only on the painter's eleven colours learns the colours, not the mask: real
+    /// red or purple cloth masks then pass as bare faces.
+    pub fn any_colour(seed: u64, k: usize) -> Self {
+        let mut style = Self::for_enrolment(seed, k);
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(
+            seed ^ (k as u64).wrapping_mul(0xA24B_AED4_963E_E407),
+        );
+        if style.kind == MaskKind::Patterned && rng.random_bool(0.5) {
+            style.pattern = Pattern::Print;
+        }
+        if rng.random_bool(0.5) {
+            style.colour = hsv(
+                rng.random_range(0.0..360.0),
+                rng.random_range(0.0..1.0),
+                rng.random_range(0.08..1.0),
+            );
+        }
+        style
+    }
+
     /// The outline in template coordinates, clockwise from the left of the top edge.
     fn outline(&self) -> Vec<[f32; 2]> {
         let (t, d, k) = (self.top, self.drop, self.width);
@@ -180,9 +207,33 @@ impl MaskStyle {
                         let (cu, cv) = ((u / 8.0).round() * 8.0, (v / 8.0).round() * 8.0);
                         (u - cu).powi(2) + (v - cv).powi(2) < 5.0
                     }
+                    Pattern::Print => return self.print(u, v),
                 };
                 if on { self.accent } else { self.colour }
             }
+        }
+    }
+}
+
+impl MaskStyle {
+    /// The [`Pattern::Print`] surface: three waves whose angles, wavelengths (4 to 14 template
+    /// pixels) and phases come from the accent's bytes, summed and cut into three tones.
+    fn print(&self, u: f32, v: f32) -> [u8; 3] {
+        let [a, b, c] = self.accent.map(f32::from);
+        let sum: f32 = [(a, b), (b, c), (c, a)]
+            .iter()
+            .map(|&(x, y)| {
+                let angle = x / 255.0 * std::f32::consts::PI;
+                let k = std::f32::consts::TAU / (4.0 + y / 255.0 * 10.0);
+                (k * (u * angle.cos() + v * angle.sin()) + x + y).sin()
+            })
+            .sum();
+        if sum > 0.8 {
+            self.accent
+        } else if sum < -0.8 {
+            [0, 1, 2].map(|i| ((self.colour[i] as u16 + self.accent[i] as u16) / 2) as u8)
+        } else {
+            self.colour
         }
     }
 }
@@ -261,6 +312,22 @@ pub fn paint(image: &mut RgbImage, landmarks: &[[f32; 2]; 5], style: &MaskStyle)
     true
 }
 
+/// An RGB colour from hue (degrees), saturation and value (0..1).
+fn hsv(h: f32, s: f32, v: f32) -> [u8; 3] {
+    let c = v * s;
+    let x = c * (1.0 - ((h / 60.0) % 2.0 - 1.0).abs());
+    let (r, g, b) = match (h / 60.0) as u32 {
+        0 => (c, x, 0.0),
+        1 => (x, c, 0.0),
+        2 => (0.0, c, x),
+        3 => (0.0, x, c),
+        4 => (x, 0.0, c),
+        _ => (c, 0.0, x),
+    };
+    let m = v - c;
+    [r, g, b].map(|t| ((t + m) * 255.0).round().clamp(0.0, 255.0) as u8)
+}
+
 /// Even-odd point-in-polygon test.
 fn inside(poly: &[[f32; 2]], x: f32, y: f32) -> bool {
     let mut c = false;
@@ -281,6 +348,34 @@ mod tests {
 
     fn template_landmarks() -> [[f32; 2]; 5] {
         TEMPLATE.map(|[x, y]| [x as f32, y as f32])
+    }
+
+    #[test]
+    fn hsv_corners_are_the_primaries() {
+        assert_eq!(hsv(0.0, 1.0, 1.0), [255, 0, 0]);
+        assert_eq!(hsv(120.0, 1.0, 1.0), [0, 255, 0]);
+        assert_eq!(hsv(240.0, 1.0, 1.0), [0, 0, 255]);
+        assert_eq!(hsv(300.0, 1.0, 0.5), [128, 0, 128]);
+        assert_eq!(hsv(200.0, 0.0, 1.0), [255, 255, 255]);
+    }
+
+    #[test]
+    fn any_colour_masks_cover_the_colour_wheel() {
+        // Red and purple masks must be among them (the painter's own colours have neither).
+        // Half the masks get a colour from the whole HSV cube and a saturated red is a small
+        // corner of it (about 0.3%), hence many draws.
+        let hues: Vec<[u8; 3]> = (0..5000)
+            .map(|k| MaskStyle::any_colour(7, k).colour)
+            .collect();
+        assert!(
+            hues.iter().any(|c| c[0] > 150 && c[1] < 60 && c[2] < 60),
+            "no red"
+        );
+        assert!(
+            hues.iter().any(|c| c[0] > 100 && c[2] > 100 && c[1] < 60),
+            "no purple"
+        );
+        assert_eq!(MaskStyle::any_colour(7, 3), MaskStyle::any_colour(7, 3));
     }
 
     #[test]

@@ -162,10 +162,11 @@ fn one_publish_updates_a_group_and_nothing_else_gets_in() {
             &broker.url(),
             &["--mqtt-snapshot"],
         ),
+        door(dir, "side", "home", "home-v1.fgb", &broker.url()),
         door(dir, "garage", "barn", "barn-v1.fgb", &broker.url()),
     ];
     let all_online = |w: &Watcher| {
-        ["front", "back", "garage"].iter().all(|d| {
+        ["front", "back", "side", "garage"].iter().all(|d| {
             w.last(&format!("facegate/{d}/availability")).as_deref() == Some("online")
                 && model_is(w, d, 1)
         })
@@ -192,10 +193,11 @@ fn one_publish_updates_a_group_and_nothing_else_gets_in() {
             .iter()
             .filter(|m| m.topic.ends_with("/config"))
             .count()
-            >= 3
+            >= 4
     }));
 
-    // One publish: both doors of the group run version 2 within 5 s; the barn door ignores it.
+    // One publish: the three doors of the group run version 2 within 5 s; the barn door
+    // ignores it.
     let t0 = Instant::now();
     run_ok(
         &facegate_bin(),
@@ -213,13 +215,15 @@ fn one_publish_updates_a_group_and_nothing_else_gets_in() {
     );
     assert!(
         w.wait_for(Duration::from_secs(5), |_| model_is(&w, "front", 2)
-            && model_is(&w, "back", 2)),
-        "not updated within 5 s: front {:?} back {:?}",
+            && model_is(&w, "back", 2)
+            && model_is(&w, "side", 2)),
+        "not updated within 5 s: front {:?} back {:?} side {:?}",
         w.last("facegate/front/model"),
-        w.last("facegate/back/model")
+        w.last("facegate/back/model"),
+        w.last("facegate/side/model")
     );
     let took = t0.elapsed();
-    println!("publish -> both doors on version 2: {took:?}");
+    println!("publish -> the three home doors on version 2: {took:?}");
     std::thread::sleep(Duration::from_millis(500));
     assert!(model_is(&w, "garage", 1));
 
@@ -254,11 +258,12 @@ fn one_publish_updates_a_group_and_nothing_else_gets_in() {
     };
     assert!(
         w.wait_for(Duration::from_secs(10), |_| refusals("front") >= 1
-            && refusals("back") >= 1),
+            && refusals("back") >= 1
+            && refusals("side") >= 1),
         "no refusal reported"
     );
     std::thread::sleep(Duration::from_secs(1));
-    for d in ["front", "back"] {
+    for d in ["front", "back", "side"] {
         assert!(model_is(&w, d, 2), "{d}");
         let recs = records(dir, d);
         assert!(
@@ -305,7 +310,7 @@ fn one_publish_updates_a_group_and_nothing_else_gets_in() {
         .lines()
         .map(|l| serde_json::from_str(l).expect("JSON line"))
         .collect();
-    assert_eq!(rows.len(), 3, "{text}");
+    assert_eq!(rows.len(), 4, "{text}");
     assert!(rows.iter().all(|r| r["availability"] == "online"));
     assert_eq!(
         rows.iter().find(|r| r["door"] == "back").expect("back")["model"],

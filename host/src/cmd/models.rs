@@ -429,8 +429,9 @@ pub struct MaskStateCmd {
     /// they are left out).
     #[arg(long)]
     pub include_open_set: bool,
-    /// Masked copies of each photo (kinds cycle surgical, cloth, patterned).
-    #[arg(long, default_value_t = 1)]
+    /// Masked copies of each photo (kinds cycle surgical, cloth, patterned; colours at
+    /// random). Two measured better on real masks than one (docs/MASKS.md).
+    #[arg(long, default_value_t = 2)]
     pub masks: usize,
     /// Passes over the crops.
     #[arg(long, default_value_t = 4)]

@@ -1,7 +1,7 @@
 //! `facegate models mask-state`: trains the mask-state classifier
 //! ([`facegate_models::maskstate`]) on the same crops as the landmark refiner: every photo
-//! plain and with synthetic masks (surgical, cloth, patterned in turn), detected again and
-//! aligned as the door would align it; the answer is whether a mask was painted. One photo in
+//! plain and with synthetic masks (surgical, cloth, patterned in turn, each in any colour:
+//! [`MaskStyle::any_colour`]), detected again and aligned as the door would align it; the answer is whether a mask was painted. One photo in
 //! ten is held back to report the accuracy on crops it never trained on; real masks are
 //! measured separately (`facegate eval MFR2 --protocol mask-state`).
 
@@ -10,6 +10,7 @@ use std::path::Path;
 use anyhow::Result;
 use candle_core::{Device, Tensor};
 use facegate_models::detect::Detector;
+use facegate_models::mask::MaskStyle;
 use facegate_models::maskstate::{self, Manifest, NET, SIDE};
 use facegate_models::model_files::sha256_hex;
 use rand::rngs::Xoshiro256PlusPlus;
@@ -54,7 +55,8 @@ impl Default for Config {
 
 const PER: usize = (3 * SIDE * SIDE) as usize;
 
-/// A batch, each crop mirrored at random and its contrast scaled a little. (Putting the colour
+/// A batch, each crop mirrored at random, its contrast scaled a little and each colour channel
+/// a little more (a colour cast, as from the door's light). (Putting the colour
 /// channels in a random order as well, so that the painter's few colours would not be the cue,
 /// was tried: MFR2 accuracy fell from 91.8% to 74.6%.)
 fn batch(
@@ -68,15 +70,19 @@ fn batch(
     let mut rng = rng;
     for &i in idx {
         let src = &crops.inputs[i * PER..(i + 1) * PER];
-        let (flip, gain) = match rng.as_deref_mut() {
-            Some(r) => (r.random_bool(0.5), r.random_range(0.8f32..1.2)),
-            None => (false, 1.0),
+        let (flip, gain, cast) = match rng.as_deref_mut() {
+            Some(r) => (
+                r.random_bool(0.5),
+                r.random_range(0.8f32..1.2),
+                [(); 3].map(|_| r.random_range(0.85f32..1.15)),
+            ),
+            None => (false, 1.0, [1.0; 3]),
         };
-        for c in 0..3 {
+        for (c, cast) in cast.iter().enumerate() {
             for row in 0..s {
                 for col in 0..s {
                     let from = if flip { s - 1 - col } else { col };
-                    x.push(src[c * s * s + row * s + from] * gain);
+                    x.push(src[c * s * s + row * s + from] * gain * cast);
                 }
             }
         }
@@ -102,7 +108,14 @@ pub fn train(faces: &Path, models: &Path, cfg: &Config, command: &str) -> Result
     };
     let (_, photos) = crate::train::adapt::photos(faces, &adapt_cfg)?;
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let crops = collect(&photos, cfg.masks, threads, &detector, maskstate::input);
+    let crops = collect(
+        &photos,
+        cfg.masks,
+        threads,
+        &detector,
+        maskstate::input,
+        MaskStyle::any_colour,
+    );
     anyhow::ensure!(
         crops.len() >= 20 && crops.masked.contains(&true) && crops.masked.contains(&false),
         "only {} face crops in {}: bare and masked ones are needed",

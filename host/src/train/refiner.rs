@@ -84,6 +84,9 @@ impl Crops {
 /// A network's input made from an aligned 112x112 crop.
 pub(crate) type Input = fn(&image::RgbImage) -> Vec<f32>;
 
+/// Picks the k-th mask painted on a photo from the photo's seed.
+pub(crate) type Styles = fn(u64, usize) -> MaskStyle;
+
 /// One training crop: network input, target, the detector's own points (both as the network
 /// outputs them), masked or not.
 struct Sample {
@@ -95,7 +98,13 @@ struct Sample {
 
 /// The plain view first, then each masked view still detected; empty when the photo is
 /// unreadable or has no face.
-fn photo_crops(path: &Path, masks: usize, detector: &Detector, input: Input) -> Vec<Sample> {
+fn photo_crops(
+    path: &Path,
+    masks: usize,
+    detector: &Detector,
+    input: Input,
+    styles: Styles,
+) -> Vec<Sample> {
     let Ok(img) = image_io::open(path) else {
         return Vec::new();
     };
@@ -113,7 +122,7 @@ fn photo_crops(path: &Path, masks: usize, detector: &Detector, input: Input) -> 
             mask::paint(
                 &mut view,
                 &plain.landmarks,
-                &MaskStyle::for_enrolment(mask_seed(path) ^ 0x5EED, k - 1),
+                &styles(mask_seed(path) ^ 0x5EED, k - 1),
             );
         }
         let Ok(dets) = detector.detect(&view) else {
@@ -145,14 +154,16 @@ fn photo_crops(path: &Path, masks: usize, detector: &Detector, input: Input) -> 
     out
 }
 
-/// Each photo plain and with `masks` synthetic masks, detected again and aligned as the door
-/// would, on `threads` threads; `input` makes the network input of each aligned crop.
+/// Each photo plain and with `masks` synthetic masks (the k-th of a photo from `styles`),
+/// detected again and aligned as the door would, on `threads` threads; `input` makes the
+/// network input of each aligned crop.
 pub(crate) fn collect(
     photos: &[std::path::PathBuf],
     masks: usize,
     threads: usize,
     detector: &Detector,
     input: Input,
+    styles: Styles,
 ) -> Crops {
     let next = AtomicUsize::new(0);
     let done = Mutex::new(Vec::new());
@@ -163,7 +174,7 @@ pub(crate) fn collect(
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(path) = photos.get(i) else { break };
-                    let crops = photo_crops(path, masks, detector, input);
+                    let crops = photo_crops(path, masks, detector, input, styles);
                     if let Ok(mut d) = done.lock() {
                         d.push((i, crops));
                     }
@@ -248,7 +259,14 @@ pub fn train(faces: &Path, models: &Path, cfg: &Config) -> Result<Manifest> {
         ..Default::default()
     };
     let (_, photos) = crate::train::adapt::photos(faces, &adapt_cfg)?;
-    let crops = collect(&photos, cfg.masks, cfg.threads, &detector, refine::input);
+    let crops = collect(
+        &photos,
+        cfg.masks,
+        cfg.threads,
+        &detector,
+        refine::input,
+        MaskStyle::for_enrolment,
+    );
     anyhow::ensure!(
         crops.len() >= 20,
         "only {} face crops in {}: the refiner needs photos with faces",
