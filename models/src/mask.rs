@@ -127,9 +127,9 @@ impl MaskStyle {
     /// The k-th mask of a training set for the mask-state classifier: kinds cycle as in
     /// [`Self::for_enrolment`]; half of them keep the painter's colours, the other half are
     /// any colour (hue, saturation and brightness drawn uniformly), and half the patterned
-    /// ones a busy [`Pattern::Print`]. A classifier
-    /// trained only on the painter's eleven colours learns the colours, not the mask: real
-    /// red or purple cloth masks then pass as bare faces.
+    /// ones a busy [`Pattern::Print`]. A classifier trained only on the painter's eleven
+    /// colours learns the colours, not the mask: real red or purple cloth masks then pass as
+    /// bare faces.
     pub fn any_colour(seed: u64, k: usize) -> Self {
         let mut style = Self::for_enrolment(seed, k);
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(

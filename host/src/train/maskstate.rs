@@ -1,9 +1,10 @@
 //! `facegate models mask-state`: trains the mask-state classifier
 //! ([`facegate_models::maskstate`]) on the same crops as the landmark refiner: every photo
 //! plain and with synthetic masks (surgical, cloth, patterned in turn, each in any colour:
-//! [`MaskStyle::any_colour`]), detected again and aligned as the door would align it; the answer is whether a mask was painted. One photo in
-//! ten is held back to report the accuracy on crops it never trained on; real masks are
-//! measured separately (`facegate eval MFR2 --protocol mask-state`).
+//! [`MaskStyle::any_colour`]), detected again and aligned as the door would align it; the
+//! answer is whether a mask was painted. One photo in ten is held back to report the accuracy
+//! on crops it never trained on; real masks are measured separately
+//! (`facegate eval MFR2 --protocol mask-state`).
 
 use std::path::Path;
 
@@ -56,9 +57,9 @@ impl Default for Config {
 const PER: usize = (3 * SIDE * SIDE) as usize;
 
 /// A batch, each crop mirrored at random, its contrast scaled a little and each colour channel
-/// a little more (a colour cast, as from the door's light). (Putting the colour
-/// channels in a random order as well, so that the painter's few colours would not be the cue,
-/// was tried: MFR2 accuracy fell from 91.8% to 74.6%.)
+/// a little more (a colour cast, as from the door's light). (Putting the colour channels in a
+/// random order as well, so that the painter's few colours would not be the cue, was tried:
+/// MFR2 accuracy fell from 91.8% to 74.6%.)
 fn batch(
     crops: &Crops,
     idx: &[usize],
