@@ -112,6 +112,25 @@ pub struct Door {
 /// Frames of one attempt whose liveness is averaged (about 3 s at 10 frames a second).
 pub const LIVENESS_FRAMES: usize = 32;
 
+/// When a decision is made: the time, the frame's number, and whether a screen shown earlier
+/// (welcome, refused) is still being held and must not be replaced by "looking".
+#[derive(Clone, Copy)]
+struct Moment {
+    now: Instant,
+    frame: u64,
+    sticky: bool,
+}
+
+impl Moment {
+    /// `event` as a log record of this frame.
+    fn log(self, event: Event) -> Action {
+        Action::Log {
+            frame: self.frame,
+            event,
+        }
+    }
+}
+
 impl Door {
     /// A door that has seen nothing yet.
     pub fn new(rules: DoorRules) -> Self {
@@ -202,20 +221,14 @@ impl Door {
         let verdict = self
             .policy
             .observe_with(seen.as_ref().map(|s| &s.decision), now, veto);
-        let sticky = self.sticky_until.is_some_and(|t| now < t);
-        let mut out = Vec::new();
-        let looking = |out: &mut Vec<Action>| {
-            if !sticky {
-                out.push(Action::Show(Screen::Looking));
-            }
+        let at = Moment {
+            now,
+            frame,
+            sticky: self.sticky_until.is_some_and(|t| now < t),
         };
-        let event = match verdict {
-            Verdict::Nobody => {
-                if !sticky {
-                    out.push(Action::Show(Screen::Idle));
-                }
-                return out;
-            }
+        match verdict {
+            Verdict::Nobody if at.sticky => Vec::new(),
+            Verdict::Nobody => vec![Action::Show(Screen::Idle)],
             Verdict::Known {
                 score,
                 unlock,
@@ -223,69 +236,84 @@ impl Door {
                 ..
             } => {
                 let (name, threshold) = seen.map(|s| (s.name, s.threshold)).unwrap_or_default();
-                if let Some(Hold::NotLive {
-                    score: liveness,
-                    attempt,
-                    ..
-                }) = held
-                {
-                    // A photo or a screen of someone enrolled: refused, on its own screen.
-                    out.push(Action::Show(Screen::NotLive));
-                    self.sticky_until = Some(now + self.rules.hold);
-                    out.push(Action::Log {
-                        frame,
-                        event: Event::NotLive {
-                            person: name,
-                            score,
-                            liveness,
-                            attempt,
-                        },
-                    });
-                    return out;
-                }
-                if unlock {
-                    out.push(Action::Unlock(self.rules.unlock_for));
-                    out.push(Action::Show(Screen::Welcome {
-                        name: name.clone(),
-                        score,
-                        threshold,
-                    }));
-                    self.sticky_until = Some(now + self.rules.hold.max(self.rules.unlock_for));
-                } else {
-                    looking(&mut out);
-                }
-                match held {
-                    Some(hold) => Event::Held {
-                        person: name,
-                        score,
-                        reason: hold.to_string(),
-                    },
-                    None => Event::Known {
-                        person: name,
-                        score,
-                        unlocked: unlock,
-                    },
-                }
+                self.known(at, name, threshold, score, unlock, held)
             }
             Verdict::Stranger {
                 best_score,
                 attempt,
-            } => {
-                // One odd frame of an enrolled person is not news: say "not recognised" only
-                // after as many stranger frames as it takes to let someone in.
-                if attempt as usize >= self.rules.policy.agree {
-                    out.push(Action::Show(Screen::NotRecognised));
-                    self.sticky_until = Some(now + self.rules.hold);
-                } else {
-                    looking(&mut out);
-                }
-                Event::Stranger {
-                    best_score,
-                    attempt,
-                }
-            }
-        };
-        out.push(Action::Log { frame, event });
+            } => self.stranger(at, best_score, attempt),
+        }
+    }
+
+    /// The actions for a recognised face: a liveness refusal on its own screen, an unlock, or
+    /// "looking" while the policy holds, each logged.
+    fn known(
+        &mut self,
+        at: Moment,
+        person: String,
+        threshold: f32,
+        score: f32,
+        unlock: bool,
+        held: Option<Hold>,
+    ) -> Vec<Action> {
+        if let Some(Hold::NotLive {
+            score: liveness,
+            attempt,
+            ..
+        }) = held
+        {
+            // A photo or a screen of someone enrolled: refused, on its own screen.
+            self.sticky_until = Some(at.now + self.rules.hold);
+            let event = Event::NotLive {
+                person,
+                score,
+                liveness,
+                attempt,
+            };
+            return vec![Action::Show(Screen::NotLive), at.log(event)];
+        }
+        let mut out = Vec::new();
+        if unlock {
+            out.push(Action::Unlock(self.rules.unlock_for));
+            out.push(Action::Show(Screen::Welcome {
+                name: person.clone(),
+                score,
+                threshold,
+            }));
+            self.sticky_until = Some(at.now + self.rules.hold.max(self.rules.unlock_for));
+        } else if !at.sticky {
+            out.push(Action::Show(Screen::Looking));
+        }
+        out.push(at.log(match held {
+            Some(hold) => Event::Held {
+                person,
+                score,
+                reason: hold.to_string(),
+            },
+            None => Event::Known {
+                person,
+                score,
+                unlocked: unlock,
+            },
+        }));
+        out
+    }
+
+    /// The actions for a face that matched nobody. One odd frame of an enrolled person is not
+    /// news: "not recognised" shows only after as many stranger frames as it takes to let
+    /// someone in.
+    fn stranger(&mut self, at: Moment, best_score: f32, attempt: u32) -> Vec<Action> {
+        let mut out = Vec::new();
+        if attempt as usize >= self.rules.policy.agree {
+            out.push(Action::Show(Screen::NotRecognised));
+            self.sticky_until = Some(at.now + self.rules.hold);
+        } else if !at.sticky {
+            out.push(Action::Show(Screen::Looking));
+        }
+        out.push(at.log(Event::Stranger {
+            best_score,
+            attempt,
+        }));
         out
     }
 

@@ -201,6 +201,17 @@ enum SimPanel {
     Ssd1306,
 }
 
+impl SimPanel {
+    /// The panel whose screens `--screens` writes.
+    fn model(self) -> PanelModel {
+        match self {
+            SimPanel::St7789 => PanelModel::St7789,
+            SimPanel::Ili9341 => PanelModel::Ili9341,
+            SimPanel::Ssd1306 => PanelModel::Ssd1306,
+        }
+    }
+}
+
 impl SimArgs {
     /// The same config a file would give, with simulated hardware.
     fn into_config(self) -> Config {
@@ -240,11 +251,7 @@ impl SimArgs {
             display: match self.screens {
                 Some(dir) => DisplayConfig::Png {
                     dir,
-                    model: match self.panel {
-                        SimPanel::St7789 => PanelModel::St7789,
-                        SimPanel::Ili9341 => PanelModel::Ili9341,
-                        SimPanel::Ssd1306 => PanelModel::Ssd1306,
-                    },
+                    model: self.panel.model(),
                 },
                 None => DisplayConfig::None,
             },
@@ -270,24 +277,32 @@ impl SimArgs {
                 }),
                 threshold: None,
             },
-            mqtt: self.mqtt.map(|url| MqttConfig {
-                url,
-                username: None,
-                password_file: None,
-                ca: None,
-                client_cert: None,
-                client_key: None,
-                prefix: facegate_fleet::topics::DEFAULT_PREFIX.into(),
-                door: None,
-                discovery: true,
-                discovery_prefix: facegate_fleet::topics::DEFAULT_DISCOVERY_PREFIX.into(),
-                remote_unlock: false,
-                remote_unlock_users: Vec::new(),
-                queue: self.mqtt_queue,
-                snapshot: self.mqtt_snapshot,
-            }),
+            mqtt: self
+                .mqtt
+                .map(|url| simulated_mqtt(url, self.mqtt_queue, self.mqtt_snapshot)),
             wiegand: None,
         }
+    }
+}
+
+/// The `[mqtt]` section for `--mqtt URL`: the defaults of a config file without credentials
+/// (a simulated door on a test broker), discovery on and remote unlock off.
+fn simulated_mqtt(url: String, queue: usize, snapshot: bool) -> MqttConfig {
+    MqttConfig {
+        url,
+        username: None,
+        password_file: None,
+        ca: None,
+        client_cert: None,
+        client_key: None,
+        prefix: facegate_fleet::topics::DEFAULT_PREFIX.into(),
+        door: None,
+        discovery: true,
+        discovery_prefix: facegate_fleet::topics::DEFAULT_DISCOVERY_PREFIX.into(),
+        remote_unlock: false,
+        remote_unlock_users: Vec::new(),
+        queue,
+        snapshot,
     }
 }
 

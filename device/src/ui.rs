@@ -128,16 +128,6 @@ pub fn draw<D>(screen: &Screen, target: &mut D) -> Result<(), D::Error>
 where
     D: DrawTarget<Color = Rgb565>,
 {
-    let area = target.bounding_box();
-    let size = area.size;
-    let large = size.width >= 200;
-    let (title_font, body_font): (&MonoFont, &MonoFont) = if large {
-        (&FONT_10X20, &FONT_10X20)
-    } else {
-        (&FONT_10X20, &FONT_6X10)
-    };
-    let centre_x = area.top_left.x + size.width as i32 / 2;
-    let row = |fraction: f32| area.top_left.y + (size.height as f32 * fraction) as i32;
     let bg = match screen {
         Screen::Idle => BG_IDLE,
         Screen::Looking => BG_LOOKING,
@@ -147,75 +137,126 @@ where
         Screen::Error { .. } => BG_ERROR,
     };
     target.clear(bg)?;
-    let chars = |font: &MonoFont| (size.width / font.character_size.width).max(1) as usize;
-    let line = |text: &str, font: &MonoFont, y: i32, target: &mut D| {
-        let style = MonoTextStyle::new(font, Rgb565::WHITE);
-        let layout = TextStyleBuilder::new()
-            .alignment(Alignment::Center)
-            .baseline(Baseline::Middle)
-            .build();
-        let fitted = fit(text, chars(font));
-        Text::with_text_style(&fitted, Point::new(centre_x, y), style, layout)
-            .draw(target)
-            .map(|_| ())
-    };
+    let mut c = Canvas::new(target);
+    let (title, body) = (c.title, c.body);
     match screen {
         Screen::Idle => {
-            line("facegate", title_font, row(0.35), target)?;
-            line("Look at the camera", body_font, row(0.65), target)?;
+            c.line("facegate", title, c.row(0.35))?;
+            c.line("Look at the camera", body, c.row(0.65))?;
         }
         Screen::Looking => {
-            let d = (size.height as i32 / 3).max(8) as u32;
-            Circle::with_center(Point::new(centre_x, row(0.38)), d)
+            let d = (c.size.height as i32 / 3).max(8) as u32;
+            Circle::with_center(Point::new(c.centre_x, c.row(0.38)), d)
                 .into_styled(PrimitiveStyle::with_stroke(ACCENT, (d / 12).max(1)))
-                .draw(target)?;
-            line("Hold still", body_font, row(0.78), target)?;
+                .draw(c.target)?;
+            c.line("Hold still", body, c.row(0.78))?;
         }
         Screen::Welcome {
             name,
             score,
             threshold,
         } => {
-            line("Welcome", title_font, row(0.22), target)?;
-            line(name, title_font, row(0.48), target)?;
-            let bar_w = size.width * 3 / 4;
-            let bar_h = (size.height / 16).max(3);
-            let x = centre_x - bar_w as i32 / 2;
-            let y = row(0.70);
-            Rectangle::new(Point::new(x, y), Size::new(bar_w, bar_h))
-                .into_styled(PrimitiveStyle::with_stroke(Rgb565::WHITE, 1))
-                .draw(target)?;
-            let filled = (bar_w as f32 * margin(*score, *threshold)).round() as u32;
-            Rectangle::new(Point::new(x, y), Size::new(filled, bar_h))
-                .into_styled(PrimitiveStyle::with_fill(Rgb565::WHITE))
-                .draw(target)?;
+            c.line("Welcome", title, c.row(0.22))?;
+            c.line(name, title, c.row(0.48))?;
+            c.bar(margin(*score, *threshold), c.row(0.70))?;
             let text = format!("score {score:.2} > {threshold:.2}");
-            line(&text, body_font, row(0.88), target)?;
+            c.line(&text, body, c.row(0.88))?;
         }
         Screen::NotRecognised => {
-            line("Not", title_font, row(0.32), target)?;
-            line("recognised", title_font, row(0.52), target)?;
-            line("Door stays locked", body_font, row(0.78), target)?;
+            c.line("Not", title, c.row(0.32))?;
+            c.line("recognised", title, c.row(0.52))?;
+            c.line("Door stays locked", body, c.row(0.78))?;
         }
         Screen::NotLive => {
-            line("Look at", title_font, row(0.32), target)?;
-            line("the camera", title_font, row(0.52), target)?;
-            line("No photos or screens", body_font, row(0.78), target)?;
+            c.line("Look at", title, c.row(0.32))?;
+            c.line("the camera", title, c.row(0.52))?;
+            c.line("No photos or screens", body, c.row(0.78))?;
         }
         Screen::Updating { version } => {
-            line("Updating", title_font, row(0.35), target)?;
-            line(&format!("model v{version}"), body_font, row(0.62), target)?;
+            c.line("Updating", title, c.row(0.35))?;
+            c.line(&format!("model v{version}"), body, c.row(0.62))?;
         }
         Screen::Error { message } => {
-            line("Out of order", title_font, row(0.25), target)?;
-            let width = chars(body_font);
-            for (i, part) in wrap(message, width).iter().take(3).enumerate() {
-                let y = row(0.50) + i as i32 * body_font.character_size.height as i32;
-                line(part, body_font, y, target)?;
+            c.line("Out of order", title, c.row(0.25))?;
+            for (i, part) in wrap(message, c.chars(body)).iter().take(3).enumerate() {
+                let y = c.row(0.50) + i as i32 * body.character_size.height as i32;
+                c.line(part, body, y)?;
             }
         }
     }
     Ok(())
+}
+
+/// A panel being drawn on, with the fonts and geometry every screen lays its text out by.
+struct Canvas<'a, D> {
+    target: &'a mut D,
+    area: Rectangle,
+    size: Size,
+    centre_x: i32,
+    /// Headlines.
+    title: &'static MonoFont<'static>,
+    /// Everything else: the large font on panels at least 200 pixels wide.
+    body: &'static MonoFont<'static>,
+}
+
+impl<'a, D> Canvas<'a, D>
+where
+    D: DrawTarget<Color = Rgb565>,
+{
+    fn new(target: &'a mut D) -> Self {
+        let area = target.bounding_box();
+        let size = area.size;
+        let body = if size.width >= 200 {
+            &FONT_10X20
+        } else {
+            &FONT_6X10
+        };
+        Self {
+            target,
+            area,
+            size,
+            centre_x: area.top_left.x + size.width as i32 / 2,
+            title: &FONT_10X20,
+            body,
+        }
+    }
+
+    /// The y of a point `fraction` of the way down the panel.
+    fn row(&self, fraction: f32) -> i32 {
+        self.area.top_left.y + (self.size.height as f32 * fraction) as i32
+    }
+
+    /// Characters of `font` that fit across the panel.
+    fn chars(&self, font: &MonoFont) -> usize {
+        (self.size.width / font.character_size.width).max(1) as usize
+    }
+
+    /// `text` centred on `y`, cut to the panel's width.
+    fn line(&mut self, text: &str, font: &MonoFont, y: i32) -> Result<(), D::Error> {
+        let style = MonoTextStyle::new(font, Rgb565::WHITE);
+        let layout = TextStyleBuilder::new()
+            .alignment(Alignment::Center)
+            .baseline(Baseline::Middle)
+            .build();
+        let fitted = fit(text, self.chars(font));
+        Text::with_text_style(&fitted, Point::new(self.centre_x, y), style, layout)
+            .draw(self.target)
+            .map(|_| ())
+    }
+
+    /// A bar across three quarters of the panel at `y`, filled to `share` (0..1).
+    fn bar(&mut self, share: f32, y: i32) -> Result<(), D::Error> {
+        let bar_w = self.size.width * 3 / 4;
+        let bar_h = (self.size.height / 16).max(3);
+        let x = self.centre_x - bar_w as i32 / 2;
+        Rectangle::new(Point::new(x, y), Size::new(bar_w, bar_h))
+            .into_styled(PrimitiveStyle::with_stroke(Rgb565::WHITE, 1))
+            .draw(self.target)?;
+        let filled = (bar_w as f32 * share).round() as u32;
+        Rectangle::new(Point::new(x, y), Size::new(filled, bar_h))
+            .into_styled(PrimitiveStyle::with_fill(Rgb565::WHITE))
+            .draw(self.target)
+    }
 }
 
 /// Cuts `text` to `width` characters, marking the cut with a '~'.

@@ -30,6 +30,32 @@ pub struct Door<'a> {
 pub fn payload(door: &Door) -> Value {
     let t = door.topics;
     let id = topics::discovery_id(t.door());
+    let cmps = components(door, &id);
+    json!({
+        "dev": {
+            "ids": [id],
+            "name": format!("facegate {}", t.door()),
+            "mf": "facegate",
+            "mdl": "facegate-device",
+            "sw": door.sw_version,
+        },
+        "o": {
+            "name": "facegate",
+            "sw": door.sw_version,
+        },
+        "avty_t": t.availability(),
+        "pl_avail": ONLINE,
+        "pl_not_avail": OFFLINE,
+        "qos": 1,
+        "cmps": cmps,
+    })
+}
+
+/// The door's entities, keyed by their unique IDs (`id` is the door's discovery ID): the lock
+/// (a command only when remote unlock is on, else a read-only lock sensor), the last person,
+/// the model version, the decision event and, when sent, the last face.
+fn components(door: &Door, id: &str) -> Map<String, Value> {
+    let t = door.topics;
     let mut cmps = Map::new();
     let lock = match door.unlock_user {
         Some(user) => json!({
@@ -100,24 +126,7 @@ pub fn payload(door: &Door) -> Value {
             }),
         );
     }
-    json!({
-        "dev": {
-            "ids": [id],
-            "name": format!("facegate {}", t.door()),
-            "mf": "facegate",
-            "mdl": "facegate-device",
-            "sw": door.sw_version,
-        },
-        "o": {
-            "name": "facegate",
-            "sw": door.sw_version,
-        },
-        "avty_t": t.availability(),
-        "pl_avail": ONLINE,
-        "pl_not_avail": OFFLINE,
-        "qos": 1,
-        "cmps": cmps,
-    })
+    cmps
 }
 
 /// Checks a discovery payload against what Home Assistant's device-based discovery requires

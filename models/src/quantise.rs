@@ -95,43 +95,9 @@ pub fn quantise_weights(onnx: &[u8]) -> Result<(Vec<u8>, QuantiseReport)> {
         report.values += values.len();
         report.worst_relative_error = report.worst_relative_error.max(err);
         let name = init.name.clone();
-        // Scale shaped to broadcast along `axis` (1 everywhere else).
-        let mut scale_dims = vec![1i64; init.dims.len()];
-        scale_dims[axis] = scales.len() as i64;
-        kept.push(TensorProto {
-            name: format!("{name}__int8"),
-            dims: init.dims.clone(),
-            data_type: DataType::Int8 as i32,
-            raw_data: q.iter().map(|&v| v as u8).collect(),
-            ..Default::default()
-        });
-        kept.push(TensorProto {
-            name: format!("{name}__scale"),
-            dims: scale_dims,
-            data_type: DataType::Float as i32,
-            raw_data: scales.iter().flat_map(|s| s.to_le_bytes()).collect(),
-            ..Default::default()
-        });
-        dq_nodes.push(NodeProto {
-            input: vec![format!("{name}__int8")],
-            output: vec![format!("{name}__float")],
-            name: format!("{name}__cast"),
-            op_type: "Cast".into(),
-            attribute: vec![AttributeProto {
-                name: "to".into(),
-                r#type: AttributeType::Int as i32,
-                i: DataType::Float as i64,
-                ..Default::default()
-            }],
-            ..Default::default()
-        });
-        dq_nodes.push(NodeProto {
-            input: vec![format!("{name}__float"), format!("{name}__scale")],
-            output: vec![name.clone()],
-            name: format!("{name}__dequantize"),
-            op_type: "Mul".into(),
-            ..Default::default()
-        });
+        let (tensors, nodes) = dequantised(&name, &init.dims, axis, &q, &scales);
+        kept.extend(tensors);
+        dq_nodes.extend(nodes);
         replaced.push(name);
     }
     graph.initializer = kept;
@@ -142,6 +108,55 @@ pub fn quantise_weights(onnx: &[u8]) -> Result<(Vec<u8>, QuantiseReport)> {
     let out = model.encode_to_vec();
     report.bytes_after = out.len();
     Ok((out, report))
+}
+
+/// The int8 tensor `{name}__int8` and per-channel scales `{name}__scale` that replace the
+/// f32 initializer `name`, and the Cast and Mul nodes that turn them back into `name`.
+fn dequantised(
+    name: &str,
+    dims: &[i64],
+    axis: usize,
+    q: &[i8],
+    scales: &[f32],
+) -> ([TensorProto; 2], [NodeProto; 2]) {
+    // Scale shaped to broadcast along `axis` (1 everywhere else).
+    let mut scale_dims = vec![1i64; dims.len()];
+    scale_dims[axis] = scales.len() as i64;
+    let int8 = TensorProto {
+        name: format!("{name}__int8"),
+        dims: dims.to_vec(),
+        data_type: DataType::Int8 as i32,
+        raw_data: q.iter().map(|&v| v as u8).collect(),
+        ..Default::default()
+    };
+    let scale = TensorProto {
+        name: format!("{name}__scale"),
+        dims: scale_dims,
+        data_type: DataType::Float as i32,
+        raw_data: scales.iter().flat_map(|s| s.to_le_bytes()).collect(),
+        ..Default::default()
+    };
+    let cast = NodeProto {
+        input: vec![format!("{name}__int8")],
+        output: vec![format!("{name}__float")],
+        name: format!("{name}__cast"),
+        op_type: "Cast".into(),
+        attribute: vec![AttributeProto {
+            name: "to".into(),
+            r#type: AttributeType::Int as i32,
+            i: DataType::Float as i64,
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let mul = NodeProto {
+        input: vec![format!("{name}__float"), format!("{name}__scale")],
+        output: vec![name.to_owned()],
+        name: format!("{name}__dequantize"),
+        op_type: "Mul".into(),
+        ..Default::default()
+    };
+    ([int8, scale], [cast, mul])
 }
 
 /// Turns the int8 weights written by [`quantise_weights`] back into f32 initializers, in

@@ -12,7 +12,7 @@ use facegate_models::image_io;
 use facegate_models::pipeline::{Pipeline, PipelineConfig};
 
 use crate::cmd::keys::{open_bundle, read_secret};
-use crate::faceset::folders::people;
+use crate::faceset::folders::{PersonImages, people};
 use crate::files::{now_ms, write_atomically};
 use crate::progress::bar;
 use crate::templates::photo_templates;
@@ -45,33 +45,7 @@ pub fn run(cmd: EnrolCmd) -> Result<()> {
             default_threshold(kind, true, cmd.net.refine_landmarks, cmd.enrol_masks > 0)
         }),
     );
-    let total = folders.iter().map(|p| p.images.len()).sum::<usize>();
-    let pb = bar(total as u64, "enrolling", "photos");
-    let mut skipped = Vec::new();
-    let mut self_test = None;
-    for person in &folders {
-        for path in &person.images {
-            pb.inc(1);
-            let outcome = image_io::open(path)
-                .map_err(anyhow::Error::from)
-                .and_then(|img| photo_templates(&pipeline, &img, path, cmd.enrol_masks));
-            match outcome {
-                Ok(Some(t)) => {
-                    if self_test.is_none() {
-                        let known = t.face.embedding.clone();
-                        self_test =
-                            Some(SelfTest::pattern(&person.name, known, pipeline.embedder())?);
-                    }
-                    for e in t.embeddings() {
-                        gallery.enrol(&person.name, e)?;
-                    }
-                }
-                Ok(None) => skipped.push(format!("{}: no face found", path.display())),
-                Err(e) => skipped.push(format!("{}: {e:#}", path.display())),
-            }
-        }
-    }
-    pb.finish_and_clear();
+    let (skipped, self_test) = enrol_folders(&pipeline, &folders, cmd.enrol_masks, &mut gallery)?;
     if gallery.people.is_empty() {
         bail!(
             "no face found in any photo under {}: nothing to enrol",
@@ -113,6 +87,44 @@ pub fn run(cmd: EnrolCmd) -> Result<()> {
         gallery.threshold
     );
     Ok(())
+}
+
+/// Enrols every photo of every person into `gallery` (with `enrol_masks` masked copies each).
+/// Returns what was skipped and why, and the self-test made from the first face enrolled.
+fn enrol_folders(
+    pipeline: &Pipeline,
+    folders: &[PersonImages],
+    enrol_masks: usize,
+    gallery: &mut Gallery,
+) -> Result<(Vec<String>, Option<SelfTest>)> {
+    let total = folders.iter().map(|p| p.images.len()).sum::<usize>();
+    let pb = bar(total as u64, "enrolling", "photos");
+    let mut skipped = Vec::new();
+    let mut self_test = None;
+    for person in folders {
+        for path in &person.images {
+            pb.inc(1);
+            let outcome = image_io::open(path)
+                .map_err(anyhow::Error::from)
+                .and_then(|img| photo_templates(pipeline, &img, path, enrol_masks));
+            match outcome {
+                Ok(Some(t)) => {
+                    if self_test.is_none() {
+                        let known = t.face.embedding.clone();
+                        self_test =
+                            Some(SelfTest::pattern(&person.name, known, pipeline.embedder())?);
+                    }
+                    for e in t.embeddings() {
+                        gallery.enrol(&person.name, e)?;
+                    }
+                }
+                Ok(None) => skipped.push(format!("{}: no face found", path.display())),
+                Err(e) => skipped.push(format!("{}: {e:#}", path.display())),
+            }
+        }
+    }
+    pb.finish_and_clear();
+    Ok((skipped, self_test))
 }
 
 /// Runs `facegate inspect`: everything a household checks before putting a bundle on the

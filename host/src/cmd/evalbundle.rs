@@ -251,6 +251,7 @@ fn condition<'a>(
     }
 }
 
+/// The report as text on stdout: what `facegate eval --bundle` prints.
 fn print_text(r: &BundleReport, names: &[String]) {
     println!(
         "bundle v{} ({}{}, threshold {:.4}), {}; {} test photos left out (trained on)",
@@ -261,6 +262,13 @@ fn print_text(r: &BundleReport, names: &[String]) {
         facegate_models::gallery::people_count(r.labels.len()),
         r.left_out_enrolled
     );
+    print_confusion(r, names);
+    print_per_person(r);
+    print_conditions(r);
+}
+
+/// The confusion matrix, rows the truth and columns the door's decision.
+fn print_confusion(r: &BundleReport, names: &[String]) {
     println!("\nconfusion matrix (rows: truth, columns: door's decision; unmasked + masked):");
     let width = names.iter().map(|n| n.len()).max().unwrap_or(8).min(22);
     print!("{:>width$} ", "");
@@ -276,6 +284,10 @@ fn print_text(r: &BundleReport, names: &[String]) {
         }
         println!("   ({i})");
     }
+}
+
+/// Support, precision and recall of each person.
+fn print_per_person(r: &BundleReport) {
     println!(
         "\n{:<24} {:>8} {:>10} {:>8}",
         "person", "support", "precision", "recall"
@@ -296,6 +308,11 @@ fn print_text(r: &BundleReport, names: &[String]) {
             pct(p.recall)
         );
     }
+}
+
+/// Rank-1, the bundle's operating point and TAR at each FAR target, for all, unmasked and
+/// masked probes (and without the head, when it has one).
+fn print_conditions(r: &BundleReport) {
     println!(
         "\n{:<18} {:>8} {:>9} {:>8} {:>22} {:>12} {:>12} {:>12}",
         "probes",

@@ -40,6 +40,25 @@ pub struct Report {
     pub model_sha256: String,
 }
 
+/// The report on stdout; `n` counts the bare and the masked faces.
+fn print(report: &Report, n: [usize; 2]) {
+    println!(
+        "mask state on {} faces ({} without a face): {:.2}% right ({:.2}% of {} bare, {:.2}% of {} \
+         masked); {:.2} ms per face",
+        report.faces,
+        report.no_face,
+        100.0 * report.accuracy,
+        100.0 * report.accuracy_bare,
+        n[0],
+        100.0 * report.accuracy_masked,
+        n[1],
+        report.ms_per_face
+    );
+    for (kind, acc) in &report.per_kind {
+        println!("  {kind:<20} {:.2}%", 100.0 * acc);
+    }
+}
+
 /// Runs the protocol.
 pub fn run(cmd: &EvalCmd) -> Result<()> {
     let models = cmd.net.models.resolve();
@@ -102,21 +121,7 @@ pub fn run(cmd: &EvalCmd) -> Result<()> {
         ms_per_face: net_time.as_secs_f64() * 1000.0 / faces.max(1) as f64,
         model_sha256: manifest.sha256,
     };
-    println!(
-        "mask state on {} faces ({} without a face): {:.2}% right ({:.2}% of {} bare, {:.2}% of {} \
-         masked); {:.2} ms per face",
-        report.faces,
-        report.no_face,
-        100.0 * report.accuracy,
-        100.0 * report.accuracy_bare,
-        n[0],
-        100.0 * report.accuracy_masked,
-        n[1],
-        report.ms_per_face
-    );
-    for (kind, acc) in &report.per_kind {
-        println!("  {kind:<20} {:.2}%", 100.0 * acc);
-    }
+    print(&report, n);
     if let Some(path) = &cmd.json {
         let text = serde_json::to_string_pretty(&report)?;
         std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;

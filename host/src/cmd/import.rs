@@ -105,22 +105,7 @@ pub fn import(
     jobs: &[(String, PathBuf)],
     rules: Rules,
 ) -> Result<Summary> {
-    let mut known: HashMap<String, String> = ds
-        .manifest
-        .samples
-        .iter()
-        .map(|s| (s.id.clone(), s.person.clone()))
-        .collect();
-    // Photos skipped under these same rules are not judged again (but listed with their
-    // reason); under other rules they are.
-    let rules_now = rules.fingerprint();
-    let mut skipped_before: HashMap<(String, String), String> = ds
-        .manifest
-        .skipped
-        .iter()
-        .filter(|s| s.rules == rules_now)
-        .map(|s| ((s.id.clone(), s.person.clone()), s.reason.clone()))
-        .collect();
+    let mut judged = Judged::of(ds, &rules);
     let mut summary = Summary::default();
     let pb = bar(jobs.len() as u64, "importing", "photos");
     let mut dirty = 0;
@@ -135,70 +120,119 @@ pub fn import(
             }
         };
         let id = content_id(&bytes);
-        if let Some(owner) = known.get(&id) {
-            if owner == person {
-                summary.unchanged += 1;
-            } else {
-                summary.skipped.push((
-                    source,
-                    format!("the same photo is already in the dataset as {owner}"),
-                ));
-            }
-            continue;
-        }
-        if let Some(reason) = skipped_before.get(&(id.clone(), person.clone())) {
-            summary.skipped.push((
-                source,
-                format!("{reason} (as before, under the same rules)"),
-            ));
-            continue;
-        }
-        let outcome = match image_io::decode_file(&bytes) {
-            Ok(img) => {
-                let src = Source {
-                    id: &id,
-                    person,
-                    name: &source,
-                    origin: Origin::Photo,
+        match judged.earlier(&id, person) {
+            Some(Ok(())) => summary.unchanged += 1,
+            Some(Err(reason)) => summary.skipped.push((source, reason)),
+            None => {
+                let outcome = match image_io::decode_file(&bytes) {
+                    Ok(img) => {
+                        let src = Source {
+                            id: &id,
+                            person,
+                            name: &source,
+                            origin: Origin::Photo,
+                        };
+                        ingest(pipeline, ds, &img, src, rules)?
+                    }
+                    Err(e) => Err(format!(
+                        "not a readable image: {}",
+                        facegate_models::error::full(&e)
+                    )),
                 };
-                ingest(pipeline, ds, &img, src, rules)?
+                judged.record(ds, id, person, source, outcome, &mut summary);
+                dirty += 1;
+                if dirty >= 25 {
+                    ds.save()?;
+                    dirty = 0;
+                }
             }
-            Err(e) => Err(format!(
-                "not a readable image: {}",
-                facegate_models::error::full(&e)
-            )),
-        };
-        // Judged now: whatever an earlier run under other rules said of it is replaced.
-        ds.manifest
-            .skipped
-            .retain(|s| !(s.id == id && s.person == *person));
-        match outcome {
-            Ok(sample) => {
-                known.insert(id, person.clone());
-                ds.manifest.samples.push(sample);
-                summary.added += 1;
-            }
-            Err(reason) => {
-                skipped_before.insert((id.clone(), person.clone()), reason.clone());
-                ds.manifest.skipped.push(Skipped {
-                    id,
-                    person: person.clone(),
-                    source: source.clone(),
-                    reason: reason.clone(),
-                    rules: rules_now.clone(),
-                });
-                summary.skipped.push((source, reason));
-            }
-        }
-        dirty += 1;
-        if dirty >= 25 {
-            ds.save()?;
-            dirty = 0;
         }
     }
     pb.finish_and_clear();
     ds.save()?;
     Ok(summary)
+}
+
+/// What the dataset already says about photos, so that a re-run does not judge them again:
+/// whose each photo (by content ID) is, and which were skipped under the rules in force (a
+/// photo skipped under other rules is judged again).
+struct Judged {
+    owner: HashMap<String, String>,
+    skipped: HashMap<(String, String), String>,
+    rules: String,
+}
+
+impl Judged {
+    fn of(ds: &Dataset, rules: &Rules) -> Self {
+        let rules = rules.fingerprint();
+        Self {
+            owner: ds
+                .manifest
+                .samples
+                .iter()
+                .map(|s| (s.id.clone(), s.person.clone()))
+                .collect(),
+            skipped: ds
+                .manifest
+                .skipped
+                .iter()
+                .filter(|s| s.rules == rules)
+                .map(|s| ((s.id.clone(), s.person.clone()), s.reason.clone()))
+                .collect(),
+            rules,
+        }
+    }
+
+    /// `None` when photo `id` of `person` is to be judged now; otherwise `Ok` when it is
+    /// already in the dataset as theirs, or the reason to skip it.
+    fn earlier(&self, id: &str, person: &str) -> Option<Result<(), String>> {
+        if let Some(owner) = self.owner.get(id) {
+            return Some(if owner == person {
+                Ok(())
+            } else {
+                Err(format!(
+                    "the same photo is already in the dataset as {owner}"
+                ))
+            });
+        }
+        let reason = self.skipped.get(&(id.to_owned(), person.to_owned()))?;
+        Some(Err(format!("{reason} (as before, under the same rules)")))
+    }
+
+    /// Records the judgement of photo `id` of `person` (from file `source`) in the dataset and
+    /// the summary; whatever an earlier run under other rules said of it is replaced.
+    fn record(
+        &mut self,
+        ds: &mut Dataset,
+        id: String,
+        person: &str,
+        source: String,
+        outcome: std::result::Result<crate::faceset::Sample, String>,
+        summary: &mut Summary,
+    ) {
+        ds.manifest
+            .skipped
+            .retain(|s| !(s.id == id && s.person == person));
+        match outcome {
+            Ok(sample) => {
+                self.owner.insert(id, person.to_owned());
+                ds.manifest.samples.push(sample);
+                summary.added += 1;
+            }
+            Err(reason) => {
+                self.skipped
+                    .insert((id.clone(), person.to_owned()), reason.clone());
+                ds.manifest.skipped.push(Skipped {
+                    id,
+                    person: person.to_owned(),
+                    source: source.clone(),
+                    reason: reason.clone(),
+                    rules: self.rules.clone(),
+                });
+                summary.skipped.push((source, reason));
+            }
+        }
+    }
 }
 
 // --- command-line arguments ---

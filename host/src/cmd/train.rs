@@ -23,7 +23,8 @@ use serde::Serialize;
 use crate::cmd::keys::read_secret;
 use crate::faceset::Dataset;
 use crate::files::{now_ms, write_atomically};
-use crate::train::head::{self, Epoch, Examples, HeadConfig};
+use crate::train::fit::Epoch;
+use crate::train::head::{self, Examples, HeadConfig};
 use crate::train::{
     View, augmented_views, calibrate, enrolled_among_impostors, impostor_scores, probe_views,
     threshold_to_ship, validation_split,
@@ -92,14 +93,7 @@ pub fn run(cmd: TrainCmd) -> Result<()> {
             .position(|(n, _)| n == &m.samples[sample].person)
             .unwrap_or(0) as u32
     };
-    let Fitted {
-        head,
-        history,
-        train_views,
-        val_views,
-        embed_seconds,
-        fit_seconds,
-    } = fit_head(
+    let fitted = fit_head(
         &cmd,
         &ds,
         &embedder,
@@ -109,7 +103,7 @@ pub fn run(cmd: TrainCmd) -> Result<()> {
         &class_of,
     )?;
 
-    let mut gallery = photo_gallery(&ds, &people, head)?;
+    let mut gallery = photo_gallery(&ds, &people, fitted.head)?;
 
     let (impostor_views, threshold) = stranger_threshold(&cmd, &ds, &people, &embedder, &gallery)?;
     gallery.threshold = threshold;
@@ -127,25 +121,15 @@ pub fn run(cmd: TrainCmd) -> Result<()> {
     );
     refuse_a_door_that_rarely_opens(&cmd, val_tar_unmasked, gallery.threshold)?;
 
-    let self_test = self_test_sample(&ds, &people, &gallery)?;
-    let known = m.samples[self_test.1].embedding.clone();
-    let files = m.embedder.read_files(&models, m.quantised)?;
-    let bytes = write_bundle(
-        &cmd,
-        &signer,
-        &gallery,
-        m.quantised,
-        files,
-        self_test.0,
-        |_| Ok(known),
-    )?;
+    let bytes = head_bundle(&cmd, &signer, &ds, &people, &gallery, &models)?;
 
+    let history = &fitted.history;
     let best = &history.epochs[history.best_epoch - 1];
     let report = TrainReport {
         people: people.iter().map(|(n, _)| n.clone()).collect(),
         photos,
-        train_examples: train_views.len(),
-        val_examples: val_views.len(),
+        train_examples: fitted.train_views.len(),
+        val_examples: fitted.val_views.len(),
         epochs_run: history.epochs.len(),
         best_epoch: history.best_epoch,
         val_accuracy: best.val_accuracy,
@@ -155,12 +139,31 @@ pub fn run(cmd: TrainCmd) -> Result<()> {
         impostors_accepted,
         val_tar_unmasked,
         val_tar_masked,
-        embed_seconds,
-        fit_seconds,
+        embed_seconds: fitted.embed_seconds,
+        fit_seconds: fitted.fit_seconds,
         history: history.epochs.clone(),
     };
     print_summary(&report, history.stopped_early);
     finish(&cmd, &ds, bytes.len(), version, &report)
+}
+
+/// Signs the transfer model's bundle: `gallery` with the dataset's embedder files and a
+/// self-test from one of the enrolled photos.
+fn head_bundle(
+    cmd: &TrainCmd,
+    signer: &Signer,
+    ds: &Dataset,
+    people: &[(String, Vec<usize>)],
+    gallery: &Gallery,
+    models: &std::path::Path,
+) -> Result<Vec<u8>> {
+    let m = &ds.manifest;
+    let (sample, index) = self_test_sample(ds, people, gallery)?;
+    let known = m.samples[index].embedding.clone();
+    let files = m.embedder.read_files(models, m.quantised)?;
+    write_bundle(cmd, signer, gallery, m.quantised, files, sample, |_| {
+        Ok(known)
+    })
 }
 
 /// `--arch scratch`: the CNN, its bundle and report.

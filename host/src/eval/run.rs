@@ -247,16 +247,7 @@ pub fn evaluate(
 ) -> Report {
     let start = Instant::now();
     let gallery_jobs = enrolment_jobs(split, enrol_masks);
-    let mut jobs: Vec<Job> = gallery_jobs.iter().map(|(_, j)| j.clone()).collect();
-    // Probes are what the door's camera sees; the gallery is enrolled from photos, as `enrol`
-    // does.
-    let probe_job = |p: &PathBuf| Job {
-        path: p.clone(),
-        mask: synthetic_masks.then(|| MaskStyle::from_seed(mask_seed(p))),
-        frame: probe_frames,
-    };
-    jobs.extend(split.genuine.iter().map(|p| probe_job(&p.path)));
-    jobs.extend(split.impostor.iter().map(|p| probe_job(&p.path)));
+    let jobs = all_jobs(split, &gallery_jobs, synthetic_masks, probe_frames);
     let pb = crate::progress::bar(jobs.len() as u64, "embedding", "photos");
     let outcomes = embed_all(pipeline, &jobs, threads, &pb);
     pb.finish_and_clear();
@@ -324,6 +315,27 @@ pub fn evaluate(
     fill_far_targets(&mut report, &genuine, &impostor);
     report.seconds = start.elapsed().as_secs_f64();
     report
+}
+
+/// Every photo to embed, in the order [`evaluate`] slices the outcomes: the gallery's, then
+/// the genuine probes, then the impostors. Probes are what the door's camera sees (masked
+/// with `synthetic_masks`, placed in a frame of `probe_frames`); the gallery is enrolled from
+/// photos, as `enrol` does.
+fn all_jobs(
+    split: &Split,
+    gallery_jobs: &[(usize, Job)],
+    synthetic_masks: bool,
+    probe_frames: Option<[u32; 2]>,
+) -> Vec<Job> {
+    let probe_job = |p: &PathBuf| Job {
+        path: p.clone(),
+        mask: synthetic_masks.then(|| MaskStyle::from_seed(mask_seed(p))),
+        frame: probe_frames,
+    };
+    let mut jobs: Vec<Job> = gallery_jobs.iter().map(|(_, j)| j.clone()).collect();
+    jobs.extend(split.genuine.iter().map(|p| probe_job(&p.path)));
+    jobs.extend(split.impostor.iter().map(|p| probe_job(&p.path)));
+    jobs
 }
 
 /// The figures at the door's default threshold for this setting, at OpenCV's SFace threshold,

@@ -73,26 +73,7 @@ pub fn confusion(labels: &[String], counts: &[Vec<usize>], title: &str) -> Resul
             font.clone(),
         ))
         .map_err(err)?;
-        for (k, (colour, what)) in [
-            (
-                cell_colour(1, 0, stranger, 1, 0.0),
-                "let in as someone else (stranger let in, wrong person)",
-            ),
-            (
-                cell_colour(0, stranger.unwrap_or(usize::MAX), stranger, 1, 0.5),
-                "refused (enrolled, not recognised)",
-            ),
-            (cell_colour(0, 0, stranger, 1, 1.0), "right"),
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            let y = 50 + 18 * k as i32;
-            root.draw(&Rectangle::new([(8, y), (22, y + 13)], colour.filled()))
-                .map_err(err)?;
-            root.draw(&Text::new(what, (28, y), font.clone()))
-                .map_err(err)?;
-        }
+        confusion_key(&root, stranger)?;
         for (i, row) in counts.iter().enumerate() {
             let total: usize = row.iter().sum();
             let y = top as i32 + (i as u32 * cell) as i32;
@@ -109,32 +90,9 @@ pub fn confusion(labels: &[String], counts: &[Vec<usize>], title: &str) -> Resul
                 } else {
                     c as f64 / total as f64
                 };
-                let colour = cell_colour(i, j, stranger, c, share);
                 let let_in = c > 0 && i != j && Some(j) != stranger;
-                root.draw(&Rectangle::new(
-                    [(x, y), (x + cell as i32, y + cell as i32)],
-                    colour.filled(),
-                ))
-                .map_err(err)?;
-                root.draw(&Rectangle::new(
-                    [(x, y), (x + cell as i32, y + cell as i32)],
-                    RGBColor(200, 200, 200),
-                ))
-                .map_err(err)?;
-                if c > 0 {
-                    let size = if cell > 30 { 13 } else { 10 };
-                    let style = if let_in {
-                        (FONT, size).into_font().color(&WHITE)
-                    } else {
-                        (FONT, size).into_font().color(&BLACK)
-                    };
-                    root.draw(&Text::new(
-                        c.to_string(),
-                        (x + 3, y + cell as i32 / 2 - 7),
-                        style,
-                    ))
-                    .map_err(err)?;
-                }
+                let colour = cell_colour(i, j, stranger, c, share);
+                confusion_cell(&root, (x, y), cell, colour, c, let_in)?;
             }
         }
         for (j, label) in labels.iter().enumerate() {
@@ -149,6 +107,63 @@ pub fn confusion(labels: &[String], counts: &[Vec<usize>], title: &str) -> Resul
         root.present().map_err(err)?;
     }
     RgbImage::from_raw(w, h, buf).ok_or_else(|| anyhow!("chart buffer size"))
+}
+
+/// A chart being drawn into an RGB buffer.
+type Area<'a> = DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>;
+
+/// The key to the confusion matrix's colours, under its title.
+fn confusion_key(root: &Area, stranger: Option<usize>) -> Result<()> {
+    let font = (FONT, 13).into_font();
+    for (k, (colour, what)) in [
+        (
+            cell_colour(1, 0, stranger, 1, 0.0),
+            "let in as someone else (stranger let in, wrong person)",
+        ),
+        (
+            cell_colour(0, stranger.unwrap_or(usize::MAX), stranger, 1, 0.5),
+            "refused (enrolled, not recognised)",
+        ),
+        (cell_colour(0, 0, stranger, 1, 1.0), "right"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let y = 50 + 18 * k as i32;
+        root.draw(&Rectangle::new([(8, y), (22, y + 13)], colour.filled()))
+            .map_err(err)?;
+        root.draw(&Text::new(what, (28, y), font.clone()))
+            .map_err(err)?;
+    }
+    Ok(())
+}
+
+/// One confusion cell of side `cell` at `(x, y)`: its colour, a grey border and its count
+/// (white on the red cells of people let in as someone else).
+fn confusion_cell(
+    root: &Area,
+    (x, y): (i32, i32),
+    cell: u32,
+    colour: RGBColor,
+    count: usize,
+    let_in: bool,
+) -> Result<()> {
+    let corners = [(x, y), (x + cell as i32, y + cell as i32)];
+    root.draw(&Rectangle::new(corners, colour.filled()))
+        .map_err(err)?;
+    root.draw(&Rectangle::new(corners, RGBColor(200, 200, 200)))
+        .map_err(err)?;
+    if count > 0 {
+        let size = if cell > 30 { 13 } else { 10 };
+        let ink = if let_in { &WHITE } else { &BLACK };
+        root.draw(&Text::new(
+            count.to_string(),
+            (x + 3, y + cell as i32 / 2 - 7),
+            (FONT, size).into_font().color(ink),
+        ))
+        .map_err(err)?;
+    }
+    Ok(())
 }
 
 /// One DET curve: (false-accept rate, false-reject rate) points, in threshold order.
@@ -249,23 +264,7 @@ pub fn det_with_axes(
                 .label(format!("target {target_far:.0e}"))
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], grey));
         }
-        for (k, (name, far, frr)) in marks.iter().enumerate() {
-            let p = (far.max(floor), frr.max(floor));
-            let mut label = name.clone();
-            if *far < floor {
-                label.push_str(", FAR 0");
-            }
-            if *frr < floor {
-                label.push_str(", FRR 0");
-            }
-            // Beside the mark, up and right, one row per mark so two marks never share a line.
-            let offset = (9, -18 - 16 * k as i32);
-            chart
-                .draw_series([EmptyElement::at(p)
-                    + Circle::new((0, 0), 5, BLACK.filled())
-                    + Text::new(label, offset, (FONT, 12))])
-                .map_err(err)?;
-        }
+        draw_marks(&mut chart, marks, floor)?;
         chart
             .configure_series_labels()
             .background_style(WHITE.mix(0.9))
@@ -276,6 +275,33 @@ pub fn det_with_axes(
         root.present().map_err(err)?;
     }
     RgbImage::from_raw(w, h, buf).ok_or_else(|| anyhow!("chart buffer size"))
+}
+
+/// Points named on a DET chart (a threshold's FAR and FRR), a rate of 0 drawn at the
+/// chart's `floor` and said in its label.
+fn draw_marks(
+    chart: &mut ChartContext<'_, BitMapBackend<'_>, Cartesian2d<LogCoord<f64>, LogCoord<f64>>>,
+    marks: &[(String, f64, f64)],
+    floor: f64,
+) -> Result<()> {
+    for (k, (name, far, frr)) in marks.iter().enumerate() {
+        let p = (far.max(floor), frr.max(floor));
+        let mut label = name.clone();
+        if *far < floor {
+            label.push_str(", FAR 0");
+        }
+        if *frr < floor {
+            label.push_str(", FRR 0");
+        }
+        // Beside the mark, up and right, one row per mark so two marks never share a line.
+        let offset = (9, -18 - 16 * k as i32);
+        chart
+            .draw_series([EmptyElement::at(p)
+                + Circle::new((0, 0), 5, BLACK.filled())
+                + Text::new(label, offset, (FONT, 12))])
+            .map_err(err)?;
+    }
+    Ok(())
 }
 
 /// DET points from scores: genuine (right-person score or None when never accepted) and

@@ -22,7 +22,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{Context, Result, bail};
 use candle_core::{Device, Tensor, Var};
-use candle_nn::Optimizer;
 use facegate_models::adapted::{self, LastLayer, Manifest, Stranger};
 use facegate_models::align;
 use facegate_models::detect::{Detection, Detector, DetectorConfig};
@@ -36,10 +35,10 @@ use half::f16;
 use image::RgbImage;
 use rand::SeedableRng;
 use rand::rngs::Xoshiro256PlusPlus;
-use rand::seq::SliceRandom;
 
 use crate::eval::protocol;
 use crate::eval::run::mask_seed;
+use crate::train::fit;
 
 /// Training settings.
 #[derive(Clone, Debug)]
@@ -132,6 +131,32 @@ struct Views {
     teacher: Vec<Vec<f32>>,
     /// Person (sub-folder) of each photo, for the stranger term.
     person: Vec<usize>,
+}
+
+impl Views {
+    /// The feature maps (`[k, d]`), the teachers (`[k, o]`) and the persons of the views in
+    /// `chunk`.
+    fn batch(
+        &self,
+        chunk: &[usize],
+        d: usize,
+        o: usize,
+        dev: &Device,
+    ) -> Result<(Tensor, Tensor, Vec<usize>)> {
+        let mut x = Vec::with_capacity(chunk.len() * d);
+        let mut t = Vec::with_capacity(chunk.len() * o);
+        let mut person = Vec::with_capacity(chunk.len());
+        for &v in chunk {
+            x.extend(self.features[v * d..(v + 1) * d].iter().map(|h| h.to_f32()));
+            t.extend_from_slice(&self.teacher[self.photo[v]]);
+            person.push(self.person[self.photo[v]]);
+        }
+        Ok((
+            Tensor::from_vec(x, (chunk.len(), d), dev)?,
+            Tensor::from_vec(t, (chunk.len(), o), dev)?,
+            person,
+        ))
+    }
 }
 
 /// Detects, masks, aligns and runs the backbone on every photo.
@@ -272,7 +297,7 @@ fn fit(views: &Views, layer: &LastLayer, cfg: &Config) -> Result<Fitted> {
     let b = Var::from_tensor(&Tensor::from_slice(&layer.bias, o, &dev)?)?;
     let scale = Tensor::from_slice(&layer.scale, (1, o), &dev)?;
     let shift = Tensor::from_slice(&layer.shift, (1, o), &dev)?;
-    let mut opt = crate::train::adamw(vec![w.clone(), b.clone()], cfg.lr)?;
+    let mut opt = fit::adamw(vec![w.clone(), b.clone()], cfg.lr, 0.0)?;
     let n = views.photo.len();
     let mut order: Vec<usize> = (0..n).collect();
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(cfg.seed);
@@ -283,36 +308,27 @@ fn fit(views: &Views, layer: &LastLayer, cfg: &Config) -> Result<Fitted> {
         "batches",
     );
     for _ in 0..cfg.epochs {
-        order.shuffle(&mut rng);
         let (mut distil_sum, mut stranger_sum) = (0.0f64, 0.0f64);
-        for chunk in order.chunks(cfg.batch) {
-            let mut x = Vec::with_capacity(chunk.len() * d);
-            let mut t = Vec::with_capacity(chunk.len() * o);
-            let mut person = Vec::with_capacity(chunk.len());
-            for &v in chunk {
-                x.extend(
-                    views.features[v * d..(v + 1) * d]
-                        .iter()
-                        .map(|h| h.to_f32()),
-                );
-                t.extend_from_slice(&views.teacher[views.photo[v]]);
-                person.push(views.person[views.photo[v]]);
-            }
-            let x = Tensor::from_vec(x, (chunk.len(), d), &dev)?;
-            let t = Tensor::from_vec(t, (chunk.len(), o), &dev)?;
-            let s = x
-                .matmul(&w.as_tensor().t()?)?
-                .broadcast_add(b.as_tensor())?
-                .broadcast_mul(&scale)?
-                .broadcast_add(&shift)?;
-            let (distil, term) = batch_loss(&s, &t, &person, cfg.stranger)?;
-            let total = (&distil + (&term * f64::from(cfg.stranger.weight))?)?;
-            opt.backward_step(&total)?;
-            let k = chunk.len() as f64;
-            distil_sum += f64::from(distil.to_scalar::<f32>()?) * k;
-            stranger_sum += f64::from(term.to_scalar::<f32>()?) * k;
-            pb.inc(1);
-        }
+        fit::epoch(
+            &mut opt,
+            &mut order,
+            cfg.batch,
+            &mut rng,
+            &pb,
+            |chunk, _| {
+                let (x, t, person) = views.batch(chunk, d, o, &dev)?;
+                let s = x
+                    .matmul(&w.as_tensor().t()?)?
+                    .broadcast_add(b.as_tensor())?
+                    .broadcast_mul(&scale)?
+                    .broadcast_add(&shift)?;
+                let (distil, term) = batch_loss(&s, &t, &person, cfg.stranger)?;
+                let k = chunk.len() as f64;
+                distil_sum += f64::from(distil.to_scalar::<f32>()?) * k;
+                stranger_sum += f64::from(term.to_scalar::<f32>()?) * k;
+                Ok((&distil + (&term * f64::from(cfg.stranger.weight))?)?)
+            },
+        )?;
         loss.push((distil_sum / n as f64) as f32);
         if cfg.stranger.weight > 0.0 {
             stranger_loss.push((stranger_sum / n as f64) as f32);

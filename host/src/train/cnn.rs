@@ -84,69 +84,6 @@ pub fn bce(z: &Tensor, y: &Tensor, positive_weight: f64) -> Result<Tensor> {
     Ok(((per * &w)?.sum_all()? / w.sum_all()?.to_scalar::<f32>()? as f64)?)
 }
 
-/// How a small CNN is trained: AdamW, shuffled mini-batches, optionally a third of the
-/// learning rate for the last third of the epochs.
-#[derive(Clone, Copy, Debug)]
-pub struct Schedule {
-    /// Passes over the training items.
-    pub epochs: usize,
-    /// Items per step.
-    pub batch: usize,
-    /// AdamW learning rate.
-    pub lr: f64,
-    /// AdamW weight decay.
-    pub weight_decay: f64,
-    /// Divide the learning rate by 3 for the last third of the epochs.
-    pub anneal: bool,
-}
-
-/// The one training loop of the small CNNs: each epoch shuffles `items` with `rng`, and for
-/// each batch asks `loss` (given the batch's items and the same `rng`, for augmentation) for
-/// the loss to step on. Returns the mean loss of each epoch. `what` labels the progress.
-pub fn fit(
-    net: &Cnn,
-    schedule: &Schedule,
-    items: &[usize],
-    rng: &mut Xoshiro256PlusPlus,
-    what: &str,
-    mut loss: impl FnMut(&[usize], &mut Xoshiro256PlusPlus) -> Result<Tensor>,
-) -> Result<Vec<f32>> {
-    use candle_nn::Optimizer;
-    use rand::seq::SliceRandom;
-    let mut opt = candle_nn::AdamW::new(
-        net.vars.clone(),
-        candle_nn::ParamsAdamW {
-            lr: schedule.lr,
-            weight_decay: schedule.weight_decay,
-            ..Default::default()
-        },
-    )?;
-    let mut order = items.to_vec();
-    let mut losses = Vec::with_capacity(schedule.epochs);
-    let pb = crate::progress::bar(
-        (schedule.epochs * order.len().div_ceil(schedule.batch)) as u64,
-        what,
-        "batches",
-    );
-    for epoch in 0..schedule.epochs {
-        if schedule.anneal && epoch == schedule.epochs * 2 / 3 {
-            opt.set_learning_rate(schedule.lr / 3.0);
-        }
-        order.shuffle(rng);
-        let (mut total, mut steps) = (0.0, 0);
-        for chunk in order.chunks(schedule.batch) {
-            let l = loss(chunk, rng)?;
-            opt.backward_step(&l)?;
-            total += l.to_scalar::<f32>()?;
-            steps += 1;
-            pb.inc(1);
-        }
-        losses.push(total / steps.max(1) as f32);
-    }
-    pb.finish_and_clear();
-    Ok(losses)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

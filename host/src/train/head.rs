@@ -3,11 +3,13 @@
 //! kept (ties go to the lower loss). The problem is convex and starts from zero weights, so a
 //! run is reproducible bit for bit on one machine.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use candle_core::{D, DType, Device, Tensor, Var};
 use candle_nn::{Module, Optimizer, linear::Linear, loss};
 use facegate_models::head::Head;
 use serde::Serialize;
+
+use super::fit;
 
 /// Training settings.
 #[derive(Clone, Copy, Debug)]
@@ -22,24 +24,11 @@ pub struct HeadConfig {
     pub min_prob: f32,
 }
 
-/// One epoch's numbers.
-#[derive(Clone, Debug, Serialize)]
-pub struct Epoch {
-    /// 1-based.
-    pub epoch: usize,
-    /// Training loss.
-    pub train_loss: f32,
-    /// Validation loss (NaN without a validation set).
-    pub val_loss: f32,
-    /// Validation accuracy (NaN without a validation set).
-    pub val_accuracy: f32,
-}
-
 /// What training did.
 #[derive(Clone, Debug, Serialize)]
 pub struct History {
     /// Every epoch run.
-    pub epochs: Vec<Epoch>,
+    pub epochs: Vec<fit::Epoch>,
     /// The epoch whose weights were kept.
     pub best_epoch: usize,
     /// Whether early stopping ended the run.
@@ -64,15 +53,6 @@ impl Examples {
     pub fn is_empty(&self) -> bool {
         self.y.is_empty()
     }
-}
-
-/// The best weights so far and what earned them.
-struct Checkpoint {
-    accuracy: f32,
-    loss: f32,
-    epoch: usize,
-    weights: Vec<f32>,
-    bias: Vec<f32>,
 }
 
 /// Inputs are scaled by sqrt(dim) during training (unit variance per value, so Adam's steps
@@ -117,18 +97,14 @@ pub fn train(
     let w = Var::zeros((classes, dim), DType::F32, &dev)?;
     let b = Var::zeros(classes, DType::F32, &dev)?;
     let model = Linear::new(w.as_tensor().clone(), Some(b.as_tensor().clone()));
-    let mut opt = crate::train::adamw(vec![w.clone(), b.clone()], cfg.lr)?;
+    let mut opt = fit::adamw(vec![w.clone(), b.clone()], cfg.lr, 0.0)?;
     let (xt, yt) = tensors(train, dim, &dev)?;
     let validation = if val.is_empty() {
         None
     } else {
         Some(tensors(val, dim, &dev)?)
     };
-    let mut epochs = Vec::new();
-    let mut best: Option<Checkpoint> = None;
-    let mut stop = super::EarlyStop::new(cfg.patience);
-    let mut stopped_early = false;
-    for epoch in 1..=cfg.epochs {
+    let run = |epoch| {
         let logits = model.forward(&xt)?;
         let l = loss::cross_entropy(&logits, &yt)?;
         opt.backward_step(&l)?;
@@ -143,41 +119,27 @@ pub fn train(
             }
             None => (f32::NAN, f32::NAN),
         };
-        epochs.push(Epoch {
+        Ok(fit::Epoch {
             epoch,
             train_loss,
             val_loss,
             val_accuracy,
-        });
-        let (acc, loss_now) = if validation.is_some() {
-            (val_accuracy, val_loss)
-        } else {
-            (0.0, train_loss)
-        };
-        let better = match &best {
-            None => true,
-            Some(c) => acc > c.accuracy || (acc == c.accuracy && loss_now < c.loss),
-        };
-        if better {
-            best = Some(Checkpoint {
-                accuracy: acc,
-                loss: loss_now,
-                epoch,
-                weights: w.as_tensor().flatten_all()?.to_vec1()?,
-                bias: b.as_tensor().to_vec1()?,
-            });
-        }
-        if validation.is_some() && stop.should_stop(val_loss) {
-            stopped_early = true;
-            break;
-        }
-    }
-    let Checkpoint {
-        epoch: best_epoch,
-        weights,
-        bias,
-        ..
-    } = best.context("no epoch was run (--epochs 0?)")?;
+        })
+    };
+    let checkpoint = || -> Result<(Vec<f32>, Vec<f32>)> {
+        Ok((
+            w.as_tensor().flatten_all()?.to_vec1()?,
+            b.as_tensor().to_vec1()?,
+        ))
+    };
+    let best = fit::keep_best(
+        cfg.epochs,
+        cfg.patience,
+        validation.is_some(),
+        run,
+        checkpoint,
+    )?;
+    let (weights, bias) = best.kept;
     let s = scale(dim);
     let head = Head {
         dim,
@@ -189,9 +151,9 @@ pub fn train(
     Ok((
         head,
         History {
-            epochs,
-            best_epoch,
-            stopped_early,
+            epochs: best.epochs,
+            best_epoch: best.best_epoch,
+            stopped_early: best.stopped_early,
         },
     ))
 }

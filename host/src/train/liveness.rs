@@ -20,7 +20,8 @@ use rand::{RngExt, SeedableRng};
 
 use crate::eval::liveness::{Attempt, Scored, attempt_inputs, attempts, balanced_threshold, rates};
 use crate::files::write_model;
-use crate::train::cnn::{Cnn, Schedule, bce};
+use crate::train::cnn::{Cnn, bce};
+use crate::train::fit::{Schedule, minibatches};
 
 /// Training settings.
 #[derive(Clone, Debug)]
@@ -156,8 +157,8 @@ pub fn train(data: &Path, models: &Path, cfg: &Config, command: &str) -> Result<
         anneal: true,
     };
     let items: Vec<usize> = (0..train.len()).collect();
-    let losses = crate::train::cnn::fit(
-        &net,
+    let losses = minibatches(
+        &net.vars,
         &schedule,
         &items,
         &mut rng,
@@ -170,25 +171,7 @@ pub fn train(data: &Path, models: &Path, cfg: &Config, command: &str) -> Result<
 
     // The threshold, on the held-out clients, through the exported file as the door runs it.
     let bytes = liveness::graph(&net.weights()?)?;
-    let door = Liveness::from_bytes(&bytes)?;
-    let mut scored = Vec::new();
-    for a in &calib {
-        let logits = attempt_inputs(&detector, a)
-            .into_iter()
-            .map(|x| door.run(x))
-            .collect::<facegate_models::Result<Vec<f32>>>()?;
-        scored.push(Scored {
-            species: a.species.clone(),
-            name: a.name.clone(),
-            score: liveness::attempt_score(&logits),
-        });
-    }
-    anyhow::ensure!(
-        scored
-            .iter()
-            .any(|s| s.species == crate::eval::liveness::REAL),
-        "no live attempt among the held-out clients: more clients are needed"
-    );
+    let scored = score_held_out(&detector, &Liveness::from_bytes(&bytes)?, &calib)?;
     let threshold = balanced_threshold(&scored);
     let at = rates(&scored, threshold);
     let manifest = Manifest {
@@ -212,6 +195,30 @@ pub fn train(data: &Path, models: &Path, cfg: &Config, command: &str) -> Result<
         &manifest,
     )?;
     Ok(manifest)
+}
+
+/// The liveness score of each held-out attempt, through the exported network `door` as the
+/// door runs it.
+fn score_held_out(detector: &Detector, door: &Liveness, calib: &[&Attempt]) -> Result<Vec<Scored>> {
+    let mut scored = Vec::new();
+    for a in calib {
+        let logits = attempt_inputs(detector, a)
+            .into_iter()
+            .map(|x| door.run(x))
+            .collect::<facegate_models::Result<Vec<f32>>>()?;
+        scored.push(Scored {
+            species: a.species.clone(),
+            name: a.name.clone(),
+            score: liveness::attempt_score(&logits),
+        });
+    }
+    anyhow::ensure!(
+        scored
+            .iter()
+            .any(|s| s.species == crate::eval::liveness::REAL),
+        "no live attempt among the held-out clients: more clients are needed"
+    );
+    Ok(scored)
 }
 
 #[cfg(test)]

@@ -18,7 +18,8 @@ use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
 
 use crate::files::write_model;
-use crate::train::cnn::{Cnn, Schedule, fit};
+use crate::train::cnn::Cnn;
+use crate::train::fit::{Schedule, minibatches};
 use crate::train::refiner::{Crops, collect};
 
 /// Training settings.
@@ -98,6 +99,27 @@ fn batch(
     ))
 }
 
+/// The accuracy on bare and on masked crops of the `held` items, through the exported file
+/// `bytes` as the door runs it (NaN for a kind with no crop).
+fn held_back(bytes: &[u8], crops: &Crops, held: &[usize]) -> Result<[f64; 2]> {
+    let door = maskstate::MaskState::from_bytes(bytes)?;
+    let mut right = [(0usize, 0usize); 2];
+    for &i in held {
+        let logit = door.run(crops.inputs[i * PER..(i + 1) * PER].to_vec())?;
+        let m = usize::from(crops.masked[i]);
+        right[m].1 += 1;
+        right[m].0 += usize::from((logit > 0.0) == crops.masked[i]);
+    }
+    let acc = |(k, n): (usize, usize)| {
+        if n == 0 {
+            f64::NAN
+        } else {
+            k as f64 / n as f64
+        }
+    };
+    Ok([acc(right[0]), acc(right[1])])
+}
+
 /// Trains on the photos under `faces` and writes the network and its manifest into `models`.
 pub fn train(faces: &Path, models: &Path, cfg: &Config, command: &str) -> Result<Manifest> {
     let yunet = facegate_models::model_files::YUNET.read_verified(models)?;
@@ -135,8 +157,8 @@ pub fn train(faces: &Path, models: &Path, cfg: &Config, command: &str) -> Result
         weight_decay: 1e-4,
         anneal: false,
     };
-    let losses = fit(
-        &net,
+    let losses = minibatches(
+        &net.vars,
         &schedule,
         &train,
         &mut rng,
@@ -148,21 +170,7 @@ pub fn train(faces: &Path, models: &Path, cfg: &Config, command: &str) -> Result
     )?;
     let bytes = NET.graph(&net.weights()?)?;
     // Held-back accuracy through the exported file, as the door runs it.
-    let door = maskstate::MaskState::from_bytes(&bytes)?;
-    let mut right = [(0usize, 0usize); 2];
-    for &i in &held {
-        let logit = door.run(crops.inputs[i * PER..(i + 1) * PER].to_vec())?;
-        let m = usize::from(crops.masked[i]);
-        right[m].1 += 1;
-        right[m].0 += usize::from((logit > 0.0) == crops.masked[i]);
-    }
-    let acc = |(k, n): (usize, usize)| {
-        if n == 0 {
-            f64::NAN
-        } else {
-            k as f64 / n as f64
-        }
-    };
+    let held_back_accuracy = held_back(&bytes, &crops, &held)?;
     let manifest = Manifest {
         sha256: sha256_hex(&bytes),
         data: format!(
@@ -174,7 +182,7 @@ pub fn train(faces: &Path, models: &Path, cfg: &Config, command: &str) -> Result
         command: command.to_owned(),
         seed: cfg.seed,
         crops: crops.len(),
-        held_back_accuracy: [acc(right[0]), acc(right[1])],
+        held_back_accuracy,
         loss: losses,
     };
     write_model(

@@ -2,11 +2,14 @@
 //! augmented and masked copies, embedded by the frozen door embedder), split them by photo,
 //! fit the head ([`head`]), and calibrate the stranger threshold on impostor faces. Every
 //! other trained part lives here too: the augmentation ([`augment`]), the mask adaptation of
-//! SFace ([`adapt`]), the landmark refiner ([`refiner`]) and the CNN from scratch ([`scratch`]).
+//! SFace ([`adapt`]), the landmark refiner ([`refiner`]), the mask-state classifier
+//! ([`maskstate`]), the liveness network ([`liveness`]) and the CNN from scratch ([`scratch`]),
+//! all stepping through the loops in [`fit`].
 
 pub mod adapt;
 pub mod augment;
 pub mod cnn;
+pub mod fit;
 pub mod head;
 pub mod liveness;
 pub mod maskstate;
@@ -100,51 +103,6 @@ pub fn probe_views(
     Ok(out)
 }
 
-/// Early stopping on validation loss: stop after `patience` epochs in a row without a new
-/// lowest loss. Shared by the head and scratch-CNN trainers so both stop by the same rule.
-pub struct EarlyStop {
-    patience: usize,
-    best: f32,
-    since: usize,
-}
-
-impl EarlyStop {
-    /// A rule that tolerates `patience` epochs without improvement.
-    pub fn new(patience: usize) -> Self {
-        Self {
-            patience,
-            best: f32::INFINITY,
-            since: 0,
-        }
-    }
-
-    /// Records one epoch's validation loss; true when training should stop.
-    pub fn should_stop(&mut self, val_loss: f32) -> bool {
-        if val_loss < self.best {
-            self.best = val_loss;
-            self.since = 0;
-            false
-        } else {
-            self.since += 1;
-            self.since >= self.patience
-        }
-    }
-}
-
-/// AdamW without weight decay, as every trainer here uses it: they regularise by early stopping,
-/// dropout or by starting from pretrained weights instead.
-pub fn adamw(vars: Vec<candle_core::Var>, lr: f64) -> candle_core::Result<candle_nn::AdamW> {
-    use candle_nn::Optimizer;
-    candle_nn::AdamW::new(
-        vars,
-        candle_nn::ParamsAdamW {
-            lr,
-            weight_decay: 0.0,
-            ..Default::default()
-        },
-    )
-}
-
 /// The sample's aligned crop with its evaluation mask (seeded by its ID, so every run and
 /// every command paints the same one).
 pub fn masked_crop(ds: &Dataset, s: &Sample) -> Result<image::RgbImage> {
@@ -236,17 +194,6 @@ pub fn enrolled_among_impostors(
 
 #[cfg(test)]
 mod tests {
-
-    #[test]
-    fn early_stop_counts_epochs_since_the_lowest_loss() {
-        let mut stop = super::EarlyStop::new(2);
-        assert!(!stop.should_stop(1.0));
-        assert!(!stop.should_stop(1.1)); // one epoch without a new low
-        assert!(!stop.should_stop(0.9)); // new low: the count restarts
-        assert!(!stop.should_stop(0.9)); // equal is not lower
-        assert!(stop.should_stop(1.0));
-    }
-
     use super::*;
 
     /// Finding (#23): 160 impostor views at FAR 1e-3 shipped 0.4148 against the embedder's

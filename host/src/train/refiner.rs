@@ -24,7 +24,8 @@ use rand::{RngExt, SeedableRng};
 
 use crate::eval::run::mask_seed;
 use crate::files::write_model;
-use crate::train::cnn::{Cnn, Schedule, fit};
+use crate::train::cnn::Cnn;
+use crate::train::fit::{Schedule, minibatches};
 
 /// Training settings.
 #[derive(Clone, Debug)]
@@ -285,8 +286,8 @@ pub fn train(faces: &Path, models: &Path, cfg: &Config) -> Result<Manifest> {
         weight_decay: 1e-4,
         anneal: true,
     };
-    let loss = fit(
-        &net,
+    let loss = minibatches(
+        &net.vars,
         &schedule,
         &train,
         &mut rng,

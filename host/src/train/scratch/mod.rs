@@ -12,20 +12,21 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use candle_core::{D, DType, Device, Tensor};
-use candle_nn::{Optimizer, loss};
+use candle_nn::loss;
 use facegate_models::embed::{Embedder, EmbedderKind, SCRATCH_FILE};
 use facegate_models::gallery::{Decision, Gallery, Person};
 use facegate_models::quantise::quantise_weights;
 use image::RgbImage;
+use indicatif::ProgressBar;
+use rand::SeedableRng;
 use rand::rngs::Xoshiro256PlusPlus;
-use rand::{RngExt, SeedableRng};
 use serde::Serialize;
 
 use crate::eval::metrics::threshold_at_far;
 use crate::faceset::Dataset;
 use crate::progress::bar;
 use crate::train::augment::{self, Params};
-use crate::train::head::Epoch;
+use crate::train::fit::{self, Epoch};
 use crate::train::validation_split;
 use net::Net;
 
@@ -336,64 +337,64 @@ fn fit(
     cfg: &ScratchConfig,
     dev: &Device,
 ) -> Result<(Vec<Epoch>, usize, f32)> {
-    let mut opt = crate::train::adamw(net.vars.iter().map(|(_, v)| v.clone()).collect(), cfg.lr)?;
+    let mut opt = fit::adamw(
+        net.vars.iter().map(|(_, v)| v.clone()).collect(),
+        cfg.lr,
+        0.0,
+    )?;
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(cfg.seed ^ 0xD1);
-    let mut history = Vec::new();
-    let mut best: Option<(f32, f32, usize, Vec<Vec<f32>>)> = None;
-    let mut stop = crate::train::EarlyStop::new(cfg.patience);
+    let mut order: Vec<usize> = (0..train_ex.len()).collect();
     let pb = bar(cfg.epochs as u64, "training", "epochs");
-    for epoch in 1..=cfg.epochs {
-        let mut order: Vec<usize> = (0..train_ex.len()).collect();
-        for i in (1..order.len()).rev() {
-            order.swap(i, rng.random_range(0..=i));
-        }
-        let mut total = 0.0;
-        for chunk in order.chunks(32) {
-            let refs: Vec<&Example> = chunk.iter().map(|&i| &train_ex[i]).collect();
-            let (x, y) = batch(&refs, dev)?;
-            let logits = net.forward(&x, Some(&mut rng))?;
-            let l = loss::cross_entropy(&logits, &y)?;
-            opt.backward_step(&l)?;
-            total += l.to_scalar::<f32>()? * chunk.len() as f32;
-        }
-        let train_loss = total / train_ex.len() as f32;
-        let (mut vloss, mut right) = (0.0, 0usize);
-        for chunk in val_ex.chunks(64) {
-            let refs: Vec<&Example> = chunk.iter().collect();
-            let (x, y) = batch(&refs, dev)?;
-            let logits = net.forward(&x, None)?;
-            vloss += loss::cross_entropy(&logits, &y)?.to_scalar::<f32>()? * chunk.len() as f32;
-            let pred = logits.argmax(D::Minus1)?;
-            right += pred
-                .eq(&y)?
-                .to_dtype(DType::F32)?
-                .sum_all()?
-                .to_scalar::<f32>()? as usize;
-        }
-        let val_loss = vloss / val_ex.len() as f32;
-        let val_accuracy = right as f32 / val_ex.len() as f32;
-        history.push(Epoch {
+    let batches = ProgressBar::hidden();
+    let run = |epoch| {
+        let train_loss = fit::epoch(
+            &mut opt,
+            &mut order,
+            32,
+            &mut rng,
+            &batches,
+            |chunk, rng| {
+                let refs: Vec<&Example> = chunk.iter().map(|&i| &train_ex[i]).collect();
+                let (x, y) = batch(&refs, dev)?;
+                Ok(loss::cross_entropy(&net.forward(&x, Some(rng))?, &y)?)
+            },
+        )?;
+        let (val_loss, val_accuracy) = validate(net, val_ex, dev)?;
+        pb.inc(1);
+        pb.set_message(format!("val acc {:.1}%", 100.0 * val_accuracy));
+        Ok(Epoch {
             epoch,
             train_loss,
             val_loss,
             val_accuracy,
-        });
-        pb.inc(1);
-        pb.set_message(format!("val acc {:.1}%", 100.0 * val_accuracy));
-        let better = best
-            .as_ref()
-            .is_none_or(|(a, l, ..)| val_accuracy > *a || (val_accuracy == *a && val_loss < *l));
-        if better {
-            best = Some((val_accuracy, val_loss, epoch, net.snapshot()?));
-        }
-        if stop.should_stop(val_loss) {
-            break;
-        }
-    }
+        })
+    };
+    let best = fit::keep_best(cfg.epochs, cfg.patience, true, run, || net.snapshot())?;
     pb.finish_and_clear();
-    let (val_accuracy, _, best_epoch, snap) = best.context("no epoch was run (--epochs 0?)")?;
-    net.restore(&snap)?;
-    Ok((history, best_epoch, val_accuracy))
+    net.restore(&best.kept)?;
+    let val_accuracy = best.epochs[best.best_epoch - 1].val_accuracy;
+    Ok((best.epochs, best.best_epoch, val_accuracy))
+}
+
+/// Validation loss and accuracy of `net` (no dropout) on `val_ex`.
+fn validate(net: &Net, val_ex: &[Example], dev: &Device) -> Result<(f32, f32)> {
+    let (mut vloss, mut right) = (0.0, 0usize);
+    for chunk in val_ex.chunks(64) {
+        let refs: Vec<&Example> = chunk.iter().collect();
+        let (x, y) = batch(&refs, dev)?;
+        let logits = net.forward(&x, None)?;
+        vloss += loss::cross_entropy(&logits, &y)?.to_scalar::<f32>()? * chunk.len() as f32;
+        let pred = logits.argmax(D::Minus1)?;
+        right += pred
+            .eq(&y)?
+            .to_dtype(DType::F32)?
+            .sum_all()?
+            .to_scalar::<f32>()? as usize;
+    }
+    Ok((
+        vloss / val_ex.len() as f32,
+        right as f32 / val_ex.len() as f32,
+    ))
 }
 
 /// The trained CNN as the door will run it.
@@ -503,6 +504,13 @@ fn check_on_validation(
             }
         }
     }
-    let self_test = self_test.context("the trained CNN names no validation photo correctly")?;
+    let self_test = self_test.with_context(|| {
+        format!(
+            "the trained CNN names no unmasked validation photo correctly at its stranger \
+             threshold {:.4}: it cannot keep these strangers out and let these people in (no \
+             bundle written; --far raises the share of strangers let in)",
+            gallery.threshold
+        )
+    })?;
     Ok(((ok, n), self_test))
 }
