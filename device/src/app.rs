@@ -286,35 +286,39 @@ where
         };
         out.summary.frames += 1;
         let t_frame = Instant::now();
-        let recognised = match still.reusable(&frame.image, live.version) {
-            Some(detection) => {
-                out.summary.detections_skipped += 1;
-                live.pipeline.recognise_at(&frame.image, detection)
-            }
-            None => {
-                let r = live.pipeline.recognise(&frame.image);
-                let subject = r.as_ref().ok().and_then(|r| r.subject.as_ref());
-                still.detected(&frame.image, subject, live.version);
-                r
-            }
-        };
+        let recognised = recognise(&mut still, &live, &frame.image, &mut out.summary);
         let t_recognised = Instant::now();
         let observation = observe(&live, &frame.image, frame.id, &recognised, config);
         let actions = door.step(now, observation);
         out.apply(&actions, &mut relay, now, live.version);
-        if let Ok(r) = &recognised
-            && let Some(face) = &r.face
-        {
-            out.snapshot(&actions, &frame.image, face);
-            let t_done = Instant::now();
-            out.summary.first_decision.get_or_insert(t_done - started);
-            out.summary
-                .stages
-                .record(r, t_done - t_recognised, t_done - t_frame);
+        if let Ok(r) = &recognised {
+            out.decided(&actions, &frame.image, r, [started, t_frame, t_recognised]);
         }
     }
     relay.release();
     out.summary
+}
+
+/// Recognises the subject of `image` with the live pipeline, reusing the last detection
+/// while the face stands still (counted in `summary`).
+fn recognise(
+    still: &mut Still,
+    live: &crate::live::Live,
+    image: &image::RgbImage,
+    summary: &mut Summary,
+) -> facegate_models::Result<facegate_models::pipeline::Recognition> {
+    match still.reusable(image, live.version) {
+        Some(detection) => {
+            summary.detections_skipped += 1;
+            live.pipeline.recognise_at(image, detection)
+        }
+        None => {
+            let r = live.pipeline.recognise(image);
+            let subject = r.as_ref().ok().and_then(|r| r.subject.as_ref());
+            still.detected(image, subject, live.version);
+            r
+        }
+    }
 }
 
 /// Whether an action logs a decision (an unlock, a stranger, a face that was not live).
@@ -450,6 +454,27 @@ impl<L: RecordSink, D: Screens> Outputs<'_, L, D> {
             );
             self.apply(&actions, relay, now, 0);
         }
+    }
+
+    /// After a frame with a face: its snapshot for the sinks, the time to the first
+    /// decision and the frame's stage times (`at`: the door's start, the frame's start, the
+    /// end of recognition).
+    fn decided(
+        &mut self,
+        actions: &[Action],
+        image: &image::RgbImage,
+        r: &facegate_models::pipeline::Recognition,
+        [started, t_frame, t_recognised]: [Instant; 3],
+    ) {
+        let Some(face) = &r.face else {
+            return;
+        };
+        self.snapshot(actions, image, face);
+        let t_done = Instant::now();
+        self.summary.first_decision.get_or_insert(t_done - started);
+        self.summary
+            .stages
+            .record(r, t_done - t_recognised, t_done - t_frame);
     }
 
     /// The face of a decision, for sinks that want one (`[mqtt] snapshot`).
