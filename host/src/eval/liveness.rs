@@ -120,19 +120,24 @@ pub fn score_all(detector: &Detector, net: &Liveness, attempts: &[Attempt]) -> R
     let pb = crate::progress::bar(attempts.len() as u64, "liveness", "attempts");
     let mut out = Vec::with_capacity(attempts.len());
     for a in attempts {
-        let logits = attempt_inputs(detector, a)
-            .into_iter()
-            .map(|x| net.run(x))
-            .collect::<facegate_models::Result<Vec<f32>>>()?;
-        out.push(Scored {
-            species: a.species.clone(),
-            name: a.name.clone(),
-            score: attempt_score(&logits),
-        });
+        out.push(score(detector, net, a)?);
         pb.inc(1);
     }
     pb.finish_and_clear();
     Ok(out)
+}
+
+/// One attempt as the door decides it: the mean logit of `net` over the frames with a face.
+pub fn score(detector: &Detector, net: &Liveness, a: &Attempt) -> Result<Scored> {
+    let logits = attempt_inputs(detector, a)
+        .into_iter()
+        .map(|x| net.run(x))
+        .collect::<facegate_models::Result<Vec<f32>>>()?;
+    Ok(Scored {
+        species: a.species.clone(),
+        name: a.name.clone(),
+        score: attempt_score(&logits),
+    })
 }
 
 /// The figures at one threshold.

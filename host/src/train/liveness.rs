@@ -18,7 +18,9 @@ use facegate_models::model_files::sha256_hex;
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
 
-use crate::eval::liveness::{Attempt, Scored, attempt_inputs, attempts, balanced_threshold, rates};
+use crate::eval::liveness::{
+    Attempt, Scored, attempt_inputs, attempts, balanced_threshold, rates, score,
+};
 use crate::files::write_model;
 use crate::train::cnn::{Cnn, bce};
 use crate::train::fit::{Schedule, minibatches};
@@ -200,18 +202,10 @@ pub fn train(data: &Path, models: &Path, cfg: &Config, command: &str) -> Result<
 /// The liveness score of each held-out attempt, through the exported network `door` as the
 /// door runs it.
 fn score_held_out(detector: &Detector, door: &Liveness, calib: &[&Attempt]) -> Result<Vec<Scored>> {
-    let mut scored = Vec::new();
-    for a in calib {
-        let logits = attempt_inputs(detector, a)
-            .into_iter()
-            .map(|x| door.run(x))
-            .collect::<facegate_models::Result<Vec<f32>>>()?;
-        scored.push(Scored {
-            species: a.species.clone(),
-            name: a.name.clone(),
-            score: liveness::attempt_score(&logits),
-        });
-    }
+    let scored = calib
+        .iter()
+        .map(|a| score(detector, door, a))
+        .collect::<Result<Vec<Scored>>>()?;
     anyhow::ensure!(
         scored
             .iter()
