@@ -36,6 +36,7 @@ fn bench(c: &mut Criterion) {
         });
     }
     g.finish();
+    pools(c, &models);
 
     let frame = resize(&photo, 640, 480, FilterType::Triangle);
     let det = detector
@@ -60,6 +61,76 @@ fn bench(c: &mut Criterion) {
             );
             g.bench_function(name, |b| b.iter(|| e.embed(&crop).expect("embed")));
         }
+    }
+    g.finish();
+}
+
+/// YuNet's max-pools at the door's detection size, as tract runs them and as facegate's own
+/// operator does (`facegate_models::ops`), side by side in one run.
+fn pools(c: &mut Criterion, models: &std::path::Path) {
+    use tract_onnx::prelude::*;
+    use tract_onnx::tract_core::ops::cnn::{MaxPool, OptMaxPool};
+    let bytes = YUNET.read_verified(models).expect("YuNet");
+    let yunet = tract_onnx::onnx()
+        .with_ignore_output_shapes(true)
+        .with_ignore_value_info(true)
+        .model_for_read(&mut &bytes[..])
+        .and_then(|m| m.with_input_fact(0, f32::fact([1, 3, 256, 320]).into()))
+        .and_then(|m| m.into_optimized())
+        .expect("YuNet plan");
+    let mut tract_plans = Vec::new();
+    let mut own_plans = Vec::new();
+    for node in yunet.nodes() {
+        let Some(pool) = node.op_as::<OptMaxPool>() else {
+            continue;
+        };
+        let fact = yunet.outlet_fact(node.inputs[0]).expect("fact").clone();
+        let shape = fact.shape.as_concrete().expect("concrete").to_vec();
+        let input = Tensor::zero::<f32>(&shape).expect("tensor");
+        for own in [false, true] {
+            let mut m = TypedModel::default();
+            let src = m.add_source("x", fact.clone()).expect("source");
+            let op = MaxPool::new(pool.pool_spec.clone(), None);
+            let out = m.wire_node("pool", op, &[src]).expect("wire");
+            m.select_output_outlets(&out).expect("outputs");
+            let mut m = m.into_optimized().expect("optimise");
+            if own {
+                assert_eq!(
+                    facegate_models::ops::swap_max_pools(&mut m).expect("swap"),
+                    1
+                );
+            }
+            let plan = m.into_runnable().expect("plan");
+            let slot = if own {
+                &mut own_plans
+            } else {
+                &mut tract_plans
+            };
+            slot.push((plan, input.clone()));
+        }
+    }
+    assert!(!own_plans.is_empty(), "YuNet has max-pools");
+    let input = Tensor::zero::<f32>(&[1, 3, 256, 320]).expect("tensor");
+    let mut swapped = yunet.clone();
+    facegate_models::ops::swap_max_pools(&mut swapped).expect("swap");
+    let whole = [
+        ("tract", yunet.into_runnable().expect("plan")),
+        ("facegate", swapped.into_runnable().expect("plan")),
+    ];
+    let mut g = c.benchmark_group("maxpool");
+    for (name, plan) in &whole {
+        g.bench_function(format!("yunet_320x256_whole_{name}"), |b| {
+            b.iter(|| plan.run(tvec![input.clone().into()]).expect("YuNet"))
+        });
+    }
+    for (name, plans) in [("tract", &tract_plans), ("facegate", &own_plans)] {
+        g.bench_function(format!("yunet_320x256_all_pools_{name}"), |b| {
+            b.iter(|| {
+                for (plan, input) in plans.iter() {
+                    plan.run(tvec![input.clone().into()]).expect("pool");
+                }
+            })
+        });
     }
     g.finish();
 }

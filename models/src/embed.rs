@@ -263,6 +263,7 @@ pub(crate) fn plan_to(
             Ok(m)
         })
         .and_then(|m| m.into_optimized())
+        .and_then(crate::ops::with_own_ops)
         .and_then(|m| m.into_runnable())
         .map_err(|e| Error::load(name, e))
 }

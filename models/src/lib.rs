@@ -46,6 +46,7 @@ pub mod onnx_build;
 pub(crate) mod onnx_build;
 #[cfg(test)]
 mod onnx_test_util;
+pub mod ops;
 pub mod pipeline;
 #[cfg(feature = "builders")]
 pub mod quantise;

@@ -39,6 +39,7 @@ impl Runner {
             .with_input_fact(0, f32::fact([1, c, h, w]).into())
             .map_err(model_err)?
             .into_optimized()
+            .and_then(crate::ops::with_own_ops)
             .map_err(model_err)?
             .into_runnable()
             .map_err(model_err)?;

@@ -1,0 +1,247 @@
+//! facegate's own tract operators, swapped into a plan after tract has optimised it.
+//!
+//! Why: tract 0.23.9 has a vectorised 2x2 max-pool only for stride 1; the stride-2 pools of
+//! YuNet (and of the liveness and mask-state networks) fall to a scalar loop with bounds checks
+//! on every tap, 20% of YuNet's time in tract's own profile (docs/PERFORMANCE.md). The
+//! replacement is plain safe Rust written so the compiler vectorises it for x86 and NEON:
+//! the two rows of each window are folded first (contiguous, one `max` per lane), then each
+//! pair of neighbours in the folded row (a de-interleave the compiler turns into shuffles).
+//! Checked in the emitted assembly (docs/PERFORMANCE.md): `maxps` and `shufps` on x86_64,
+//! `ld2`, `fcmgt` and `bsl` on four lanes on aarch64 NEON; on armv7 (Rust's target has no
+//! NEON by default) a scalar compare and move per value, still without tract's bounds checks.
+
+use tract_onnx::prelude::*;
+use tract_onnx::tract_core::internal::*;
+use tract_onnx::tract_core::ops::cnn::{OptMaxPool, PaddingSpec};
+use tract_onnx::tract_core::ops::nn::DataFormat;
+
+/// A 2x2 max-pool with stride 2 and no padding over f32 NCHW: output `[n, c, h/2, w/2]`
+/// (an odd last row or column is dropped, as tract's `Valid` padding does).
+#[derive(Debug, Clone, Default, Hash, PartialEq, Eq)]
+pub struct MaxPool2x2;
+
+impl Op for MaxPool2x2 {
+    fn name(&self) -> StaticName {
+        "facegate.MaxPool2x2".into()
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for MaxPool2x2 {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let input = args_1!(inputs);
+        let &[n, c, h, w] = input.shape() else {
+            bail!(
+                "MaxPool2x2 wants a rank-4 NCHW input, got {:?}",
+                input.shape()
+            );
+        };
+        let plain = input.try_as_plain_ram()?;
+        let src = plain.as_slice::<f32>()?;
+        let (oh, ow) = (h / 2, w / 2);
+        let mut out = vec![0f32; n * c * oh * ow];
+        maxpool_2x2_s2(src, &mut out, h, w);
+        let array = tract_ndarray::Array4::from_shape_vec((n, c, oh, ow), out)?;
+        Ok(tvec!(array.into_tensor().into_tvalue()))
+    }
+}
+
+impl TypedOp for MaxPool2x2 {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        let shape = &inputs[0].shape;
+        ensure!(shape.rank() == 4, "MaxPool2x2 wants a rank-4 NCHW input");
+        let out = [
+            shape[0].clone(),
+            shape[1].clone(),
+            shape[2].clone() / 2,
+            shape[3].clone() / 2,
+        ];
+        Ok(tvec!(f32::fact(out)))
+    }
+
+    as_op!();
+}
+
+/// Max over each 2x2 window at stride 2 of every `h x w` plane in `src` (planes back to back),
+/// into `out` (planes of `h/2 x w/2`, back to back).
+fn maxpool_2x2_s2(src: &[f32], out: &mut [f32], h: usize, w: usize) {
+    let (oh, ow) = (h / 2, w / 2);
+    if oh == 0 || ow == 0 {
+        return;
+    }
+    let mut folded = vec![0f32; 2 * ow];
+    for (plane, out_plane) in src.chunks_exact(h * w).zip(out.chunks_exact_mut(oh * ow)) {
+        for (pair, out_row) in plane
+            .chunks_exact(2 * w)
+            .zip(out_plane.chunks_exact_mut(ow))
+        {
+            let (top, bottom) = pair.split_at(w);
+            for ((f, &a), &b) in folded.iter_mut().zip(top).zip(bottom) {
+                *f = max(a, b);
+            }
+            for (o, p) in out_row.iter_mut().zip(folded.chunks_exact(2)) {
+                *o = max(p[0], p[1]);
+            }
+        }
+    }
+}
+
+/// An optimised model with facegate's operators swapped in where they compute the same.
+pub fn with_own_ops(mut model: TypedModel) -> TractResult<TypedModel> {
+    swap_max_pools(&mut model)?;
+    Ok(model)
+}
+
+/// The larger of two values, as a comparison rather than `f32::max`: the same for every
+/// number, and it compiles to one vector instruction where `f32::max` (IEEE maxNum, NaN
+/// handling included) needs extra ones on x86 and a libm call per value on 32-bit ARM.
+#[inline(always)]
+fn max(a: f32, b: f32) -> f32 {
+    if a > b { a } else { b }
+}
+
+/// Replaces every `OptMaxPool` of `model` that [`MaxPool2x2`] computes exactly (f32, NCHW,
+/// 2x2 kernel, stride 2, no dilation, no padding, no index output, concrete shape) with it.
+/// Returns how many were replaced.
+pub fn swap_max_pools(model: &mut TypedModel) -> TractResult<usize> {
+    let mut swapped = 0;
+    for id in model.eval_order()? {
+        let node = model.node(id);
+        let Some(pool) = node.op_as::<OptMaxPool>() else {
+            continue;
+        };
+        let fact = model.outlet_fact(node.inputs[0])?;
+        let spec = &pool.pool_spec;
+        let fits = pool.with_index_outputs.is_none()
+            && fact.datum_type == f32::datum_type()
+            && fact.shape.as_concrete().is_some_and(|s| s.len() == 4)
+            && spec.data_format == DataFormat::NCHW
+            && spec.kernel_shape[..] == [2, 2]
+            && spec.strides.as_deref().is_some_and(|s| s == [2, 2])
+            && spec.dilations.as_deref().is_none_or(|d| d == [1, 1])
+            && match &spec.padding {
+                PaddingSpec::Valid => true,
+                PaddingSpec::ExplicitOnnxPool(b, a, _) | PaddingSpec::Explicit(b, a) => {
+                    b.iter().chain(a).all(|&p| p == 0)
+                }
+                _ => false,
+            }
+            // The output shape settles ceil mode on odd sides: ours drops the odd row.
+            && MaxPool2x2.output_facts(&[fact])?[0].shape == model.outlet_fact(id.into())?.shape;
+        if !fits {
+            continue;
+        }
+        let patch = TypedModelPatch::replace_single_op(model, node, &node.inputs, MaxPool2x2)?;
+        patch.apply(model)?;
+        swapped += 1;
+    }
+    if swapped > 0 {
+        model.compact()?;
+    }
+    Ok(swapped)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use tract_onnx::tract_core::ops::cnn::{MaxPool, PoolSpec};
+
+    /// tract's own max-pool, optimised the way a plan is, on `input`.
+    fn tract_pool(input: &Tensor) -> Tensor {
+        let mut model = TypedModel::default();
+        let shape: TVec<usize> = input.shape().into();
+        let src = model.add_source("x", f32::fact(&shape)).expect("tract");
+        let spec = PoolSpec {
+            data_format: DataFormat::NCHW,
+            kernel_shape: tvec![2, 2],
+            padding: PaddingSpec::Valid,
+            dilations: None,
+            strides: Some(tvec![2, 2]),
+            input_channels: shape[1],
+            output_channels: shape[1],
+        };
+        let out = model
+            .wire_node("pool", MaxPool::new(spec, None), &[src])
+            .expect("tract");
+        model.select_output_outlets(&out).expect("tract");
+        let plan = model
+            .into_optimized()
+            .expect("tract")
+            .into_runnable()
+            .expect("tract");
+        let mut result = plan.run(tvec![input.clone().into()]).expect("tract");
+        result.remove(0).into_tensor()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// Same values and shape as tract's operator, odd sizes and negative values included
+        /// (sides from 2: tract's own operator panics on a side of 1).
+        #[test]
+        fn matches_tract(
+            n in 1usize..3, c in 1usize..5, h in 2usize..19, w in 2usize..19, seed in any::<u64>()
+        ) {
+            let mut state = seed | 1;
+            let data: Vec<f32> = (0..n * c * h * w)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    (state % 20_001) as f32 / 100.0 - 100.0
+                })
+                .collect();
+            let input = tract_ndarray::Array4::from_shape_vec((n, c, h, w), data)
+                .expect("tract")
+                .into_tensor();
+            let expected = tract_pool(&input);
+            let ours = MaxPool2x2
+                .eval(&EvalContext::out_of_plan(), tvec![input.into()])
+                .expect("tract")
+                .remove(0)
+                .into_tensor();
+            prop_assert_eq!(ours.shape(), expected.shape());
+            let a = ours.try_as_plain_ram().expect("tract").as_slice::<f32>().expect("tract").to_vec();
+            let b = expected.try_as_plain_ram().expect("tract").as_slice::<f32>().expect("tract").to_vec();
+            prop_assert_eq!(a, b);
+        }
+    }
+
+    /// The swap finds the pool in an optimised plan and the plan computes the same.
+    #[test]
+    fn swaps_into_an_optimised_model() {
+        let input = tract_ndarray::Array4::from_shape_fn((1, 3, 8, 10), |(_, c, y, x)| {
+            ((c * 31 + y * 7 + x * 3) % 17) as f32
+        })
+        .into_tensor();
+        let mut model = TypedModel::default();
+        let src = model
+            .add_source("x", f32::fact([1, 3, 8, 10]))
+            .expect("tract");
+        let spec = PoolSpec {
+            data_format: DataFormat::NCHW,
+            kernel_shape: tvec![2, 2],
+            padding: PaddingSpec::Valid,
+            dilations: None,
+            strides: Some(tvec![2, 2]),
+            input_channels: 3,
+            output_channels: 3,
+        };
+        let out = model
+            .wire_node("pool", MaxPool::new(spec, None), &[src])
+            .expect("tract");
+        model.select_output_outlets(&out).expect("tract");
+        let mut optimised = model.into_optimized().expect("tract");
+        assert_eq!(swap_max_pools(&mut optimised).expect("tract"), 1);
+        let plan = optimised.into_runnable().expect("tract");
+        let got = plan
+            .run(tvec![input.clone().into()])
+            .expect("tract")
+            .remove(0)
+            .into_tensor();
+        assert_eq!(got, tract_pool(&input));
+    }
+}
