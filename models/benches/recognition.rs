@@ -50,6 +50,8 @@ fn bench(c: &mut Criterion) {
     });
     let (_, crop) = align::align(&frame, &det).expect("align");
 
+    layer_norms(c, &models, &crop);
+
     let mut g = c.benchmark_group("embed");
     for kind in [EmbedderKind::EdgeFace, EmbedderKind::SFace] {
         for quantised in [false, true] {
@@ -130,6 +132,25 @@ fn pools(c: &mut Criterion, models: &std::path::Path) {
                     plan.run(tvec![input.clone().into()]).expect("pool");
                 }
             })
+        });
+    }
+    g.finish();
+}
+
+/// EdgeFace (int8 weights, as the door runs it) with its LayerNorms fused into facegate's
+/// operator and without (tract's own chain), side by side in one run.
+fn layer_norms(c: &mut Criterion, models: &std::path::Path, crop: &image::RgbImage) {
+    use tract_onnx::prelude::*;
+    let bytes = facegate_models::model_files::EDGEFACE_INT8
+        .read_verified(models)
+        .expect("EdgeFace int8: run `facegate models fetch`");
+    let plans = facegate_models::embed::plans_with_and_without_fusion(&bytes).expect("plans");
+    let side = crop.width() as usize;
+    let input = Tensor::zero::<f32>(&[1, 3, side, side]).expect("tensor");
+    let mut g = c.benchmark_group("layernorm");
+    for (name, plan) in &plans {
+        g.bench_function(format!("edgeface_int8_{name}"), |b| {
+            b.iter(|| plan.run(tvec![input.clone().into()]).expect("EdgeFace"))
         });
     }
     g.finish();

@@ -108,7 +108,7 @@ impl Detector {
             .iter()
             .flat_map(|s| ["cls", "obj", "bbox", "kps"].map(|k| format!("{k}_{s}")))
             .collect();
-        let model = tract_onnx::onnx()
+        let model = crate::ops::onnx()
             .with_ignore_output_shapes(true)
             .with_ignore_value_info(true)
             .model_for_read(&mut &bytes[..])

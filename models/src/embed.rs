@@ -249,10 +249,24 @@ pub(crate) fn plan_to(
     name: &'static str,
     output: Option<&str>,
 ) -> Result<Arc<TypedRunnableModel>> {
+    plan_with(bytes, name, output, true)
+}
+
+/// [`plan_to`], with or without fusing LayerNorms into facegate's own operator (without: the
+/// centring rewrite alone, as before the fusion; kept for the bench's side-by-side run).
+fn plan_with(
+    bytes: &[u8],
+    name: &'static str,
+    output: Option<&str>,
+    fuse_layer_norms: bool,
+) -> Result<Arc<TypedRunnableModel>> {
     let mut proto = crate::quantise::expand_int8_weights(bytes)?;
     crate::rewrite::prelu_as_relu_and_depthwise(&mut proto);
+    if fuse_layer_norms {
+        crate::rewrite::layernorm_as_fused(&mut proto);
+    }
     crate::rewrite::layernorm_centering_as_matmul(&mut proto);
-    tract_onnx::onnx()
+    crate::ops::onnx()
         .with_ignore_value_info(true)
         .model_for_proto_model(&proto)
         .and_then(|m| m.with_input_fact(0, f32::fact([1, 3, CROP as usize, CROP as usize]).into()))
@@ -266,6 +280,18 @@ pub(crate) fn plan_to(
         .and_then(crate::ops::with_own_ops)
         .and_then(|m| m.into_runnable())
         .map_err(|e| Error::load(name, e))
+}
+
+/// An embedder's plan as the door builds it and as it was built before LayerNorm fusion, for
+/// `benches/recognition.rs` to time side by side in one run.
+#[cfg(feature = "testdata")]
+pub fn plans_with_and_without_fusion(
+    bytes: &[u8],
+) -> Result<[(&'static str, Arc<TypedRunnableModel>); 2]> {
+    Ok([
+        ("unfused", plan_with(bytes, "embedder", None, false)?),
+        ("fused", plan_with(bytes, "embedder", None, true)?),
+    ])
 }
 
 /// Runs one network on a crop: NCHW, R,G,B, the network's own input scaling.

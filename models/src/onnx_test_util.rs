@@ -10,7 +10,7 @@ pub use crate::onnx_build::value_info;
 /// shape annotations are ignored (real exported models carry some tract rejects): the input's
 /// shape is the one given.
 pub fn run_bytes(bytes: &[u8], shape: &[usize], x: &[f32]) -> Vec<f32> {
-    let plan = tract_onnx::onnx()
+    let plan = crate::ops::onnx()
         .with_ignore_value_info(true)
         .model_for_read(&mut &bytes[..])
         .and_then(|m| m.with_input_fact(0, f32::fact(shape).into()))

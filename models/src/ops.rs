@@ -10,10 +10,169 @@
 //! `ld2`, `fcmgt` and `bsl` on four lanes on aarch64 NEON; on armv7 (Rust's target has no
 //! NEON by default) a scalar compare and move per value, still without tract's bounds checks.
 
+use tract_onnx::model::ParsingContext;
+use tract_onnx::pb::NodeProto;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::cnn::{OptMaxPool, PaddingSpec};
 use tract_onnx::tract_core::ops::nn::DataFormat;
+use tract_onnx::tract_hir::internal::{
+    Expansion, InferenceOp, InferenceResult, Solver, TensorProxy, check_input_arity,
+    check_output_arity, expand,
+};
+
+/// The ONNX op type `rewrite::layernorm_as_fused` writes for a LayerNorm over the last axis.
+pub const LAYER_NORM_LAST: &str = "FacegateLayerNormLast";
+
+/// tract's ONNX loader that also reads the node types facegate's rewrites write.
+pub fn onnx() -> tract_onnx::Onnx {
+    let mut onnx = tract_onnx::onnx();
+    onnx.op_register
+        .insert(LAYER_NORM_LAST, parse_layer_norm_last);
+    onnx
+}
+
+/// `(x - mean) / sqrt(var + epsilon) * weight + bias` over the last axis of an f32 tensor in
+/// one pass per row (the row is contiguous), where the ONNX graph had nine nodes and tract
+/// ran a reduction, a broadcast subtraction, a second reduction and an element-wise chain.
+/// Inputs: x, weight and bias of the last axis' length. `epsilon` is kept as its bits so the
+/// op can be `Eq` and `Hash`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq)]
+pub struct LayerNormLast {
+    epsilon_bits: u32,
+}
+
+impl LayerNormLast {
+    /// The op for this epsilon.
+    pub fn new(epsilon: f32) -> Self {
+        Self {
+            epsilon_bits: epsilon.to_bits(),
+        }
+    }
+}
+
+impl Op for LayerNormLast {
+    fn name(&self) -> StaticName {
+        "facegate.LayerNormLast".into()
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for LayerNormLast {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let (x, weight, bias) = args_3!(inputs);
+        let c = *x
+            .shape()
+            .last()
+            .context("LayerNormLast wants a rank >= 1 input")?;
+        let (weight, bias) = (weight.try_as_plain_ram()?, bias.try_as_plain_ram()?);
+        let (weight, bias) = (weight.as_slice::<f32>()?, bias.as_slice::<f32>()?);
+        ensure!(
+            weight.len() == c && bias.len() == c,
+            "LayerNormLast: weight {} and bias {} for {c} channels",
+            weight.len(),
+            bias.len()
+        );
+        let plain = x.try_as_plain_ram()?;
+        let src = plain.as_slice::<f32>()?;
+        let mut out = vec![0f32; src.len()];
+        if c > 0 {
+            let epsilon = f32::from_bits(self.epsilon_bits);
+            layer_norm_rows(src, &mut out, weight, bias, epsilon);
+        }
+        Ok(tvec!(Tensor::from_shape(x.shape(), &out)?.into_tvalue()))
+    }
+}
+
+impl TypedOp for LayerNormLast {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        ensure!(inputs.len() == 3, "LayerNormLast wants x, weight and bias");
+        Ok(tvec!(f32::fact(inputs[0].shape.clone())))
+    }
+
+    as_op!();
+}
+
+/// Normalises each row of `weight.len()` values of `src` into `out`.
+fn layer_norm_rows(src: &[f32], out: &mut [f32], weight: &[f32], bias: &[f32], epsilon: f32) {
+    let c = weight.len();
+    let n = c as f32;
+    for (row, out_row) in src.chunks_exact(c).zip(out.chunks_exact_mut(c)) {
+        let mean = sum8(row, |v| v) / n;
+        for (o, &v) in out_row.iter_mut().zip(row) {
+            *o = v - mean;
+        }
+        let var = sum8(out_row, |d| d * d) / n;
+        let scale = (var + epsilon).sqrt();
+        for ((o, &w), &b) in out_row.iter_mut().zip(weight).zip(bias) {
+            *o = *o / scale * w + b;
+        }
+    }
+}
+
+/// The sum of `f` over `values` in eight running sums: a float sum in one running total
+/// cannot be reordered, so the compiler would add one value at a time; eight independent
+/// totals become one vector register's lanes.
+#[inline(always)]
+fn sum8(values: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    let mut acc = [0f32; 8];
+    let chunks = values.chunks_exact(8);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for (a, &v) in acc.iter_mut().zip(chunk) {
+            *a += f(v);
+        }
+    }
+    acc.iter().sum::<f32>() + rest.iter().map(|&v| f(v)).sum::<f32>()
+}
+
+/// The ONNX side of [`LayerNormLast`]: reads `epsilon` from the node written by the rewrite.
+fn parse_layer_norm_last(
+    _ctx: &ParsingContext,
+    node: &NodeProto,
+) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
+    let epsilon: f32 = node.get_attr("epsilon")?;
+    Ok((
+        expand(LayerNormLastExpansion(LayerNormLast::new(epsilon))),
+        vec![],
+    ))
+}
+
+/// How tract's inference model carries [`LayerNormLast`] until it becomes typed.
+#[derive(Debug, Clone, Hash)]
+struct LayerNormLastExpansion(LayerNormLast);
+
+impl Expansion for LayerNormLastExpansion {
+    fn name(&self) -> StaticName {
+        "facegate.LayerNormLast".into()
+    }
+
+    fn rules<'r, 'p: 'r, 's: 'r>(
+        &'s self,
+        s: &mut Solver<'r>,
+        inputs: &'p [TensorProxy],
+        outputs: &'p [TensorProxy],
+    ) -> InferenceResult {
+        check_input_arity(inputs, 3)?;
+        check_output_arity(outputs, 1)?;
+        s.equals(&inputs[0].datum_type, f32::datum_type())?;
+        s.equals(&outputs[0].datum_type, f32::datum_type())?;
+        s.equals(&inputs[0].shape, &outputs[0].shape)?;
+        Ok(())
+    }
+
+    fn wire(
+        &self,
+        prefix: &str,
+        model: &mut TypedModel,
+        inputs: &[OutletId],
+    ) -> TractResult<TVec<OutletId>> {
+        model.wire_node(prefix, self.0.clone(), inputs)
+    }
+}
 
 /// A 2x2 max-pool with stride 2 and no padding over f32 NCHW: output `[n, c, h/2, w/2]`
 /// (an odd last row or column is dropped, as tract's `Valid` padding does).
@@ -207,6 +366,47 @@ mod tests {
             let a = ours.try_as_plain_ram().expect("tract").as_slice::<f32>().expect("tract").to_vec();
             let b = expected.try_as_plain_ram().expect("tract").as_slice::<f32>().expect("tract").to_vec();
             prop_assert_eq!(a, b);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// The fused LayerNorm against the textbook formula in f64, rows of 1 to 80 values.
+        #[test]
+        fn layer_norm_matches_the_formula(
+            rows in 1usize..6,
+            c in 1usize..80,
+            values in proptest::collection::vec(-50f32..50.0, 6 * 80 * 3),
+        ) {
+            let (x, rest) = values.split_at(rows * c);
+            let (weight, bias) = (&rest[..c], &rest[c..2 * c]);
+            let input = Tensor::from_shape(&[rows, c], x).expect("tract");
+            let op = LayerNormLast::new(1e-5);
+            let out = op
+                .eval(
+                    &EvalContext::out_of_plan(),
+                    tvec![
+                        input.into(),
+                        Tensor::from_shape(&[c], weight).expect("tract").into(),
+                        Tensor::from_shape(&[c], bias).expect("tract").into(),
+                    ],
+                )
+                .expect("tract")
+                .remove(0)
+                .into_tensor();
+            let got = out.try_as_plain_ram().expect("tract").as_slice::<f32>().expect("tract").to_vec();
+            for (r, row) in x.chunks(c).enumerate() {
+                let mean = row.iter().map(|&v| v as f64).sum::<f64>() / c as f64;
+                let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / c as f64;
+                for (i, &v) in row.iter().enumerate() {
+                    let want = (v as f64 - mean) / (var + 1e-5).sqrt() * weight[i] as f64 + bias[i] as f64;
+                    let have = got[r * c + i] as f64;
+                    // f32 rounding of v - mean, amplified by the division when a row is flat.
+                    let (w, b) = (weight[i].abs() as f64, bias[i].abs() as f64);
+                    let tol = 1e-4 * (1.0 + b + w * (v.abs() as f64 + mean.abs() + 1.0) / (var + 1e-5).sqrt());
+                    prop_assert!((have - want).abs() <= tol, "{have} vs {want} (tolerance {tol})");
+                }
+            }
         }
     }
 

@@ -12,6 +12,10 @@
 //! a generic path (together about 15% of EdgeFace's time in its profile). The same values are
 //! `x · (I - 1/C)`, one C×C matrix product on tract's optimised matrix kernels (C ≤ 304):
 //! `tract bench` went from 9.1 to 8.6 ms on this machine.
+//!
+//! LayerNorm fused: the whole nine-node LayerNorm becomes one node of facegate's own operator
+//! (`ops::LayerNormLast`, one pass per row); it runs first, so the centring rewrite above only
+//! meets LayerNorms the fusion does not recognise.
 
 use std::collections::HashMap;
 
@@ -191,6 +195,179 @@ pub fn layernorm_centering_as_matmul(model: &mut ModelProto) -> usize {
     centring.len()
 }
 
+/// Replaces every LayerNorm over the last axis written out as nine nodes (`ReduceMean`, `Sub`,
+/// `Pow 2`, `ReduceMean`, `Add epsilon`, `Sqrt`, `Div`, `Mul weight`, `Add bias`, as PyTorch
+/// exports EdgeFace's) by one [`crate::ops::LAYER_NORM_LAST`] node; returns how many. Only
+/// chains whose intermediate values nobody else reads, whose reductions are over axis -1 and
+/// whose weight and bias are 1-D float initializers of one length are replaced.
+pub fn layernorm_as_fused(model: &mut ModelProto) -> usize {
+    let Some(graph) = model.graph.as_mut() else {
+        return 0;
+    };
+    let chains = layernorm_chains(graph);
+    if chains.is_empty() {
+        return 0;
+    }
+    let removed: std::collections::HashSet<usize> = chains.iter().flat_map(|c| c.nodes).collect();
+    let mut fused: HashMap<usize, NodeProto> = chains
+        .iter()
+        .map(|c| {
+            let node = NodeProto {
+                input: vec![c.x.clone(), c.weight.clone(), c.bias.clone()],
+                output: vec![c.output.clone()],
+                name: format!("{}_fused", c.output),
+                op_type: crate::ops::LAYER_NORM_LAST.into(),
+                attribute: vec![AttributeProto {
+                    name: "epsilon".into(),
+                    r#type: AttributeType::Float as i32,
+                    f: c.epsilon,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            };
+            // The first node of the chain: its input is ready there, its output read later.
+            (c.nodes[0], node)
+        })
+        .collect();
+    let count = fused.len();
+    graph.node = std::mem::take(&mut graph.node)
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, n)| match fused.remove(&i) {
+            Some(f) => Some(f),
+            None => (!removed.contains(&i)).then_some(n),
+        })
+        .collect();
+    count
+}
+
+/// One LayerNorm found by [`layernorm_chains`]: its nine nodes (the first one first) and what
+/// the fused node needs.
+struct LayerNormChain {
+    nodes: [usize; 9],
+    x: String,
+    weight: String,
+    bias: String,
+    epsilon: f32,
+    output: String,
+}
+
+/// Every LayerNorm over the last axis in `graph` that [`layernorm_as_fused`] may replace.
+fn layernorm_chains(graph: &tract_onnx::pb::GraphProto) -> Vec<LayerNormChain> {
+    let index = GraphIndex::new(graph);
+    (0..graph.node.len())
+        .filter_map(|i| index.layernorm_ending_at(i))
+        .collect()
+}
+
+/// Who writes and who reads each value of a graph, for matching node chains.
+struct GraphIndex<'a> {
+    graph: &'a tract_onnx::pb::GraphProto,
+    producer: HashMap<&'a str, usize>,
+    readers: HashMap<&'a str, usize>,
+}
+
+impl<'a> GraphIndex<'a> {
+    fn new(graph: &'a tract_onnx::pb::GraphProto) -> Self {
+        let producer = graph
+            .node
+            .iter()
+            .enumerate()
+            .flat_map(|(i, n)| n.output.iter().map(move |o| (o.as_str(), i)))
+            .collect();
+        let mut readers: HashMap<&str, usize> = HashMap::new();
+        for name in graph.node.iter().flat_map(|n| &n.input) {
+            *readers.entry(name.as_str()).or_default() += 1;
+        }
+        // A graph output has a reader outside the graph: never part of a replaced chain.
+        for o in &graph.output {
+            *readers.entry(o.name.as_str()).or_default() += 100;
+        }
+        Self {
+            graph,
+            producer,
+            readers,
+        }
+    }
+
+    fn node(&self, i: usize) -> &'a NodeProto {
+        &self.graph.node[i]
+    }
+
+    /// The node of `op_type` that wrote `name`, if exactly `uses` nodes read it.
+    fn from(&self, name: &str, op_type: &str, uses: usize) -> Option<usize> {
+        let i = *self.producer.get(name)?;
+        (self.node(i).op_type == op_type && self.readers.get(name) == Some(&uses)).then_some(i)
+    }
+
+    /// The length of a 1-D float initializer.
+    fn vector_len(&self, name: &str) -> Option<i64> {
+        let t = self.graph.initializer.iter().find(|t| t.name == name)?;
+        match t.dims[..] {
+            [c] if t.data_type == DataType::Float as i32 => Some(c),
+            _ => None,
+        }
+    }
+
+    /// The value of a one-element float initializer or `Constant` node.
+    fn scalar(&self, name: &str) -> Option<f32> {
+        let tensor = match self.graph.initializer.iter().find(|t| t.name == name) {
+            Some(t) => t,
+            None => {
+                let n = self.node(*self.producer.get(name)?);
+                let value = n.attribute.iter().find(|a| a.name == "value")?;
+                (n.op_type == "Constant").then_some(value.t.as_ref()?)?
+            }
+        };
+        let values = (tensor.data_type == DataType::Float as i32).then(|| floats(tensor))?;
+        (values.len() == 1).then(|| values[0])
+    }
+
+    /// Whether node `i` is a `ReduceMean` over the last axis that keeps it.
+    fn last_axis_mean(&self, i: usize) -> bool {
+        let n = self.node(i);
+        n.input.len() == 1
+            && n.attribute
+                .iter()
+                .any(|a| a.name == "axes" && a.ints == [-1])
+            && !n.attribute.iter().any(|a| a.name == "keepdims" && a.i == 0)
+    }
+
+    /// The LayerNorm whose final `Add bias` is node `add_b`, walking back from it.
+    fn layernorm_ending_at(&self, add_b: usize) -> Option<LayerNormChain> {
+        let n = self.node(add_b);
+        if n.op_type != "Add" || n.input.len() != 2 || n.output.len() != 1 {
+            return None;
+        }
+        let mul = self.from(&n.input[0], "Mul", 1)?;
+        let div = self.from(&self.node(mul).input[0], "Div", 1)?;
+        let sub = self.from(&self.node(div).input[0], "Sub", 2)?;
+        let sqrt = self.from(&self.node(div).input[1], "Sqrt", 1)?;
+        let add_eps = self.from(&self.node(sqrt).input[0], "Add", 1)?;
+        let var = self.from(&self.node(add_eps).input[0], "ReduceMean", 1)?;
+        let pow = self.from(&self.node(var).input[0], "Pow", 1)?;
+        let mean = self.from(&self.node(sub).input[1], "ReduceMean", 1)?;
+        let x = &self.node(sub).input[0];
+        let (weight, bias) = (&self.node(mul).input[1], &n.input[1]);
+        let c = self.vector_len(weight)?;
+        let fits = self.node(pow).input[0] == self.node(sub).output[0]
+            && self.scalar(&self.node(pow).input[1]) == Some(2.0)
+            && self.node(mean).input[0] == *x
+            && self.last_axis_mean(mean)
+            && self.last_axis_mean(var)
+            && self.vector_len(bias) == Some(c);
+        let epsilon = self.scalar(&self.node(add_eps).input[1])?;
+        fits.then(|| LayerNormChain {
+            nodes: [mean, sub, pow, var, add_eps, sqrt, div, mul, add_b],
+            x: x.clone(),
+            weight: weight.clone(),
+            bias: bias.clone(),
+            epsilon,
+            output: n.output[0].clone(),
+        })
+    }
+}
+
 /// Whether a slope of these dims applies per channel of an NCHW tensor.
 fn per_channel(dims: &[i64]) -> bool {
     matches!(dims, [_, 1, 1] | [1, _, 1, 1])
@@ -292,6 +469,31 @@ mod tests {
         );
         assert!(cos > 0.99999, "cosine {cos}");
         // Once is enough: the rewritten graph has no centring left.
+        assert_eq!(layernorm_centering_as_matmul(&mut rewritten), 0);
+    }
+
+    #[test]
+    fn edgeface_layernorms_fuse_with_the_same_embedding() {
+        use prost::Message;
+        let bytes = crate::model_files::EDGEFACE
+            .read_verified(&crate::model_files::default_dir())
+            .expect("EdgeFace missing: run `facegate models fetch` (or set FACEGATE_MODELS)");
+        let original = ModelProto::decode(bytes.as_slice()).expect("onnx");
+        let mut rewritten = original.clone();
+        assert_eq!(layernorm_as_fused(&mut rewritten), 26);
+        let x: Vec<f32> = (0..3 * 112 * 112)
+            .map(|i| ((i * 7919) % 255) as f32 / 127.5 - 1.0)
+            .collect();
+        let shape = [1, 3, 112, 112];
+        let run = |m: &ModelProto| crate::onnx_test_util::run_model(m, &shape, &x);
+        let (a, b) = (run(&original), run(&rewritten));
+        let cos = crate::embed::cosine(
+            &crate::embed::l2_normalise(a),
+            &crate::embed::l2_normalise(b),
+        );
+        assert!(cos > 0.99999, "cosine {cos}");
+        // Nothing left for either LayerNorm rewrite.
+        assert_eq!(layernorm_as_fused(&mut rewritten), 0);
         assert_eq!(layernorm_centering_as_matmul(&mut rewritten), 0);
     }
 

@@ -33,7 +33,7 @@ impl Runner {
     pub fn from_bytes(spec: SmallCnn, what: &'static str, bytes: &[u8]) -> Result<Self> {
         let model_err = |e: TractError| Error::load(what, e);
         let [c, h, w] = spec.input;
-        let plan = tract_onnx::onnx()
+        let plan = crate::ops::onnx()
             .model_for_read(&mut &bytes[..])
             .map_err(model_err)?
             .with_input_fact(0, f32::fact([1, c, h, w]).into())
