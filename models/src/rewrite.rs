@@ -448,15 +448,16 @@ mod tests {
         }
     }
 
-    #[test]
-    fn edgeface_layernorm_centring_becomes_matmul_with_the_same_embedding() {
+    /// EdgeFace rewritten by `rewrite`, which must report `count` places; the embedding of a
+    /// fixed input must not change.
+    fn rewritten_edgeface(rewrite: fn(&mut ModelProto) -> usize, count: usize) -> ModelProto {
         use prost::Message;
         let bytes = crate::model_files::EDGEFACE
             .read_verified(&crate::model_files::default_dir())
             .expect("EdgeFace missing: run `facegate models fetch` (or set FACEGATE_MODELS)");
         let original = ModelProto::decode(bytes.as_slice()).expect("onnx");
         let mut rewritten = original.clone();
-        assert_eq!(layernorm_centering_as_matmul(&mut rewritten), 26);
+        assert_eq!(rewrite(&mut rewritten), count);
         let x: Vec<f32> = (0..3 * 112 * 112)
             .map(|i| ((i * 7919) % 255) as f32 / 127.5 - 1.0)
             .collect();
@@ -468,30 +469,19 @@ mod tests {
             &crate::embed::l2_normalise(b),
         );
         assert!(cos > 0.99999, "cosine {cos}");
+        rewritten
+    }
+
+    #[test]
+    fn edgeface_layernorm_centring_becomes_matmul_with_the_same_embedding() {
+        let mut rewritten = rewritten_edgeface(layernorm_centering_as_matmul, 26);
         // Once is enough: the rewritten graph has no centring left.
         assert_eq!(layernorm_centering_as_matmul(&mut rewritten), 0);
     }
 
     #[test]
     fn edgeface_layernorms_fuse_with_the_same_embedding() {
-        use prost::Message;
-        let bytes = crate::model_files::EDGEFACE
-            .read_verified(&crate::model_files::default_dir())
-            .expect("EdgeFace missing: run `facegate models fetch` (or set FACEGATE_MODELS)");
-        let original = ModelProto::decode(bytes.as_slice()).expect("onnx");
-        let mut rewritten = original.clone();
-        assert_eq!(layernorm_as_fused(&mut rewritten), 26);
-        let x: Vec<f32> = (0..3 * 112 * 112)
-            .map(|i| ((i * 7919) % 255) as f32 / 127.5 - 1.0)
-            .collect();
-        let shape = [1, 3, 112, 112];
-        let run = |m: &ModelProto| crate::onnx_test_util::run_model(m, &shape, &x);
-        let (a, b) = (run(&original), run(&rewritten));
-        let cos = crate::embed::cosine(
-            &crate::embed::l2_normalise(a),
-            &crate::embed::l2_normalise(b),
-        );
-        assert!(cos > 0.99999, "cosine {cos}");
+        let mut rewritten = rewritten_edgeface(layernorm_as_fused, 26);
         // Nothing left for either LayerNorm rewrite.
         assert_eq!(layernorm_as_fused(&mut rewritten), 0);
         assert_eq!(layernorm_centering_as_matmul(&mut rewritten), 0);
