@@ -35,6 +35,12 @@ fn bench(c: &mut Criterion) {
             b.iter(|| detector.detect(&frame).expect("detect"))
         });
     }
+    // What the door does before YuNet on each frame: shrink 640x480 to 320x240 and lay it
+    // out as the network's planes.
+    let frame = resize(&photo, 640, 480, FilterType::Triangle);
+    g.bench_function("prepare_640x480_to_320", |b| {
+        b.iter(|| facegate_models::detect::prepare(&frame, 320))
+    });
     g.finish();
     pools(c, &models);
 
