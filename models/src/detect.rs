@@ -176,8 +176,9 @@ impl Detector {
 /// multiples of 32 and lays it out as YuNet wants: 1x3xHxW, B,G,R, raw 0..255.
 ///
 /// The resize writes each finished row straight into the three colour planes: on a door
-/// this runs on every frame, and an intermediate image plus per-pixel accessors cost about as
-/// much as a third of YuNet itself. The values are those of [`resize_bilinear`], bit for bit.
+/// this runs on every frame, and an intermediate image plus per-pixel accessors cost nearly
+/// as much as YuNet itself at 320x256 (4.8 against 5.4 ms for a 640x480 frame, one machine).
+/// The values are those of [`resize_bilinear`], bit for bit.
 pub fn prepare(image: &RgbImage, max_side: u32) -> DetectorInput {
     let (w, h) = image.dimensions();
     let scale = (max_side as f64 / w.max(h) as f64).min(1.0);
@@ -301,7 +302,8 @@ fn resample_rows(src: &RgbImage, nw: u32, nh: u32, mut emit: impl FnMut(usize, &
 /// [`resample_rows`] when every tap weighs one half (even shrink factors, the door's 640x480
 /// to 320x240 among them): then each value is exactly the mean of four bytes, `(a + b + c +
 /// d) / 4` in f32 with no rounding on the way, and rounding it half away from zero is
-/// `(a + b + c + d + 2) / 4` in integers, the same byte 8-10x faster.
+/// `(a + b + c + d + 2) / 4` in integers: the same byte, and a 640x480 frame prepared in
+/// 0.50 ms instead of 2.35 ms.
 fn halves(
     raw: &[u8],
     line: usize,
