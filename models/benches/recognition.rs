@@ -55,6 +55,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| align::align(&frame, &det).expect("align"))
     });
     let (_, crop) = align::align(&frame, &det).expect("align");
+    liveness(c, &frame, &det.bbox);
 
     layer_norms(c, &models, &crop);
 
@@ -157,6 +158,39 @@ fn layer_norms(c: &mut Criterion, models: &std::path::Path, crop: &image::RgbIma
     for (name, plan) in &plans {
         g.bench_function(format!("edgeface_int8_{name}"), |b| {
             b.iter(|| plan.run(tvec![input.clone().into()]).expect("EdgeFace"))
+        });
+    }
+    g.finish();
+}
+
+/// The liveness check's work per face at the door's 640x480: cropping and shrinking each view
+/// of the face, and the network on them, for one view and for two (the network's cost does not
+/// depend on its weights, so a fixed pattern stands in for trained ones).
+fn liveness(c: &mut Criterion, frame: &image::RgbImage, face: &facegate_models::geometry::BBox) {
+    use facegate_models::liveness::{Liveness, input, net};
+    let mut g = c.benchmark_group("liveness");
+    for views in [&[2.0][..], &[2.0, 3.0], &[2.0, 1.0]] {
+        let name = views
+            .iter()
+            .map(|v| v.to_string())
+            .collect::<Vec<_>>()
+            .join("_");
+        g.bench_function(format!("input_640x480_views_{name}"), |b| {
+            b.iter(|| input(frame, face, views))
+        });
+        let spec = net(views.len());
+        let weights: Vec<Vec<f32>> = spec
+            .weight_shapes()
+            .into_iter()
+            .map(|(_, d)| {
+                let n: usize = d.iter().product();
+                (0..n).map(|i| ((i % 7) as f32 - 3.0) * 0.01).collect()
+            })
+            .collect();
+        let bytes = spec.graph(&weights).expect("graph");
+        let check = Liveness::from_bytes(&bytes, views).expect("load");
+        g.bench_function(format!("score_640x480_views_{name}"), |b| {
+            b.iter(|| check.score(frame, face).expect("score"))
         });
     }
     g.finish();

@@ -55,6 +55,7 @@ pub mod quantise;
 pub(crate) mod quantise;
 pub mod refine;
 mod rewrite;
+pub mod shrink;
 pub mod small_cnn;
 /// Test helpers: where the shared data is (feature `testdata`).
 #[cfg(any(test, feature = "testdata"))]

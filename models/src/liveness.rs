@@ -1,10 +1,15 @@
 //! Presentation-attack detection: is the face in front of the camera a live person, or a
 //! photo on paper or a screen?
 //!
-//! A small CNN looks at the face *with its surroundings* ([`CONTEXT`] times the face box), so
-//! that paper edges, screen borders, moire, glare and the flat lighting of a print are in view,
-//! at [`SIDE`]x[`SIDE`] RGB. It answers one logit per frame (above 0: live); the door averages
-//! the logits of the frames of one attempt and compares the mean with the threshold calibrated
+//! A small CNN looks at the face *with its surroundings*: one or more *views*, squares of a
+//! few times the face box ([`VIEWS`]), each shrunk to [`SIDE`]x[`SIDE`] RGB and stacked as
+//! channels, so that paper edges, screen borders, moire, glare and the flat lighting of a print
+//! are in view. The door's network sees one view of twice the face: adding a close view (the
+//! face near the camera's own resolution, for a screen's pixel grid) or a wider one measured no
+//! better by cross-validation on the training people (docs/LIVENESS.md), but the views are the
+//! manifest's, so a network trained with others runs unchanged. It answers one logit per frame
+//! (above 0: live); the door averages the logits of the frames of one attempt and compares the
+//! mean with the threshold calibrated
 //! at training ([`Manifest::threshold`]), so one lucky frame cannot open the door. Trained by
 //! `facegate models liveness` (candle), exported to ONNX with the same builders as the landmark
 //! refiner, run by tract.
@@ -25,8 +30,13 @@ pub const FILE: &str = "liveness.onnx";
 pub const MANIFEST: &str = "liveness.json";
 /// Side of the network's RGB input.
 pub const SIDE: u32 = 64;
-/// The input covers the face box's larger side times this, centred on the face.
-pub const CONTEXT: f32 = 2.0;
+/// The views a network trained today sees: each covers the face box's larger side times this,
+/// centred on the face. A network's manifest records its own ([`Manifest::views`]).
+pub const VIEWS: [f32; 2] = [2.0, 3.0];
+/// The views of a network whose manifest predates them (one wide view).
+pub const LEGACY_VIEWS: [f32; 1] = [2.0];
+/// At most this many views (each adds three input channels).
+pub const MAX_VIEWS: usize = 3;
 /// Channels of the four 3x3 convolutions, each followed by a 2x2 max-pool.
 pub const CHANNELS: [usize; 4] = [16, 32, 32, 64];
 /// Width of the hidden dense layer.
@@ -51,15 +61,38 @@ pub struct Manifest {
     pub calibration: [f64; 2],
     /// Mean training loss after each epoch.
     pub loss: Vec<f32>,
+    /// The views the network sees, in channel order (absent in manifests written before views
+    /// existed: those networks see [`LEGACY_VIEWS`]).
+    #[serde(default = "legacy_views")]
+    pub views: Vec<f32>,
 }
 
-/// The square region the network sees around `face`: [`CONTEXT`] times its larger side,
-/// centred on it, moved inside the frame where it would stick out (and shrunk to the frame
-/// when larger). `(x, y, side)` in whole pixels.
-pub fn region(face: &BBox, width: u32, height: u32) -> (u32, u32, u32) {
+fn legacy_views() -> Vec<f32> {
+    LEGACY_VIEWS.to_vec()
+}
+
+/// Whether `views` can be a network's views: 1 to [`MAX_VIEWS`], each a finite factor in
+/// 0.5..=4 (a view much smaller than the face sees no face; much larger, no detail).
+pub fn check_views(views: &[f32]) -> std::result::Result<(), String> {
+    if views.is_empty() || views.len() > MAX_VIEWS {
+        return Err(format!(
+            "{} views; 1 to {MAX_VIEWS} are possible",
+            views.len()
+        ));
+    }
+    match views.iter().find(|v| !(0.5..=4.0).contains(*v)) {
+        Some(v) => Err(format!("view {v} is outside 0.5..=4 times the face")),
+        None => Ok(()),
+    }
+}
+
+/// The square region of one view around `face`: `context` times its larger side, centred on
+/// it, moved inside the frame where it would stick out (and shrunk to the frame when larger).
+/// `(x, y, side)` in whole pixels.
+pub fn region(face: &BBox, width: u32, height: u32, context: f32) -> (u32, u32, u32) {
     // Never larger than the frame, never 0 (and no clamp whose bounds could cross on a frame
-    // smaller than 8 pixels, or on a NaN box).
-    let side = (face.w.max(face.h) * CONTEXT)
+    // smaller than 8 pixels, or on a NaN box or context).
+    let side = (face.w.max(face.h) * context)
         .round()
         .max(8.0)
         .min(width.min(height) as f32)
@@ -75,45 +108,43 @@ pub fn region(face: &BBox, width: u32, height: u32) -> (u32, u32, u32) {
     (x, y, side)
 }
 
-/// The network input for `face` in `frame`: the [`region`] shrunk to [`SIDE`] with a triangle
-/// filter, channels first, values about -1..1. Training, evaluation and the door call this.
-pub fn input(frame: &RgbImage, face: &BBox) -> Vec<f32> {
-    let (x, y, side) = region(face, frame.width(), frame.height());
-    // Shrunk straight from a view of the frame: no copy of the region on every frame.
-    let region = image::imageops::crop_imm(frame, x, y, side, side);
-    let small =
-        image::imageops::resize(&*region, SIDE, SIDE, image::imageops::FilterType::Triangle);
+/// The network input for `face` in `frame`: each view's [`region`] shrunk to [`SIDE`] with a
+/// triangle filter, channels first (three per view, in `views` order), values about -1..1.
+/// Training, evaluation and the door call this.
+pub fn input(frame: &RgbImage, face: &BBox, views: &[f32]) -> Vec<f32> {
     let n = (SIDE * SIDE) as usize;
-    let mut out = vec![0.0; 3 * n];
-    for (i, p) in small.pixels().enumerate() {
-        for c in 0..3 {
-            out[c * n + i] = p.0[c] as f32 / 128.0 - 1.0;
+    let mut out = vec![0.0; 3 * n * views.len()];
+    for (v, &context) in views.iter().enumerate() {
+        let (x, y, side) = region(face, frame.width(), frame.height(), context);
+        // Shrunk straight from the frame (no copy of the region), bit for bit as the image
+        // crate's triangle filter shrinks it, which the networks were trained on.
+        let small = crate::shrink::shrink(frame, x, y, side, SIDE);
+        let planes = &mut out[3 * n * v..3 * n * (v + 1)];
+        for (i, p) in small.chunks_exact(3).enumerate() {
+            for c in 0..3 {
+                planes[c * n + i] = p[c] as f32 / 128.0 - 1.0;
+            }
         }
     }
     out
 }
 
-/// The network: RGB 64x64 in, four pooled convolutions, one logit out.
-pub const NET: SmallCnn = SmallCnn {
-    name: "facegate_liveness",
-    input: [3, SIDE as usize, SIDE as usize],
-    channels: &CHANNELS,
-    pools: 4,
-    hidden: HIDDEN,
-    outputs: 1,
-    output_name: "logit",
-};
-
-/// Names and shapes of the weights, in the order [`graph`] and the trainer use.
-pub fn weight_shapes() -> Vec<(String, Vec<usize>)> {
-    NET.weight_shapes()
+/// The network for `views` views: `3 x views` channels of 64x64 in, four pooled convolutions,
+/// one logit out.
+pub const fn net(views: usize) -> SmallCnn {
+    SmallCnn {
+        name: "facegate_liveness",
+        input: [3 * views, SIDE as usize, SIDE as usize],
+        channels: &CHANNELS,
+        pools: 4,
+        hidden: HIDDEN,
+        outputs: 1,
+        output_name: "logit",
+    }
 }
 
-/// The ONNX bytes of the network with these weights (in [`weight_shapes`] order): input
-/// `input` [1, 3, 64, 64], output `logit` [1, 1].
-pub fn graph(weights: &[Vec<f32>]) -> Result<Vec<u8>> {
-    NET.graph(weights)
-}
+/// The network a training today makes ([`VIEWS`]).
+pub const NET: SmallCnn = net(VIEWS.len());
 
 /// Where the network is read from.
 pub const FILES: small_cnn::Files = small_cnn::Files {
@@ -132,6 +163,14 @@ impl Pinned for Manifest {
 /// The manifest and the bytes of [`FILE`] in the models folder, checked against each other.
 pub fn read_verified(models_dir: &Path) -> Result<(Manifest, Vec<u8>)> {
     let (manifest, bytes) = small_cnn::read_verified::<Manifest>(models_dir, FILES)?;
+    if let Err(reason) = check_views(&manifest.views) {
+        return Err(Error::TrainedNet {
+            what: FILES.what,
+            path: models_dir.join(MANIFEST),
+            reason,
+            fix: FILES.fix,
+        });
+    }
     if !manifest.threshold.is_finite() {
         return Err(Error::TrainedNet {
             what: FILES.what,
@@ -143,29 +182,38 @@ pub fn read_verified(models_dir: &Path) -> Result<(Manifest, Vec<u8>)> {
     Ok((manifest, bytes))
 }
 
-/// The loaded network.
+/// The loaded network, with the views it was trained on.
 #[derive(Clone, Debug)]
 pub struct Liveness {
     net: Runner,
+    views: Vec<f32>,
 }
 
 impl Liveness {
     /// Loads the network from ONNX bytes (vouched for by the caller: a manifest or a bundle
-    /// signature).
-    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+    /// signature) that sees `views` ([`Manifest::views`]). A file whose input does not match
+    /// the views is refused here, not at the first face.
+    pub fn from_bytes(bytes: &[u8], views: &[f32]) -> Result<Self> {
+        check_views(views).map_err(|e| Error::load("liveness", e))?;
         Ok(Self {
-            net: Runner::from_bytes(NET, "liveness", bytes)?,
+            net: Runner::from_bytes(net(views.len()), "liveness", bytes)?,
+            views: views.to_vec(),
         })
     }
 
-    /// The logit for one input made by [`input`] (above 0: live).
+    /// The views this network sees.
+    pub fn views(&self) -> &[f32] {
+        &self.views
+    }
+
+    /// The logit for one input made by [`input`] with [`Self::views`] (above 0: live).
     pub fn run(&self, input: Vec<f32>) -> Result<f32> {
         Ok(self.net.run(input)?[0])
     }
 
     /// The logit of `face` in `frame`.
     pub fn score(&self, frame: &RgbImage, face: &BBox) -> Result<f32> {
-        self.run(input(frame, face))
+        self.run(input(frame, face, &self.views))
     }
 }
 
@@ -186,7 +234,7 @@ mod tests {
             w: 60.0,
             h: 80.0,
         };
-        let (x, y, side) = region(&face, 320, 240);
+        let (x, y, side) = region(&face, 320, 240, 2.0);
         assert_eq!(side, 160);
         assert!(x + side <= 320 && y + side <= 240);
         let huge = BBox {
@@ -195,7 +243,8 @@ mod tests {
             w: 300.0,
             h: 240.0,
         };
-        assert_eq!(region(&huge, 320, 240).2, 240);
+        assert_eq!(region(&huge, 320, 240, 2.0).2, 240);
+        assert_eq!(region(&face, 320, 240, 1.0).2, 80);
         // Degenerate boxes and frames give a region inside the frame, never a panic.
         let nan = BBox {
             x: f32::NAN,
@@ -204,13 +253,53 @@ mod tests {
             h: f32::NAN,
         };
         for (w, h) in [(4, 3), (1, 1), (320, 240)] {
-            let (x, y, side) = region(&nan, w, h);
-            assert!(side >= 1 && x + side <= w && y + side <= h, "{w}x{h}");
-            let (x, y, side) = region(&face, w, h);
-            assert!(side >= 1 && x + side <= w && y + side <= h, "{w}x{h}");
+            for context in [2.0, 1.0, f32::NAN] {
+                let (x, y, side) = region(&nan, w, h, context);
+                assert!(side >= 1 && x + side <= w && y + side <= h, "{w}x{h}");
+                let (x, y, side) = region(&face, w, h, context);
+                assert!(side >= 1 && x + side <= w && y + side <= h, "{w}x{h}");
+            }
         }
         let frame = RgbImage::new(320, 240);
-        assert_eq!(input(&frame, &face).len(), 3 * 64 * 64);
+        assert_eq!(input(&frame, &face, &LEGACY_VIEWS).len(), 3 * 64 * 64);
+        assert_eq!(
+            input(&frame, &face, &VIEWS).len(),
+            3 * 64 * 64 * VIEWS.len()
+        );
+    }
+
+    #[test]
+    fn each_view_fills_its_own_three_channels() {
+        // Left half dark, right half bright: the close view (centred on a face at the border)
+        // is half and half, the wide one sees more of both sides; each view's planes are its
+        // own, in order.
+        let frame = RgbImage::from_fn(320, 240, |x, _| {
+            image::Rgb([if x < 160 { 0 } else { 255 }; 3])
+        });
+        let face = BBox {
+            x: 130.0,
+            y: 90.0,
+            w: 60.0,
+            h: 60.0,
+        };
+        let n = 64 * 64;
+        let both = input(&frame, &face, &[2.0, 1.0]);
+        assert_eq!(&both[..3 * n], &input(&frame, &face, &[2.0])[..]);
+        assert_eq!(&both[3 * n..], &input(&frame, &face, &[1.0])[..]);
+        assert_ne!(&both[..3 * n], &both[3 * n..]);
+    }
+
+    #[test]
+    fn views_are_checked_and_old_manifests_mean_one_wide_view() {
+        assert!(check_views(&VIEWS).is_ok());
+        assert!(check_views(&[]).is_err());
+        assert!(check_views(&[1.0; MAX_VIEWS + 1]).is_err());
+        assert!(check_views(&[f32::NAN]).is_err());
+        assert!(check_views(&[9.0]).is_err());
+        let old = r#"{"sha256":"00","threshold":0.5,"data":"d","command":"c","seed":1,
+            "attempts":[1,1],"calibration":[0.0,0.0],"loss":[]}"#;
+        let m: Manifest = serde_json::from_str(old).expect("old manifest");
+        assert_eq!(m.views, LEGACY_VIEWS);
     }
 
     #[test]
@@ -221,14 +310,6 @@ mod tests {
 
     #[test]
     fn the_graph_loads_in_tract_and_answers_one_value() {
-        let weights: Vec<Vec<f32>> = weight_shapes()
-            .into_iter()
-            .map(|(_, d)| {
-                let n: usize = d.iter().product();
-                (0..n).map(|i| ((i % 5) as f32 - 2.0) * 0.01).collect()
-            })
-            .collect();
-        let net = Liveness::from_bytes(&graph(&weights).expect("graph")).expect("load");
         let frame = RgbImage::from_fn(320, 240, |x, y| image::Rgb([x as u8, y as u8, 7]));
         let face = BBox {
             x: 100.0,
@@ -236,6 +317,21 @@ mod tests {
             w: 90.0,
             h: 110.0,
         };
-        assert!(net.score(&frame, &face).expect("score").is_finite());
+        for (views, other) in [(&[2.0][..], &[2.0, 1.0][..]), (&[2.0, 1.0], &[2.0])] {
+            let spec = net(views.len());
+            let weights: Vec<Vec<f32>> = spec
+                .weight_shapes()
+                .into_iter()
+                .map(|(_, d)| {
+                    let n: usize = d.iter().product();
+                    (0..n).map(|i| ((i % 5) as f32 - 2.0) * 0.01).collect()
+                })
+                .collect();
+            let bytes = spec.graph(&weights).expect("graph");
+            let net = Liveness::from_bytes(&bytes, views).expect("load");
+            assert!(net.score(&frame, &face).expect("score").is_finite());
+            // The file's input must match the views it is said to see: refused at load.
+            assert!(Liveness::from_bytes(&bytes, other).is_err(), "{views:?}");
+        }
     }
 }

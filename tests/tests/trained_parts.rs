@@ -31,9 +31,10 @@ fn the_liveness_network_keeps_its_devel_figures() {
         &[devel.to_str().expect("utf-8"), "--protocol", "liveness"],
         &tmp.path().join("r.json"),
     );
-    // docs/LIVENESS.md: BPCER 1.67%, worst APCER 5.00% on 60 attempts per species.
-    assert!(r["bpcer"].as_f64().expect("bpcer") <= 0.034, "{r}");
-    assert!(r["apcer_max"].as_f64().expect("apcer_max") <= 0.067, "{r}");
+    // docs/LIVENESS.md: BPCER 0.00%, worst APCER 3.33% on 60 attempts per species (one
+    // attempt of slack each: a rebuilt tract may round a logit differently).
+    assert!(r["bpcer"].as_f64().expect("bpcer") <= 0.017, "{r}");
+    assert!(r["apcer_max"].as_f64().expect("apcer_max") <= 0.05, "{r}");
     for species in [
         "print",
         "mobile_photo",

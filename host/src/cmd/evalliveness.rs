@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
 use facegate_models::detect::Detector;
-use facegate_models::liveness::{Liveness, input, read_verified};
+use facegate_models::liveness::{Liveness, read_verified};
 
 use crate::cmd::eval::EvalCmd;
 use crate::eval::liveness::{Report, attempts, det_curves, rates, score_all};
@@ -16,7 +16,7 @@ use crate::files::write_png;
 pub fn run(cmd: &EvalCmd) -> Result<()> {
     let models = cmd.net.models.resolve();
     let (manifest, bytes) = read_verified(&models)?;
-    let net = Liveness::from_bytes(&bytes)?;
+    let net = Liveness::from_bytes(&bytes, &manifest.views)?;
     let yunet = facegate_models::model_files::YUNET.read_verified(&models)?;
     let detector = Detector::from_bytes(&yunet, Default::default())?;
     let list = attempts(&cmd.dataset)?;
@@ -81,7 +81,7 @@ fn ms_per_face(net: &Liveness) -> Result<f64> {
     let n = 50;
     let started = std::time::Instant::now();
     for _ in 0..n {
-        net.run(input(&frame, &face))?;
+        net.score(&frame, &face)?;
     }
     Ok(started.elapsed().as_secs_f64() * 1000.0 / n as f64)
 }

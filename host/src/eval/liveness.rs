@@ -90,8 +90,8 @@ pub fn attempts(dir: &Path) -> Result<Vec<Attempt>> {
     Ok(out)
 }
 
-/// The network inputs of an attempt's frames (one per frame with a face).
-pub fn attempt_inputs(detector: &Detector, attempt: &Attempt) -> Vec<Vec<f32>> {
+/// The network inputs (with `views`) of an attempt's frames (one per frame with a face).
+pub fn attempt_inputs(detector: &Detector, attempt: &Attempt, views: &[f32]) -> Vec<Vec<f32>> {
     attempt
         .frames
         .iter()
@@ -99,7 +99,7 @@ pub fn attempt_inputs(detector: &Detector, attempt: &Attempt) -> Vec<Vec<f32>> {
             let img = image_io::open(f).ok()?;
             let dets = detector.detect(&img).ok()?;
             let face = subject(&dets, img.width(), img.height())?;
-            Some(input(&img, &face.bbox))
+            Some(input(&img, &face.bbox, views))
         })
         .collect()
 }
@@ -129,7 +129,7 @@ pub fn score_all(detector: &Detector, net: &Liveness, attempts: &[Attempt]) -> R
 
 /// One attempt as the door decides it: the mean logit of `net` over the frames with a face.
 pub fn score(detector: &Detector, net: &Liveness, a: &Attempt) -> Result<Scored> {
-    let logits = attempt_inputs(detector, a)
+    let logits = attempt_inputs(detector, a, net.views())
         .into_iter()
         .map(|x| net.run(x))
         .collect::<facegate_models::Result<Vec<f32>>>()?;

@@ -2,24 +2,34 @@
 //! ([`facegate_models::liveness`]) on a folder laid out `<species>/<attempt>/<frames>` (the
 //! Replay-Attack train split), with candle on the CPU.
 //!
-//! The people are split by client id (the `clientNNN` in an attempt's name, else the attempt):
-//! one client in three is held out, never trained on, and the threshold is chosen on their
-//! attempts, as the door decides them (mean logit per attempt), where the larger of BPCER and
-//! the worst species' APCER is smallest. The development split is never looked at. Live frames
-//! are rarer than attacks (one species against five): their loss is weighted to balance.
+//! The threshold is chosen on attempts of people the network scoring them never saw, as the
+//! door decides them (mean logit per attempt), where the larger of BPCER and the worst
+//! species' APCER is smallest. People are told apart by client id. Two ways:
+//!
+//! * by default one client in three is held out: never trained on, it chooses the threshold;
+//! * with `folds` = K >= 2, cross-validation: the clients are dealt into K folds, each fold is
+//!   scored by a network trained on the others, so every attempt is scored by a network that
+//!   never saw the person; those scores choose the threshold, and the shipped network is
+//!   trained on every client. K + 1 trainings, but the threshold rests on every attempt, and
+//!   the per-species figures say how well the settings generalise (which is how settings are
+//!   compared without looking at the development split).
+//!
+//! The development split is never looked at. Live frames are rarer than attacks (one species
+//! against five): their loss is weighted to balance.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::Result;
 use candle_core::{Device, Tensor};
 use facegate_models::detect::Detector;
-use facegate_models::liveness::{self, Liveness, Manifest, SIDE};
+use facegate_models::liveness::{self, Liveness, Manifest, SIDE, attempt_score};
 use facegate_models::model_files::sha256_hex;
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
 
 use crate::eval::liveness::{
-    Attempt, Scored, attempt_inputs, attempts, balanced_threshold, rates, score,
+    Attempt, REAL, Scored, attempt_inputs, attempts, balanced_threshold, rates,
 };
 use crate::files::write_model;
 use crate::train::cnn::{Cnn, bce};
@@ -36,6 +46,10 @@ pub struct Config {
     pub lr: f64,
     /// Seed of the initial weights, the order and the augmentation.
     pub seed: u64,
+    /// The views the network sees ([`liveness::VIEWS`] by default).
+    pub views: Vec<f32>,
+    /// Cross-validation folds for the threshold (0: one client in three held out instead).
+    pub folds: usize,
 }
 
 impl Default for Config {
@@ -45,8 +59,24 @@ impl Default for Config {
             batch: 32,
             lr: 1e-3,
             seed: 1,
+            views: liveness::VIEWS.to_vec(),
+            folds: 0,
         }
     }
+}
+
+/// What a training made and measured.
+#[derive(Clone, Debug)]
+pub struct Trained {
+    /// The manifest written beside the network.
+    pub manifest: Manifest,
+    /// Per attack species, on the calibration attempts: the share of (live, attack) pairs of
+    /// attempts whose scores are in the right order (1 = separable at some threshold). Finer
+    /// than APCER on a few dozen attempts, for comparing settings.
+    pub auc: BTreeMap<String, f64>,
+    /// Per attack species, on the calibration attempts at the chosen threshold: the share
+    /// accepted as live.
+    pub apcer: BTreeMap<String, f64>,
 }
 
 /// The client an attempt shows (`clientNNN` in its name), so that no person is on both sides
@@ -63,41 +93,59 @@ fn client(a: &Attempt) -> String {
         .unwrap_or_else(|| a.name.clone())
 }
 
+/// An attempt's network inputs (one per frame with a face), computed once for every fold.
+struct Prepared<'a> {
+    attempt: &'a Attempt,
+    inputs: Vec<Vec<f32>>,
+}
+
 struct Frames {
-    /// Inputs, `3 x SIDE x SIDE` each.
+    /// Inputs, `per` values each.
     x: Vec<f32>,
     /// 1 live, 0 attack.
     y: Vec<f32>,
+    /// Values per input.
+    per: usize,
 }
 
 impl Frames {
     fn len(&self) -> usize {
         self.y.len()
     }
+
+    fn of(list: &[&Prepared], per: usize) -> Self {
+        let mut f = Frames {
+            x: Vec::new(),
+            y: Vec::new(),
+            per,
+        };
+        for p in list {
+            for x in &p.inputs {
+                f.x.extend_from_slice(x);
+                f.y.push(if p.attempt.live() { 1.0 } else { 0.0 });
+            }
+        }
+        f
+    }
 }
 
-const PER: usize = (3 * SIDE * SIDE) as usize;
-
-fn frames(detector: &Detector, list: &[&Attempt]) -> Frames {
-    let mut f = Frames {
-        x: Vec::new(),
-        y: Vec::new(),
-    };
-    let pb = crate::progress::bar(list.len() as u64, "frames", "attempts");
-    for a in list {
-        for x in attempt_inputs(detector, a) {
-            f.x.extend(x);
-            f.y.push(if a.live() { 1.0 } else { 0.0 });
-        }
-        pb.inc(1);
-    }
+fn prepare<'a>(detector: &Detector, all: &'a [Attempt], views: &[f32]) -> Vec<Prepared<'a>> {
+    let pb = crate::progress::bar(all.len() as u64, "frames", "attempts");
+    let out = all
+        .iter()
+        .map(|attempt| {
+            let inputs = attempt_inputs(detector, attempt, views);
+            pb.inc(1);
+            Prepared { attempt, inputs }
+        })
+        .collect();
     pb.finish_and_clear();
-    f
+    out
 }
 
 /// A batch, each frame mirrored left-right at random, shifted by up to 4 pixels (edges
 /// repeated) and its contrast scaled a little: lighting, where the face sits and which side the
-/// attacker holds the phone vary; the cues do not.
+/// attacker holds the phone vary; the cues do not. Every view of a frame moves alike.
 fn batch(
     f: &Frames,
     idx: &[usize],
@@ -105,14 +153,15 @@ fn batch(
     dev: &Device,
 ) -> Result<(Tensor, Tensor)> {
     let s = SIDE as usize;
-    let mut x = Vec::with_capacity(idx.len() * PER);
+    let planes = f.per / (s * s);
+    let mut x = Vec::with_capacity(idx.len() * f.per);
     for &i in idx {
-        let src = &f.x[i * PER..(i + 1) * PER];
+        let src = &f.x[i * f.per..(i + 1) * f.per];
         let flip = rng.random_bool(0.5);
         let gain = rng.random_range(0.85f32..1.15);
         let (dx, dy) = (rng.random_range(-4i64..=4), rng.random_range(-4i64..=4));
         let at = |v: usize, d: i64| (v as i64 + d).clamp(0, s as i64 - 1) as usize;
-        for c in 0..3 {
+        for c in 0..planes {
             for row in 0..s {
                 for col in 0..s {
                     let from = at(if flip { s - 1 - col } else { col }, dx);
@@ -123,33 +172,23 @@ fn batch(
     }
     let y: Vec<f32> = idx.iter().map(|&i| f.y[i]).collect();
     Ok((
-        Tensor::from_vec(x, (idx.len(), 3, s, s), dev)?,
+        Tensor::from_vec(x, (idx.len(), planes, s, s), dev)?,
         Tensor::from_vec(y, (idx.len(), 1), dev)?,
     ))
 }
 
-/// Trains on the attempts under `data` and writes the network and its manifest into `models`.
-pub fn train(data: &Path, models: &Path, cfg: &Config, command: &str) -> Result<Manifest> {
-    let yunet = facegate_models::model_files::YUNET.read_verified(models)?;
-    let detector = Detector::from_bytes(&yunet, Default::default())?;
-    let all = attempts(data)?;
-    let mut clients: Vec<String> = all.iter().map(client).collect();
-    clients.sort();
-    clients.dedup();
-    let held = |a: &Attempt| clients.binary_search(&client(a)).is_ok_and(|i| i % 3 == 2);
-    let (calib, fit): (Vec<&Attempt>, Vec<&Attempt>) = all.iter().partition(|a| held(a));
-    let train = frames(&detector, &fit);
+/// Trains one network on `train`; returns its ONNX bytes and the loss per epoch.
+fn fit(train: &Frames, cfg: &Config, what: &str) -> Result<(Vec<u8>, Vec<f32>)> {
     anyhow::ensure!(
         train.len() >= 20 && train.y.contains(&1.0) && train.y.contains(&0.0),
-        "only {} frames with a face (live and attacks both needed) in {}",
-        train.len(),
-        data.display()
+        "only {} frames with a face to train on (live and attacks both needed)",
+        train.len()
     );
     let live = train.y.iter().filter(|y| **y > 0.5).count();
     let live_weight = (train.len() - live) as f64 / live.max(1) as f64;
-
     let dev = Device::Cpu;
-    let net = Cnn::new(liveness::NET, cfg.seed, 1.0, &dev)?;
+    let spec = liveness::net(cfg.views.len());
+    let net = Cnn::new(spec, cfg.seed, 1.0, &dev)?;
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(cfg.seed ^ 0x11FE);
     let schedule = Schedule {
         epochs: cfg.epochs,
@@ -164,16 +203,75 @@ pub fn train(data: &Path, models: &Path, cfg: &Config, command: &str) -> Result<
         &schedule,
         &items,
         &mut rng,
-        "liveness",
+        what,
         |chunk, rng| {
-            let (x, y) = batch(&train, chunk, rng, &dev)?;
+            let (x, y) = batch(train, chunk, rng, &dev)?;
             bce(&net.forward(&x)?, &y, live_weight)
         },
     )?;
+    Ok((spec.graph(&net.weights()?)?, losses))
+}
 
-    // The threshold, on the held-out clients, through the exported file as the door runs it.
-    let bytes = liveness::graph(&net.weights()?)?;
-    let scored = score_held_out(&detector, &Liveness::from_bytes(&bytes)?, &calib)?;
+/// Each attempt's score through the exported network `bytes`, as the door runs it.
+fn score_with(bytes: &[u8], views: &[f32], list: &[&Prepared]) -> Result<Vec<Scored>> {
+    let door = Liveness::from_bytes(bytes, views)?;
+    list.iter()
+        .map(|p| {
+            let logits = p
+                .inputs
+                .iter()
+                .map(|x| door.run(x.clone()))
+                .collect::<facegate_models::Result<Vec<f32>>>()?;
+            Ok(Scored {
+                species: p.attempt.species.clone(),
+                name: p.attempt.name.clone(),
+                score: attempt_score(&logits),
+            })
+        })
+        .collect()
+}
+
+/// Trains on the attempts under `data` and writes the network and its manifest into `models`.
+pub fn train(data: &Path, models: &Path, cfg: &Config, command: &str) -> Result<Trained> {
+    liveness::check_views(&cfg.views).map_err(|e| anyhow::anyhow!("--views: {e}"))?;
+    anyhow::ensure!(
+        cfg.folds != 1,
+        "--folds 1 leaves nothing to train on: use 0 or at least 2"
+    );
+    let yunet = facegate_models::model_files::YUNET.read_verified(models)?;
+    let detector = Detector::from_bytes(&yunet, Default::default())?;
+    let all = attempts(data)?;
+    let prepared = prepare(&detector, &all, &cfg.views);
+    let mut clients: Vec<String> = all.iter().map(client).collect();
+    clients.sort();
+    clients.dedup();
+    let fold_of = |p: &Prepared| clients.binary_search(&client(p.attempt)).unwrap_or(0);
+    let per = 3 * (SIDE * SIDE) as usize * cfg.views.len();
+
+    let (bytes, losses, scored, counts) = if cfg.folds >= 2 {
+        let k = cfg.folds;
+        let mut scored = Vec::new();
+        for fold in 0..k {
+            let (out, fit_on): (Vec<&Prepared>, Vec<&Prepared>) =
+                prepared.iter().partition(|p| fold_of(p) % k == fold);
+            let what = format!("liveness fold {}/{k}", fold + 1);
+            let (bytes, _) = fit(&Frames::of(&fit_on, per), cfg, &what)?;
+            scored.extend(score_with(&bytes, &cfg.views, &out)?);
+        }
+        let everyone: Vec<&Prepared> = prepared.iter().collect();
+        let (bytes, losses) = fit(&Frames::of(&everyone, per), cfg, "liveness")?;
+        (bytes, losses, scored, [all.len(), all.len()])
+    } else {
+        let (calib, fit_on): (Vec<&Prepared>, Vec<&Prepared>) =
+            prepared.iter().partition(|p| fold_of(p) % 3 == 2);
+        let (bytes, losses) = fit(&Frames::of(&fit_on, per), cfg, "liveness")?;
+        let scored = score_with(&bytes, &cfg.views, &calib)?;
+        (bytes, losses, scored, [fit_on.len(), calib.len()])
+    };
+    anyhow::ensure!(
+        scored.iter().any(|s| s.species == REAL),
+        "no live attempt among the calibration clients: more clients are needed"
+    );
     let threshold = balanced_threshold(&scored);
     let at = rates(&scored, threshold);
     let manifest = Manifest {
@@ -185,9 +283,10 @@ pub fn train(data: &Path, models: &Path, cfg: &Config, command: &str) -> Result<
         ),
         command: command.to_owned(),
         seed: cfg.seed,
-        attempts: [fit.len(), calib.len()],
+        attempts: counts,
         calibration: [at.bpcer, at.apcer_max],
         loss: losses,
+        views: cfg.views.clone(),
     };
     write_model(
         models,
@@ -196,23 +295,44 @@ pub fn train(data: &Path, models: &Path, cfg: &Config, command: &str) -> Result<
         liveness::MANIFEST,
         &manifest,
     )?;
-    Ok(manifest)
+    Ok(Trained {
+        manifest,
+        auc: separation(&scored),
+        apcer: at.apcer,
+    })
 }
 
-/// The liveness score of each held-out attempt, through the exported network `door` as the
-/// door runs it.
-fn score_held_out(detector: &Detector, door: &Liveness, calib: &[&Attempt]) -> Result<Vec<Scored>> {
-    let scored = calib
+/// Per attack species, the share of (live, attack) attempt pairs the scores order rightly
+/// (ties count half; an attempt without a face scores lowest).
+pub fn separation(scored: &[Scored]) -> BTreeMap<String, f64> {
+    let value = |s: &Scored| s.score.unwrap_or(f32::NEG_INFINITY);
+    let live: Vec<f32> = scored
         .iter()
-        .map(|a| score(detector, door, a))
-        .collect::<Result<Vec<Scored>>>()?;
-    anyhow::ensure!(
-        scored
-            .iter()
-            .any(|s| s.species == crate::eval::liveness::REAL),
-        "no live attempt among the held-out clients: more clients are needed"
-    );
-    Ok(scored)
+        .filter(|s| s.species == REAL)
+        .map(value)
+        .collect();
+    let mut by: BTreeMap<String, Vec<f32>> = BTreeMap::new();
+    for s in scored.iter().filter(|s| s.species != REAL) {
+        by.entry(s.species.clone()).or_default().push(value(s));
+    }
+    by.into_iter()
+        .map(|(species, attacks)| {
+            let mut right = 0.0;
+            for l in &live {
+                for a in &attacks {
+                    right += if l > a {
+                        1.0
+                    } else if l == a {
+                        0.5
+                    } else {
+                        0.0
+                    };
+                }
+            }
+            let pairs = (live.len() * attacks.len()).max(1) as f64;
+            (species, right / pairs)
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -229,6 +349,26 @@ mod tests {
             .to_scalar::<f32>()
             .expect("scalar");
         assert!((l - std::f32::consts::LN_2).abs() < 1e-5, "{l}");
+    }
+
+    #[test]
+    fn separation_counts_rightly_ordered_pairs() {
+        let s = |species: &str, score: Option<f32>| Scored {
+            species: species.into(),
+            name: String::new(),
+            score,
+        };
+        let scored = vec![
+            s("real", Some(2.0)),
+            s("real", Some(0.0)),
+            s("print", Some(-1.0)),
+            s("print", Some(1.0)),
+            s("mobile", Some(0.0)),
+            s("mobile", None),
+        ];
+        let auc = separation(&scored);
+        assert_eq!(auc["print"], 0.75);
+        assert_eq!(auc["mobile"], 0.875);
     }
 
     #[test]

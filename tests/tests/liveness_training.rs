@@ -1,0 +1,109 @@
+//! `facegate models liveness` end to end on a small slice of the shared train split: both ways
+//! of choosing the threshold (a held-out third of the people, cross-validation over folds of
+//! people) train, write a network whose manifest says which views it sees, and `facegate eval
+//! --protocol liveness` then runs that network with those views. One epoch on a few attempts:
+//! this checks the plumbing, not the figures (docs/LIVENESS.md has those).
+
+use std::path::Path;
+use std::process::Command;
+
+use facegate_tests::{facegate_bin, models_dir, shared_dir};
+
+/// Live and printed attempts of four clients, linked into `dir/<species>/<attempt>`.
+fn slice(dir: &Path) {
+    let train = shared_dir().join("liveness/replay_attack/train");
+    for species in ["real", "print"] {
+        std::fs::create_dir_all(dir.join(species)).expect("mkdir");
+        let mut names: Vec<String> = std::fs::read_dir(train.join(species))
+            .expect("the shared liveness train split")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        for client in ["client001", "client002", "client004", "client006"] {
+            let name = names
+                .iter()
+                .find(|n| n.contains(client))
+                .expect("an attempt of the client");
+            std::os::unix::fs::symlink(
+                train.join(species).join(name),
+                dir.join(species).join(name),
+            )
+            .expect("link");
+        }
+    }
+}
+
+fn facegate(models: &Path, args: &[&str]) -> String {
+    let out = Command::new(facegate_bin())
+        .args(args)
+        .arg("--models-dir")
+        .arg(models)
+        .output()
+        .expect("run facegate");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{args:?}: {text}");
+    text
+}
+
+#[test]
+fn liveness_trains_with_views_and_folds_and_eval_runs_what_it_wrote() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    slice(&data);
+    let models = tmp.path().join("models");
+    std::fs::create_dir_all(&models).expect("mkdir");
+    let yunet = "face_detection_yunet_2023mar.onnx";
+    std::fs::copy(models_dir().join(yunet), models.join(yunet)).expect("YuNet");
+    let data = data.to_str().expect("utf-8");
+    for (views, folds, channels) in [("2", "0", 1), ("2,1", "2", 2)] {
+        let text = facegate(
+            &models,
+            &[
+                "models", "liveness", "--data", data, "--epochs", "1", "--views", views, "--folds",
+                folds,
+            ],
+        );
+        assert!(text.contains("APCER per species there: print"), "{text}");
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(models.join("liveness.json")).expect("manifest"))
+                .expect("json");
+        assert_eq!(
+            manifest["views"].as_array().expect("views").len(),
+            channels,
+            "{manifest}"
+        );
+        // Cross-validation scores every attempt; the hold-out one person in three.
+        let calibrated = manifest["attempts"][1].as_u64().expect("attempts");
+        assert_eq!(calibrated, if folds == "0" { 2 } else { 8 }, "{manifest}");
+        let json = tmp.path().join(format!("r{channels}.json"));
+        facegate(
+            &models,
+            &[
+                "eval",
+                data,
+                "--protocol",
+                "liveness",
+                "--json",
+                json.to_str().expect("utf-8"),
+            ],
+        );
+        let r: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&json).expect("report")).expect("json");
+        assert_eq!(r["attempts"]["print"], 4, "{r}");
+        assert_eq!(r["model_sha256"], manifest["sha256"], "{r}");
+    }
+    // Views the network cannot have are refused before any work.
+    let out = Command::new(facegate_bin())
+        .args(["models", "liveness", "--data", data, "--views", "2,1,3,4"])
+        .arg("--models-dir")
+        .arg(&models)
+        .output()
+        .expect("run facegate");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--views") && err.contains("1 to 3"), "{err}");
+}
