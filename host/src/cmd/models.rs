@@ -313,6 +313,9 @@ pub fn fetch(dir: &Path) -> Result<()> {
 
 /// The small networks the project trained, committed in `models/trained/` with their
 /// manifests (data, command, seed, SHA-256) and carried inside this binary.
+/// The first mask-state classifier (painter's colours, one mask per photo), replaced 2026-12-01.
+const MASK_STATE_OLD: &str = "d96e32524b9cc74259023dd4088ffeeaa0f15235ef4c6ea71425744c098d82e3";
+
 const COMMITTED: [Committed; 3] = [
     Committed {
         file: facegate_models::liveness::FILE,
@@ -320,6 +323,8 @@ const COMMITTED: [Committed; 3] = [
         manifest: facegate_models::liveness::MANIFEST,
         json: include_bytes!("../../../models/trained/liveness.json"),
         valid: |dir| facegate_models::liveness::read_verified(dir).map(|_| ()),
+        // The one-view network shipped until 2026-12-02.
+        superseded: &["279456d1795e00b664ced2426bd37abcf677c1af984ef17f492fee739a5389e7"],
     },
     Committed {
         file: facegate_models::maskstate::FILE,
@@ -327,6 +332,7 @@ const COMMITTED: [Committed; 3] = [
         manifest: facegate_models::maskstate::MANIFEST,
         json: include_bytes!("../../../models/trained/mask_state.json"),
         valid: |dir| facegate_models::maskstate::read_verified(dir).map(|_| ()),
+        superseded: &[MASK_STATE_OLD],
     },
     Committed {
         file: facegate_models::refine::FILE,
@@ -334,6 +340,7 @@ const COMMITTED: [Committed; 3] = [
         manifest: facegate_models::refine::MANIFEST,
         json: include_bytes!("../../../models/trained/landmark_refiner.json"),
         valid: |dir| facegate_models::refine::read_verified(dir).map(|_| ()),
+        superseded: &[],
     },
 ];
 
@@ -344,13 +351,28 @@ struct Committed {
     manifest: &'static str,
     json: &'static [u8],
     valid: fn(&Path) -> facegate_models::Result<()>,
+    /// SHA-256 of the networks this project committed before and has since replaced: a folder
+    /// holding one of them is upgraded (a door must not keep a weaker check because it was
+    /// set up earlier), while a network its owner trained is kept.
+    superseded: &'static [&'static str],
+}
+
+/// Whether `dir` already holds a network to keep: valid, and not one the project replaced.
+fn keep_installed(c: &Committed, dir: &Path) -> bool {
+    if (c.valid)(dir).is_err() {
+        return false;
+    }
+    let digest = std::fs::read(dir.join(c.file))
+        .map(|b| facegate_models::model_files::sha256_hex(&b))
+        .unwrap_or_default();
+    !c.superseded.contains(&digest.as_str())
 }
 
 /// Installs each committed network unless the folder holds a valid one (a retrained one is
-/// kept).
+/// kept; one the project shipped before and replaced is upgraded).
 fn install_committed(dir: &Path) -> Result<()> {
     for c in &COMMITTED {
-        if (c.valid)(dir).is_ok() {
+        if keep_installed(c, dir) {
             continue;
         }
         write_atomically(&dir.join(c.file), c.bytes)?;
@@ -535,4 +557,46 @@ pub struct AdaptCmd {
     /// Where the models are (the result is written there too).
     #[command(flatten)]
     pub models: ModelsDir,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest_for(bytes: &[u8]) -> String {
+        format!(
+            r#"{{"sha256":"{}","threshold":0.5,"data":"d","command":"c","seed":1,
+                "attempts":[1,1],"calibration":[0.0,0.0],"loss":[]}}"#,
+            facegate_models::model_files::sha256_hex(bytes)
+        )
+    }
+
+    #[test]
+    fn a_network_the_project_replaced_is_upgraded_and_an_own_one_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let liveness = &COMMITTED[0];
+        assert_eq!(liveness.file, facegate_models::liveness::FILE);
+        // Fresh folder: installed, then kept.
+        assert!(!keep_installed(liveness, dir.path()));
+        install_committed(dir.path()).expect("install");
+        for c in &COMMITTED {
+            assert!(keep_installed(c, dir.path()), "{}", c.file);
+        }
+        // A valid network of the owner's (its digest is no one's): kept.
+        let own = b"a network trained here".to_vec();
+        std::fs::write(dir.path().join(liveness.file), &own).expect("write");
+        std::fs::write(dir.path().join(liveness.manifest), manifest_for(&own)).expect("write");
+        assert!(keep_installed(liveness, dir.path()));
+        // The same network, had the project shipped and replaced it: upgraded.
+        let digest: &'static str =
+            Box::leak(facegate_models::model_files::sha256_hex(&own).into_boxed_str());
+        let replaced = Committed {
+            superseded: Box::leak(vec![digest].into_boxed_slice()),
+            ..*liveness
+        };
+        assert!(!keep_installed(&replaced, dir.path()));
+        // A file that does not match its manifest is never kept.
+        std::fs::write(dir.path().join(liveness.file), b"tampered").expect("write");
+        assert!(!keep_installed(liveness, dir.path()));
+    }
 }
