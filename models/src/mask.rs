@@ -241,6 +241,40 @@ impl MaskStyle {
 /// Paints a mask of `style` onto the face whose landmarks are given (image coordinates).
 /// Returns false (and paints nothing) if the landmarks are degenerate.
 pub fn paint(image: &mut RgbImage, landmarks: &[[f32; 2]; 5], style: &MaskStyle) -> bool {
+    paint_surface(image, landmarks, style, |u, v| style.surface(u, v))
+}
+
+/// Paints a mask of `style`'s shape whose surface is `fabric`, stretched over the mask (its
+/// own shading and ear loops kept). Real cloth masks come in prints no painter imitates
+/// (florals, logos, camouflage, tartans); a patch of real cloth or of any real scene teaches a
+/// classifier the mask's shape over the lower face rather than its print. An empty `fabric`
+/// paints `style`'s own surface.
+pub fn paint_fabric(
+    image: &mut RgbImage,
+    landmarks: &[[f32; 2]; 5],
+    style: &MaskStyle,
+    fabric: &RgbImage,
+) -> bool {
+    let (fw, fh) = (fabric.width(), fabric.height());
+    if fw == 0 || fh == 0 {
+        return paint(image, landmarks, style);
+    }
+    // The outline spans template x 14..98 and y 55..125 at most.
+    let sample = |u: f32, v: f32| {
+        let x = ((u - 14.0) / 84.0 * fw as f32).clamp(0.0, (fw - 1) as f32) as u32;
+        let y = ((v - 55.0) / 70.0 * fh as f32).clamp(0.0, (fh - 1) as f32) as u32;
+        fabric.get_pixel(x, y).0
+    };
+    paint_surface(image, landmarks, style, sample)
+}
+
+/// Paints `style`'s outline filled with `surface(u, v)` (template coordinates), shaded.
+fn paint_surface(
+    image: &mut RgbImage,
+    landmarks: &[[f32; 2]; 5],
+    style: &MaskStyle,
+    surface: impl Fn(f32, f32) -> [u8; 3],
+) -> bool {
     let Some(to_template) = transform_for(landmarks) else {
         return false;
     };
@@ -291,9 +325,7 @@ pub fn paint(image: &mut RgbImage, landmarks: &[[f32; 2]; 5], style: &MaskStyle)
             // Curvature shading: a mask is darker where it turns away from the camera.
             let side = ((u - 56.0) / 44.0).clamp(-1.0, 1.0);
             let shade = 1.0 - 0.28 * side * side;
-            let c = style
-                .surface(u, v)
-                .map(|c| (c as f32 * shade).round().clamp(0.0, 255.0) as u8);
+            let c = surface(u, v).map(|c| (c as f32 * shade).round().clamp(0.0, 255.0) as u8);
             image.put_pixel(x, y, image::Rgb(c));
         }
     }
@@ -421,6 +453,42 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_fabric_mask_takes_the_fabric_and_the_same_outline() {
+        let lm = template_landmarks();
+        let style = MaskStyle::for_enrolment(3, 1);
+        let mut plain = RgbImage::from_pixel(112, 112, image::Rgb([128, 128, 128]));
+        let mut fabric_mask = plain.clone();
+        assert!(paint(&mut plain, &lm, &style));
+        // Left half red, right half blue.
+        let fabric = RgbImage::from_fn(20, 10, |x, _| {
+            image::Rgb(if x < 10 { [250, 0, 0] } else { [0, 0, 250] })
+        });
+        assert!(paint_fabric(&mut fabric_mask, &lm, &style, &fabric));
+        let grey = image::Rgb([128, 128, 128]);
+        // Same outline: a pixel is painted in one exactly when in the other (loops aside).
+        for (x, y) in [(56, 90), (30, 85), (80, 85), (56, 20), (5, 100)] {
+            assert_eq!(
+                *plain.get_pixel(x, y) == grey,
+                *fabric_mask.get_pixel(x, y) == grey,
+                "({x}, {y})"
+            );
+        }
+        let left = fabric_mask.get_pixel(40, 90).0;
+        let right = fabric_mask.get_pixel(72, 90).0;
+        assert!(left[0] > 150 && left[2] < 50, "{left:?}");
+        assert!(right[2] > 150 && right[0] < 50, "{right:?}");
+        // An empty fabric falls back to the style's own surface.
+        let mut fallback = RgbImage::from_pixel(112, 112, image::Rgb([128, 128, 128]));
+        assert!(paint_fabric(
+            &mut fallback,
+            &lm,
+            &style,
+            &RgbImage::new(0, 0)
+        ));
+        assert_eq!(fallback, plain);
     }
 
     #[test]

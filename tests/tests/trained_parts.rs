@@ -58,14 +58,30 @@ fn the_mask_state_classifier_keeps_its_mfr2_figures() {
         &[mfr2.to_str().expect("utf-8"), "--protocol", "mask-state"],
         &tmp.path().join("m.json"),
     );
-    // docs/MASKS.md: 91.04% of 134 faces (100% bare, 86.05% masked).
+    // docs/MASKS.md: 99.25% of 134 faces (47 of 48 bare, 86 of 86 masked); one face of
+    // slack on each side. The goal is 98%.
     assert_eq!(r["faces"], 134, "{r}");
-    assert!(r["accuracy_bare"].as_f64().expect("bare") >= 0.97, "{r}");
+    assert!(r["accuracy"].as_f64().expect("all") >= 0.98, "{r}");
+    assert!(r["accuracy_bare"].as_f64().expect("bare") >= 0.95, "{r}");
     assert!(
-        r["accuracy_masked"].as_f64().expect("masked") >= 0.85,
+        r["accuracy_masked"].as_f64().expect("masked") >= 0.98,
         "{r}"
     );
     assert!(r["ms_per_face"].as_f64().expect("ms") > 0.0);
+}
+
+#[test]
+fn the_mask_state_classifier_calls_grey_bare_faces_bare() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let att = shared_dir().join("faces/att_faces");
+    let r = eval(
+        &[att.to_str().expect("utf-8"), "--protocol", "mask-state"],
+        &tmp.path().join("a.json"),
+    );
+    // docs/MASKS.md: AT&T's 400 grey bare faces (people and a camera it never trained on),
+    // 98.00% called bare; one face of slack.
+    assert_eq!(r["faces"], 400, "{r}");
+    assert!(r["accuracy_bare"].as_f64().expect("bare") >= 0.977, "{r}");
 }
 
 #[test]

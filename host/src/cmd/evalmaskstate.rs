@@ -1,8 +1,11 @@
 //! `facegate eval MFR2_DIR --protocol mask-state`: the mask-state classifier on MFR2's real
 //! masks. Each photo's subject is detected and aligned as the door aligns it, then classified;
-//! the answer is MFR2's own label (`no-mask`, or the mask's kind).
+//! the answer is MFR2's own label (`no-mask`, or the mask's kind). A folder without MFR2's
+//! label file is taken as bare faces, every image below it: how often the classifier calls a
+//! bare face masked, on people and cameras it never trained on (AT&T's grey faces, say).
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use facegate_models::align;
@@ -13,7 +16,7 @@ use facegate_models::pipeline::subject;
 use serde::Serialize;
 
 use crate::cmd::eval::EvalCmd;
-use crate::faceset::folders::mfr2_labels;
+use crate::faceset::folders::{MFR2_LABELS, images_below, mfr2_labels};
 
 /// The `--protocol mask-state` report.
 #[derive(Debug, Serialize)]
@@ -59,6 +62,29 @@ fn print(report: &Report, n: [usize; 2]) {
     }
 }
 
+/// Each photo with its mask kind (`None`: bare): MFR2's labels when the folder has them,
+/// otherwise every image below `dir`, bare.
+fn labels(dir: &Path) -> Result<Vec<(PathBuf, Option<String>)>> {
+    if dir.join(MFR2_LABELS).is_file() {
+        return Ok(mfr2_labels(dir)?
+            .into_iter()
+            .map(|l| (l.path(dir), l.mask))
+            .collect());
+    }
+    let images = images_below(dir)?;
+    anyhow::ensure!(
+        !images.is_empty(),
+        "no images below {} (and no {MFR2_LABELS} saying which faces wear masks)",
+        dir.display()
+    );
+    println!(
+        "no {MFR2_LABELS} in {}: its {} images are taken as bare faces",
+        dir.display(),
+        images.len()
+    );
+    Ok(images.into_iter().map(|p| (p, None)).collect())
+}
+
 /// Runs the protocol.
 pub fn run(cmd: &EvalCmd) -> Result<()> {
     let models = cmd.net.models.resolve();
@@ -66,15 +92,15 @@ pub fn run(cmd: &EvalCmd) -> Result<()> {
     let net = MaskState::from_bytes(&bytes)?;
     let yunet = facegate_models::model_files::YUNET.read_verified(&models)?;
     let detector = Detector::from_bytes(&yunet, Default::default())?;
-    let labels = mfr2_labels(&cmd.dataset)?;
+    let labels = labels(&cmd.dataset)?;
     let pb = crate::progress::bar(labels.len() as u64, "mask state", "photos");
     let (mut right, mut n) = ([0usize; 2], [0usize; 2]);
     let mut kinds: BTreeMap<String, (usize, usize)> = BTreeMap::new();
     let (mut no_face, mut net_time) = (0usize, std::time::Duration::ZERO);
     for label in &labels {
         pb.inc(1);
-        let path = label.path(&cmd.dataset);
-        let crop = image_io::open(&path).ok().and_then(|img| {
+        let (path, mask) = label;
+        let crop = image_io::open(path).ok().and_then(|img| {
             let dets = detector.detect(&img).ok()?;
             let face = subject(&dets, img.width(), img.height())?;
             align::align(&img, face).map(|(_, crop)| crop)
@@ -86,13 +112,13 @@ pub fn run(cmd: &EvalCmd) -> Result<()> {
         let started = std::time::Instant::now();
         let logit = net.run(input(&crop))?;
         net_time += started.elapsed();
-        let masked = label.mask.is_some();
+        let masked = mask.is_some();
         let ok = (logit > 0.0) == masked;
         let m = usize::from(masked);
         n[m] += 1;
         right[m] += usize::from(ok);
         let k = kinds
-            .entry(label.mask.clone().unwrap_or_else(|| "no-mask".into()))
+            .entry(mask.clone().unwrap_or_else(|| "no-mask".into()))
             .or_default();
         k.0 += usize::from(ok);
         k.1 += 1;

@@ -37,18 +37,27 @@ fn mask_state(cmd: &MaskStateCmd) -> Result<()> {
         hold_out_open_set: !cmd.include_open_set,
         max_photos: Some(cmd.max_photos),
         seed: cmd.seed,
+        fabric: !cmd.painted_only,
+        grey: cmd.grey.clamp(0.0, 1.0),
         ..Default::default()
     };
     let dir = cmd.models.resolve();
     let command = format!(
-        "facegate models mask-state --faces {} --masks {} --epochs {} --max-photos {} --seed {}{}",
+        "facegate models mask-state --faces {} --masks {} --epochs {} --max-photos {} --seed {} \
+         --grey {}{}{}",
         cmd.faces.display(),
         cfg.masks,
         cfg.epochs,
         cmd.max_photos,
         cfg.seed,
+        cfg.grey,
         if cmd.include_open_set {
             " --include-open-set"
+        } else {
+            ""
+        },
+        if cmd.painted_only {
+            " --painted-only"
         } else {
             ""
         }
@@ -311,11 +320,16 @@ pub fn fetch(dir: &Path) -> Result<()> {
     })
 }
 
+/// The mask-state classifiers shipped before: the first (painter's colours, one mask per
+/// photo), replaced 2026-12-01, and the painted-only one (any colour, two masks per photo),
+/// replaced 2026-12-05.
+const MASK_STATE_OLD: [&str; 2] = [
+    "d96e32524b9cc74259023dd4088ffeeaa0f15235ef4c6ea71425744c098d82e3",
+    "958a1e07446a6993f3ad22f5903640740fea093d3cefc73a6d13741c010587e2",
+];
+
 /// The small networks the project trained, committed in `models/trained/` with their
 /// manifests (data, command, seed, SHA-256) and carried inside this binary.
-/// The first mask-state classifier (painter's colours, one mask per photo), replaced 2026-12-01.
-const MASK_STATE_OLD: &str = "d96e32524b9cc74259023dd4088ffeeaa0f15235ef4c6ea71425744c098d82e3";
-
 const COMMITTED: [Committed; 3] = [
     Committed {
         file: facegate_models::liveness::FILE,
@@ -332,7 +346,7 @@ const COMMITTED: [Committed; 3] = [
         manifest: facegate_models::maskstate::MANIFEST,
         json: include_bytes!("../../../models/trained/mask_state.json"),
         valid: |dir| facegate_models::maskstate::read_verified(dir).map(|_| ()),
-        superseded: &[MASK_STATE_OLD],
+        superseded: &MASK_STATE_OLD,
     },
     Committed {
         file: facegate_models::refine::FILE,
@@ -488,6 +502,13 @@ pub struct MaskStateCmd {
     /// Seed of the weights, the order and the augmentation.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Paint every mask (by default half the cloth ones are of real fabric cut from the
+    /// photos' lower corners, so that printed cloth masks are known by their shape).
+    #[arg(long)]
+    pub painted_only: bool,
+    /// Share of the training crops shown in grey, as a camera in infrared night mode sees.
+    #[arg(long, default_value_t = 0.1)]
+    pub grey: f64,
     /// Where the models are (the result is written there too).
     #[command(flatten)]
     pub models: ModelsDir,

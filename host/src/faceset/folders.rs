@@ -109,9 +109,12 @@ impl Mfr2Label {
     }
 }
 
+/// MFR2's label file: which photo wears which mask.
+pub const MFR2_LABELS: &str = "mfr2_labels.txt";
+
 /// Reads `mfr2_labels.txt` from an MFR2-style folder.
 pub fn mfr2_labels(root: &Path) -> Result<Vec<Mfr2Label>> {
-    let file = root.join("mfr2_labels.txt");
+    let file = root.join(MFR2_LABELS);
     let text = std::fs::read_to_string(&file).with_context(|| {
         format!(
             "reading {}: the mfr2 protocol needs MFR2's label file",

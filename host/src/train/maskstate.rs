@@ -1,7 +1,8 @@
 //! `facegate models mask-state`: trains the mask-state classifier
 //! ([`facegate_models::maskstate`]) on the same crops as the landmark refiner: every photo
 //! plain and with synthetic masks (surgical, cloth, patterned in turn, each in any colour:
-//! [`MaskStyle::any_colour`]), detected again and aligned as the door would align it; the
+//! [`MaskStyle::any_colour`], half the cloth ones of real fabric cut from other photos),
+//! detected again and aligned as the door would align it; the
 //! answer is whether a mask was painted. One photo in ten is held back to report the accuracy
 //! on crops it never trained on; real masks are measured separately
 //! (`facegate eval MFR2 --protocol mask-state`).
@@ -39,6 +40,10 @@ pub struct Config {
     pub max_photos: Option<usize>,
     /// Seed of the weights, the order and the augmentation.
     pub seed: u64,
+    /// Half the cloth masks of real fabric cut from other photos (see `refiner::fabric`).
+    pub fabric: bool,
+    /// Share of training crops shown in grey.
+    pub grey: f64,
 }
 
 impl Default for Config {
@@ -51,6 +56,8 @@ impl Default for Config {
             hold_out_open_set: true,
             max_photos: Some(3000),
             seed: 1,
+            fabric: true,
+            grey: 0.1,
         }
     }
 }
@@ -58,33 +65,43 @@ impl Default for Config {
 const PER: usize = (3 * SIDE * SIDE) as usize;
 
 /// A batch, each crop mirrored at random, its contrast scaled a little and each colour channel
-/// a little more (a colour cast, as from the door's light). (Putting the colour channels in a
-/// random order as well, so that the painter's few colours would not be the cue, was tried:
-/// MFR2 accuracy fell from 91.8% to 74.6%.)
+/// a little more (a colour cast, as from the door's light), and a share `grey` of the crops in
+/// grey (a door camera's infrared night mode). (Putting the colour channels in a random order
+/// as well, so that the painter's few colours would not be the cue, was tried: MFR2 accuracy
+/// fell from 91.8% to 74.6%.)
 fn batch(
     crops: &Crops,
     idx: &[usize],
     rng: Option<&mut Xoshiro256PlusPlus>,
+    grey: f64,
     dev: &Device,
 ) -> Result<(Tensor, Tensor)> {
     let s = SIDE as usize;
+    let plane = s * s;
     let mut x = Vec::with_capacity(idx.len() * PER);
     let mut rng = rng;
     for &i in idx {
         let src = &crops.inputs[i * PER..(i + 1) * PER];
-        let (flip, gain, cast) = match rng.as_deref_mut() {
+        let (flip, gain, cast, mono) = match rng.as_deref_mut() {
             Some(r) => (
                 r.random_bool(0.5),
                 r.random_range(0.8f32..1.2),
                 [(); 3].map(|_| r.random_range(0.85f32..1.15)),
+                r.random_bool(grey.clamp(0.0, 1.0)),
             ),
-            None => (false, 1.0, [1.0; 3]),
+            None => (false, 1.0, [1.0; 3], false),
         };
         for (c, cast) in cast.iter().enumerate() {
             for row in 0..s {
                 for col in 0..s {
-                    let from = if flip { s - 1 - col } else { col };
-                    x.push(src[c * s * s + row * s + from] * gain * cast);
+                    let at = row * s + if flip { s - 1 - col } else { col };
+                    let v = if mono {
+                        // ITU-R BT.601 luma, as a grey camera would see the three channels.
+                        0.299 * src[at] + 0.587 * src[plane + at] + 0.114 * src[2 * plane + at]
+                    } else {
+                        src[c * plane + at] * cast
+                    };
+                    x.push(v * gain);
                 }
             }
         }
@@ -138,6 +155,7 @@ pub fn train(faces: &Path, models: &Path, cfg: &Config, command: &str) -> Result
         &detector,
         maskstate::input,
         MaskStyle::any_colour,
+        cfg.fabric.then_some(photos.as_slice()),
     );
     anyhow::ensure!(
         crops.len() >= 20 && crops.masked.contains(&true) && crops.masked.contains(&false),
@@ -164,7 +182,7 @@ pub fn train(faces: &Path, models: &Path, cfg: &Config, command: &str) -> Result
         &mut rng,
         "mask state",
         |chunk, rng| {
-            let (x, y) = batch(&crops, chunk, Some(rng), &dev)?;
+            let (x, y) = batch(&crops, chunk, Some(rng), cfg.grey, &dev)?;
             crate::train::cnn::bce(&net.forward(&x)?, &y, 1.0)
         },
     )?;
@@ -174,10 +192,15 @@ pub fn train(faces: &Path, models: &Path, cfg: &Config, command: &str) -> Result
     let manifest = Manifest {
         sha256: sha256_hex(&bytes),
         data: format!(
-            "{} ({} photos, each plain and with {} synthetic mask(s))",
+            "{} ({} photos, each plain and with {} synthetic mask(s){})",
             faces.display(),
             photos.len(),
-            cfg.masks
+            cfg.masks,
+            if cfg.fabric {
+                ", half the cloth ones of fabric cut from the photos' lower corners"
+            } else {
+                ""
+            }
         ),
         command: command.to_owned(),
         seed: cfg.seed,

@@ -88,6 +88,33 @@ pub(crate) type Input = fn(&image::RgbImage) -> Vec<f32>;
 /// Picks the k-th mask painted on a photo from the photo's seed.
 pub(crate) type Styles = fn(u64, usize) -> MaskStyle;
 
+/// Photos whose clothes and backgrounds give masks a real fabric ([`fabric`]); `None`: every
+/// mask is painted by its style alone (the landmark refiner).
+pub(crate) type Fabrics<'a> = Option<&'a [std::path::PathBuf]>;
+
+/// The fabric for the k-th mask of a photo (mask seed `seed`), or `None` for the painter's
+/// surface: half the cloth and patterned masks (never a surgical one) take a square patch from
+/// a lower corner of another photo in `fabrics`, chosen by the seed. A portrait's lower corners
+/// are mostly shirts, jackets, ties and scenery: real prints and weaves that no painter
+/// imitates, so the mask-state classifier learns the mask's outline rather than its print.
+fn fabric(seed: u64, k: usize, style: &MaskStyle, fabrics: Fabrics) -> Option<image::RgbImage> {
+    let list = fabrics.filter(|l| !l.is_empty())?;
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed ^ (k as u64).wrapping_mul(0xF4B1_C0DE));
+    if style.kind == mask::MaskKind::Surgical || rng.random_bool(0.5) {
+        return None;
+    }
+    let donor = image_io::open(&list[rng.random_range(0..list.len())]).ok()?;
+    let (w, h) = (donor.width(), donor.height());
+    let side = (w.min(h) * 3 / 10).max(1);
+    let x = if rng.random_bool(0.5) { 0 } else { w - side };
+    let patch = image::imageops::crop_imm(&donor, x, h - side, side, side).to_image();
+    Some(if rng.random_bool(0.5) {
+        image::imageops::flip_horizontal(&patch)
+    } else {
+        patch
+    })
+}
+
 /// One training crop: network input, target, the detector's own points (both as the network
 /// outputs them), masked or not.
 struct Sample {
@@ -105,6 +132,7 @@ fn photo_crops(
     detector: &Detector,
     input: Input,
     styles: Styles,
+    fabrics: Fabrics,
 ) -> Vec<Sample> {
     let Ok(img) = image_io::open(path) else {
         return Vec::new();
@@ -120,11 +148,12 @@ fn photo_crops(
     for k in 0..=masks {
         let mut view = img.clone();
         if k > 0 {
-            mask::paint(
-                &mut view,
-                &plain.landmarks,
-                &styles(mask_seed(path) ^ 0x5EED, k - 1),
-            );
+            let seed = mask_seed(path) ^ 0x5EED;
+            let style = styles(seed, k - 1);
+            match fabric(seed, k - 1, &style, fabrics) {
+                Some(f) => mask::paint_fabric(&mut view, &plain.landmarks, &style, &f),
+                None => mask::paint(&mut view, &plain.landmarks, &style),
+            };
         }
         let Ok(dets) = detector.detect(&view) else {
             continue;
@@ -155,9 +184,9 @@ fn photo_crops(
     out
 }
 
-/// Each photo plain and with `masks` synthetic masks (the k-th of a photo from `styles`),
-/// detected again and aligned as the door would, on `threads` threads; `input` makes the
-/// network input of each aligned crop.
+/// Each photo plain and with `masks` synthetic masks (the k-th of a photo from `styles`, some
+/// of real fabric from `fabrics`), detected again and aligned as the door would, on `threads`
+/// threads; `input` makes the network input of each aligned crop.
 pub(crate) fn collect(
     photos: &[std::path::PathBuf],
     masks: usize,
@@ -165,6 +194,7 @@ pub(crate) fn collect(
     detector: &Detector,
     input: Input,
     styles: Styles,
+    fabrics: Fabrics,
 ) -> Crops {
     let next = AtomicUsize::new(0);
     let done = Mutex::new(Vec::new());
@@ -175,7 +205,7 @@ pub(crate) fn collect(
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(path) = photos.get(i) else { break };
-                    let crops = photo_crops(path, masks, detector, input, styles);
+                    let crops = photo_crops(path, masks, detector, input, styles, fabrics);
                     if let Ok(mut d) = done.lock() {
                         d.push((i, crops));
                     }
@@ -267,6 +297,7 @@ pub fn train(faces: &Path, models: &Path, cfg: &Config) -> Result<Manifest> {
         &detector,
         refine::input,
         MaskStyle::for_enrolment,
+        None,
     );
     anyhow::ensure!(
         crops.len() >= 20,
