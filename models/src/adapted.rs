@@ -227,6 +227,91 @@ pub fn with_last_layer(sface: &[u8], weight: &[f32], bias: &[f32]) -> Result<Vec
     Ok(model.encode_to_vec())
 }
 
+/// The committed form of an adapted last layer (`models/trained/`): the weight in int8, one
+/// scale per output row (the same rounding the int8 door file uses), and the bias in f32, so
+/// that 6.4 MB in the repository stand for the 38.7 MB network. [`splice`] puts it back into
+/// the pinned SFace. Layout: [`LAYER_MAGIC`], outputs and inputs (u32 LE), bias and scales
+/// (f32 LE, one per output), then the weight row by row (i8).
+pub const LAYER_FILE: &str = "sface_masked_layer.bin";
+/// The committed layer's manifest: its digest, how it was trained, and the adapted manifest
+/// that [`splice`]'s two files must reproduce.
+pub const LAYER_MANIFEST: &str = "sface_masked_layer.json";
+/// First bytes of a [`LAYER_FILE`].
+pub const LAYER_MAGIC: &[u8; 8] = b"FGLAYER1";
+
+/// Packs `layer`'s weight and bias into the [`LAYER_FILE`] form.
+pub fn pack_layer(layer: &LastLayer) -> Vec<u8> {
+    let rows: Vec<&[f32]> = layer.weight.chunks_exact(layer.inputs.max(1)).collect();
+    let scales: Vec<f32> = rows
+        .iter()
+        .map(|r| {
+            let m = r.iter().fold(0f32, |m, v| m.max(v.abs()));
+            if m > 0.0 { m / 127.0 } else { 1.0 }
+        })
+        .collect();
+    let mut out = Vec::with_capacity(16 + 8 * layer.outputs + layer.weight.len());
+    out.extend_from_slice(LAYER_MAGIC);
+    out.extend_from_slice(&(layer.outputs as u32).to_le_bytes());
+    out.extend_from_slice(&(layer.inputs as u32).to_le_bytes());
+    for v in layer.bias.iter().chain(&scales) {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    for (row, scale) in rows.iter().zip(&scales) {
+        out.extend(
+            row.iter()
+                .map(|v| (v / scale).round().clamp(-127.0, 127.0) as i8 as u8),
+        );
+    }
+    out
+}
+
+/// Reads a [`LAYER_FILE`] made for a layer of `outputs` x `inputs`: the weight (dequantised)
+/// and the bias. Anything else (another size, a truncated or padded file, a scale that is not
+/// a positive finite number) is refused before anything is allocated from its header.
+pub fn unpack_layer(bytes: &[u8], outputs: usize, inputs: usize) -> Result<(Vec<f32>, Vec<f32>)> {
+    let header = 16;
+    let expected = header + 8 * outputs + outputs * inputs;
+    if bytes.len() < header || &bytes[..8] != LAYER_MAGIC {
+        return Err(bad("not a facegate layer file (no FGLAYER1 header)"));
+    }
+    let word =
+        |at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+    let (o, i) = (word(8) as usize, word(12) as usize);
+    if (o, i) != (outputs, inputs) || bytes.len() != expected {
+        return Err(bad(format!(
+            "the layer file is {o} x {i} in {} bytes; SFace's last layer is {outputs} x {inputs} \
+             ({expected} bytes)",
+            bytes.len()
+        )));
+    }
+    let floats: Vec<f32> = bytes[header..header + 8 * outputs]
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    let (bias, scales) = floats.split_at(outputs);
+    if bias.iter().any(|b| !b.is_finite()) || scales.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
+        return Err(bad(
+            "the layer file has a bias or scale that is not a finite number",
+        ));
+    }
+    let weight = bytes[header + 8 * outputs..]
+        .chunks_exact(inputs.max(1))
+        .zip(scales)
+        .flat_map(|(row, s)| row.iter().map(move |&q| f32::from(q as i8) * s))
+        .collect();
+    Ok((weight, bias.to_vec()))
+}
+
+/// The pinned SFace with a committed layer put back: the fp32 file and its int8 twin (made by
+/// the door's quantiser), both deterministic, so their digests can be pinned in a manifest.
+pub fn splice(sface: &[u8], layer: &[u8]) -> Result<(Vec<u8>, Vec<u8>)> {
+    let base = last_layer(sface)?;
+    let (weight, bias) = unpack_layer(layer, base.outputs, base.inputs)?;
+    let fp32 = with_last_layer(sface, &weight, &bias)?;
+    let (int8, _) = crate::quantise::quantise_weights(&fp32)?;
+    Ok((fp32, int8))
+}
+
 /// A tract plan of SFace that stops at [`FEATURES`]: crop in (0..255 per channel, NCHW), the
 /// flattened feature map out. The host runs it once per training view.
 pub fn feature_plan(sface: &[u8]) -> Result<Arc<TypedRunnableModel>> {
@@ -359,6 +444,59 @@ mod tests {
         assert!(c > 0.99999, "cosine {c}");
         // Without the file the bundle is refused.
         assert!(Embedder::from_files(EmbedderKind::SFaceMasked, true, &[]).is_err());
+    }
+
+    #[test]
+    fn a_packed_layer_splices_back_into_sface() {
+        let bytes = sface();
+        let layer = last_layer(&bytes).expect("test step");
+        let packed = pack_layer(&layer);
+        assert_eq!(packed.len(), 16 + 8 * 128 + 128 * 50_176);
+        let (w, b) = unpack_layer(&packed, 128, 50_176).expect("test step");
+        assert_eq!(b, layer.bias);
+        // Each weight within half a step of its row's int8 scale.
+        for (row, orig) in w
+            .chunks_exact(50_176)
+            .zip(layer.weight.chunks_exact(50_176))
+        {
+            let m = orig.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let worst = row
+                .iter()
+                .zip(orig)
+                .fold(0f32, |e, (a, o)| e.max((a - o).abs()));
+            assert!(worst <= m / 127.0 * 0.5001, "{worst} vs step {}", m / 127.0);
+        }
+        let (fp32, int8) = splice(&bytes, &packed).expect("test step");
+        assert_eq!(last_layer(&fp32).expect("test step").weight, w);
+        // Deterministic, so a manifest can pin both digests.
+        let (fp32b, int8b) = splice(&bytes, &packed).expect("test step");
+        assert_eq!(
+            (sha256_hex(&fp32), sha256_hex(&int8)),
+            (sha256_hex(&fp32b), sha256_hex(&int8b))
+        );
+        // Bad layer files are refused with a reason, never a panic.
+        for bad in [
+            Vec::new(),
+            b"FGLAYER1".to_vec(),
+            packed[..packed.len() - 1].to_vec(),
+            [packed.as_slice(), &[0]].concat(),
+            {
+                let mut p = packed.clone();
+                p[8] = 64; // claims 64 outputs
+                p
+            },
+            {
+                let mut p = packed.clone();
+                p[16 + 4 * 128..16 + 4 * 128 + 4].copy_from_slice(&f32::NAN.to_le_bytes());
+                p
+            },
+        ] {
+            assert!(
+                splice(&bytes, &bad).is_err(),
+                "{} bytes accepted",
+                bad.len()
+            );
+        }
     }
 
     #[test]

