@@ -105,6 +105,9 @@ fn fabric(seed: u64, k: usize, style: &MaskStyle, fabrics: Fabrics) -> Option<im
     }
     let donor = image_io::open(&list[rng.random_range(0..list.len())]).ok()?;
     let (w, h) = (donor.width(), donor.height());
+    if w == 0 || h == 0 {
+        return None;
+    }
     let side = (w.min(h) * 3 / 10).max(1);
     let x = if rng.random_bool(0.5) { 0 } else { w - side };
     let patch = image::imageops::crop_imm(&donor, x, h - side, side, side).to_image();
