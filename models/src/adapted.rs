@@ -241,27 +241,18 @@ pub const LAYER_MAGIC: &[u8; 8] = b"FGLAYER1";
 
 /// Packs `layer`'s weight and bias into the [`LAYER_FILE`] form.
 pub fn pack_layer(layer: &LastLayer) -> Vec<u8> {
-    let rows: Vec<&[f32]> = layer.weight.chunks_exact(layer.inputs.max(1)).collect();
-    let scales: Vec<f32> = rows
-        .iter()
-        .map(|r| {
-            let m = r.iter().fold(0f32, |m, v| m.max(v.abs()));
-            if m > 0.0 { m / 127.0 } else { 1.0 }
-        })
-        .collect();
-    let mut out = Vec::with_capacity(16 + 8 * layer.outputs + layer.weight.len());
+    // The door's quantiser, one channel per output row: the packed rows are what the int8
+    // file holds.
+    let dims = [layer.outputs as i64, layer.inputs as i64];
+    let (q, scales, _) = crate::quantise::quantise_per_channel(&layer.weight, &dims, 0);
+    let mut out = Vec::with_capacity(16 + 8 * layer.outputs + q.len());
     out.extend_from_slice(LAYER_MAGIC);
     out.extend_from_slice(&(layer.outputs as u32).to_le_bytes());
     out.extend_from_slice(&(layer.inputs as u32).to_le_bytes());
     for v in layer.bias.iter().chain(&scales) {
         out.extend_from_slice(&v.to_le_bytes());
     }
-    for (row, scale) in rows.iter().zip(&scales) {
-        out.extend(
-            row.iter()
-                .map(|v| (v / scale).round().clamp(-127.0, 127.0) as i8 as u8),
-        );
-    }
+    out.extend(q.iter().map(|&v| v as u8));
     out
 }
 

@@ -296,7 +296,11 @@ pub(crate) fn float_values(t: &TensorProto) -> Result<Vec<f32>> {
 
 /// Symmetric per-channel int8: returns values, one scale per channel, and the worst rounding
 /// error relative to its channel's largest magnitude.
-fn quantise_per_channel(values: &[f32], dims: &[i64], axis: usize) -> (Vec<i8>, Vec<f32>, f32) {
+pub(crate) fn quantise_per_channel(
+    values: &[f32],
+    dims: &[i64],
+    axis: usize,
+) -> (Vec<i8>, Vec<f32>, f32) {
     let channels = dims[axis].max(1) as usize;
     let inner: usize = dims[axis + 1..]
         .iter()
