@@ -164,8 +164,9 @@ fn layer_norms(c: &mut Criterion, models: &std::path::Path, crop: &image::RgbIma
 }
 
 /// The liveness check's work per face at the door's 640x480: cropping and shrinking each view
-/// of the face, and the network on them, for one view and for two (the network's cost does not
-/// depend on its weights, so a fixed pattern stands in for trained ones).
+/// of the face, and the network on them, for one view and for two, and the door's two views as
+/// an ensemble of two networks (the network's cost does not depend on its weights, so a fixed
+/// pattern stands in for trained ones).
 fn liveness(c: &mut Criterion, frame: &image::RgbImage, face: &facegate_models::geometry::BBox) {
     use facegate_models::liveness::{Liveness, input, net};
     let mut g = c.benchmark_group("liveness");
@@ -192,6 +193,16 @@ fn liveness(c: &mut Criterion, frame: &image::RgbImage, face: &facegate_models::
         g.bench_function(format!("score_640x480_views_{name}"), |b| {
             b.iter(|| check.score(frame, face).expect("score"))
         });
+        // The door's views as an ensemble of two trainings (`models liveness --ensemble 2`).
+        if views == [2.0, 3.0] {
+            let both = spec
+                .ensemble(&[weights.clone(), weights])
+                .expect("ensemble");
+            let check = Liveness::from_bytes(&both, views).expect("load");
+            g.bench_function(format!("score_640x480_views_{name}_ensemble_2"), |b| {
+                b.iter(|| check.score(frame, face).expect("score"))
+            });
+        }
     }
     g.finish();
 }

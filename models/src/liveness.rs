@@ -334,4 +334,57 @@ mod tests {
             assert!(Liveness::from_bytes(&bytes, other).is_err(), "{views:?}");
         }
     }
+
+    #[test]
+    fn an_ensemble_answers_the_mean_of_its_members() {
+        let spec = net(VIEWS.len());
+        let member = |k: usize| -> Vec<Vec<f32>> {
+            spec.weight_shapes()
+                .into_iter()
+                .map(|(_, d)| {
+                    let n: usize = d.iter().product();
+                    (0..n)
+                        .map(|i| (((i * (k + 3)) % 7) as f32 - 3.0) * 0.01)
+                        .collect()
+                })
+                .collect()
+        };
+        let (a, b, c) = (member(0), member(1), member(2));
+        let one = |w: &Vec<Vec<f32>>| {
+            Liveness::from_bytes(&spec.graph(w).expect("graph"), &VIEWS).expect("load")
+        };
+        let frame = RgbImage::from_fn(320, 240, |x, y| image::Rgb([x as u8, y as u8, 90]));
+        let face = BBox {
+            x: 100.0,
+            y: 60.0,
+            w: 90.0,
+            h: 110.0,
+        };
+        let x = input(&frame, &face, &VIEWS);
+        let singles: Vec<f32> = [&a, &b, &c]
+            .iter()
+            .map(|w| one(w).run(x.clone()).expect("run"))
+            .collect();
+        assert!(
+            singles[0] != singles[1],
+            "members must differ for the test to mean anything"
+        );
+        let both = spec.ensemble(&[a.clone(), b.clone(), c]).expect("ensemble");
+        let got = Liveness::from_bytes(&both, &VIEWS)
+            .expect("load")
+            .run(x)
+            .expect("run");
+        let mean = singles.iter().sum::<f32>() / 3.0;
+        assert!(
+            (got - mean).abs() < 1e-5 * mean.abs().max(1.0),
+            "{got} vs {mean}"
+        );
+        // One member is the plain network, byte for byte; none is refused.
+        assert_eq!(
+            spec.ensemble(std::slice::from_ref(&a)).expect("one"),
+            spec.graph(&a).expect("graph")
+        );
+        assert!(spec.ensemble(&[]).is_err());
+        assert!(spec.ensemble(&[a, vec![vec![0.0]]]).is_err());
+    }
 }

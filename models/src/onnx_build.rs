@@ -192,6 +192,57 @@ impl SmallCnn {
     /// The ONNX bytes of the network with these weights: input `input` `[1, C, H, W]`, output
     /// [`SmallCnn::output_name`] `[1, outputs]`.
     pub fn graph(&self, weights: &[Vec<f32>]) -> crate::Result<Vec<u8>> {
+        let (nodes, initializer) = self.body(weights)?;
+        Ok(self.encode(nodes, initializer))
+    }
+
+    /// One network whose outputs are the mean of several trainings of this one (`members`,
+    /// each a weight list as [`SmallCnn::graph`] takes it): the members read the same input,
+    /// their outputs are summed and scaled by 1/n. Seeds disagree most on the few inputs a
+    /// single network gets wrong, so the mean is steadier than any one of them; the door runs
+    /// it as it runs one network (same input, same output). One member gives exactly
+    /// [`SmallCnn::graph`]'s bytes.
+    pub fn ensemble(&self, members: &[Vec<Vec<f32>>]) -> crate::Result<Vec<u8>> {
+        match members {
+            [] => Err(crate::Error::OnnxRewrite {
+                reason: format!("an ensemble of no {} networks", self.name),
+            }),
+            [one] => self.graph(one),
+            _ => {
+                let (mut nodes, mut initializer) = (Vec::new(), Vec::new());
+                let mut sum = String::new();
+                for (k, weights) in members.iter().enumerate() {
+                    let (n, i) = self.body(weights)?;
+                    let prefix = format!("m{k}/");
+                    nodes.extend(n.into_iter().map(|n| prefixed_node(n, &prefix)));
+                    initializer.extend(i.into_iter().map(|mut t| {
+                        t.name = format!("{prefix}{}", t.name);
+                        t
+                    }));
+                    let out = format!("{prefix}{}", self.output_name);
+                    sum = if k == 0 {
+                        out
+                    } else {
+                        let next = format!("sum{k}");
+                        nodes.push(node("Add", &[&sum, &out], &next, vec![]));
+                        next
+                    };
+                }
+                let scale = 1.0 / members.len() as f32;
+                initializer.push(float_initializer("ensemble.scale", &[1], &[scale]));
+                nodes.push(node(
+                    "Mul",
+                    &[&sum, "ensemble.scale"],
+                    self.output_name,
+                    vec![],
+                ));
+                Ok(self.encode(nodes, initializer))
+            }
+        }
+    }
+
+    /// The nodes and weights of one network (input `input`, output [`SmallCnn::output_name`]).
+    fn body(&self, weights: &[Vec<f32>]) -> crate::Result<(Vec<NodeProto>, Vec<TensorProto>)> {
         let shapes = self.weight_shapes();
         if weights.len() != shapes.len()
             || weights
@@ -226,13 +277,30 @@ impl SmallCnn {
             }
         }
         nodes.extend(dense_head(&prev, self.output_name));
+        Ok((nodes, initializer))
+    }
+
+    fn encode(&self, nodes: Vec<NodeProto>, initializer: Vec<TensorProto>) -> Vec<u8> {
         let [c, h, w] = self.input.map(|v| v as i64);
-        Ok(encode_model(
+        encode_model(
             self.name,
             nodes,
             initializer,
             value_info("input", &[1, c, h, w]),
             value_info(self.output_name, &[1, self.outputs as i64]),
-        ))
+        )
     }
+}
+
+/// `n` with every value name but the graph's input prefixed: one member of an ensemble.
+fn prefixed_node(mut n: NodeProto, prefix: &str) -> NodeProto {
+    let rename = |s: &mut String| {
+        if s != "input" {
+            *s = format!("{prefix}{s}");
+        }
+    };
+    rename(&mut n.name);
+    n.input.iter_mut().for_each(rename);
+    n.output.iter_mut().for_each(rename);
+    n
 }

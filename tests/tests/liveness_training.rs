@@ -1,8 +1,9 @@
 //! `facegate models liveness` end to end on a small slice of the shared train split: both ways
 //! of choosing the threshold (a held-out third of the people, cross-validation over folds of
-//! people) train, write a network whose manifest says which views it sees, and `facegate eval
-//! --protocol liveness` then runs that network with those views. One epoch on a few attempts:
-//! this checks the plumbing, not the figures (docs/LIVENESS.md has those).
+//! people) train, an ensemble of two trainings too, write a network whose manifest says which
+//! views it sees and the command that made it, and `facegate eval --protocol liveness` then runs
+//! that network with those views. One epoch on a few attempts: this checks the plumbing, not
+//! the figures (docs/LIVENESS.md has those).
 
 use std::path::Path;
 use std::process::Command;
@@ -59,12 +60,22 @@ fn liveness_trains_with_views_and_folds_and_eval_runs_what_it_wrote() {
     let yunet = "face_detection_yunet_2023mar.onnx";
     std::fs::copy(models_dir().join(yunet), models.join(yunet)).expect("YuNet");
     let data = data.to_str().expect("utf-8");
-    for (views, folds, channels) in [("2", "0", 1), ("2,1", "2", 2)] {
+    for (views, folds, channels, members) in [("2", "0", 1, "1"), ("2,1", "2", 2, "2")] {
         let text = facegate(
             &models,
             &[
-                "models", "liveness", "--data", data, "--epochs", "1", "--views", views, "--folds",
+                "models",
+                "liveness",
+                "--data",
+                data,
+                "--epochs",
+                "1",
+                "--views",
+                views,
+                "--folds",
                 folds,
+                "--ensemble",
+                members,
             ],
         );
         assert!(text.contains("APCER per species there: print"), "{text}");
@@ -79,6 +90,11 @@ fn liveness_trains_with_views_and_folds_and_eval_runs_what_it_wrote() {
         // Cross-validation scores every attempt; the hold-out one person in three.
         let calibrated = manifest["attempts"][1].as_u64().expect("attempts");
         assert_eq!(calibrated, if folds == "0" { 2 } else { 8 }, "{manifest}");
+        let command = manifest["command"].as_str().expect("command");
+        assert!(
+            command.ends_with(&format!("--ensemble {members}")),
+            "{command}"
+        );
         let json = tmp.path().join(format!("r{channels}.json"));
         facegate(
             &models,
@@ -106,4 +122,13 @@ fn liveness_trains_with_views_and_folds_and_eval_runs_what_it_wrote() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--views") && err.contains("1 to 3"), "{err}");
+    let out = Command::new(facegate_bin())
+        .args(["models", "liveness", "--data", data, "--ensemble", "5"])
+        .arg("--models-dir")
+        .arg(&models)
+        .output()
+        .expect("run facegate");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--ensemble 5"), "{err}");
 }

@@ -50,7 +50,14 @@ pub struct Config {
     pub views: Vec<f32>,
     /// Cross-validation folds for the threshold (0: one client in three held out instead).
     pub folds: usize,
+    /// Trainings averaged into the shipped network (seeds `seed`, `seed + 1`, ...), 1 to
+    /// [`MAX_MEMBERS`].
+    pub members: usize,
 }
+
+/// Most trainings in an ensemble: each adds about a millisecond per face at the door (two
+/// views: 2.33 ms for one network, 3.55 ms for two; docs/LIVENESS.md).
+pub const MAX_MEMBERS: usize = 4;
 
 impl Default for Config {
     fn default() -> Self {
@@ -61,6 +68,7 @@ impl Default for Config {
             seed: 1,
             views: liveness::VIEWS.to_vec(),
             folds: 0,
+            members: 1,
         }
     }
 }
@@ -177,19 +185,45 @@ fn batch(
     ))
 }
 
-/// Trains one network on `train`; returns its ONNX bytes and the loss per epoch.
+/// Trains the network on `train` (an ensemble of `cfg.members` trainings with seeds `cfg.seed`,
+/// `cfg.seed + 1`, ...: their mean logit, exported as one network); returns its ONNX bytes and
+/// the loss per epoch (the members' mean).
 fn fit(train: &Frames, cfg: &Config, what: &str) -> Result<(Vec<u8>, Vec<f32>)> {
     anyhow::ensure!(
         train.len() >= 20 && train.y.contains(&1.0) && train.y.contains(&0.0),
         "only {} frames with a face to train on (live and attacks both needed)",
         train.len()
     );
+    let members = cfg.members.max(1);
+    let mut weights = Vec::with_capacity(members);
+    let mut losses = vec![0.0f32; cfg.epochs];
+    for m in 0..members {
+        let label = match members {
+            1 => what.to_owned(),
+            n => format!("{what}, member {} of {n}", m + 1),
+        };
+        let (w, l) = fit_one(train, cfg, cfg.seed + m as u64, &label)?;
+        weights.push(w);
+        losses.iter_mut().zip(l).for_each(|(sum, l)| *sum += l);
+    }
+    losses.iter_mut().for_each(|l| *l /= members as f32);
+    Ok((liveness::net(cfg.views.len()).ensemble(&weights)?, losses))
+}
+
+/// One training with `seed` (initial weights, order, augmentation); returns its weights and
+/// the loss per epoch.
+fn fit_one(
+    train: &Frames,
+    cfg: &Config,
+    seed: u64,
+    what: &str,
+) -> Result<(Vec<Vec<f32>>, Vec<f32>)> {
     let live = train.y.iter().filter(|y| **y > 0.5).count();
     let live_weight = (train.len() - live) as f64 / live.max(1) as f64;
     let dev = Device::Cpu;
     let spec = liveness::net(cfg.views.len());
-    let net = Cnn::new(spec, cfg.seed, 1.0, &dev)?;
-    let mut rng = Xoshiro256PlusPlus::seed_from_u64(cfg.seed ^ 0x11FE);
+    let net = Cnn::new(spec, seed, 1.0, &dev)?;
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed ^ 0x11FE);
     let schedule = Schedule {
         epochs: cfg.epochs,
         batch: cfg.batch,
@@ -209,7 +243,7 @@ fn fit(train: &Frames, cfg: &Config, what: &str) -> Result<(Vec<u8>, Vec<f32>)> 
             bce(&net.forward(&x)?, &y, live_weight)
         },
     )?;
-    Ok((spec.graph(&net.weights()?)?, losses))
+    Ok((net.weights()?, losses))
 }
 
 /// Each attempt's score through the exported network `bytes`, as the door runs it.
@@ -234,6 +268,11 @@ fn score_with(bytes: &[u8], views: &[f32], list: &[&Prepared]) -> Result<Vec<Sco
 /// Trains on the attempts under `data` and writes the network and its manifest into `models`.
 pub fn train(data: &Path, models: &Path, cfg: &Config, command: &str) -> Result<Trained> {
     liveness::check_views(&cfg.views).map_err(|e| anyhow::anyhow!("--views: {e}"))?;
+    anyhow::ensure!(
+        (1..=MAX_MEMBERS).contains(&cfg.members),
+        "--ensemble {}: 1 to {MAX_MEMBERS} trainings",
+        cfg.members
+    );
     anyhow::ensure!(
         cfg.folds != 1,
         "--folds 1 leaves nothing to train on: use 0 or at least 2"
