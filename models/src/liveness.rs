@@ -308,15 +308,21 @@ mod tests {
         assert_eq!(attempt_score(&[1.0, -3.0]), Some(-1.0));
     }
 
-    #[test]
-    fn the_graph_loads_in_tract_and_answers_one_value() {
-        let frame = RgbImage::from_fn(320, 240, |x, y| image::Rgb([x as u8, y as u8, 7]));
+    /// A 320x240 gradient frame and a face box well inside it.
+    fn frame_and_face(blue: u8) -> (RgbImage, BBox) {
+        let frame = RgbImage::from_fn(320, 240, |x, y| image::Rgb([x as u8, y as u8, blue]));
         let face = BBox {
             x: 100.0,
             y: 60.0,
             w: 90.0,
             h: 110.0,
         };
+        (frame, face)
+    }
+
+    #[test]
+    fn the_graph_loads_in_tract_and_answers_one_value() {
+        let (frame, face) = frame_and_face(7);
         for (views, other) in [(&[2.0][..], &[2.0, 1.0][..]), (&[2.0, 1.0], &[2.0])] {
             let spec = net(views.len());
             let weights: Vec<Vec<f32>> = spec
@@ -353,13 +359,7 @@ mod tests {
         let one = |w: &Vec<Vec<f32>>| {
             Liveness::from_bytes(&spec.graph(w).expect("graph"), &VIEWS).expect("load")
         };
-        let frame = RgbImage::from_fn(320, 240, |x, y| image::Rgb([x as u8, y as u8, 90]));
-        let face = BBox {
-            x: 100.0,
-            y: 60.0,
-            w: 90.0,
-            h: 110.0,
-        };
+        let (frame, face) = frame_and_face(90);
         let x = input(&frame, &face, &VIEWS);
         let singles: Vec<f32> = [&a, &b, &c]
             .iter()

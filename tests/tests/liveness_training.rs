@@ -112,23 +112,23 @@ fn liveness_trains_with_views_and_folds_and_eval_runs_what_it_wrote() {
         assert_eq!(r["attempts"]["print"], 4, "{r}");
         assert_eq!(r["model_sha256"], manifest["sha256"], "{r}");
     }
-    // Views the network cannot have are refused before any work.
-    let out = Command::new(facegate_bin())
-        .args(["models", "liveness", "--data", data, "--views", "2,1,3,4"])
-        .arg("--models-dir")
-        .arg(&models)
-        .output()
-        .expect("run facegate");
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    // Views the network cannot have, and ensembles too large for the door, are refused before
+    // any work.
+    let err = refused(&models, &["--data", data, "--views", "2,1,3,4"]);
     assert!(err.contains("--views") && err.contains("1 to 3"), "{err}");
+    let err = refused(&models, &["--data", data, "--ensemble", "5"]);
+    assert!(err.contains("--ensemble 5"), "{err}");
+}
+
+/// `facegate models liveness ARGS`, which must fail: its error output.
+fn refused(models: &Path, args: &[&str]) -> String {
     let out = Command::new(facegate_bin())
-        .args(["models", "liveness", "--data", data, "--ensemble", "5"])
+        .args(["models", "liveness"])
+        .args(args)
         .arg("--models-dir")
-        .arg(&models)
+        .arg(models)
         .output()
         .expect("run facegate");
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("--ensemble 5"), "{err}");
+    assert!(!out.status.success(), "{args:?} was accepted");
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
