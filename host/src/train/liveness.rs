@@ -202,7 +202,7 @@ fn fit(train: &Frames, cfg: &Config, what: &str) -> Result<(Vec<u8>, Vec<f32>)> 
             1 => what.to_owned(),
             n => format!("{what}, member {} of {n}", m + 1),
         };
-        let (w, l) = fit_one(train, cfg, cfg.seed + m as u64, &label)?;
+        let (w, l) = fit_one(train, cfg, cfg.seed.wrapping_add(m as u64), &label)?;
         weights.push(w);
         losses.iter_mut().zip(l).for_each(|(sum, l)| *sum += l);
     }
