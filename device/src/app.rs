@@ -392,7 +392,7 @@ fn observe(
     let gallery = &live.gallery;
     let subject = match recognised {
         Ok(r) => Ok(r.face.as_ref().map(|f| {
-            let decision = gallery.identify(&f.embedding);
+            let decision = gallery.identify_face(&f.embedding, f.masked);
             Seen {
                 bbox: f.detection.bbox,
                 name: decision

@@ -7,14 +7,13 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, RwLock};
 
-use facegate_models::bundle::{Bundle, SelfTest, self_test_pattern};
+use facegate_models::bundle::{Bundle, MaskedSelfTest, SelfTest, self_test_pattern};
 use facegate_models::detect::Detector;
-use facegate_models::embed::{Embedder, EmbedderKind, cosine};
+use facegate_models::embed::{EmbedderKind, cosine};
 use facegate_models::gallery::{Decision, Gallery};
 use facegate_models::image_io;
 use facegate_models::logrecord::LogRecord;
 use facegate_models::pipeline::Pipeline;
-use facegate_models::refine;
 
 /// How many recent records `facegate status` can show.
 pub const RECENT: usize = 20;
@@ -53,13 +52,9 @@ impl Live {
             settings.max_side = side;
         }
         let detector = Detector::from_bytes(yunet, settings).map_err(LiveError::Detector)?;
-        let embedder = Embedder::from_files(h.embedder, h.quantised, &bundle.payload.models)
-            .map_err(LiveError::Embedder)?;
-        let mut pipeline = Pipeline::from_parts(detector, embedder);
-        // Templates made on refined landmarks need the door to refine the same way.
-        if let Some(r) = refine::from_files(&bundle.payload.models).map_err(LiveError::Refiner)? {
-            pipeline = pipeline.with_refiner(r);
-        }
+        // Templates made on refined landmarks need the door to refine the same way; masked
+        // templates need the masked path.
+        let pipeline = Pipeline::from_bundle(detector, bundle).map_err(LiveError::Embedder)?;
         let live = Live {
             pipeline,
             gallery: bundle.gallery(),
@@ -71,7 +66,48 @@ impl Live {
             .as_ref()
             .ok_or(LiveError::NoSelfTest)?;
         live.self_test(test)?;
+        live.masked_self_test(test, bundle.payload.masked_self_test.as_ref())?;
         Ok(live)
+    }
+
+    /// With a masked path: its networks must make of the self-test pattern what they made on
+    /// the laptop (mask state and embedding), or the door keeps its current model.
+    fn masked_self_test(
+        &self,
+        test: &SelfTest,
+        expected: Option<&MaskedSelfTest>,
+    ) -> Result<(), LiveError> {
+        let Some(route) = self.pipeline.mask_route() else {
+            return Ok(());
+        };
+        let fail = |got: String| LiveError::SelfTest {
+            expected: "the masked path computing as on the laptop".into(),
+            got,
+        };
+        let (Some(seed), Some(expected)) = (test.seed(), expected) else {
+            return Err(fail(
+                "no masked self-test in the bundle: make it again with `facegate enrol`".into(),
+            ));
+        };
+        let got = route.self_test(seed).map_err(LiveError::SelfTestRun)?;
+        let agreement = if got.embedding.len() == expected.embedding.len() {
+            cosine(&got.embedding, &expected.embedding)
+        } else {
+            0.0
+        };
+        // The logit is a sum over thousands of products: a few thousandths between machines.
+        let state_diff = (got.mask_state - expected.mask_state).abs();
+        if agreement.is_nan()
+            || agreement < PATTERN_AGREEMENT
+            || state_diff.is_nan()
+            || state_diff > 0.05
+        {
+            return Err(fail(format!(
+                "embedding cosine {agreement:.4}, mask-state logit {:.4} against {:.4}",
+                got.mask_state, expected.mask_state
+            )));
+        }
+        Ok(())
     }
 
     /// Runs the bundle's self-test (see [`SelfTest`]) on this door's runtime.
@@ -149,12 +185,10 @@ pub enum LiveError {
     /// The detector does not load with the bundle's settings.
     #[error("detector: {0}")]
     Detector(#[source] facegate_models::Error),
-    /// The bundle's embedder files do not load (or are not the pinned ones).
-    #[error("embedder: {0}")]
+    /// The bundle's network files (embedder, refiner, masked path) do not load, are missing
+    /// or are not the pinned ones.
+    #[error("networks: {0}")]
     Embedder(#[source] facegate_models::Error),
-    /// The bundle carries a landmark refiner that does not load.
-    #[error("landmark refiner: {0}")]
-    Refiner(#[source] facegate_models::Error),
     /// Made by a tool that adds no self-test sample.
     #[error("the bundle has no self-test sample: make it again with `facegate enrol`")]
     NoSelfTest,

@@ -3,13 +3,19 @@
 //! it (painted, detected again, aligned, embedded). Masked templates let a door that only has
 //! unmasked photos of a person know them behind a mask; `facegate eval --enrol-masks` measures
 //! exactly this, with the same masks on the same photos.
+//!
+//! A pipeline that routes faces by mask state ([`facegate_models::maskroute`]) makes the photo's
+//! bare template on its main embedder and its masked templates (the photo itself, then the
+//! masked copies) on the masked path; [`enrol_photo`] files each where the door looks for it.
 
 use std::path::Path;
 
 use anyhow::Result;
 use facegate_models::embed::Embedding;
+use facegate_models::gallery::{Gallery, default_threshold};
 use facegate_models::mask::MaskStyle;
-use facegate_models::pipeline::{Face, Pipeline, subject};
+use facegate_models::maskroute;
+use facegate_models::pipeline::{Face, Pipeline, Route, subject};
 use image::RgbImage;
 
 use crate::eval::run::mask_seed;
@@ -18,15 +24,11 @@ use crate::eval::run::mask_seed;
 pub struct PhotoTemplates {
     /// The subject's face, unmasked.
     pub face: Face,
-    /// Its masked copies' embeddings (fewer than asked when the detector lost a masked face).
+    /// Its masked copies' embeddings (fewer than asked when the detector lost a masked face);
+    /// on a routed pipeline, first the photo itself through the masked path.
     pub masked: Vec<Embedding>,
-}
-
-impl PhotoTemplates {
-    /// Every template, the unmasked one first.
-    pub fn embeddings(self) -> impl Iterator<Item = Embedding> {
-        std::iter::once(self.face.embedding).chain(self.masked)
-    }
+    /// Whether `masked` came from the masked path (a routed pipeline).
+    pub masked_path: bool,
 }
 
 /// The subject's templates in the photo at `path` (already decoded as `image`), with `masks`
@@ -42,16 +44,96 @@ pub fn photo_templates(
     let Some(plain) = subject(&dets, image.width(), image.height()).cloned() else {
         return Ok(None);
     };
-    let Some(face) = pipeline.embed_detection(image, plain.clone())? else {
+    let Some(face) = pipeline.embed_as(image, plain.clone(), Route::Bare)? else {
         return Ok(None);
     };
+    let routed = pipeline.mask_route().is_some();
+    let mut masked = Vec::with_capacity(masks + 1);
+    if routed && let Some(f) = pipeline.embed_as(image, plain.clone(), Route::Masked)? {
+        masked.push(f.embedding);
+    }
+    let route = if routed { Route::Masked } else { Route::Auto };
     let seed = mask_seed(path);
-    let mut masked = Vec::with_capacity(masks);
     for k in 0..masks {
         let style = MaskStyle::for_enrolment(seed, k);
-        if let Some(f) = pipeline.masked_face(image, &plain, &style)? {
+        if let Some(f) = pipeline.masked_face_as(image, &plain, &style, route)? {
             masked.push(f.embedding);
         }
     }
-    Ok(Some(PhotoTemplates { face, masked }))
+    Ok(Some(PhotoTemplates {
+        face,
+        masked,
+        masked_path: routed,
+    }))
+}
+
+/// How a gallery is enrolled for a pipeline: its threshold, the masked path's offset and how
+/// many masked copies of each photo.
+#[derive(Clone, Copy, Debug)]
+pub struct EnrolSettings {
+    /// The acceptance threshold.
+    pub threshold: f32,
+    /// The masked path's offset ([`masked_offset`]), on a routed pipeline.
+    pub offset: Option<f32>,
+    /// Masked copies per photo.
+    pub enrol_masks: usize,
+}
+
+/// Masked copies per photo on a routed pipeline unless asked otherwise: with them the masked
+/// path accepts 95.0% of the masked LFW open-set probes at FAR 1e-3, against 92.1% with the
+/// photos alone (docs/RESULTS.md).
+pub const ROUTED_ENROL_MASKS: usize = 3;
+
+impl EnrolSettings {
+    /// The calibrated defaults for `pipeline`, unless given: a routed pipeline keeps its main
+    /// templates photo-only (its masked copies go to the masked path) and gets
+    /// [`ROUTED_ENROL_MASKS`] copies.
+    pub fn for_pipeline(
+        pipeline: &Pipeline,
+        threshold: Option<f32>,
+        enrol_masks: Option<usize>,
+    ) -> Self {
+        let routed = pipeline.mask_route().is_some();
+        let enrol_masks = enrol_masks.unwrap_or(if routed { ROUTED_ENROL_MASKS } else { 0 });
+        let c = pipeline.config();
+        Self {
+            threshold: threshold.unwrap_or_else(|| {
+                default_threshold(
+                    c.embedder,
+                    c.quantised,
+                    pipeline.refiner().is_some(),
+                    enrol_masks > 0 && !routed,
+                )
+            }),
+            offset: routed.then(|| masked_offset(pipeline, enrol_masks)),
+            enrol_masks,
+        }
+    }
+}
+
+/// The masked path's offset onto the main path's scale: the difference of the two calibrated
+/// thresholds (each at FAR 1e-3 among its own condition's strangers), so that one threshold
+/// holds each condition to its own calibration.
+pub fn masked_offset(pipeline: &Pipeline, enrol_masks: usize) -> f32 {
+    let c = pipeline.config();
+    let main = default_threshold(c.embedder, c.quantised, pipeline.refiner().is_some(), false);
+    main - default_threshold(maskroute::EMBEDDER, c.quantised, true, enrol_masks > 0)
+}
+
+/// Files one photo's templates into `gallery` for `name`: bare ones on the main templates,
+/// the masked path's on the masked ones (with `offset`).
+pub fn enrol_photo(
+    gallery: &mut Gallery,
+    name: &str,
+    t: PhotoTemplates,
+    offset: Option<f32>,
+) -> Result<()> {
+    gallery.enrol(name, t.face.embedding)?;
+    for e in t.masked {
+        match (t.masked_path, offset) {
+            (true, Some(offset)) => gallery.enrol_masked(name, maskroute::EMBEDDER, offset, e)?,
+            _ => gallery.enrol(name, e)?,
+        }
+    }
+    Ok(())
 }

@@ -109,8 +109,10 @@ fn enrol_masks_add_masked_templates_that_know_a_masked_face_better() {
         std::fs::copy(src, person.join(name)).expect("copy");
     }
     assert!(facegate(dir, &["keygen", "--dir", "."]).status.success());
+    // Masked copies among the main templates: the door before mask routing (and with
+    // `--no-mask-route`); `tests/tests/masks_by_default.rs` covers the routed default.
     let enrolled = |out: &str, masks: &str| {
-        let done = enrol(dir, out, &["--enrol-masks", masks]);
+        let done = enrol(dir, out, &["--enrol-masks", masks, "--no-mask-route"]);
         let stderr = String::from_utf8_lossy(&done.stderr);
         assert!(done.status.success(), "{stderr}");
         String::from_utf8_lossy(&done.stdout).into_owned()

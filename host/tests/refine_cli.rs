@@ -52,7 +52,8 @@ fn refine_trains_writes_and_is_used_by_eval_and_enrol() {
         facegate()
             .env("FACEGATE_MODELS", models.path())
             .args(["eval", "--protocol", "mfr2", "--embedder", "sface"])
-            .args(["--refine-landmarks", "--json"])
+            // This folder holds the pinned networks and the new refiner only: one embedder.
+            .args(["--refine-landmarks", "--no-mask-route", "--json"])
             .arg(&report)
             .arg(shared().join("faces/mfr2")),
     );
@@ -63,7 +64,11 @@ fn refine_trains_writes_and_is_used_by_eval_and_enrol() {
 
     // A bundle enrolled on refined landmarks carries the refiner for the door.
     let dir = out.path();
-    let shown = enrol_one(models.path(), dir, &["--refine-landmarks"]);
+    let shown = enrol_one(
+        models.path(),
+        dir,
+        &["--refine-landmarks", "--no-mask-route"],
+    );
     assert!(shown.contains(FILE), "{shown}");
     // The door's path: the bundle's photo is recognised through the bundle's refiner.
     let predicted = succeed(

@@ -19,15 +19,17 @@ use sha2::{Digest, Sha256};
 
 use crate::detect::DetectorConfig;
 use crate::embed::EmbedderKind;
-use crate::gallery::{Gallery, Person};
+use crate::gallery::{Gallery, MaskedTemplates, Person};
 use crate::head::Head;
 
 /// File magic and layout version.
 pub const MAGIC: [u8; 8] = *b"FGBUNDL1";
 /// Version of the header and payload layout.
 /// 2 added the trained classification head; 3 the door or group a bundle is for, and a
-/// self-test without a face picture. Format 2 is still read (and served as before).
-pub const FORMAT_VERSION: u16 = 3;
+/// self-test without a face picture; 4 the masked path's templates (faces routed by mask
+/// state, [`crate::maskroute`]). Formats 2 and 3 are still read (and served as before, every
+/// face on the main embedder).
+pub const FORMAT_VERSION: u16 = 4;
 /// Largest bundle accepted: two int8 embedders plus a large gallery fit well under it.
 pub const MAX_BUNDLE: usize = 64 << 20;
 const PREFIX: usize = 8 + 8 + 64 + 8;
@@ -93,6 +95,16 @@ struct SelfTestV2 {
     crop_png: Vec<u8>,
 }
 
+/// The payload of format 3 (no masked path).
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+struct PayloadV3 {
+    people: Vec<Person>,
+    models: Vec<(String, Vec<u8>)>,
+    self_test: Option<SelfTest>,
+    head: Option<Head>,
+}
+
 /// The bulk of a bundle.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Payload {
@@ -104,6 +116,22 @@ pub struct Payload {
     pub self_test: Option<SelfTest>,
     /// The trained classification head, if `facegate train` made this bundle.
     pub head: Option<Head>,
+    /// The masked path's templates, when the door routes faces by mask state; its network
+    /// files travel in `models`.
+    pub masked: Option<MaskedTemplates>,
+    /// With `masked`: what the masked path's networks make of the self-test pattern on the
+    /// laptop, for the door to compare before it switches over.
+    pub masked_self_test: Option<MaskedSelfTest>,
+}
+
+/// The masked path's part of the self-test: the [`self_test_pattern`] of
+/// [`SelfTest::Pattern`]'s seed through the mask-state classifier and the masked embedder.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MaskedSelfTest {
+    /// The mask-state logit.
+    pub mask_state: f32,
+    /// The masked embedder's embedding.
+    pub embedding: Vec<f32>,
 }
 
 /// The self-test of a bundle: proof, on the door, that its runtime computes what the laptop
@@ -148,6 +176,14 @@ impl SelfTest {
             seed: SEED,
             embedding: embedder.embed(&self_test_pattern(SEED))?,
         })
+    }
+
+    /// The pattern's seed (format 3 and later).
+    pub fn seed(&self) -> Option<u64> {
+        match self {
+            SelfTest::Pattern { seed, .. } => Some(*seed),
+            SelfTest::Crop { .. } => None,
+        }
     }
 
     /// The enrolled person the test names.
@@ -267,6 +303,8 @@ impl Bundle {
             models,
             self_test,
             head: gallery.head.clone(),
+            masked: gallery.masked.clone(),
+            masked_self_test: None,
         };
         let header = Header {
             format: FORMAT_VERSION,
@@ -297,6 +335,7 @@ impl Bundle {
             threshold: self.header.threshold,
             people: self.payload.people.clone(),
             head: self.payload.head.clone(),
+            masked: self.payload.masked.clone(),
         }
     }
 
@@ -396,7 +435,7 @@ fn parse_body(body: &[u8]) -> Result<Bundle, BundleError> {
     let (format, _) =
         postcard::take_from_bytes::<u16>(header_bytes).map_err(|e| bad(format!("header: {e}")))?;
     let header: Header = match format {
-        FORMAT_VERSION => {
+        3 | FORMAT_VERSION => {
             postcard::from_bytes(header_bytes).map_err(|e| bad(format!("header: {e}")))?
         }
         2 => {
@@ -418,7 +457,7 @@ fn parse_body(body: &[u8]) -> Result<Bundle, BundleError> {
         }
         other => {
             return Err(bad(format!(
-                "format {other} (this build reads 2 and {FORMAT_VERSION}): make the bundle \
+                "format {other} (this build reads 2 to {FORMAT_VERSION}): make the bundle \
                  again with this version's `facegate enrol` or `train`"
             )));
         }
@@ -449,6 +488,19 @@ fn parse_body(body: &[u8]) -> Result<Bundle, BundleError> {
                 crop_png: t.crop_png,
             }),
             head: p.head,
+            masked: None,
+            masked_self_test: None,
+        }
+    } else if header.format == 3 {
+        let p: PayloadV3 =
+            postcard::from_bytes(payload).map_err(|e| bad(format!("payload: {e}")))?;
+        Payload {
+            people: p.people,
+            models: p.models,
+            self_test: p.self_test,
+            head: p.head,
+            masked: None,
+            masked_self_test: None,
         }
     } else {
         postcard::from_bytes(payload).map_err(|e| bad(format!("payload: {e}")))?
@@ -623,6 +675,61 @@ mod tests {
         body[4] = 9;
         let err = verify(&seal(&body, &key(1)), &[key(1).verifying_key()]).expect_err("format 9");
         assert!(err.to_string().contains("make the bundle again"), "{err}");
+    }
+
+    /// Bundles of format 3 (before the masked path) are served as before: every face on the
+    /// main embedder.
+    #[test]
+    fn format_3_bundles_are_read_without_a_masked_path() {
+        let b = sample(6, &["ann"]);
+        let payload = postcard::to_allocvec(&PayloadV3 {
+            people: b.payload.people.clone(),
+            models: b.payload.models.clone(),
+            self_test: None,
+            head: None,
+        })
+        .expect("payload");
+        let mut h = b.header.clone();
+        h.format = 3;
+        h.payload_len = payload.len() as u64;
+        h.payload_sha256 = Sha256::digest(&payload).into();
+        let header = postcard::to_allocvec(&h).expect("header");
+        let mut body = (header.len() as u32).to_le_bytes().to_vec();
+        body.extend(header);
+        body.extend(payload);
+        let back = verify(&seal(&body, &key(1)), &[key(1).verifying_key()]).expect("format 3");
+        assert_eq!(back.payload.people, b.payload.people);
+        assert_eq!(back.payload.masked, None);
+        assert_eq!(back.gallery().masked, None);
+    }
+
+    #[test]
+    fn masked_templates_round_trip_and_malformed_ones_are_refused() {
+        let mut g = Gallery::new(EmbedderKind::SFace, 0.48);
+        g.enrol("ann", vec![0.1; 128]).expect("enrol");
+        g.enrol("bob", vec![0.2; 128]).expect("enrol");
+        g.enrol_masked("bob", EmbedderKind::SFaceMasked, 0.03, vec![0.3; 128])
+            .expect("masked");
+        let bundle = |g: &Gallery| {
+            Bundle::new(g, true, 1, 0, DetectorConfig::default(), vec![], None).sign(&key(1))
+        };
+        let back = verify(&bundle(&g), &[key(1).verifying_key()]).expect("verify");
+        let m = back.gallery().masked.expect("masked path");
+        assert_eq!(m.templates, vec![vec![], vec![vec![0.3; 128]]]);
+        assert_eq!(m.offset, 0.03);
+        // A loosening offset beyond the bound, a template of the wrong length, or templates
+        // for people who are not there: refused, never served.
+        for spoil in [
+            |m: &mut MaskedTemplates| m.offset = 0.5,
+            |m: &mut MaskedTemplates| m.offset = f32::NAN,
+            |m: &mut MaskedTemplates| m.templates[1][0].push(1.0),
+            |m: &mut MaskedTemplates| m.templates.push(vec![]),
+        ] {
+            let mut bad = g.clone();
+            spoil(bad.masked.as_mut().expect("masked"));
+            let err = verify(&bundle(&bad), &[key(1).verifying_key()]).expect_err("refused");
+            assert!(err.to_string().contains("masked"), "{err}");
+        }
     }
 
     proptest! {

@@ -266,9 +266,13 @@ fn plan_with(
         crate::rewrite::layernorm_as_fused(&mut proto);
     }
     crate::rewrite::layernorm_centering_as_matmul(&mut proto);
-    crate::ops::onnx()
+    let model = crate::ops::onnx()
         .with_ignore_value_info(true)
-        .model_for_proto_model(&proto)
+        .model_for_proto_model(&proto);
+    // tract holds its own copy of every weight now: free the expanded protobuf before the
+    // optimiser packs a third (SFace's f32 weights are 39 MB; the door's peak RSS counts).
+    drop(proto);
+    model
         .and_then(|m| m.with_input_fact(0, f32::fact([1, 3, CROP as usize, CROP as usize]).into()))
         .and_then(|mut m| {
             if let Some(output) = output {

@@ -64,7 +64,9 @@ pub fn default_threshold(
             EmbedderKind::SFace => 0.5463,
             EmbedderKind::Fused => 0.5678,
             EmbedderKind::Scratch => 0.5,
-            EmbedderKind::SFaceMasked => 0.4804,
+            // 0.48043 measured, the score of the masked stranger it must keep out: rounded
+            // up, as a threshold at the last decimal must be (0.4804 let that one in).
+            EmbedderKind::SFaceMasked => 0.4805,
         };
     }
     match (kind, quantised, refined) {
@@ -112,6 +114,29 @@ pub struct Gallery {
     /// A trained classification head (`facegate train`), one class per person. With it the
     /// head picks the person and that person's cosine score must clear the threshold.
     pub head: Option<Head>,
+    /// The masked path's templates, when the door routes faces by mask state (see
+    /// [`crate::maskroute`]).
+    #[serde(default)]
+    pub masked: Option<MaskedTemplates>,
+}
+
+/// Largest shift of the masked path's scores: the calibrated thresholds of the two paths lie
+/// within a few hundredths of each other, so anything larger is a malformed gallery.
+pub const MAX_MASKED_OFFSET: f32 = 0.2;
+
+/// What a gallery holds for masked faces: templates made by the masked path from each
+/// person's photos (and synthetic-masked copies of them), and how its scores are placed on the
+/// gallery's scale.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MaskedTemplates {
+    /// The masked path's embedder.
+    pub embedder: EmbedderKind,
+    /// Added to every masked cosine before the gallery's one threshold applies: the gallery's
+    /// threshold minus the masked path's own (calibrated on masked strangers), so each
+    /// condition is held to its own calibration and a door shows one score scale.
+    pub offset: f32,
+    /// Per person, in [`Gallery::people`] order.
+    pub templates: Vec<Vec<Embedding>>,
 }
 
 /// What the gallery says about one probe face.
@@ -149,6 +174,86 @@ impl Gallery {
             threshold,
             people: Vec::new(),
             head: None,
+            masked: None,
+        }
+    }
+
+    /// Adds a masked-path template for `name`, who must be enrolled already (the masked
+    /// templates start empty with `offset`, made for `embedder`).
+    pub fn enrol_masked(
+        &mut self,
+        name: &str,
+        embedder: EmbedderKind,
+        offset: f32,
+        template: Embedding,
+    ) -> Result<()> {
+        let Some(person) = self.people.iter().position(|p| p.name == name) else {
+            return Err(Error::Gallery {
+                reason: format!("{name} has no photo template, so no masked one either"),
+            });
+        };
+        if template.len() != embedder.dim() {
+            return Err(Error::Gallery {
+                reason: format!(
+                    "masked template for {name} has {} values, {} expects {}",
+                    template.len(),
+                    embedder.as_str(),
+                    embedder.dim()
+                ),
+            });
+        }
+        let masked = self.masked.get_or_insert_with(|| MaskedTemplates {
+            embedder,
+            offset,
+            templates: Vec::new(),
+        });
+        if masked.embedder != embedder {
+            return Err(Error::Gallery {
+                reason: format!(
+                    "masked templates come from {}, not {}",
+                    masked.embedder.as_str(),
+                    embedder.as_str()
+                ),
+            });
+        }
+        masked.templates.resize(self.people.len(), Vec::new());
+        masked.templates[person].push(template);
+        Ok(())
+    }
+
+    /// Each person's score for a probe face: [`Gallery::scores`] for a bare face, the masked
+    /// templates' best cosine plus the offset for a face from the masked path. A gallery
+    /// without masked templates scores every face on its main templates.
+    pub fn scores_for(&self, probe: &[f32], masked: bool) -> Vec<f32> {
+        match (&self.masked, masked) {
+            (Some(m), true) => (0..self.people.len())
+                .map(|i| {
+                    m.templates.get(i).map_or(f32::NEG_INFINITY, |ts| {
+                        ts.iter()
+                            .map(|t| cosine(t, probe) + m.offset)
+                            .fold(f32::NEG_INFINITY, f32::max)
+                    })
+                })
+                .collect(),
+            _ => self.scores(probe),
+        }
+    }
+
+    /// Open-set decision for a face, routed by its path (see [`Gallery::scores_for`]); the
+    /// head, trained on the main embedder, takes part for bare faces only.
+    pub fn identify_face(&self, probe: &[f32], masked: bool) -> Decision {
+        if !masked || self.masked.is_none() {
+            return self.identify(probe);
+        }
+        let best = self
+            .scores_for(probe, true)
+            .into_iter()
+            .enumerate()
+            .filter(|(_, s)| s.is_finite())
+            .max_by(|a, b| a.1.total_cmp(&b.1));
+        match best {
+            Some((person, score)) if score >= self.threshold => Decision::Known { person, score },
+            best => Decision::Stranger { best },
         }
     }
 
@@ -251,7 +356,10 @@ impl Gallery {
         if self.embedder == EmbedderKind::Scratch {
             // A classifier: names only, and a probability threshold of at least one half, so
             // that an accepted person is always the most probable class ("other" included).
-            if self.head.is_some() || self.people.iter().any(|p| !p.templates.is_empty()) {
+            if self.head.is_some()
+                || self.masked.is_some()
+                || self.people.iter().any(|p| !p.templates.is_empty())
+            {
                 return Err(Error::Gallery {
                     reason: "a from-scratch classifier carries no templates and no head".into(),
                 });
@@ -279,6 +387,9 @@ impl Gallery {
                 ),
             });
         }
+        if let Some(m) = &self.masked {
+            self.validate_masked(m)?;
+        }
         for p in &self.people {
             check_name(&p.name)?;
             if p.templates.is_empty() {
@@ -297,6 +408,33 @@ impl Gallery {
                     ),
                 });
             }
+        }
+        Ok(())
+    }
+}
+
+impl Gallery {
+    fn validate_masked(&self, m: &MaskedTemplates) -> Result<()> {
+        let bad = |reason: String| Err(Error::Gallery { reason });
+        if !m.offset.is_finite() || m.offset.abs() > MAX_MASKED_OFFSET {
+            return bad(format!(
+                "masked score offset {} is outside ±{MAX_MASKED_OFFSET}",
+                m.offset
+            ));
+        }
+        if m.templates.len() != self.people.len() {
+            return bad(format!(
+                "{} people but masked templates for {}",
+                self.people.len(),
+                m.templates.len()
+            ));
+        }
+        let dim = m.embedder.dim();
+        if dim == 0 || m.templates.iter().flatten().any(|t| t.len() != dim) {
+            return bad(format!(
+                "a masked template does not have the {dim} values {} makes",
+                m.embedder.as_str()
+            ));
         }
         Ok(())
     }
@@ -416,6 +554,51 @@ mod tests {
         assert!(
             g.validate().is_err(),
             "below one half another class may win"
+        );
+    }
+
+    #[test]
+    fn masked_faces_meet_the_masked_templates_shifted_by_the_offset() {
+        let mut g = Gallery::new(EmbedderKind::EdgeFace, 0.5);
+        g.enrol("ann", unit(512, &[(0, 1.0)])).expect("enrol");
+        g.enrol("bob", unit(512, &[(1, 1.0)])).expect("enrol");
+        // Without masked templates every face is scored on the main ones.
+        assert_eq!(
+            g.identify_face(&unit(512, &[(1, 1.0)]), true).person(),
+            Some(1)
+        );
+        let sm = EmbedderKind::SFaceMasked;
+        g.enrol_masked("ann", sm, 0.05, unit(128, &[(7, 1.0)]))
+            .expect("masked");
+        assert!(
+            g.enrol_masked("cy", sm, 0.05, unit(128, &[(7, 1.0)]))
+                .is_err()
+        );
+        assert!(
+            g.enrol_masked("ann", sm, 0.05, unit(512, &[(7, 1.0)]))
+                .is_err()
+        );
+        assert!(
+            g.enrol_masked("ann", EmbedderKind::SFace, 0.05, unit(128, &[(7, 1.0)]))
+                .is_err()
+        );
+        // Bob has no masked template yet: the list still covers everyone.
+        g.validate().expect("valid");
+        // Cosine 0.46 on the masked path clears 0.5 only through the offset.
+        let probe = unit(128, &[(7, 0.46), (9, (1.0f32 - 0.46 * 0.46).sqrt())]);
+        match g.identify_face(&probe, true) {
+            Decision::Known { person: 0, score } => assert!((score - 0.51).abs() < 1e-4),
+            d => panic!("{d:?}"),
+        }
+        g.masked.as_mut().expect("masked").offset = 0.0;
+        assert!(matches!(
+            g.identify_face(&probe, true),
+            Decision::Stranger { best: Some((0, _)) }
+        ));
+        // A bare face never meets the masked templates.
+        assert_eq!(
+            g.identify_face(&unit(512, &[(0, 1.0)]), false).person(),
+            Some(0)
         );
     }
 

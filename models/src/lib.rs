@@ -35,6 +35,7 @@ pub mod keys;
 pub mod liveness;
 pub mod logrecord;
 pub mod mask;
+pub mod maskroute;
 pub mod maskstate;
 pub mod model_files;
 // Graph builders and the quantiser: public for the laptop (feature `builders`), internal

@@ -12,6 +12,7 @@ use crate::detect::{Detection, Detector, DetectorConfig};
 use crate::embed::{Embedder, EmbedderKind, Embedding};
 use crate::geometry::Similarity;
 use crate::mask::{self, MaskStyle};
+use crate::maskroute::MaskRoute;
 use crate::model_files;
 use crate::refine::Refiner;
 
@@ -38,6 +39,23 @@ pub struct Face {
     pub transform: Similarity,
     /// L2-normalised embedding.
     pub embedding: Embedding,
+    /// Whether it came from the masked path (see [`crate::maskroute`]): the mask-state
+    /// classifier called the face masked, so `embedding` is the masked path's and must be
+    /// compared with the gallery's masked templates.
+    #[serde(default)]
+    pub masked: bool,
+}
+
+/// Which path a face takes through a pipeline with a [`MaskRoute`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// As the mask-state classifier says: what the door does with every face it sees.
+    Auto,
+    /// The main embedder, whatever the face wears (enrolment's bare templates).
+    Bare,
+    /// The masked path, whatever the face wears (enrolment's masked templates). Without a
+    /// [`MaskRoute`] it is the main embedder.
+    Masked,
 }
 
 /// The subject of one frame (see [`subject`]), found and embedded, with what each half took:
@@ -60,6 +78,7 @@ pub struct Pipeline {
     detector: Detector,
     embedder: Embedder,
     refiner: Option<Refiner>,
+    route: Option<MaskRoute>,
     config: PipelineConfig,
 }
 
@@ -73,6 +92,7 @@ impl Pipeline {
             detector,
             embedder,
             refiner: None,
+            route: None,
             config,
         })
     }
@@ -89,14 +109,42 @@ impl Pipeline {
             detector,
             embedder,
             refiner: None,
+            route: None,
             config,
         }
+    }
+
+    /// The pipeline a verified bundle describes, on `detector`: its embedder, its landmark
+    /// refiner when its templates were made on refined landmarks, and its masked path when
+    /// it carries masked templates. The door and `facegate predict` both build it here.
+    pub fn from_bundle(detector: Detector, bundle: &crate::bundle::Bundle) -> Result<Self> {
+        let (h, files) = (&bundle.header, &bundle.payload.models);
+        let embedder = Embedder::from_files(h.embedder, h.quantised, files)?;
+        let mut pipeline = Self::from_parts(detector, embedder);
+        if let Some(r) = crate::refine::from_files(files)? {
+            pipeline = pipeline.with_refiner(r);
+        }
+        if bundle.payload.masked.is_some() {
+            pipeline = pipeline.with_mask_route(MaskRoute::from_files(files, h.quantised)?);
+        }
+        Ok(pipeline)
     }
 
     /// Re-places every face's landmarks with `refiner` before alignment (see [`crate::refine`]).
     pub fn with_refiner(mut self, refiner: Refiner) -> Self {
         self.refiner = Some(refiner);
         self
+    }
+
+    /// Routes each face by its mask state: masked faces go to `route`'s path.
+    pub fn with_mask_route(mut self, route: MaskRoute) -> Self {
+        self.route = Some(route);
+        self
+    }
+
+    /// The masked path, when faces are routed.
+    pub fn mask_route(&self) -> Option<&MaskRoute> {
+        self.route.as_ref()
     }
 
     /// The landmark refiner, when one is in use.
@@ -178,27 +226,87 @@ impl Pipeline {
         plain: &Detection,
         style: &MaskStyle,
     ) -> Result<Option<Face>> {
+        self.masked_face_as(image, plain, style, Route::Auto)
+    }
+
+    /// [`Pipeline::masked_face`] through the chosen path.
+    pub fn masked_face_as(
+        &self,
+        image: &RgbImage,
+        plain: &Detection,
+        style: &MaskStyle,
+        route: Route,
+    ) -> Result<Option<Face>> {
         let mut masked = image.clone();
         if !mask::paint(&mut masked, &plain.landmarks, style) {
             return Ok(None);
         }
         let dets = self.detector.detect(&masked)?;
         match same_face(&dets, plain) {
-            Some(det) => self.embed_detection(&masked, det.clone()),
+            Some(det) => self.embed_as(&masked, det.clone(), route),
             None => Ok(None),
         }
     }
 
-    /// Aligns and embeds one detection; `None` if its landmarks are degenerate.
+    /// Aligns and embeds one detection; `None` if its landmarks are degenerate. With a
+    /// [`MaskRoute`] the face's mask state chooses the path.
     pub fn embed_detection(&self, image: &RgbImage, detection: Detection) -> Result<Option<Face>> {
-        let detection = match &self.refiner {
+        self.embed_as(image, detection, Route::Auto)
+    }
+
+    /// [`Pipeline::embed_detection`] through the chosen path.
+    pub fn embed_as(
+        &self,
+        image: &RgbImage,
+        detection: Detection,
+        route: Route,
+    ) -> Result<Option<Face>> {
+        let Some(masked_path) = &self.route else {
+            return self.embed_bare(image, detection, None);
+        };
+        let masked = match route {
+            Route::Bare => false,
+            Route::Masked => true,
+            Route::Auto => {
+                // The classifier was trained on crops aligned on the detector's own points.
+                let Some(aligned) = align::align(image, &detection) else {
+                    return Ok(None);
+                };
+                if !masked_path.is_masked(&aligned.1)? {
+                    return self.embed_bare(image, detection, Some(aligned));
+                }
+                true
+            }
+        };
+        if !masked {
+            return self.embed_bare(image, detection, None);
+        }
+        Ok(masked_path
+            .embed(image, &detection)?
+            .map(|(detection, transform, embedding)| Face {
+                detection,
+                transform,
+                embedding,
+                masked: true,
+            }))
+    }
+
+    /// The main path: refined landmarks when a refiner is in use, the main embedder.
+    /// `aligned` is the crop on the detector's landmarks, when already made.
+    fn embed_bare(
+        &self,
+        image: &RgbImage,
+        detection: Detection,
+        aligned: Option<(Similarity, RgbImage)>,
+    ) -> Result<Option<Face>> {
+        let (detection, aligned) = match &self.refiner {
             Some(r) => match r.refine(image, &detection)? {
-                Some(d) => d,
+                Some(d) => (d, None),
                 None => return Ok(None),
             },
-            None => detection,
+            None => (detection, aligned),
         };
-        let Some((transform, crop)) = align::align(image, &detection) else {
+        let Some((transform, crop)) = aligned.or_else(|| align::align(image, &detection)) else {
             return Ok(None);
         };
         let embedding = self.embedder.embed(&crop)?;
@@ -206,6 +314,7 @@ impl Pipeline {
             detection,
             transform,
             embedding,
+            masked: false,
         }))
     }
 }

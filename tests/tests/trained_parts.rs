@@ -89,9 +89,20 @@ fn the_committed_landmark_refiner_keeps_its_mfr2_gain() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let mfr2 = shared_dir().join("faces/mfr2");
     let mfr2 = mfr2.to_str().expect("utf-8");
-    let plain = eval(&[mfr2, "--protocol", "mfr2"], &tmp.path().join("p.json"));
+    // EdgeFace for every face, with and without the refiner (the door's default routes
+    // masked faces elsewhere: tests/tests/masks_by_default.rs).
+    let plain = eval(
+        &[mfr2, "--protocol", "mfr2", "--no-mask-route"],
+        &tmp.path().join("p.json"),
+    );
     let refined = eval(
-        &[mfr2, "--protocol", "mfr2", "--refine-landmarks"],
+        &[
+            mfr2,
+            "--protocol",
+            "mfr2",
+            "--refine-landmarks",
+            "--no-mask-route",
+        ],
         &tmp.path().join("r.json"),
     );
     let tar = |r: &serde_json::Value| r["tar_at_far"]["1e-2"].as_f64().expect("tar");

@@ -3,53 +3,48 @@
 //! the door would log them. By default it enrols MFR2's unmasked photos (from the shared test
 //! data) and then shows it their MASKED photos, followed by photos of people it never saw.
 
-use crate::cmd::opts::NetworkOpts;
+use crate::cmd::opts::{NetworkOpts, RouteOpts};
 use clap::Args;
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use facegate_models::gallery::{Decision, Gallery, default_threshold};
+use facegate_models::gallery::{Decision, Gallery};
 use facegate_models::image_io;
 
 use crate::cmd::eval::load_pipeline;
 use crate::eval::protocol;
 use crate::faceset::folders::{images_below, people};
-use crate::templates::photo_templates;
+use crate::templates::{EnrolSettings, enrol_photo, photo_templates};
 
 /// Runs the demo.
 pub fn run(cmd: DemoCmd) -> Result<()> {
-    let pipeline = load_pipeline(&cmd.net)?;
+    let pipeline = load_pipeline(&cmd.net, cmd.route)?;
     let (enrol, probes) = match (&cmd.enrol, &cmd.probe) {
         (Some(e), Some(p)) => (folder_gallery(e)?, images_below(p)?),
         (None, None) => default_data()?,
         _ => bail!("give both --enrol DIR and --probe DIR, or neither for the built-in demo"),
     };
     let kind = pipeline.config().embedder;
-    let threshold = cmd.threshold.unwrap_or_else(|| {
-        default_threshold(
-            kind,
-            pipeline.config().quantised,
-            pipeline.refiner().is_some(),
-            cmd.enrol_masks > 0,
-        )
-    });
+    let settings = EnrolSettings::for_pipeline(&pipeline, cmd.threshold, cmd.enrol_masks);
+    let threshold = settings.threshold;
     let mut gallery = Gallery::new(kind, threshold);
     println!(
-        "enrolling {} photos (threshold {threshold:.3}, {})",
+        "enrolling {} photos (threshold {threshold:.3}, {}{})",
         enrol.len(),
-        kind.as_str()
+        kind.as_str(),
+        if settings.offset.is_some() {
+            ", masked faces to the mask-adapted SFace"
+        } else {
+            ""
+        }
     );
     for (name, path) in &enrol {
         match image_io::open(path)
             .map_err(anyhow::Error::from)
-            .and_then(|img| photo_templates(&pipeline, &img, path, cmd.enrol_masks))
+            .and_then(|img| photo_templates(&pipeline, &img, path, settings.enrol_masks))
         {
-            Ok(Some(t)) => {
-                for e in t.embeddings() {
-                    gallery.enrol(name, e)?;
-                }
-            }
+            Ok(Some(t)) => enrol_photo(&mut gallery, name, t, settings.offset)?,
             Ok(None) => println!("  skipped {}: no face found", path.display()),
             Err(e) => println!("  skipped {}: {e:#}", path.display()),
         }
@@ -67,7 +62,7 @@ pub fn run(cmd: DemoCmd) -> Result<()> {
             Err(e) => Err(e),
         };
         match faces {
-            Ok(Some(face)) => match gallery.identify(&face.embedding) {
+            Ok(Some(face)) => match gallery.identify_face(&face.embedding, face.masked) {
                 Decision::Known { person, score } => {
                     known += 1;
                     println!(
@@ -168,10 +163,14 @@ pub struct DemoCmd {
     #[arg(long)]
     pub threshold: Option<f32>,
     /// Masked copies of each enrolment photo added as extra templates (surgical, cloth,
-    /// patterned in turn), so the door knows each person behind a mask too.
-    #[arg(long, default_value_t = 0, value_name = "N")]
-    pub enrol_masks: usize,
+    /// patterned in turn), so the door knows each person behind a mask too [default: as
+    /// `enrol`: 3 when faces are routed by mask state, else 0].
+    #[arg(long, value_name = "N")]
+    pub enrol_masks: Option<usize>,
     /// Networks to run.
     #[command(flatten)]
     pub net: NetworkOpts,
+    /// Mask routing (the door's default).
+    #[command(flatten)]
+    pub route: RouteOpts,
 }

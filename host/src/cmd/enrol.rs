@@ -1,7 +1,7 @@
 //! `facegate enrol`: photos of each person -> templates -> a signed bundle the door can load;
 //! `facegate inspect`: verify a bundle and show its header.
 
-use crate::cmd::opts::NetworkOpts;
+use crate::cmd::opts::{NetworkOpts, RouteOpts};
 use clap::Args;
 use std::path::PathBuf;
 
@@ -9,13 +9,14 @@ use anyhow::{Context, Result, bail};
 use facegate_models::bundle::{Bundle, SelfTest};
 use facegate_models::gallery::{Gallery, default_threshold};
 use facegate_models::image_io;
+use facegate_models::maskroute::MaskRoute;
 use facegate_models::pipeline::{Pipeline, PipelineConfig};
 
 use crate::cmd::keys::{open_bundle, read_secret};
 use crate::faceset::folders::{PersonImages, people};
 use crate::files::{now_ms, write_atomically};
 use crate::progress::bar;
-use crate::templates::photo_templates;
+use crate::templates::{EnrolSettings, enrol_photo, photo_templates};
 
 /// Runs `facegate enrol`.
 pub fn run(cmd: EnrolCmd) -> Result<()> {
@@ -39,13 +40,20 @@ pub fn run(cmd: EnrolCmd) -> Result<()> {
     } else {
         None
     };
-    let mut gallery = Gallery::new(
-        kind,
-        cmd.threshold.unwrap_or_else(|| {
-            default_threshold(kind, true, cmd.net.refine_landmarks, cmd.enrol_masks > 0)
-        }),
-    );
-    let (skipped, self_test) = enrol_folders(&pipeline, &folders, cmd.enrol_masks, &mut gallery)?;
+    let routed = cmd.route.routed(cmd.net.embedder);
+    if routed {
+        let route = MaskRoute::load(&dir, true).with_context(|| {
+            format!(
+                "loading the masked path from {} (`facegate models fetch`, or give \
+                 --no-mask-route)",
+                dir.display()
+            )
+        })?;
+        pipeline = pipeline.with_mask_route(route);
+    }
+    let settings = EnrolSettings::for_pipeline(&pipeline, cmd.threshold, cmd.enrol_masks);
+    let mut gallery = Gallery::new(kind, settings.threshold);
+    let (skipped, self_test) = enrol_folders(&pipeline, &folders, settings, &mut gallery)?;
     if gallery.people.is_empty() {
         bail!(
             "no face found in any photo under {}: nothing to enrol",
@@ -56,8 +64,18 @@ pub fn run(cmd: EnrolCmd) -> Result<()> {
     if let Some(bytes) = refiner {
         models.push((facegate_models::refine::FILE.to_owned(), bytes));
     }
+    if routed {
+        models.extend(MaskRoute::read_files(&dir, true)?);
+    }
     let created_ms = now_ms();
-    let bundle = Bundle::new(
+    let masked_self_test = match (
+        pipeline.mask_route(),
+        self_test.as_ref().and_then(SelfTest::seed),
+    ) {
+        (Some(route), Some(seed)) => Some(route.self_test(seed)?),
+        _ => None,
+    };
+    let mut bundle = Bundle::new(
         &gallery,
         true,
         version,
@@ -67,6 +85,7 @@ pub fn run(cmd: EnrolCmd) -> Result<()> {
         self_test,
     )
     .for_door(cmd.door.clone());
+    bundle.payload.masked_self_test = masked_self_test;
     let bytes = bundle.sign(&key);
     write_atomically(&cmd.out, &bytes)?;
     crate::home::record_version(&key, version)?;
@@ -86,15 +105,23 @@ pub fn run(cmd: EnrolCmd) -> Result<()> {
         version,
         gallery.threshold
     );
+    if let Some(m) = &gallery.masked {
+        println!(
+            "masked faces: {} templates on the mask-adapted path (scores shifted by {:+.4})",
+            m.templates.iter().map(Vec::len).sum::<usize>(),
+            m.offset
+        );
+    }
     Ok(())
 }
 
-/// Enrols every photo of every person into `gallery` (with `enrol_masks` masked copies each).
-/// Returns what was skipped and why, and the self-test made from the first face enrolled.
+/// Enrols every photo of every person into `gallery` (with `settings.enrol_masks` masked
+/// copies each). Returns what was skipped and why, and the self-test made from the first face
+/// enrolled.
 fn enrol_folders(
     pipeline: &Pipeline,
     folders: &[PersonImages],
-    enrol_masks: usize,
+    settings: EnrolSettings,
     gallery: &mut Gallery,
 ) -> Result<(Vec<String>, Option<SelfTest>)> {
     let total = folders.iter().map(|p| p.images.len()).sum::<usize>();
@@ -106,7 +133,7 @@ fn enrol_folders(
             pb.inc(1);
             let outcome = image_io::open(path)
                 .map_err(anyhow::Error::from)
-                .and_then(|img| photo_templates(pipeline, &img, path, enrol_masks));
+                .and_then(|img| photo_templates(pipeline, &img, path, settings.enrol_masks));
             match outcome {
                 Ok(Some(t)) => {
                     if self_test.is_none() {
@@ -114,9 +141,7 @@ fn enrol_folders(
                         self_test =
                             Some(SelfTest::pattern(&person.name, known, pipeline.embedder())?);
                     }
-                    for e in t.embeddings() {
-                        gallery.enrol(&person.name, e)?;
-                    }
+                    enrol_photo(gallery, &person.name, t, settings.offset)?;
                 }
                 Ok(None) => skipped.push(format!("{}: no face found", path.display())),
                 Err(e) => skipped.push(format!("{}: {e:#}", path.display())),
@@ -183,6 +208,16 @@ pub fn inspect(cmd: InspectCmd) -> Result<()> {
             .collect::<Vec<_>>()
             .join(", ")
     );
+    match &bundle.payload.masked {
+        Some(m) => println!(
+            "masked faces: routed by the mask-state classifier to {} on refined landmarks, {} \
+             templates, scores shifted by {:+.4} (its own calibration)",
+            m.embedder.as_str(),
+            m.templates.iter().map(Vec::len).sum::<usize>(),
+            m.offset
+        ),
+        None => println!("masked faces: on the main embedder like bare ones (no masked path)"),
+    }
     match &bundle.payload.self_test {
         Some(SelfTest::Pattern { label, .. }) => {
             println!("self-test: a face-free pattern, and {label}'s template")
@@ -258,9 +293,10 @@ pub struct EnrolCmd {
     #[arg(long)]
     pub threshold: Option<f32>,
     /// Masked copies of each enrolment photo added as extra templates (surgical, cloth,
-    /// patterned in turn), so the door knows each person behind a mask too.
-    #[arg(long, default_value_t = 0, value_name = "N")]
-    pub enrol_masks: usize,
+    /// patterned in turn), so the door knows each person behind a mask too [default: 3 for the
+    /// masked path when faces are routed by mask state, else 0].
+    #[arg(long, value_name = "N")]
+    pub enrol_masks: Option<usize>,
     /// The door (or group of doors) this bundle is for, as set in the door's `model.door` or
     /// `model.groups`; a door refuses bundles made for another.
     #[arg(long)]
@@ -268,6 +304,9 @@ pub struct EnrolCmd {
     /// Networks (the bundle always carries the int8-weight embedder).
     #[command(flatten)]
     pub net: NetworkOpts,
+    /// Mask routing (the door's default).
+    #[command(flatten)]
+    pub route: RouteOpts,
 }
 
 /// `facegate inspect BUNDLE --trust K.pub`

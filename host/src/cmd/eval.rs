@@ -1,6 +1,6 @@
 //! `facegate eval DATASET --protocol open-set|mfr2 [--masks none|synthetic] ... --json R.json`
 
-use crate::cmd::opts::NetworkOpts;
+use crate::cmd::opts::{NetworkOpts, RouteOpts};
 use clap::{Args, ValueEnum};
 use std::path::PathBuf;
 
@@ -9,6 +9,7 @@ use facegate_models::pipeline::{Pipeline, PipelineConfig};
 
 use crate::eval::protocol;
 use crate::eval::run::{Labels, Report, evaluate};
+use crate::templates::EnrolSettings;
 
 /// Runs `facegate eval`.
 pub fn run(cmd: EvalCmd) -> Result<()> {
@@ -21,12 +22,13 @@ pub fn run(cmd: EvalCmd) -> Result<()> {
         Protocol::Liveness => return crate::cmd::evalliveness::run(&cmd),
         Protocol::MaskState => return crate::cmd::evalmaskstate::run(&cmd),
     };
-    let pipeline = load_pipeline(&cmd.net)?;
+    let pipeline = load_pipeline(&cmd.net, cmd.route)?;
+    let settings = EnrolSettings::for_pipeline(&pipeline, None, cmd.enrol_masks);
     let report = evaluate(
         &pipeline,
         &split,
         cmd.masks == Masks::Synthetic,
-        cmd.enrol_masks,
+        settings.enrol_masks,
         threads(&cmd.net),
         Labels {
             dataset: &cmd.dataset,
@@ -51,8 +53,25 @@ pub fn run(cmd: EvalCmd) -> Result<()> {
     Ok(())
 }
 
-/// Loads the pipeline the options name.
-pub fn load_pipeline(net: &NetworkOpts) -> Result<Pipeline> {
+/// Loads the pipeline the options name, routing faces by mask state unless told not to.
+pub fn load_pipeline(net: &NetworkOpts, route: RouteOpts) -> Result<Pipeline> {
+    let pipeline = load_main(net)?;
+    if !route.routed(net.embedder) {
+        return Ok(pipeline);
+    }
+    let dir = net.models.resolve();
+    let masked =
+        facegate_models::maskroute::MaskRoute::load(&dir, !net.fp32).with_context(|| {
+            format!(
+                "loading the masked path from {} (or give --no-mask-route)",
+                dir.display()
+            )
+        })?;
+    Ok(pipeline.with_mask_route(masked))
+}
+
+/// The main path: detector, embedder and, when asked, the landmark refiner.
+fn load_main(net: &NetworkOpts) -> Result<Pipeline> {
     let dir = net.models.resolve();
     let mut config = PipelineConfig {
         embedder: net.embedder.into(),
@@ -104,6 +123,12 @@ fn print_summary(r: &Report) {
             ""
         }
     );
+    if let Some(m) = &r.mask_route {
+        println!(
+            "masked faces routed to {} (offset {:+.4}): {} genuine, {} impostor probes",
+            m.embedder, m.offset, m.genuine_masked, m.impostor_masked
+        );
+    }
     println!(
         "enrolled {} | gallery images {} | genuine {} | impostor {} ({} with a face)",
         r.counts.enrolled,
@@ -189,9 +214,13 @@ pub struct EvalCmd {
     /// Paint masks on probes.
     #[arg(long, value_enum, default_value_t = Masks::None)]
     pub masks: Masks,
-    /// Masked copies of each gallery photo added as extra templates at enrolment.
-    #[arg(long, default_value_t = 0)]
-    pub enrol_masks: usize,
+    /// Masked copies of each gallery photo added as extra templates at enrolment (routed: to
+    /// the masked path's templates only) [default: as `enrol`: 3 routed, else 0].
+    #[arg(long, value_name = "N")]
+    pub enrol_masks: Option<usize>,
+    /// Mask routing (the door's default).
+    #[command(flatten)]
+    pub route: RouteOpts,
     /// Networks to run.
     #[command(flatten)]
     pub net: NetworkOpts,

@@ -11,6 +11,7 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use facegate_models::embed::{Embedder, cosine};
 use facegate_models::gallery::{Decision, Gallery};
+use facegate_models::maskroute::MaskRoute;
 use serde::Serialize;
 
 use crate::cmd::eval::EvalCmd;
@@ -110,11 +111,16 @@ pub fn run(cmd: EvalCmd) -> Result<()> {
     let h = &bundle.header;
     let embedder = Embedder::from_files(h.embedder, h.quantised, &bundle.payload.models)?;
     let gallery = bundle.gallery();
+    // A bundle with masked templates routes each face by its mask state, as the door does.
+    let route = match &gallery.masked {
+        Some(_) => Some(MaskRoute::from_files(&bundle.payload.models, h.quantised)?),
+        None => None,
+    };
     let mut sets = vec![Dataset::open(&cmd.dataset)?];
     for s in &cmd.strangers {
         sets.push(Dataset::open(s)?);
     }
-    let (scored, left_out) = score(&embedder, &gallery, &sets)?;
+    let (scored, left_out) = score((&embedder, route.as_ref()), &gallery, &sets)?;
     if scored.is_empty() {
         bail!("no test photos left to score");
     }
@@ -183,8 +189,13 @@ fn ratio(a: usize, b: usize) -> f64 {
     }
 }
 
-/// Every sample of every set, unmasked and masked, through the bundle's embedder and gallery.
-fn score(embedder: &Embedder, gallery: &Gallery, sets: &[Dataset]) -> Result<(Vec<Scored>, usize)> {
+/// Every sample of every set, unmasked and masked, through the bundle's embedder (and masked
+/// path, when it routes) and gallery.
+fn score(
+    (embedder, route): (&Embedder, Option<&MaskRoute>),
+    gallery: &Gallery,
+    sets: &[Dataset],
+) -> Result<(Vec<Scored>, usize)> {
     let total: usize = sets.iter().map(|d| d.manifest.samples.len()).sum();
     let pb = bar(total as u64, "scoring", "photos");
     let mut out = Vec::with_capacity(total * 2);
@@ -208,16 +219,38 @@ fn score(embedder: &Embedder, gallery: &Gallery, sets: &[Dataset]) -> Result<(Ve
                 left_out += 1;
                 continue;
             }
-            let masked = embedder.embed(&masked_crop(ds, s)?)?;
-            for (e, is_masked) in [(plain, false), (masked, true)] {
+            let masked_view = masked_crop(ds, s)?;
+            let views = match route {
+                None => [(plain, false), (embedder.embed(&masked_view)?, false)],
+                Some(r) => [
+                    r.embed_aligned(
+                        &augment::apply(&ctx, &s.landmarks, &Params::identity()),
+                        embedder,
+                    )?,
+                    r.embed_aligned(&masked_view, embedder)?,
+                ],
+            };
+            for ((e, routed_masked), is_masked) in views.into_iter().zip([false, true]) {
+                let decision = gallery.identify_face(&e, routed_masked);
+                let best = |g: &Gallery| {
+                    g.scores_for(&e, routed_masked)
+                        .into_iter()
+                        .enumerate()
+                        .filter(|(_, s)| s.is_finite())
+                        .max_by(|a, b| a.1.total_cmp(&b.1))
+                };
                 out.push(Scored {
                     ds: d,
                     sample: i,
                     masked: is_masked,
                     truth,
-                    decision: gallery.identify(&e),
-                    candidate: gallery.candidate(&e),
-                    plain: headless.best(&e),
+                    candidate: if routed_masked {
+                        best(gallery)
+                    } else {
+                        gallery.candidate(&e)
+                    },
+                    decision,
+                    plain: best(&headless),
                 });
             }
         }

@@ -73,6 +73,24 @@ impl From<EmbedderArg> for EmbedderKind {
     }
 }
 
+/// Whether faces are routed by mask state: the door's default, for the commands that build or
+/// measure what the door runs (`enrol`, `eval`, `demo`).
+#[derive(Debug, Args, Clone, Copy)]
+pub struct RouteOpts {
+    /// Send every face to --embedder, masked or not. By default the mask-state classifier
+    /// sends masked faces to the mask-adapted SFace on refined landmarks, with templates and
+    /// a calibration of their own (needs `facegate models fetch`).
+    #[arg(long)]
+    pub no_mask_route: bool,
+}
+
+impl RouteOpts {
+    /// Whether to route, for `embedder` (the mask-adapted SFace is the masked path itself).
+    pub fn routed(&self, embedder: EmbedderArg) -> bool {
+        !self.no_mask_route && embedder != EmbedderArg::SfaceMasked
+    }
+}
+
 /// Network choice shared by commands that run the pipeline.
 #[derive(Debug, Args, Clone)]
 pub struct NetworkOpts {

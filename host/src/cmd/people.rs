@@ -222,6 +222,12 @@ pub fn edit_gallery(bundle: &mut Bundle, change: &Change) -> Result<String> {
             }
             bundle.payload.people.remove(i);
             bundle.header.labels.remove(i);
+            // Their masked face goes with them: the masked templates are in people order.
+            if let Some(m) = &mut bundle.payload.masked
+                && i < m.templates.len()
+            {
+                m.templates.remove(i);
+            }
             if let Some(head) = &mut bundle.payload.head {
                 let dim = head.dim;
                 head.weights.drain(i * dim..(i + 1) * dim);

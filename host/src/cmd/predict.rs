@@ -10,7 +10,6 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use facegate_models::detect::Detector;
-use facegate_models::embed::Embedder;
 use facegate_models::gallery::{Decision, Gallery};
 use facegate_models::image_io;
 use facegate_models::model_files::YUNET;
@@ -49,11 +48,7 @@ pub fn run(cmd: PredictCmd) -> Result<()> {
     let h = &bundle.header;
     let dir = cmd.models.resolve();
     let detector = Detector::from_bytes(&YUNET.read_verified(&dir)?, h.detector)?;
-    let embedder = Embedder::from_files(h.embedder, h.quantised, &bundle.payload.models)?;
-    let mut pipeline = Pipeline::from_parts(detector, embedder);
-    if let Some(r) = facegate_models::refine::from_files(&bundle.payload.models)? {
-        pipeline = pipeline.with_refiner(r);
-    }
+    let pipeline = Pipeline::from_bundle(detector, &bundle)?;
     let gallery = bundle.gallery();
     if let Some(out) = &cmd.out_dir {
         std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
@@ -73,7 +68,7 @@ pub fn run(cmd: PredictCmd) -> Result<()> {
             photo: photo.display().to_string(),
             faces: faces
                 .iter()
-                .map(|f| answer(&gallery, &f.detection.bbox, &f.embedding))
+                .map(|f| answer(&gallery, &f.detection.bbox, (&f.embedding, f.masked)))
                 .collect(),
         };
         print_answer(&answer, gallery.threshold, gallery.head.is_some());
@@ -88,11 +83,16 @@ pub fn run(cmd: PredictCmd) -> Result<()> {
     Ok(())
 }
 
-fn answer(gallery: &Gallery, b: &facegate_models::geometry::BBox, e: &[f32]) -> FaceAnswer {
-    let decision = gallery.identify(e);
+/// `e`: the face's embedding, and whether it came from the masked path.
+fn answer(
+    gallery: &Gallery,
+    b: &facegate_models::geometry::BBox,
+    (e, masked): (&[f32], bool),
+) -> FaceAnswer {
+    let decision = gallery.identify_face(e, masked);
     let conf = match &gallery.head {
-        Some(head) => head.probabilities(e),
-        None => gallery.scores(e),
+        Some(head) if !masked || gallery.masked.is_none() => head.probabilities(e),
+        _ => gallery.scores_for(e, masked),
     };
     let mut confidence: Vec<(String, f32)> = gallery
         .people

@@ -7,11 +7,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use facegate_models::embed::{EmbedderKind, Embedding};
-use facegate_models::gallery::Gallery;
+use facegate_models::gallery::{Gallery, MaskedTemplates, default_threshold};
 use facegate_models::image_io;
 use facegate_models::mask::MaskStyle;
 use facegate_models::model_files::sha256_hex;
-use facegate_models::pipeline::{Pipeline, subject};
+use facegate_models::pipeline::{Pipeline, Route, subject};
 use indicatif::ProgressBar;
 use serde::Serialize;
 
@@ -31,13 +31,16 @@ pub struct Job {
     /// Show it to the pipeline as a camera frame of this size (letterboxed, as the door's
     /// image-folder camera does), not as the photo it is.
     pub frame: Option<[u32; 2]>,
+    /// The path through a pipeline that routes by mask state: [`Route::Auto`] for probes (as
+    /// the door), forced for enrolment's bare and masked templates.
+    pub route: Route,
 }
 
 /// What came out of one image.
 #[derive(Clone, Debug)]
 pub enum Outcome {
-    /// The main face's embedding.
-    Face(Embedding),
+    /// The main face's embedding, and whether it came from the masked path.
+    Face(Embedding, bool),
     /// Decoded, but no face found.
     NoFace,
     /// The file could not be used (unreadable, corrupt, too small...).
@@ -75,14 +78,20 @@ pub fn embed_one(pipeline: &Pipeline, job: &Job) -> Outcome {
             },
             Err(e) => return Outcome::Error(e.to_string()),
         };
-        return match pipeline.masked_face(&img, &plain, style) {
-            Ok(Some(f)) => Outcome::Face(f.embedding),
+        return match pipeline.masked_face_as(&img, &plain, style, job.route) {
+            Ok(Some(f)) => Outcome::Face(f.embedding, f.masked),
             Ok(None) => Outcome::NoFace,
             Err(e) => Outcome::Error(e.to_string()),
         };
     }
-    match pipeline.main_face(&img) {
-        Ok(Some(f)) => Outcome::Face(f.embedding),
+    let face = pipeline.detector().detect(&img).and_then(|dets| {
+        match subject(&dets, img.width(), img.height()) {
+            Some(d) => pipeline.embed_as(&img, d.clone(), job.route),
+            None => Ok(None),
+        }
+    });
+    match face {
+        Ok(Some(f)) => Outcome::Face(f.embedding, f.masked),
         Ok(None) => Outcome::NoFace,
         Err(e) => Outcome::Error(e.to_string()),
     }
@@ -137,6 +146,19 @@ pub struct Counts {
     pub impostor_scored: usize,
 }
 
+/// How a routed evaluation sent its probes.
+#[derive(Clone, Debug, Serialize)]
+pub struct MaskRouteCounts {
+    /// The masked path's embedder.
+    pub embedder: String,
+    /// Its scores' offset onto the gallery's scale (see [`MaskedTemplates::offset`]).
+    pub offset: f32,
+    /// Genuine probes routed to the masked path.
+    pub genuine_masked: usize,
+    /// Impostor probes routed to the masked path.
+    pub impostor_masked: usize,
+}
+
 /// Images where no face was found, per role.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Failures {
@@ -172,6 +194,9 @@ pub struct Report {
     pub quantised: bool,
     /// SHA-256 of the landmark refiner, when faces were aligned on refined landmarks.
     pub refiner_sha256: Option<String>,
+    /// With faces routed by mask state (`--mask-route`): the masked path's embedder, and how
+    /// many genuine and impostor probes the classifier sent down it.
+    pub mask_route: Option<MaskRouteCounts>,
     /// Sizes.
     pub counts: Counts,
     /// No face found.
@@ -246,7 +271,8 @@ pub fn evaluate(
     probe_frames: Option<[u32; 2]>,
 ) -> Report {
     let start = Instant::now();
-    let gallery_jobs = enrolment_jobs(split, enrol_masks);
+    let routed = pipeline.mask_route().is_some();
+    let gallery_jobs = enrolment_jobs(split, enrol_masks, routed);
     let jobs = all_jobs(split, &gallery_jobs, synthetic_masks, probe_frames);
     let pb = crate::progress::bar(jobs.len() as u64, "embedding", "photos");
     let outcomes = embed_all(pipeline, &jobs, threads, &pb);
@@ -256,8 +282,9 @@ pub fn evaluate(
     let mut errors = Vec::new();
     let mut failures = Failures::default();
     let kind: EmbedderKind = pipeline.config().embedder;
+    let offset = routed.then(|| crate::templates::masked_offset(pipeline, enrol_masks));
     let gallery = build_gallery(
-        kind,
+        (kind, offset),
         split,
         &gallery_jobs,
         &outcomes[..ng],
@@ -286,6 +313,19 @@ pub fn evaluate(
         embedder: kind.as_str().to_owned(),
         quantised: pipeline.config().quantised,
         refiner_sha256: pipeline.refiner().map(|r| r.sha256().to_owned()),
+        mask_route: offset.map(|offset| {
+            let masked = |o: &[Outcome]| {
+                o.iter()
+                    .filter(|o| matches!(o, Outcome::Face(_, true)))
+                    .count()
+            };
+            MaskRouteCounts {
+                embedder: facegate_models::maskroute::EMBEDDER.as_str().to_owned(),
+                offset,
+                genuine_masked: masked(&outcomes[ng..ng + nq]),
+                impostor_masked: masked(&outcomes[ng + nq..]),
+            }
+        }),
         counts: Counts {
             enrolled: split.enrolled.len(),
             gallery_images: split.gallery.len(),
@@ -331,6 +371,7 @@ fn all_jobs(
         path: p.clone(),
         mask: synthetic_masks.then(|| MaskStyle::from_seed(mask_seed(p))),
         frame: probe_frames,
+        route: Route::Auto,
     };
     let mut jobs: Vec<Job> = gallery_jobs.iter().map(|(_, j)| j.clone()).collect();
     jobs.extend(split.genuine.iter().map(|p| probe_job(&p.path)));
@@ -347,14 +388,16 @@ fn door_and_reference_points(
     impostor: &[f32],
 ) -> BTreeMap<String, FixedPoint> {
     let kind = pipeline.config().embedder;
+    // Routed, the masked templates live on the masked path; the main path has photos only.
+    let main_masked_templates = enrol_masks > 0 && pipeline.mask_route().is_none();
     [
         (
             "door",
-            facegate_models::gallery::default_threshold(
+            default_threshold(
                 kind,
                 pipeline.config().quantised,
                 pipeline.refiner().is_some(),
-                enrol_masks > 0,
+                main_masked_templates,
             ),
         ),
         ("opencv_0.363", OPENCV_SFACE_COSINE),
@@ -382,36 +425,34 @@ fn fill_far_targets(report: &mut Report, genuine: &[(usize, BestMatch)], imposto
 }
 
 /// The gallery's jobs: each photo as it is, then `enrol_masks` masked copies of it (enrolment
-/// augmentation: the door should know the person's masked face too).
-fn enrolment_jobs(split: &Split, enrol_masks: usize) -> Vec<(usize, Job)> {
+/// augmentation: the door should know the person's masked face too). `routed`: the photo
+/// also through the masked path, and the masked copies only through it.
+fn enrolment_jobs(split: &Split, enrol_masks: usize, routed: bool) -> Vec<(usize, Job)> {
     let mut gallery_jobs: Vec<(usize, Job)> = Vec::new();
+    let job = |p: &PathBuf, mask, route| Job {
+        path: p.clone(),
+        mask,
+        frame: None,
+        route,
+    };
+    let masked_route = if routed { Route::Masked } else { Route::Auto };
     for (person, p) in &split.gallery {
-        gallery_jobs.push((
-            *person,
-            Job {
-                path: p.clone(),
-                mask: None,
-                frame: None,
-            },
-        ));
+        gallery_jobs.push((*person, job(p, None, Route::Bare)));
+        if routed {
+            gallery_jobs.push((*person, job(p, None, Route::Masked)));
+        }
         for k in 0..enrol_masks {
             let style = MaskStyle::for_enrolment(mask_seed(p), k);
-            gallery_jobs.push((
-                *person,
-                Job {
-                    path: p.clone(),
-                    mask: Some(style),
-                    frame: None,
-                },
-            ));
+            gallery_jobs.push((*person, job(p, Some(style), masked_route)));
         }
     }
     gallery_jobs
 }
 
 /// The gallery from the embedded enrolment jobs; faces not found are counted, errors kept.
+/// `kind`: the main embedder, and the masked path's offset when faces are routed.
 fn build_gallery(
-    kind: EmbedderKind,
+    (kind, offset): (EmbedderKind, Option<f32>),
     split: &Split,
     gallery_jobs: &[(usize, Job)],
     outcomes: &[Outcome],
@@ -425,13 +466,20 @@ fn build_gallery(
             templates: vec![],
         });
     }
+    gallery.masked = offset.map(|offset| MaskedTemplates {
+        embedder: facegate_models::maskroute::EMBEDDER,
+        offset,
+        templates: vec![Vec::new(); split.enrolled.len()],
+    });
     for ((person, job), out) in gallery_jobs.iter().zip(outcomes) {
         let path = &job.path;
-        match out {
-            Outcome::Face(e) => gallery.people[*person].templates.push(e.clone()),
-            Outcome::NoFace if job.mask.is_some() => {} // masked copy not re-detected: skip it
-            Outcome::NoFace => failures.gallery += 1,
-            Outcome::Error(r) => errors.push(FileError {
+        match (out, &mut gallery.masked) {
+            (Outcome::Face(e, true), Some(m)) => m.templates[*person].push(e.clone()),
+            (Outcome::Face(e, _), _) => gallery.people[*person].templates.push(e.clone()),
+            // A masked copy not re-detected, or the photo again on the masked path: skip it.
+            (Outcome::NoFace, _) if job.mask.is_some() || job.route == Route::Masked => {}
+            (Outcome::NoFace, _) => failures.gallery += 1,
+            (Outcome::Error(r), _) => errors.push(FileError {
                 file: path.display().to_string(),
                 reason: r.clone(),
             }),
@@ -442,9 +490,13 @@ fn build_gallery(
 
 /// The best-scoring enrolled person for `e`, leaving out `exclude` (a probe never matches its
 /// own gallery entry in protocols that hold one person out).
-fn best_excluding(gallery: &Gallery, e: &[f32], exclude: Option<usize>) -> BestMatch {
+fn best_excluding(
+    gallery: &Gallery,
+    (e, masked): (&[f32], bool),
+    exclude: Option<usize>,
+) -> BestMatch {
     gallery
-        .scores(e)
+        .scores_for(e, masked)
         .into_iter()
         .enumerate()
         .filter(|(i, s)| Some(*i) != exclude && s.is_finite())
@@ -463,7 +515,9 @@ fn score_genuine(
     for (probe, out) in split.genuine.iter().zip(outcomes) {
         let truth = probe.person.unwrap_or(usize::MAX);
         match out {
-            Outcome::Face(e) => genuine.push((truth, best_excluding(gallery, e, probe.exclude))),
+            Outcome::Face(e, m) => {
+                genuine.push((truth, best_excluding(gallery, (e, *m), probe.exclude)));
+            }
             Outcome::NoFace => {
                 failures.genuine += 1;
                 genuine.push((truth, None));
@@ -523,8 +577,8 @@ fn score_impostors(
     let mut hardest_impostors = Vec::new();
     for (probe, out) in split.impostor.iter().zip(outcomes) {
         match out {
-            Outcome::Face(e) => {
-                if let Some((w, s)) = best_excluding(gallery, e, probe.exclude) {
+            Outcome::Face(e, m) => {
+                if let Some((w, s)) = best_excluding(gallery, (e, *m), probe.exclude) {
                     impostor.push(s);
                     hardest_impostors.push(ScoredProbe {
                         file: probe.path.display().to_string(),
