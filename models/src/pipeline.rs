@@ -119,13 +119,19 @@ impl Pipeline {
     /// it carries masked templates. The door and `facegate predict` both build it here.
     pub fn from_bundle(detector: Detector, bundle: &crate::bundle::Bundle) -> Result<Self> {
         let (h, files) = (&bundle.header, &bundle.payload.models);
+        // The larger network first: the smaller one's load then reuses the memory its
+        // transient copies freed, which lowers the door's peak.
+        let route = match bundle.payload.masked {
+            Some(_) => Some(MaskRoute::from_files(files, h.quantised)?),
+            None => None,
+        };
         let embedder = Embedder::from_files(h.embedder, h.quantised, files)?;
         let mut pipeline = Self::from_parts(detector, embedder);
         if let Some(r) = crate::refine::from_files(files)? {
             pipeline = pipeline.with_refiner(r);
         }
-        if bundle.payload.masked.is_some() {
-            pipeline = pipeline.with_mask_route(MaskRoute::from_files(files, h.quantised)?);
+        if let Some(route) = route {
+            pipeline = pipeline.with_mask_route(route);
         }
         Ok(pipeline)
     }
