@@ -105,6 +105,36 @@ struct PayloadV3 {
     head: Option<Head>,
 }
 
+impl From<PayloadV2> for Payload {
+    /// Format 2's self-test was a face crop.
+    fn from(p: PayloadV2) -> Self {
+        PayloadV3 {
+            people: p.people,
+            models: p.models,
+            self_test: p.self_test.map(|t| SelfTest::Crop {
+                label: t.label,
+                crop_png: t.crop_png,
+            }),
+            head: p.head,
+        }
+        .into()
+    }
+}
+
+impl From<PayloadV3> for Payload {
+    /// Before format 4 every face went to the main embedder: no masked path.
+    fn from(p: PayloadV3) -> Self {
+        Payload {
+            people: p.people,
+            models: p.models,
+            self_test: p.self_test,
+            head: p.head,
+            masked: None,
+            masked_self_test: None,
+        }
+    }
+}
+
 /// The bulk of a bundle.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Payload {
@@ -477,33 +507,15 @@ fn parse_body(body: &[u8]) -> Result<Bundle, BundleError> {
     if <[u8; 32]>::from(Sha256::digest(payload)) != header.payload_sha256 {
         return Err(bad("payload SHA-256 differs from the header's".into()));
     }
-    let payload: Payload = if header.format == 2 {
-        let p: PayloadV2 =
-            postcard::from_bytes(payload).map_err(|e| bad(format!("payload: {e}")))?;
-        Payload {
-            people: p.people,
-            models: p.models,
-            self_test: p.self_test.map(|t| SelfTest::Crop {
-                label: t.label,
-                crop_png: t.crop_png,
-            }),
-            head: p.head,
-            masked: None,
-            masked_self_test: None,
-        }
-    } else if header.format == 3 {
-        let p: PayloadV3 =
-            postcard::from_bytes(payload).map_err(|e| bad(format!("payload: {e}")))?;
-        Payload {
-            people: p.people,
-            models: p.models,
-            self_test: p.self_test,
-            head: p.head,
-            masked: None,
-            masked_self_test: None,
-        }
-    } else {
-        postcard::from_bytes(payload).map_err(|e| bad(format!("payload: {e}")))?
+    let payload_err = |e: postcard::Error| bad(format!("payload: {e}"));
+    let payload: Payload = match header.format {
+        2 => postcard::from_bytes::<PayloadV2>(payload)
+            .map_err(payload_err)?
+            .into(),
+        3 => postcard::from_bytes::<PayloadV3>(payload)
+            .map_err(payload_err)?
+            .into(),
+        _ => postcard::from_bytes(payload).map_err(payload_err)?,
     };
     let labels: Vec<&String> = payload.people.iter().map(|p| &p.name).collect();
     if labels != header.labels.iter().collect::<Vec<_>>() {
