@@ -203,13 +203,23 @@ fn the_door_binary_lets_in_enrolled_people_only_and_logs_to_a_serial_line() {
         .collect();
     assert_eq!(&unlocked[..2], [1, 7], "{names:?}");
 
-    // The relay: locked at start, one pulse per unlock, locked at the end.
+    // The relay: locked at start and at the end, never "high" twice in a row, one pulse per
+    // unlock. An unlock that comes while the previous 100 ms pulse still runs (the masked frame
+    // right after BenAffleck's on a fast machine) extends that pulse instead of starting
+    // another, so the pulses number between the two far-apart unlocks and all of them.
     let levels = relay_levels(dir);
     assert_eq!(levels.first().map(String::as_str), Some("low"));
     assert_eq!(levels.last().map(String::as_str), Some("low"));
-    assert_eq!(
-        levels.iter().filter(|l| *l == "high").count(),
-        unlocked.len()
+    assert!(
+        levels
+            .windows(2)
+            .all(|w| !(w[0] == "high" && w[1] == "high")),
+        "{levels:?}"
+    );
+    let pulses = levels.iter().filter(|l| *l == "high").count();
+    assert!(
+        (2..=unlocked.len()).contains(&pulses),
+        "{pulses} pulses for unlocks at {unlocked:?}: {levels:?}"
     );
 
     // The screens, in order, as PNG files of the configured panel.
