@@ -565,7 +565,7 @@ impl BundleSlot {
                             g = s.1.wait(g).unwrap_or_else(|p| p.into_inner());
                         }
                     };
-                    install(&installer, &shared, &topic, &bytes, &mut refusals);
+                    install(&installer, &shared, &topic, bytes, &mut refusals);
                 }
             });
         Self { slot }
@@ -582,7 +582,7 @@ fn install(
     installer: &Installer,
     shared: &Shared,
     topic: &str,
-    bytes: &[u8],
+    bytes: Vec<u8>,
     refusals: &mut Refusals,
 ) {
     let running = shared.current().version;

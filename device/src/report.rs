@@ -20,10 +20,19 @@ fn stats(samples: &[Duration]) -> Value {
 
 /// Peak resident memory of this process in KiB (Linux `VmHWM`), if known.
 pub fn peak_rss_kib() -> Option<u64> {
+    status_kib("VmHWM:")
+}
+
+/// Resident memory of this process now in KiB (Linux `VmRSS`), if known.
+pub fn rss_kib() -> Option<u64> {
+    status_kib("VmRSS:")
+}
+
+fn status_kib(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
@@ -49,8 +58,14 @@ pub fn report(outcome: &Outcome) -> Value {
             "decide_log": stats(&s.stages.decide),
             "frame": stats(&s.stages.frame),
         },
-        "peak_rss_mib": peak_rss_kib().map(|k| k as f64 / 1024.0),
+        "peak_rss_mib": peak_rss_kib().map(mib),
+        "startup_peak_rss_mib": outcome.startup_peak_rss_kib.map(mib),
+        "rss_at_end_mib": rss_kib().map(mib),
     })
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
 }
 
 #[cfg(test)]
@@ -69,5 +84,6 @@ mod tests {
     #[test]
     fn peak_memory_is_read_on_linux() {
         assert!(peak_rss_kib().is_some_and(|k| k > 100));
+        assert!(rss_kib().is_some_and(|k| k > 100 && k <= peak_rss_kib().unwrap_or(0)));
     }
 }

@@ -53,6 +53,9 @@ pub struct Outcome {
     pub startup: Duration,
     /// The loop's own running time.
     pub looped: Duration,
+    /// Peak resident memory (KiB) when the loop started: loading the model is the door's
+    /// largest transient, and this says whether a run's peak came from it or from the loop.
+    pub startup_peak_rss_kib: Option<u64>,
 }
 
 /// Runs the door described by `config` until the frames end or `stop` is set.
@@ -94,6 +97,7 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Outcome> {
     });
     let (mut camera, latest) = open_camera(&config.camera)?;
     let (pin, door) = door_relay(config)?;
+    let startup_peak_rss_kib = crate::report::peak_rss_kib();
     let loop_start = std::time::Instant::now();
     watchdog(&shared, &stop);
     let summary = app::run(
@@ -117,6 +121,7 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Outcome> {
         skipped_frames: latest.map(|l| l.get()).unwrap_or(0),
         startup: loop_start - entered,
         looped,
+        startup_peak_rss_kib,
     })
 }
 
@@ -125,10 +130,10 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Outcome> {
 fn load_model(config: &Config, trusted: &[VerifyingKey]) -> Result<(Installer, Arc<Shared>)> {
     let models = config.model.models_dir.clone().unwrap_or_else(default_dir);
     let yunet = YUNET.read_verified(&models)?;
-    let store: Arc<dyn ModelStore> = Arc::new(
-        FileStore::open(&config.model.store)
-            .with_context(|| format!("opening the store {}", config.model.store.display()))?,
-    );
+    let files = FileStore::open(&config.model.store)
+        .with_context(|| format!("opening the store {}", config.model.store.display()))?;
+    let has_active = files.active_path().exists();
+    let store: Arc<dyn ModelStore> = Arc::new(files);
     let installer = Installer::new(
         trusted.to_vec(),
         store.clone(),
@@ -140,20 +145,17 @@ fn load_model(config: &Config, trusted: &[VerifyingKey]) -> Result<(Installer, A
             detect_side: Some(config.door.detect_side),
         },
     );
+    let mut started = installer.start_stored();
     // The first bundle may be gone once the store holds a model (cleaned up after install).
-    let first = match &config.model.bundle {
-        Some(path) if path.exists() || store.active().is_none() => {
-            Some(std::fs::read(path).with_context(|| format!("reading {}", path.display()))?)
-        }
-        _ => None,
-    };
-    let started =
+    // Read only now: the stored model was built without its bytes in memory.
+    if let Some(path) = &config.model.bundle
+        && (path.exists() || !has_active)
+    {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
         installer
-            .start(first.as_deref())
-            .with_context(|| match &config.model.bundle {
-                Some(p) => format!("bundle {} refused", p.display()),
-                None => "the stored bundle".into(),
-            })?;
+            .offer_first(&mut started, bytes)
+            .with_context(|| format!("bundle {} refused", path.display()))?;
+    }
     for fault in &started.faults {
         eprintln!("warning: {fault}");
     }

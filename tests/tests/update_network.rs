@@ -701,8 +701,8 @@ fn a_corrupt_active_bundle_falls_back_loudly_and_is_never_kept() {
             Rules::default(),
         )
     };
-    installer().install(&v1, 0).expect("v1");
-    installer().install(&v2, 1).expect("v2");
+    installer().install(v1.clone(), 0).expect("v1");
+    installer().install(v2.clone(), 1).expect("v2");
     let mut bytes = std::fs::read(store.active_path()).expect("active");
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x01;
@@ -717,10 +717,10 @@ fn a_corrupt_active_bundle_falls_back_loudly_and_is_never_kept() {
     );
     // The next push must be above the confirmed 2, and keeps v1 (not the corrupt file) aside.
     assert!(
-        installer().install(&v2, 1).is_err(),
+        installer().install(v2.clone(), 1).is_err(),
         "v2 again is not newer"
     );
-    installer().install(&v3, 1).expect("v3");
+    installer().install(v3.clone(), 1).expect("v3");
     assert_eq!(store.previous().as_deref(), Some(&v1[..]));
     assert_eq!(store.active().as_deref(), Some(&v3[..]));
     // A previous bundle that was never marked good is not used at all.
@@ -905,21 +905,21 @@ fn bundles_carry_no_face_and_install_only_where_they_are_meant() {
         )
     };
     let front = installer(Some("front"));
-    let err = front.install(&v2, 1).err().expect("names no door");
+    let err = front.install(v2.clone(), 1).err().expect("names no door");
     assert!(err.to_string().contains("this door is \"front\""), "{err}");
     let garage = resigned(Some("garage"), &|_| {});
-    assert!(front.install(&garage, 1).is_err());
-    assert!(installer(None).install(&garage, 1).is_err());
+    assert!(front.install(garage.clone(), 1).is_err());
+    assert!(installer(None).install(garage, 1).is_err());
     assert_eq!(
         front
-            .install(&resigned(Some("front"), &|_| {}), 1)
+            .install(resigned(Some("front"), &|_| {}), 1)
             .expect("for this door")
             .version,
         2
     );
     assert!(
         installer(Some("back"))
-            .install(&resigned(Some("house"), &|_| {}), 1)
+            .install(resigned(Some("house"), &|_| {}), 1)
             .is_ok(),
         "a group's bundle installs on each of its doors"
     );
@@ -929,7 +929,7 @@ fn bundles_carry_no_face_and_install_only_where_they_are_meant() {
             embedding.iter_mut().for_each(|x| *x = -*x);
         }
     });
-    let err = installer(None).install(&skewed, 1).err().expect("skewed");
+    let err = installer(None).install(skewed, 1).err().expect("skewed");
     assert!(err.to_string().contains("test pattern"), "{err}");
 }
 

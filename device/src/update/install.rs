@@ -25,6 +25,7 @@ use std::sync::atomic::Ordering;
 
 use ed25519_dalek::VerifyingKey;
 use facegate_models::bundle::{self, Bundle, BundleError};
+use facegate_models::model_files::sha256_hex;
 
 use crate::live::{Live, LiveError, Shared};
 use crate::update::store::ModelStore;
@@ -194,7 +195,7 @@ impl Installer {
     /// version rules ([`Installer::check`]), then the "Updating" screen while the model is
     /// built, self-tested and stored ([`Installer::activate`]), then the swap into the loop.
     /// One at a time: a second bundle arriving meanwhile is refused as busy.
-    pub fn apply(&self, shared: &Shared, bytes: &[u8]) -> Result<Applied, Refused> {
+    pub fn apply(&self, shared: &Shared, bytes: Vec<u8>) -> Result<Applied, Refused> {
         let Some(slot) = self.try_reserve() else {
             return Err(Refused {
                 version: None,
@@ -209,10 +210,10 @@ impl Installer {
         &self,
         _slot: &Reservation<'_>,
         shared: &Shared,
-        bytes: &[u8],
+        bytes: Vec<u8>,
     ) -> Result<Applied, Refused> {
         let running = shared.current().version;
-        let bundle = self.check(bytes, running).map_err(|error| Refused {
+        let bundle = self.check(&bytes, running).map_err(|error| Refused {
             version: None,
             error,
         })?;
@@ -267,27 +268,30 @@ impl Installer {
         Ok(bundle)
     }
 
-    /// Second half: build the model and self-test it, then store it (marked good, floor
-    /// raised). Returns the model for the caller to swap in.
+    /// Second half: stage the bundle in the store (so its bytes are not held while the model
+    /// is built: the door's peak memory), build the model and self-test it, then install the
+    /// staged bundle (marked good, floor raised). Returns the model for the caller to swap in.
     pub fn activate(
         &self,
-        bytes: &[u8],
+        bytes: Vec<u8>,
         bundle: &Bundle,
         running: u32,
     ) -> Result<Live, UpdateError> {
+        let store_error = |source| UpdateError::Store {
+            source,
+            active: running,
+        };
+        let staged = self.store.stage(bytes).map_err(store_error)?;
         let live = Live::from_bundle_with(bundle, &self.yunet, self.rules.detect_side)?;
         self.store
-            .install(bytes, bundle.header.model_version)
-            .map_err(|source| UpdateError::Store {
-                source,
-                active: running,
-            })?;
+            .install_staged(staged, bundle.header.model_version)
+            .map_err(store_error)?;
         Ok(live)
     }
 
     /// Both halves.
-    pub fn install(&self, bytes: &[u8], running: u32) -> Result<Live, UpdateError> {
-        let bundle = self.check(bytes, running)?;
+    pub fn install(&self, bytes: Vec<u8>, running: u32) -> Result<Live, UpdateError> {
+        let bundle = self.check(&bytes, running)?;
         self.activate(bytes, &bundle, running)
     }
 
@@ -297,9 +301,11 @@ impl Installer {
         self.store.reset_floor(floor)
     }
 
-    /// A stored bundle, checked again: signature, structure, self-test.
-    fn load(&self, bytes: &[u8]) -> Result<Live, UpdateError> {
-        let bundle = bundle::verify(bytes, &self.trusted)?;
+    /// A stored bundle, checked again: signature, structure, self-test. Its bytes are let go
+    /// once parsed, before the model is built.
+    fn load(&self, bytes: Vec<u8>) -> Result<Live, UpdateError> {
+        let bundle = bundle::verify(&bytes, &self.trusted)?;
+        drop(bytes);
         Ok(Live::from_bundle_with(
             &bundle,
             &self.yunet,
@@ -310,20 +316,31 @@ impl Installer {
     /// Start-up: the stored model (active, else the previous one if it was marked good), then
     /// the config's first bundle when it is newer. An error only when a first bundle the config
     /// names is refused and nothing else can run.
-    pub fn start(&self, first: Option<&[u8]>) -> Result<Started, UpdateError> {
+    pub fn start(&self, first: Option<Vec<u8>>) -> Result<Started, UpdateError> {
+        let mut started = self.start_stored();
+        if let Some(bytes) = first {
+            self.offer_first(&mut started, bytes)?;
+        }
+        Ok(started)
+    }
+
+    /// The first half of [`Installer::start`]: the stored model, checked again. Each bundle's
+    /// bytes are let go before its model is built.
+    pub fn start_stored(&self) -> Started {
         let state = self.store.state();
         let mut faults = Vec::new();
         let mut live = None;
         if let Some(bytes) = self.store.active() {
-            match self.load(&bytes) {
+            let sha256 = sha256_hex(&bytes);
+            match self.load(bytes) {
                 Ok(l) if l.version < state.floor => faults.push(format!(
                     "the active bundle is version {}, below {}, the highest this door \
                      confirmed: not used",
                     l.version, state.floor
                 )),
                 Ok(l) => {
-                    if !state.is_good(&bytes)
-                        && let Err(e) = self.store.mark_good(&bytes, l.version)
+                    if !state.good.contains(&sha256)
+                        && let Err(e) = self.store.mark_good(&sha256, l.version)
                     {
                         faults.push(format!("cannot mark the active bundle good: {e}"));
                     }
@@ -338,7 +355,7 @@ impl Installer {
             if !state.is_good(&bytes) {
                 faults.push("the previous bundle was never marked good here: not used".into());
             } else {
-                match self.load(&bytes) {
+                match self.load(bytes) {
                     Ok(l) => {
                         if !faults.is_empty() {
                             faults.push(format!(
@@ -353,17 +370,21 @@ impl Installer {
                 }
             }
         }
-        if let Some(bytes) = first {
-            let running = live.as_ref().map_or(0, |l| l.version);
-            // One check (the signature once, then the rules); the first bundle stays in the
-            // config after it was installed, so "not newer" is normal while a model runs.
-            match self.check(bytes, running) {
-                Ok(bundle) => live = Some(self.activate(bytes, &bundle, running)?),
-                Err(UpdateError::NotNewer { .. }) if live.is_some() => {}
-                Err(e) => return Err(e),
-            }
+        Started { live, faults }
+    }
+
+    /// The second half of [`Installer::start`]: the config's first bundle, installed when it
+    /// is newer than the stored model. The first bundle stays in the config after it was
+    /// installed, so "not newer" is normal while a model runs; any other refusal is an error.
+    pub fn offer_first(&self, started: &mut Started, bytes: Vec<u8>) -> Result<(), UpdateError> {
+        let running = started.live.as_ref().map_or(0, |l| l.version);
+        // One check (the signature once, then the rules).
+        match self.check(&bytes, running) {
+            Ok(bundle) => started.live = Some(self.activate(bytes, &bundle, running)?),
+            Err(UpdateError::NotNewer { .. }) if started.live.is_some() => {}
+            Err(e) => return Err(e),
         }
-        Ok(Started { live, faults })
+        Ok(())
     }
 }
 
@@ -395,7 +416,7 @@ mod tests {
             g.enrol("ann", t).expect("enrol");
             Bundle::new(&g, true, v, 0, Default::default(), Vec::new(), None).sign(&key)
         };
-        store.mark_good(b"v5", 5).expect("floor");
+        store.mark_good(&sha256_hex(b"v5"), 5).expect("floor");
         assert!(matches!(
             installer.check(&make(5), 3),
             Err(UpdateError::NotNewer { floor: 5, .. })

@@ -437,7 +437,7 @@ impl UpdateServer {
         if let Err(e) = read_exact_by(conn, &mut bytes) {
             return Reply::refused(e);
         }
-        match self.installer.apply_reserved(&slot, &self.shared, &bytes) {
+        match self.installer.apply_reserved(&slot, &self.shared, bytes) {
             Ok(a) => Reply {
                 text: format!(
                     "ok: version {} active ({})",

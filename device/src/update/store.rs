@@ -43,6 +43,43 @@ impl StoreState {
     }
 }
 
+/// A verified bundle written to the store (synced) but not installed yet. The door stages a
+/// bundle before it builds the model from it, so it need not hold the bundle's bytes while
+/// it builds: building is the largest transient of the door's memory. Dropped without being
+/// installed (the build or its self-test failed), the staged copy is removed.
+#[derive(Debug)]
+pub struct Staged {
+    sha256: String,
+    place: Place,
+}
+
+#[derive(Debug)]
+enum Place {
+    /// A temporary file in a [`FileStore`]'s folder (`None` once it became the active one).
+    File(Option<PathBuf>),
+    /// The bytes, in a [`MemoryStore`].
+    Memory(Vec<u8>),
+}
+
+impl Staged {
+    /// SHA-256 (hex) of the staged bundle.
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if let Place::File(Some(path)) = &self.place {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+fn not_staged_here() -> std::io::Error {
+    std::io::Error::other("the bundle was staged in another store")
+}
+
 /// Where bundles are kept: the real one is [`FileStore`]; [`MemoryStore`] can fail on demand.
 pub trait ModelStore: Send + Sync {
     /// The active bundle's bytes, if any.
@@ -51,12 +88,21 @@ pub trait ModelStore: Send + Sync {
     fn previous(&self) -> Option<Vec<u8>>;
     /// The floor and the good marks (defaults when none were written yet).
     fn state(&self) -> StoreState;
-    /// Makes `bytes` (verified and self-tested, at `version`) the active bundle, marked good;
-    /// the old active one becomes the fallback only if it was marked good. On error nothing
-    /// changes.
-    fn install(&self, bytes: &[u8], version: u32) -> std::io::Result<()>;
-    /// Marks the active bundle `bytes` good at `version` (it passed its checks at start-up).
-    fn mark_good(&self, bytes: &[u8], version: u32) -> std::io::Result<()>;
+    /// Writes `bytes` (a verified bundle) beside the slots without installing it; nothing
+    /// changes for the door until [`ModelStore::install_staged`].
+    fn stage(&self, bytes: Vec<u8>) -> std::io::Result<Staged>;
+    /// Makes a staged bundle (self-tested here, at `version`) the active one, marked good; the
+    /// old active one becomes the fallback only if it was marked good. On error nothing
+    /// changes (and the staged copy is removed).
+    fn install_staged(&self, staged: Staged, version: u32) -> std::io::Result<()>;
+    /// [`ModelStore::stage`] and [`ModelStore::install_staged`] in one step.
+    fn install(&self, bytes: &[u8], version: u32) -> std::io::Result<()> {
+        let staged = self.stage(bytes.to_vec())?;
+        self.install_staged(staged, version)
+    }
+    /// Marks the active bundle (SHA-256 hex `sha256`) good at `version` (it passed its checks
+    /// at start-up).
+    fn mark_good(&self, sha256: &str, version: u32) -> std::io::Result<()>;
     /// Sets the floor to exactly `floor` (the local recovery command; never the network).
     fn reset_floor(&self, floor: u32) -> std::io::Result<()>;
 }
@@ -65,11 +111,11 @@ pub trait ModelStore: Send + Sync {
 /// good only when it is the fallback now.
 fn state_after_install(
     state: &StoreState,
-    new: &[u8],
+    new_sha256: &str,
     kept: Option<&[u8]>,
     version: u32,
 ) -> StoreState {
-    let mut good = vec![sha256_hex(new)];
+    let mut good = vec![new_sha256.to_owned()];
     if let Some(old) = kept {
         good.push(sha256_hex(old));
     }
@@ -123,26 +169,37 @@ impl ModelStore for MemoryStore {
         self.slots.lock().map(|s| s.1.clone()).unwrap_or_default()
     }
 
-    fn install(&self, bytes: &[u8], version: u32) -> std::io::Result<()> {
+    fn stage(&self, bytes: Vec<u8>) -> std::io::Result<Staged> {
         self.check_space()?;
+        Ok(Staged {
+            sha256: sha256_hex(&bytes),
+            place: Place::Memory(bytes),
+        })
+    }
+
+    fn install_staged(&self, mut staged: Staged, version: u32) -> std::io::Result<()> {
+        self.check_space()?;
+        let Place::Memory(bytes) = &mut staged.place else {
+            return Err(not_staged_here());
+        };
+        let bytes = std::mem::take(bytes);
         let mut guard = self.lock()?;
         let (slots, state) = &mut *guard;
         let old = slots.0.take().filter(|old| state.is_good(old));
-        *state = state_after_install(state, bytes, old.as_deref(), version);
-        slots.0 = Some(bytes.to_vec());
+        *state = state_after_install(state, &staged.sha256, old.as_deref(), version);
+        slots.0 = Some(bytes);
         if old.is_some() {
             slots.1 = old;
         }
         Ok(())
     }
 
-    fn mark_good(&self, bytes: &[u8], version: u32) -> std::io::Result<()> {
+    fn mark_good(&self, sha256: &str, version: u32) -> std::io::Result<()> {
         self.check_space()?;
         let mut guard = self.lock()?;
         let state = &mut guard.1;
-        let h = sha256_hex(bytes);
-        if !state.good.contains(&h) {
-            state.good.push(h);
+        if !state.good.iter().any(|g| g == sha256) {
+            state.good.push(sha256.to_owned());
         }
         state.floor = state.floor.max(version);
         Ok(())
@@ -169,15 +226,18 @@ impl ModelStore for FileStore {
         FileStore::state(self)
     }
 
-    fn install(&self, bytes: &[u8], version: u32) -> std::io::Result<()> {
-        FileStore::install(self, bytes, version)
+    fn stage(&self, bytes: Vec<u8>) -> std::io::Result<Staged> {
+        FileStore::stage(self, bytes)
     }
 
-    fn mark_good(&self, bytes: &[u8], version: u32) -> std::io::Result<()> {
+    fn install_staged(&self, staged: Staged, version: u32) -> std::io::Result<()> {
+        FileStore::install_staged(self, staged, version)
+    }
+
+    fn mark_good(&self, sha256: &str, version: u32) -> std::io::Result<()> {
         let mut state = self.state();
-        let h = sha256_hex(bytes);
-        if !state.good.contains(&h) {
-            state.good.push(h);
+        if !state.good.iter().any(|g| g == sha256) {
+            state.good.push(sha256.to_owned());
         }
         state.floor = state.floor.max(version);
         self.write_state(&state)?;
@@ -254,26 +314,48 @@ impl FileStore {
         })
     }
 
-    /// Makes `bytes` the active bundle (marked good at `version`), keeping the old one as
-    /// previous if it was marked good. On error the staged copy is removed: a disk that fills
-    /// while the old bundle is copied aside must not also lose the space the new one took.
-    pub fn install(&self, bytes: &[u8], version: u32) -> std::io::Result<()> {
+    /// Writes `bytes` to a temporary file in the folder (synced), not yet installed.
+    pub fn stage(&self, bytes: Vec<u8>) -> std::io::Result<Staged> {
+        let sha256 = sha256_hex(&bytes);
+        let path = self.write_temp(&bytes)?;
+        Ok(Staged {
+            sha256,
+            place: Place::File(Some(path)),
+        })
+    }
+
+    /// Makes a staged bundle the active one (marked good at `version`), keeping the old one
+    /// as previous if it was marked good. On error the staged copy is removed (when `staged`
+    /// drops): a disk that fills while the old bundle is copied aside must not also lose the
+    /// space the new one took.
+    pub fn install_staged(&self, mut staged: Staged, version: u32) -> std::io::Result<()> {
+        let Place::File(Some(path)) = &staged.place else {
+            return Err(not_staged_here());
+        };
+        let path = path.clone();
         let state = self.state();
-        let staged = self.write_temp(bytes)?;
-        let result = (|| {
-            let old = self.active().filter(|old| state.is_good(old));
-            if let Some(old) = &old {
-                let prev = self.write_temp(old)?;
-                std::fs::rename(&prev, self.previous_path())?;
-            }
-            std::fs::rename(&staged, self.active_path())?;
-            self.write_state(&state_after_install(&state, bytes, old.as_deref(), version))
-        })();
-        if let Err(e) = result {
-            let _ = std::fs::remove_file(&staged);
-            return Err(e);
+        let old = self.active().filter(|old| state.is_good(old));
+        if let Some(old) = &old {
+            let prev = self.write_temp(old)?;
+            std::fs::rename(&prev, self.previous_path()).inspect_err(|_| {
+                let _ = std::fs::remove_file(&prev);
+            })?;
         }
+        std::fs::rename(&path, self.active_path())?;
+        staged.place = Place::File(None);
+        self.write_state(&state_after_install(
+            &state,
+            &staged.sha256,
+            old.as_deref(),
+            version,
+        ))?;
         File::open(&self.dir)?.sync_all()
+    }
+
+    /// [`FileStore::stage`] and [`FileStore::install_staged`] in one step.
+    pub fn install(&self, bytes: &[u8], version: u32) -> std::io::Result<()> {
+        let staged = self.stage(bytes.to_vec())?;
+        self.install_staged(staged, version)
     }
 
     fn write_state(&self, state: &StoreState) -> std::io::Result<()> {
@@ -362,6 +444,46 @@ mod tests {
         );
         assert_eq!(store.state().floor, 3);
         assert!(!store.state().is_good(b"v2 with a flipped bit"));
+    }
+
+    /// A staged bundle is on disk (so the door can let go of its bytes while it builds the
+    /// model) but changes nothing until installed; dropped (its build or self-test failed),
+    /// it leaves no file behind. Installed, it is the active bundle and marked good.
+    #[test]
+    fn a_staged_bundle_changes_nothing_until_installed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = FileStore::open(dir.path()).expect("open");
+        store.install(b"v1", 1).expect("install");
+        let staged = store.stage(b"v2".to_vec()).expect("stage");
+        assert_eq!(staged.sha256(), sha256_hex(b"v2"));
+        assert_eq!(staging_files(dir.path()), 1);
+        assert_eq!(store.active().as_deref(), Some(&b"v1"[..]));
+        assert_eq!(store.state().floor, 1);
+        drop(staged);
+        assert_eq!(
+            staging_files(dir.path()),
+            0,
+            "a failed build leaves nothing"
+        );
+        assert_eq!(store.active().as_deref(), Some(&b"v1"[..]));
+
+        let staged = store.stage(b"v2".to_vec()).expect("stage");
+        store.install_staged(staged, 2).expect("install");
+        assert_eq!(staging_files(dir.path()), 0);
+        assert_eq!(store.active().as_deref(), Some(&b"v2"[..]));
+        assert_eq!(store.previous().as_deref(), Some(&b"v1"[..]));
+        assert!(store.state().is_good(b"v2") && store.state().is_good(b"v1"));
+        assert_eq!(store.state().floor, 2);
+
+        // A bundle staged in one store cannot be installed in another.
+        let memory = MemoryStore::default();
+        let elsewhere = memory.stage(b"v3".to_vec()).expect("stage");
+        assert!(store.install_staged(elsewhere, 3).is_err());
+        assert_eq!(store.active().as_deref(), Some(&b"v2"[..]));
+        let elsewhere = store.stage(b"v3".to_vec()).expect("stage");
+        assert!(memory.install_staged(elsewhere, 3).is_err());
+        assert_eq!(staging_files(dir.path()), 0);
+        assert_eq!(memory.active(), None);
     }
 
     /// A state file that does not parse keeps the door from going backwards: the floor reads
