@@ -60,24 +60,28 @@ fn liveness_trains_with_views_and_folds_and_eval_runs_what_it_wrote() {
     let yunet = "face_detection_yunet_2023mar.onnx";
     std::fs::copy(models_dir().join(yunet), models.join(yunet)).expect("YuNet");
     let data = data.to_str().expect("utf-8");
-    for (views, folds, channels, members) in [("2", "0", 1, "1"), ("2,1", "2", 2, "2")] {
-        let text = facegate(
-            &models,
-            &[
-                "models",
-                "liveness",
-                "--data",
-                data,
-                "--epochs",
-                "1",
-                "--views",
-                views,
-                "--folds",
-                folds,
-                "--ensemble",
-                members,
-            ],
-        );
+    // The second run also re-exposes its training frames (`--exposure`).
+    for (views, folds, channels, members, exposure) in
+        [("2", "0", 1, "1", false), ("2,1", "2", 2, "2", true)]
+    {
+        let mut args = vec![
+            "models",
+            "liveness",
+            "--data",
+            data,
+            "--epochs",
+            "1",
+            "--views",
+            views,
+            "--folds",
+            folds,
+            "--ensemble",
+            members,
+        ];
+        if exposure {
+            args.push("--exposure");
+        }
+        let text = facegate(&models, &args);
         assert!(text.contains("APCER per species there: print"), "{text}");
         let manifest: serde_json::Value =
             serde_json::from_slice(&std::fs::read(models.join("liveness.json")).expect("manifest"))
@@ -91,8 +95,9 @@ fn liveness_trains_with_views_and_folds_and_eval_runs_what_it_wrote() {
         let calibrated = manifest["attempts"][1].as_u64().expect("attempts");
         assert_eq!(calibrated, if folds == "0" { 2 } else { 8 }, "{manifest}");
         let command = manifest["command"].as_str().expect("command");
+        let tail = if exposure { " --exposure" } else { "" };
         assert!(
-            command.ends_with(&format!("--ensemble {members}")),
+            command.ends_with(&format!("--ensemble {members}{tail}")),
             "{command}"
         );
         let json = tmp.path().join(format!("r{channels}.json"));

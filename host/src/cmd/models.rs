@@ -89,19 +89,21 @@ fn liveness(cmd: &LivenessCmd) -> Result<()> {
         views: cmd.views.clone(),
         folds: cmd.folds,
         members: cmd.ensemble,
+        exposure: cmd.exposure,
         ..Default::default()
     };
     let dir = cmd.models.resolve();
     let views: Vec<String> = cfg.views.iter().map(f32::to_string).collect();
     let command = format!(
         "facegate models liveness --data {} --epochs {} --seed {} --views {} --folds {} \
-         --ensemble {}",
+         --ensemble {}{}",
         cmd.data.display(),
         cfg.epochs,
         cfg.seed,
         views.join(","),
         cfg.folds,
-        cfg.members
+        cfg.members,
+        if cfg.exposure { " --exposure" } else { "" }
     );
     let started = std::time::Instant::now();
     let t = crate::train::liveness::train(&cmd.data, &dir, &cfg, &command)?;
@@ -548,6 +550,11 @@ pub struct LivenessCmd {
     /// `--folds`, every fold is an ensemble too, so the threshold is chosen for what ships.
     #[arg(long, default_value_t = 1)]
     pub ensemble: usize,
+    /// Re-expose each training frame at random (brightness 0.5-1.4, tone curve, colour
+    /// balance), so that the network does not take a camera's exposure for a cue
+    /// (docs/LIVENESS.md, "captured differently").
+    #[arg(long)]
+    pub exposure: bool,
     /// Where the models are (the result is written there too).
     #[command(flatten)]
     pub models: ModelsDir,

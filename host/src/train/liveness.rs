@@ -53,6 +53,8 @@ pub struct Config {
     /// Trainings averaged into the shipped network (seeds `seed`, `seed + 1`, ...), 1 to
     /// [`MAX_MEMBERS`].
     pub members: usize,
+    /// Re-expose every training frame at random ([`Exposure`]).
+    pub exposure: bool,
 }
 
 /// Most trainings in an ensemble: each adds about a millisecond per face at the door (two
@@ -69,6 +71,7 @@ impl Default for Config {
             views: liveness::VIEWS.to_vec(),
             folds: 0,
             members: 1,
+            exposure: false,
         }
     }
 }
@@ -151,12 +154,48 @@ fn prepare<'a>(detector: &Detector, all: &'a [Attempt], views: &[f32]) -> Vec<Pr
     out
 }
 
-/// A batch, each frame mirrored left-right at random, shifted by up to 4 pixels (edges
-/// repeated) and its contrast scaled a little: lighting, where the face sits and which side the
-/// attacker holds the phone vary; the cues do not. Every view of a frame moves alike.
+/// How a frame is re-exposed in training: another camera's exposure, tone curve and white
+/// balance. Without it the network learnt the recordings' brightness and colour as cues: the
+/// shipped network of 2026-12-02 let 93% of the development prints in when the frames were
+/// darkened to 60% of the light, and 58% under a warmer white balance with a brighter tone
+/// curve (`examples/liveness_capture.rs`, docs/LIVENESS.md). Ranges: about a stop and a half
+/// of exposure (0.5-1.4), tone curves of gamma 0.7-1.4, and each colour's gain within 12%, what
+/// a door camera's automatic exposure and white balance leave between halls and light.
+#[derive(Clone, Copy, Debug)]
+struct Exposure {
+    brightness: f32,
+    gamma: f32,
+    colour: [f32; 3],
+}
+
+impl Exposure {
+    fn random(rng: &mut Xoshiro256PlusPlus) -> Self {
+        let log_uniform = |rng: &mut Xoshiro256PlusPlus, lo: f32, hi: f32| {
+            rng.random_range(lo.ln()..hi.ln()).exp()
+        };
+        Self {
+            brightness: log_uniform(rng, 0.5, 1.4),
+            gamma: log_uniform(rng, 0.7, 1.4),
+            colour: [(); 3].map(|_| rng.random_range(0.88f32..1.12)),
+        }
+    }
+
+    /// One network input value (`p / 128 - 1` of channel `c`'s level `p`), re-exposed.
+    fn apply(&self, x: f32, c: usize) -> f32 {
+        let level = ((x + 1.0) * (128.0 / 255.0)).clamp(0.0, 1.0);
+        let out = (self.colour[c] * self.brightness * level.powf(self.gamma)).clamp(0.0, 1.0);
+        out * (255.0 / 128.0) - 1.0
+    }
+}
+
+/// A batch, each frame re-exposed when asked ([`Exposure`]), mirrored left-right at random, shifted by up
+/// to 4 pixels (edges repeated) and its contrast scaled a little: lighting, the camera, where
+/// the face sits and which side the attacker holds the phone vary; the cues do not. Every view
+/// of a frame changes alike.
 fn batch(
     f: &Frames,
     idx: &[usize],
+    exposure: bool,
     rng: &mut Xoshiro256PlusPlus,
     dev: &Device,
 ) -> Result<(Tensor, Tensor)> {
@@ -165,6 +204,9 @@ fn batch(
     let mut x = Vec::with_capacity(idx.len() * f.per);
     for &i in idx {
         let src = &f.x[i * f.per..(i + 1) * f.per];
+        // Drawn first, and only when asked: without it the random stream is the one the
+        // networks before it were trained with.
+        let exposure = exposure.then(|| Exposure::random(rng));
         let flip = rng.random_bool(0.5);
         let gain = rng.random_range(0.85f32..1.15);
         let (dx, dy) = (rng.random_range(-4i64..=4), rng.random_range(-4i64..=4));
@@ -173,7 +215,9 @@ fn batch(
             for row in 0..s {
                 for col in 0..s {
                     let from = at(if flip { s - 1 - col } else { col }, dx);
-                    x.push(src[c * s * s + at(row, dy) * s + from] * gain);
+                    let v = src[c * s * s + at(row, dy) * s + from];
+                    let v = exposure.map_or(v, |e| e.apply(v, c % 3));
+                    x.push(v * gain);
                 }
             }
         }
@@ -239,7 +283,7 @@ fn fit_one(
         &mut rng,
         what,
         |chunk, rng| {
-            let (x, y) = batch(train, chunk, rng, &dev)?;
+            let (x, y) = batch(train, chunk, cfg.exposure, rng, &dev)?;
             bce(&net.forward(&x)?, &y, live_weight)
         },
     )?;
@@ -388,6 +432,39 @@ mod tests {
             .to_scalar::<f32>()
             .expect("scalar");
         assert!((l - std::f32::consts::LN_2).abs() < 1e-5, "{l}");
+    }
+
+    /// The identity exposure keeps every input level; a darker one lowers each level by its
+    /// factor (no gamma, no colour cast); values stay inside the input's range.
+    #[test]
+    fn exposure_maps_input_levels_as_a_camera_would() {
+        let same = Exposure {
+            brightness: 1.0,
+            gamma: 1.0,
+            colour: [1.0; 3],
+        };
+        let dark = Exposure {
+            brightness: 0.6,
+            ..same
+        };
+        for p in [0u8, 1, 64, 128, 200, 255] {
+            let x = p as f32 / 128.0 - 1.0;
+            assert!((same.apply(x, 0) - x).abs() < 1e-5, "{p}");
+            let want = (p as f32 * 0.6) / 128.0 - 1.0;
+            assert!((dark.apply(x, 1) - want).abs() < 1e-4, "{p}");
+        }
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(3);
+        for _ in 0..200 {
+            let e = Exposure::random(&mut rng);
+            assert!((0.499..=1.401).contains(&e.brightness) && (0.699..=1.401).contains(&e.gamma));
+            for x in [-1.0f32, -0.3, 0.5, 0.99] {
+                let y = e.apply(x, 2);
+                assert!(
+                    (-1.0..=255.0 / 128.0 - 1.0).contains(&y),
+                    "{e:?} {x} -> {y}"
+                );
+            }
+        }
     }
 
     #[test]
