@@ -12,12 +12,10 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use facegate::eval::liveness::{Scored, attempts, rates};
+use facegate::eval::liveness::{attempts, rates, score_as};
 use facegate_models::detect::Detector;
-use facegate_models::image_io;
-use facegate_models::liveness::{Liveness, attempt_score, input, read_verified};
+use facegate_models::liveness::{Liveness, read_verified};
 use facegate_models::model_files::{YUNET, default_dir};
-use facegate_models::pipeline::subject;
 use image::RgbImage;
 use rand::{RngExt, SeedableRng};
 
@@ -148,22 +146,17 @@ fn main() -> Result<()> {
     );
     println!("|---|---|{}---|---|", "---|".repeat(species.len()));
     for capture in &CAPTURES {
-        let mut scored = Vec::with_capacity(list.len());
-        for (i, a) in list.iter().enumerate() {
-            let mut logits = Vec::new();
-            for (j, f) in a.frames.iter().enumerate() {
-                let img = (capture.change)(image_io::open(f)?, (i * 1000 + j) as u64)?;
-                let dets = detector.detect(&img)?;
-                if let Some(face) = subject(&dets, img.width(), img.height()) {
-                    logits.push(net.run(input(&img, &face.bbox, net.views()))?);
-                }
-            }
-            scored.push(Scored {
-                species: a.species.clone(),
-                name: a.name.clone(),
-                score: attempt_score(&logits),
-            });
-        }
+        let scored = list
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                // A change that fails (a JPEG that does not encode) drops the frame, as an
+                // unreadable one is dropped; the count of faceless attempts shows it.
+                score_as(&detector, &net, a, |img, j| {
+                    (capture.change)(img, (i * 1000 + j) as u64).ok()
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
         let at = rates(&scored, manifest.threshold);
         let pct = |v: f64| format!("{:.2}%", v * 100.0);
         let per: Vec<String> = species

@@ -339,7 +339,7 @@ impl Installer {
                     l.version, state.floor
                 )),
                 Ok(l) => {
-                    if !state.good.contains(&sha256)
+                    if !state.is_good_digest(&sha256)
                         && let Err(e) = self.store.mark_good(&sha256, l.version)
                     {
                         faults.push(format!("cannot mark the active bundle good: {e}"));

@@ -38,8 +38,20 @@ pub struct StoreState {
 impl StoreState {
     /// Whether `bytes` are a bundle marked good.
     pub fn is_good(&self, bytes: &[u8]) -> bool {
-        let h = sha256_hex(bytes);
-        self.good.contains(&h)
+        self.is_good_digest(&sha256_hex(bytes))
+    }
+
+    /// Whether the bundle with SHA-256 (hex) `sha256` is marked good.
+    pub fn is_good_digest(&self, sha256: &str) -> bool {
+        self.good.iter().any(|g| g == sha256)
+    }
+
+    /// Marks the bundle with SHA-256 (hex) `sha256` good and raises the floor to `version`.
+    fn mark_good(&mut self, sha256: &str, version: u32) {
+        if !self.is_good_digest(sha256) {
+            self.good.push(sha256.to_owned());
+        }
+        self.floor = self.floor.max(version);
     }
 }
 
@@ -196,12 +208,7 @@ impl ModelStore for MemoryStore {
 
     fn mark_good(&self, sha256: &str, version: u32) -> std::io::Result<()> {
         self.check_space()?;
-        let mut guard = self.lock()?;
-        let state = &mut guard.1;
-        if !state.good.iter().any(|g| g == sha256) {
-            state.good.push(sha256.to_owned());
-        }
-        state.floor = state.floor.max(version);
+        self.lock()?.1.mark_good(sha256, version);
         Ok(())
     }
 
@@ -236,10 +243,7 @@ impl ModelStore for FileStore {
 
     fn mark_good(&self, sha256: &str, version: u32) -> std::io::Result<()> {
         let mut state = self.state();
-        if !state.good.iter().any(|g| g == sha256) {
-            state.good.push(sha256.to_owned());
-        }
-        state.floor = state.floor.max(version);
+        state.mark_good(sha256, version);
         self.write_state(&state)?;
         File::open(&self.dir)?.sync_all()
     }
@@ -350,12 +354,6 @@ impl FileStore {
             version,
         ))?;
         File::open(&self.dir)?.sync_all()
-    }
-
-    /// [`FileStore::stage`] and [`FileStore::install_staged`] in one step.
-    pub fn install(&self, bytes: &[u8], version: u32) -> std::io::Result<()> {
-        let staged = self.stage(bytes.to_vec())?;
-        self.install_staged(staged, version)
     }
 
     fn write_state(&self, state: &StoreState) -> std::io::Result<()> {

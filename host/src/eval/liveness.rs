@@ -15,6 +15,7 @@ use facegate_models::detect::Detector;
 use facegate_models::image_io;
 use facegate_models::liveness::{Liveness, attempt_score, input};
 use facegate_models::pipeline::subject;
+use image::RgbImage;
 use serde::Serialize;
 
 use crate::faceset::folders::images_in;
@@ -92,11 +93,24 @@ pub fn attempts(dir: &Path) -> Result<Vec<Attempt>> {
 
 /// The network inputs (with `views`) of an attempt's frames (one per frame with a face).
 pub fn attempt_inputs(detector: &Detector, attempt: &Attempt, views: &[f32]) -> Vec<Vec<f32>> {
+    attempt_inputs_as(detector, attempt, views, |img, _| Some(img))
+}
+
+/// [`attempt_inputs`] with each frame first changed by `capture` (given the frame and its
+/// index), as another camera would have taken it (`examples/liveness_capture.rs`); a frame
+/// `capture` cannot change is left out like one that does not open.
+pub fn attempt_inputs_as(
+    detector: &Detector,
+    attempt: &Attempt,
+    views: &[f32],
+    capture: impl Fn(RgbImage, usize) -> Option<RgbImage>,
+) -> Vec<Vec<f32>> {
     attempt
         .frames
         .iter()
-        .filter_map(|f| {
-            let img = image_io::open(f).ok()?;
+        .enumerate()
+        .filter_map(|(i, f)| {
+            let img = capture(image_io::open(f).ok()?, i)?;
             let dets = detector.detect(&img).ok()?;
             let face = subject(&dets, img.width(), img.height())?;
             Some(input(&img, &face.bbox, views))
@@ -129,7 +143,17 @@ pub fn score_all(detector: &Detector, net: &Liveness, attempts: &[Attempt]) -> R
 
 /// One attempt as the door decides it: the mean logit of `net` over the frames with a face.
 pub fn score(detector: &Detector, net: &Liveness, a: &Attempt) -> Result<Scored> {
-    let logits = attempt_inputs(detector, a, net.views())
+    score_as(detector, net, a, |img, _| Some(img))
+}
+
+/// [`score`] with each frame changed by `capture` first (see [`attempt_inputs_as`]).
+pub fn score_as(
+    detector: &Detector,
+    net: &Liveness,
+    a: &Attempt,
+    capture: impl Fn(RgbImage, usize) -> Option<RgbImage>,
+) -> Result<Scored> {
+    let logits = attempt_inputs_as(detector, a, net.views(), capture)
         .into_iter()
         .map(|x| net.run(x))
         .collect::<facegate_models::Result<Vec<f32>>>()?;
