@@ -43,6 +43,7 @@ fn bench(c: &mut Criterion) {
     });
     g.finish();
     pools(c, &models);
+    yunet_own_ops(c, &models);
 
     let frame = resize(&photo, 640, 480, FilterType::Triangle);
     let det = detector
@@ -144,14 +145,43 @@ fn pools(c: &mut Criterion, models: &std::path::Path) {
     g.finish();
 }
 
+/// YuNet at the door's detection sizes with facegate's depthwise convolutions (the door) and
+/// with tract's, side by side in one run.
+fn yunet_own_ops(c: &mut Criterion, models: &std::path::Path) {
+    use facegate_models::ops::{optimised, optimised_by_tract};
+    use tract_onnx::prelude::*;
+    let bytes = YUNET.read_verified(models).expect("YuNet");
+    let mut g = c.benchmark_group("depthwise");
+    for (w, h) in [(320, 256), (640, 480)] {
+        let input = Tensor::zero::<f32>(&[1, 3, h, w]).expect("tensor");
+        for (name, optimise) in [
+            ("tract", optimised_by_tract as fn(_) -> _),
+            ("facegate", optimised),
+        ] {
+            let plan = facegate_models::ops::onnx()
+                .with_ignore_value_info(true)
+                .model_for_read(&mut &bytes[..])
+                .and_then(|m| m.with_input_fact(0, f32::fact([1, 3, h, w]).into()))
+                .and_then(optimise)
+                .and_then(|m| m.into_runnable())
+                .expect("YuNet plan");
+            g.bench_function(format!("yunet_{w}x{h}_{name}"), |b| {
+                b.iter(|| plan.run(tvec![input.clone().into()]).expect("YuNet"))
+            });
+        }
+    }
+    g.finish();
+}
+
 /// EdgeFace (int8 weights, as the door runs it) with its LayerNorms fused into facegate's
-/// operator and without (tract's own chain), side by side in one run.
+/// operator and without (tract's own chain), and with tract's depthwise convolutions and
+/// GELUs instead of facegate's, side by side in one run.
 fn layer_norms(c: &mut Criterion, models: &std::path::Path, crop: &image::RgbImage) {
     use tract_onnx::prelude::*;
     let bytes = facegate_models::model_files::EDGEFACE_INT8
         .read_verified(models)
         .expect("EdgeFace int8: run `facegate models fetch`");
-    let plans = facegate_models::embed::plans_with_and_without_fusion(&bytes).expect("plans");
+    let plans = facegate_models::embed::plans_for_the_bench(&bytes).expect("plans");
     let side = crop.width() as usize;
     let input = Tensor::zero::<f32>(&[1, 3, side, side]).expect("tensor");
     let mut g = c.benchmark_group("layernorm");

@@ -159,8 +159,7 @@ impl Detector {
             .model
             .clone()
             .with_input_fact(0, f32::fact([1, 3, h, w]).into())
-            .and_then(|m| m.into_optimized())
-            .and_then(crate::ops::with_own_ops)
+            .and_then(crate::ops::optimised)
             .and_then(|m| m.into_runnable())
             .map_err(|e| Error::load(MODEL, e))?;
         let mut plans = self.plans.lock().unwrap_or_else(|p| p.into_inner());

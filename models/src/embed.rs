@@ -249,16 +249,18 @@ pub(crate) fn plan_to(
     name: &'static str,
     output: Option<&str>,
 ) -> Result<Arc<TypedRunnableModel>> {
-    plan_with(bytes, name, output, true)
+    plan_with(bytes, name, output, true, crate::ops::optimised)
 }
 
 /// [`plan_to`], with or without fusing LayerNorms into facegate's own operator (without: the
-/// centring rewrite alone, as before the fusion; kept for the bench's side-by-side run).
+/// centring rewrite alone, as before the fusion), optimised by `optimise` (the door's
+/// [`crate::ops::optimised`]; the bench compares others side by side in one run).
 fn plan_with(
     bytes: &[u8],
     name: &'static str,
     output: Option<&str>,
     fuse_layer_norms: bool,
+    optimise: fn(InferenceModel) -> TractResult<TypedModel>,
 ) -> Result<Arc<TypedRunnableModel>> {
     let mut proto = crate::quantise::expand_int8_weights(bytes)?;
     crate::rewrite::prelu_as_relu_and_depthwise(&mut proto);
@@ -280,21 +282,30 @@ fn plan_with(
             }
             Ok(m)
         })
-        .and_then(|m| m.into_optimized())
-        .and_then(crate::ops::with_own_ops)
+        .and_then(optimise)
         .and_then(|m| m.into_runnable())
         .map_err(|e| Error::load(name, e))
 }
 
-/// An embedder's plan as the door builds it and as it was built before LayerNorm fusion, for
+/// An embedder's plan as the door builds it, as it was built before LayerNorm fusion, and
+/// with tract's own depthwise convolutions and GELUs instead of facegate's, for
 /// `benches/recognition.rs` to time side by side in one run.
 #[cfg(feature = "testdata")]
-pub fn plans_with_and_without_fusion(
-    bytes: &[u8],
-) -> Result<[(&'static str, Arc<TypedRunnableModel>); 2]> {
+pub fn plans_for_the_bench(bytes: &[u8]) -> Result<[(&'static str, Arc<TypedRunnableModel>); 3]> {
+    use crate::ops::{optimised, optimised_by_tract};
     Ok([
-        ("unfused", plan_with(bytes, "embedder", None, false)?),
-        ("fused", plan_with(bytes, "embedder", None, true)?),
+        (
+            "unfused",
+            plan_with(bytes, "embedder", None, false, optimised)?,
+        ),
+        (
+            "fused",
+            plan_with(bytes, "embedder", None, true, optimised)?,
+        ),
+        (
+            "fused_tract_ops",
+            plan_with(bytes, "embedder", None, true, optimised_by_tract)?,
+        ),
     ])
 }
 

@@ -10,6 +10,12 @@
 //! `ld2`, `fcmgt` and `bsl` on four lanes on aarch64 NEON; on armv7 (Rust's target has no
 //! NEON by default) a scalar compare and move per value, still without tract's bounds checks.
 
+mod depthwise;
+mod gelu;
+
+pub use depthwise::{DepthwiseConv, swap_depthwise};
+pub use gelu::{Gelu, swap_gelus};
+
 use tract_onnx::model::ParsingContext;
 use tract_onnx::pb::NodeProto;
 use tract_onnx::prelude::*;
@@ -248,9 +254,28 @@ fn maxpool_2x2_s2(src: &[f32], out: &mut [f32], h: usize, w: usize) {
     }
 }
 
+/// A loaded network typed, optimised and with facegate's operators swapped in where they
+/// compute the same: the depthwise convolutions before tract's optimiser (it would make them
+/// its own operator, whose fields are private), the max-pools and GELUs after it.
+pub fn optimised(model: InferenceModel) -> TractResult<TypedModel> {
+    let mut model = model.into_typed()?.into_decluttered()?;
+    swap_depthwise(&mut model)?;
+    with_own_ops(model.into_optimized()?)
+}
+
+/// As [`optimised`], but leaving depthwise convolutions and GELUs to tract (the door before
+/// they were facegate's), for the benches to time both in one run.
+#[cfg(feature = "testdata")]
+pub fn optimised_by_tract(model: InferenceModel) -> TractResult<TypedModel> {
+    let mut model = model.into_optimized()?;
+    swap_max_pools(&mut model)?;
+    Ok(model)
+}
+
 /// An optimised model with facegate's operators swapped in where they compute the same.
 pub fn with_own_ops(mut model: TypedModel) -> TractResult<TypedModel> {
     swap_max_pools(&mut model)?;
+    swap_gelus(&mut model)?;
     Ok(model)
 }
 

@@ -33,13 +33,12 @@ impl Runner {
     pub fn from_bytes(spec: SmallCnn, what: &'static str, bytes: &[u8]) -> Result<Self> {
         let model_err = |e: TractError| Error::load(what, e);
         let [c, h, w] = spec.input;
-        let plan = crate::ops::onnx()
+        let model = crate::ops::onnx()
             .model_for_read(&mut &bytes[..])
             .map_err(model_err)?
             .with_input_fact(0, f32::fact([1, c, h, w]).into())
-            .map_err(model_err)?
-            .into_optimized()
-            .and_then(crate::ops::with_own_ops)
+            .map_err(model_err)?;
+        let plan = crate::ops::optimised(model)
             .map_err(model_err)?
             .into_runnable()
             .map_err(model_err)?;

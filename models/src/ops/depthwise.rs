@@ -1,0 +1,440 @@
+//! A stride-1 depthwise convolution over channel-first planes, as facegate's own operator.
+//!
+//! Why: YuNet (20 of them) and EdgeFace (21, kernels 3x3 to 9x9) spend much of their time in
+//! depthwise convolutions, and tract-core's driver for them (a zone walk around a small
+//! kernel) is no longer vectorised once tract-core is built for size, which the door profile
+//! wants (tract-core is 40% of the door's code; it was 10.4% of the door's samples that way,
+//! docs/PERFORMANCE.md). Here each plane is copied once into a zero-bordered buffer and every
+//! kernel tap is one multiply-add of a contiguous input row into the output row, a loop the
+//! compiler vectorises for x86 and NEON; this crate is always built at full optimisation.
+//! The taps are summed in another order than tract's, so values differ in the last bits;
+//! a property test bounds that against tract's own operator.
+
+use tract_onnx::prelude::*;
+use tract_onnx::tract_core::internal::*;
+use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat, PaddingSpec};
+use tract_onnx::tract_core::ops::nn::DataFormat;
+
+/// Inputs: `x` as `[C, H, W]` or `[N, C, H, W]`, the kernel `[C, 1, kh, kw]`, the bias `[C]`
+/// or a scalar. Stride 1, no dilation, zero padding of `pad` rows and columns (top, left,
+/// bottom, right).
+#[derive(Debug, Clone, Hash, PartialEq, Eq)]
+pub struct DepthwiseConv {
+    kernel: [usize; 2],
+    pad: [usize; 4],
+}
+
+impl Op for DepthwiseConv {
+    fn name(&self) -> StaticName {
+        "facegate.DepthwiseConv".into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        Ok(vec![format!(
+            "kernel {:?}, padding {:?}",
+            self.kernel, self.pad
+        )])
+    }
+
+    op_as_typed_op!();
+}
+
+impl DepthwiseConv {
+    /// `[N, C, H, W]` of an input shape (N is 1 for `[C, H, W]`) and the output's `[OH, OW]`.
+    fn geometry(&self, shape: &[usize]) -> TractResult<([usize; 4], [usize; 2])> {
+        let nchw = match *shape {
+            [c, h, w] => [1, c, h, w],
+            [n, c, h, w] => [n, c, h, w],
+            _ => bail!("DepthwiseConv wants [C, H, W] or [N, C, H, W], got {shape:?}"),
+        };
+        let [kh, kw] = self.kernel;
+        let [top, left, bottom, right] = self.pad;
+        let (ph, pw) = (nchw[2] + top + bottom, nchw[3] + left + right);
+        ensure!(
+            nchw[2] > 0 && nchw[3] > 0 && kh > 0 && kw > 0 && ph >= kh && pw >= kw,
+            "DepthwiseConv: a {kh}x{kw} kernel does not fit {shape:?} padded by {:?}",
+            self.pad
+        );
+        Ok((nchw, [ph - kh + 1, pw - kw + 1]))
+    }
+}
+
+impl EvalOp for DepthwiseConv {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let (x, kernel, bias) = args_3!(inputs);
+        let ([n, c, h, w], [oh, ow]) = self.geometry(x.shape())?;
+        let [kh, kw] = self.kernel;
+        let (x_plain, k_plain, b_plain) = (
+            x.try_as_plain_ram()?,
+            kernel.try_as_plain_ram()?,
+            bias.try_as_plain_ram()?,
+        );
+        let (src, taps, bias) = (
+            x_plain.as_slice::<f32>()?,
+            k_plain.as_slice::<f32>()?,
+            b_plain.as_slice::<f32>()?,
+        );
+        ensure!(
+            taps.len() == c * kh * kw && (bias.len() == c || bias.len() == 1),
+            "DepthwiseConv: {} taps and {} biases for {c} channels of {kh}x{kw}",
+            taps.len(),
+            bias.len()
+        );
+        // Appended to, never zeroed first: a zeroed buffer this large comes fresh from the
+        // kernel on every call, and its page faults cost more than the convolution.
+        let mut out = Vec::with_capacity(n * c * oh * ow);
+        let bias_of = |ch: usize| if bias.len() == 1 { bias[0] } else { bias[ch] };
+        if self.kernel == [1, 1] && self.pad == [0; 4] {
+            // A per-channel scale and shift (SFace's PReLUs become these): no border to copy.
+            for (i, input) in src.chunks_exact(h * w).enumerate().take(n * c) {
+                let (tap, b) = (taps[i % c], bias_of(i % c));
+                out.extend(input.iter().map(|&v| b + tap * v));
+            }
+        } else {
+            let mut plane = Plane::new([h, w], self.pad);
+            for (i, input) in src.chunks_exact(h * w).enumerate().take(n * c) {
+                let ch = i % c;
+                plane.fill(input);
+                let taps = &taps[ch * kh * kw..][..kh * kw];
+                plane.convolve(taps, self.kernel, bias_of(ch), &mut out, [oh, ow]);
+            }
+        }
+        let mut shape: TVec<usize> = x.shape().into();
+        let rank = shape.len();
+        shape[rank - 2] = oh;
+        shape[rank - 1] = ow;
+        // Moved into the tensor, not copied: the first of YuNet's outputs is 1.3 MB.
+        let array = tract_ndarray::ArrayD::from_shape_vec(&*shape, out)?;
+        Ok(tvec!(array.into_tensor().into_tvalue()))
+    }
+}
+
+impl TypedOp for DepthwiseConv {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        ensure!(inputs.len() == 3, "DepthwiseConv wants x, kernel and bias");
+        let shape = inputs[0]
+            .shape
+            .as_concrete()
+            .context("DepthwiseConv wants a concrete input shape")?;
+        let (_, [oh, ow]) = self.geometry(shape)?;
+        let mut out: TVec<usize> = shape.into();
+        let rank = out.len();
+        out[rank - 2] = oh;
+        out[rank - 1] = ow;
+        Ok(tvec!(f32::fact(out)))
+    }
+
+    as_op!();
+}
+
+/// Output values computed together: two 4-lane vectors (SSE, NEON) or one 8-lane (AVX).
+const LANES: usize = 8;
+
+/// One input plane inside a zero border, reused for every plane of a tensor (the border is
+/// written once; each plane overwrites only the inside). Each row has `LANES` more zeros on
+/// the right, so the last block of a row reads whole blocks too.
+struct Plane {
+    values: Vec<f32>,
+    inner: [usize; 2],
+    top_left: [usize; 2],
+    width: usize,
+}
+
+impl Plane {
+    fn new([h, w]: [usize; 2], [top, left, bottom, right]: [usize; 4]) -> Self {
+        let width = w + left + right + LANES;
+        Self {
+            values: vec![0f32; (h + top + bottom) * width],
+            inner: [h, w],
+            top_left: [top, left],
+            width,
+        }
+    }
+
+    /// Copies an `h x w` plane inside the border.
+    fn fill(&mut self, input: &[f32]) {
+        let [_, w] = self.inner;
+        let [top, left] = self.top_left;
+        for (y, row) in input.chunks_exact(w).enumerate() {
+            let start = (top + y) * self.width + left;
+            self.values[start..start + w].copy_from_slice(row);
+        }
+    }
+
+    /// `output` (rows of `ow`) = `bias` + the kernel's taps over the bordered plane, `LANES`
+    /// outputs at a time: the running sums stay in registers across all taps. The square
+    /// kernels the door's networks have get a version where the kernel's size is a constant,
+    /// so the taps live in registers and every loop but the one over blocks unrolls.
+    fn convolve(
+        &self,
+        taps: &[f32],
+        kernel: [usize; 2],
+        bias: f32,
+        output: &mut Vec<f32>,
+        out_size: [usize; 2],
+    ) {
+        match kernel {
+            [1, 1] => self.convolve_k::<1, 1, { LANES }>(taps, bias, output, out_size),
+            [3, 3] => self.convolve_k::<3, 3, { LANES + 2 }>(taps, bias, output, out_size),
+            [5, 5] => self.convolve_k::<5, 5, { LANES + 4 }>(taps, bias, output, out_size),
+            [7, 7] => self.convolve_k::<7, 7, { LANES + 6 }>(taps, bias, output, out_size),
+            [9, 9] => self.convolve_k::<9, 9, { LANES + 8 }>(taps, bias, output, out_size),
+            _ => self.convolve_any(taps, kernel, bias, output, out_size),
+        }
+    }
+
+    /// [`Self::convolve`] for a `KH x KW` kernel; `WIN` is `LANES + KW - 1`, the inputs one
+    /// block of outputs reads from a row.
+    fn convolve_k<const KH: usize, const KW: usize, const WIN: usize>(
+        &self,
+        taps: &[f32],
+        bias: f32,
+        output: &mut Vec<f32>,
+        [oh, ow]: [usize; 2],
+    ) {
+        debug_assert_eq!(WIN, LANES + KW - 1);
+        let mut k = [[0f32; KW]; KH];
+        for (row, src) in k.iter_mut().zip(taps.chunks_exact(KW)) {
+            row.copy_from_slice(src);
+        }
+        for y in 0..oh {
+            let rows: [&[f32]; KH] =
+                std::array::from_fn(|ky| &self.values[(y + ky) * self.width..][..self.width]);
+            for x in (0..ow).step_by(LANES) {
+                let mut acc = [bias; LANES];
+                for (row, row_taps) in rows.iter().zip(&k) {
+                    let win: &[f32; WIN] = row[x..x + WIN].try_into().expect("WIN values");
+                    for (kx, &tap) in row_taps.iter().enumerate() {
+                        for (l, a) in acc.iter_mut().enumerate() {
+                            *a += tap * win[kx + l];
+                        }
+                    }
+                }
+                push(output, &acc, ow - x);
+            }
+        }
+    }
+
+    /// [`Self::convolve`] for any kernel size.
+    fn convolve_any(
+        &self,
+        taps: &[f32],
+        [kh, kw]: [usize; 2],
+        bias: f32,
+        output: &mut Vec<f32>,
+        [oh, ow]: [usize; 2],
+    ) {
+        for y in 0..oh {
+            let rows = &self.values[y * self.width..(y + kh) * self.width];
+            for x in (0..ow).step_by(LANES) {
+                let mut acc = [bias; LANES];
+                for (row, row_taps) in rows.chunks_exact(self.width).zip(taps.chunks_exact(kw)) {
+                    for (kx, &tap) in row_taps.iter().enumerate() {
+                        let src = &row[x + kx..x + kx + LANES];
+                        for (a, &v) in acc.iter_mut().zip(src) {
+                            *a += tap * v;
+                        }
+                    }
+                }
+                push(output, &acc, ow - x);
+            }
+        }
+    }
+}
+
+/// Appends the first `len` values of a block (all of them, without a length known only at run
+/// time, when `len >= LANES`: a block's store then stays two vector stores, not a `memcpy`).
+#[inline(always)]
+fn push(output: &mut Vec<f32>, block: &[f32; LANES], len: usize) {
+    if len >= LANES {
+        output.extend_from_slice(block);
+    } else {
+        output.extend_from_slice(&block[..len]);
+    }
+}
+
+/// The op for a decluttered tract `Conv` node that [`DepthwiseConv`] computes, if it is one:
+/// f32, one input and one output channel per group, channel-first planes, stride 1, no
+/// dilation, explicit padding, an OIHW kernel and a bias that are constants.
+fn fits(model: &TypedModel, node: &TypedNode) -> TractResult<Option<DepthwiseConv>> {
+    let Some(conv) = node.op_as::<Conv>() else {
+        return Ok(None);
+    };
+    let spec = &conv.pool_spec;
+    let (x, kernel, bias) = match node.inputs[..] {
+        [x, k, b] => (
+            model.outlet_fact(x)?,
+            model.outlet_fact(k)?,
+            model.outlet_fact(b)?,
+        ),
+        _ => return Ok(None),
+    };
+    let channels = spec.input_channels;
+    let form_fits = conv.q_params.is_none()
+        && conv.kernel_fmt == KernelFormat::OIHW
+        && conv.group == channels
+        && spec.output_channels == channels
+        && matches!(spec.data_format, DataFormat::NCHW | DataFormat::CHW)
+        && spec.kernel_shape.len() == 2
+        && spec.strides.as_deref().is_none_or(|s| s == [1, 1])
+        && spec.dilations.as_deref().is_none_or(|d| d == [1, 1])
+        && [x, kernel, bias]
+            .iter()
+            .all(|f| f.datum_type == f32::datum_type())
+        && kernel.konst.is_some()
+        && bias.konst.is_some()
+        && kernel.shape.as_concrete()
+            == Some(&[channels, 1, spec.kernel_shape[0], spec.kernel_shape[1]][..])
+        && (bias.rank() == 0 || bias.shape.as_concrete() == Some(&[channels][..]));
+    if !form_fits {
+        return Ok(None);
+    }
+    let pad = match &spec.padding {
+        PaddingSpec::Valid => [0; 4],
+        PaddingSpec::Explicit(b, a) | PaddingSpec::ExplicitOnnxPool(b, a, _)
+            if b.len() == 2 && a.len() == 2 =>
+        {
+            [b[0], b[1], a[0], a[1]]
+        }
+        _ => return Ok(None),
+    };
+    let op = DepthwiseConv {
+        kernel: [spec.kernel_shape[0], spec.kernel_shape[1]],
+        pad,
+    };
+    // The output shape settles the padding's rounding: ours must be tract's.
+    let tracts = &model.outlet_fact(node.id.into())?.shape;
+    let same = op
+        .output_facts(&[x, kernel, bias])
+        .is_ok_and(|f| &f[0].shape == tracts);
+    Ok(same.then_some(op))
+}
+
+/// Replaces every depthwise `Conv` of a decluttered `model` that [`DepthwiseConv`] computes;
+/// returns how many. Run before tract's own optimisation, which would turn them into its
+/// depthwise operator.
+pub fn swap_depthwise(model: &mut TypedModel) -> TractResult<usize> {
+    let mut swapped = 0;
+    for id in model.eval_order()? {
+        let node = model.node(id);
+        let Some(op) = fits(model, node)? else {
+            continue;
+        };
+        let patch = TypedModelPatch::replace_single_op(model, node, &node.inputs, op)?;
+        patch.apply(model)?;
+        swapped += 1;
+    }
+    if swapped > 0 {
+        model.compact()?;
+    }
+    Ok(swapped)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use tract_onnx::tract_core::ops::cnn::PoolSpec;
+
+    /// A decluttered model of one depthwise `Conv` as tract builds it.
+    fn conv_model(shape: &[usize], kernel: &Tensor, bias: &Tensor, pad: [usize; 4]) -> TypedModel {
+        let c = kernel.shape()[0];
+        let mut model = TypedModel::default();
+        let src = model.add_source("x", f32::fact(shape)).expect("tract");
+        let k = model.add_const("k", kernel.clone()).expect("tract");
+        let b = model.add_const("b", bias.clone()).expect("tract");
+        let spec = PoolSpec {
+            data_format: if shape.len() == 4 {
+                DataFormat::NCHW
+            } else {
+                DataFormat::CHW
+            },
+            kernel_shape: kernel.shape()[2..].into(),
+            padding: PaddingSpec::Explicit(tvec![pad[0], pad[1]], tvec![pad[2], pad[3]]),
+            dilations: None,
+            strides: None,
+            input_channels: c,
+            output_channels: c,
+        };
+        let conv = Conv {
+            pool_spec: spec,
+            kernel_fmt: KernelFormat::OIHW,
+            group: c,
+            q_params: None,
+        };
+        let out = model.wire_node("conv", conv, &[src, k, b]).expect("tract");
+        model.select_output_outlets(&out).expect("tract");
+        model.into_decluttered().expect("tract")
+    }
+
+    fn run(model: TypedModel, input: &Tensor) -> Tensor {
+        model
+            .into_optimized()
+            .and_then(|m| m.into_runnable())
+            .expect("tract")
+            .run(tvec![input.clone().into()])
+            .expect("tract")
+            .remove(0)
+            .into_tensor()
+    }
+
+    fn values(len: usize, seed: u64) -> Vec<f32> {
+        (0..len as u64)
+            .map(|i| (((i * 7919 + seed * 104_729) % 2003) as f32 / 1001.5) - 1.0)
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        /// Swapped in, the plan computes what tract's own depthwise convolution computes, up to
+        /// the rounding of another summation order.
+        #[test]
+        fn equals_tracts_depthwise(
+            batch in prop::option::of(1usize..3),
+            c in 1usize..9, h in 1usize..13, w in 1usize..13,
+            (kh, kw) in prop_oneof![Just((1usize, 1usize)), (1usize..10, 1usize..10)],
+            pad in prop_oneof![Just([0usize; 4]), prop::array::uniform4(0usize..5)],
+            scalar_bias in any::<bool>(),
+            seed in 0u64..1000,
+        ) {
+            prop_assume!(h + pad[0] + pad[2] >= kh && w + pad[1] + pad[3] >= kw);
+            let shape: Vec<usize> = batch.map(|n| vec![n, c, h, w]).unwrap_or(vec![c, h, w]);
+            let volume: usize = shape.iter().product();
+            let input = Tensor::from_shape(&shape, &values(volume, seed)).expect("tract");
+            let kernel = Tensor::from_shape(&[c, 1, kh, kw], &values(c * kh * kw, seed + 1)).expect("tract");
+            let bias = if scalar_bias { tensor0(0.25f32) } else { tensor1(&values(c, seed + 2)) };
+            let model = conv_model(&shape, &kernel, &bias, pad);
+            let want = run(model.clone(), &input);
+            // Decluttering turns a one-channel 1x1 convolution into a product: nothing to swap.
+            let convs = model.nodes().iter().filter(|n| n.op_is::<Conv>()).count();
+            prop_assert!(convs == 1 || (c == 1 && kh == 1 && kw == 1), "{convs} convolutions");
+            let mut swapped = model;
+            prop_assert_eq!(swap_depthwise(&mut swapped).expect("tract"), convs);
+            let got = run(swapped, &input);
+            prop_assert_eq!(got.shape(), want.shape());
+            let (got, want) = (got.try_as_plain_ram().expect("plain"), want.try_as_plain_ram().expect("plain"));
+            let (got, want) = (got.as_slice::<f32>().expect("f32"), want.as_slice::<f32>().expect("f32"));
+            for (g, w) in got.iter().zip(want) {
+                prop_assert!((g - w).abs() <= 1e-5 * (1.0 + (kh * kw) as f32), "{g} vs {w}");
+            }
+        }
+    }
+
+    /// A strided convolution is left to tract.
+    #[test]
+    fn leaves_strided_convolutions_alone() {
+        let kernel = Tensor::from_shape(&[2, 1, 3, 3], &values(18, 3)).expect("tract");
+        let mut model = conv_model(&[1, 2, 8, 8], &kernel, &tensor1(&[0f32, 1.0]), [1; 4]);
+        let id = model
+            .nodes()
+            .iter()
+            .find(|n| n.op_is::<Conv>())
+            .expect("a conv")
+            .id;
+        let conv = model.node_mut(id).op_as_mut::<Conv>().expect("a conv");
+        conv.pool_spec.strides = Some(tvec![2, 2]);
+        assert_eq!(swap_depthwise(&mut model).expect("tract"), 0);
+    }
+}
