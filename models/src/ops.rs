@@ -291,11 +291,9 @@ fn max(a: f32, b: f32) -> f32 {
 /// 2x2 kernel, stride 2, no dilation, no padding, no index output, concrete shape) with it.
 /// Returns how many were replaced.
 pub fn swap_max_pools(model: &mut TypedModel) -> TractResult<usize> {
-    let mut swapped = 0;
-    for id in model.eval_order()? {
-        let node = model.node(id);
+    swap_each(model, |model, node| {
         let Some(pool) = node.op_as::<OptMaxPool>() else {
-            continue;
+            return Ok(None);
         };
         let fact = model.outlet_fact(node.inputs[0])?;
         let spec = &pool.pool_spec;
@@ -314,11 +312,24 @@ pub fn swap_max_pools(model: &mut TypedModel) -> TractResult<usize> {
                 _ => false,
             }
             // The output shape settles ceil mode on odd sides: ours drops the odd row.
-            && MaxPool2x2.output_facts(&[fact])?[0].shape == model.outlet_fact(id.into())?.shape;
-        if !fits {
+            && MaxPool2x2.output_facts(&[fact])?[0].shape == model.outlet_fact(node.id.into())?.shape;
+        Ok(fits.then_some(MaxPool2x2))
+    })
+}
+
+/// Replaces each node of `model` for which `choose` names an operator by that operator, on the
+/// same inputs; returns how many. Every swap of facegate's operators goes through here.
+pub(crate) fn swap_each<O: TypedOp>(
+    model: &mut TypedModel,
+    choose: impl Fn(&TypedModel, &TypedNode) -> TractResult<Option<O>>,
+) -> TractResult<usize> {
+    let mut swapped = 0;
+    for id in model.eval_order()? {
+        let node = model.node(id);
+        let Some(op) = choose(model, node)? else {
             continue;
-        }
-        let patch = TypedModelPatch::replace_single_op(model, node, &node.inputs, MaxPool2x2)?;
+        };
+        let patch = TypedModelPatch::replace_single_op(model, node, &node.inputs, op)?;
         patch.apply(model)?;
         swapped += 1;
     }

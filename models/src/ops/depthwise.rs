@@ -316,20 +316,7 @@ fn fits(model: &TypedModel, node: &TypedNode) -> TractResult<Option<DepthwiseCon
 /// returns how many. Run before tract's own optimisation, which would turn them into its
 /// depthwise operator.
 pub fn swap_depthwise(model: &mut TypedModel) -> TractResult<usize> {
-    let mut swapped = 0;
-    for id in model.eval_order()? {
-        let node = model.node(id);
-        let Some(op) = fits(model, node)? else {
-            continue;
-        };
-        let patch = TypedModelPatch::replace_single_op(model, node, &node.inputs, op)?;
-        patch.apply(model)?;
-        swapped += 1;
-    }
-    if swapped > 0 {
-        model.compact()?;
-    }
-    Ok(swapped)
+    super::swap_each(model, fits)
 }
 
 #[cfg(test)]

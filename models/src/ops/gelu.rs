@@ -69,23 +69,16 @@ fn gelu(xs: &[f32], out: &mut [f32]) -> TractResult<()> {
 
 /// Replaces every f32 `GeluExact` of an optimised `model` with [`Gelu`]; returns how many.
 pub fn swap_gelus(model: &mut TypedModel) -> TractResult<usize> {
-    let mut swapped = 0;
-    for id in model.eval_order()? {
-        let node = model.node(id);
+    super::swap_each(model, |model, node| {
         let is_gelu = node
             .op_as::<ElementWiseOp>()
             .is_some_and(|op| op.0.is::<GeluExact>() && op.1.is_none());
-        if !is_gelu || model.outlet_fact(node.inputs[0])?.datum_type != f32::datum_type() {
-            continue;
+        if !is_gelu {
+            return Ok(None);
         }
-        let patch = TypedModelPatch::replace_single_op(model, node, &node.inputs, Gelu)?;
-        patch.apply(model)?;
-        swapped += 1;
-    }
-    if swapped > 0 {
-        model.compact()?;
-    }
-    Ok(swapped)
+        let f32_in = model.outlet_fact(node.inputs[0])?.datum_type == f32::datum_type();
+        Ok(f32_in.then_some(Gelu))
+    })
 }
 
 #[cfg(test)]
