@@ -13,8 +13,8 @@
 mod depthwise;
 mod gelu;
 
-pub use depthwise::{DepthwiseConv, swap_depthwise};
-pub use gelu::{Gelu, swap_gelus};
+use depthwise::swap_depthwise;
+use gelu::swap_gelus;
 
 use tract_onnx::model::ParsingContext;
 use tract_onnx::pb::NodeProto;
@@ -260,7 +260,10 @@ fn maxpool_2x2_s2(src: &[f32], out: &mut [f32], h: usize, w: usize) {
 pub fn optimised(model: InferenceModel) -> TractResult<TypedModel> {
     let mut model = model.into_typed()?.into_decluttered()?;
     swap_depthwise(&mut model)?;
-    with_own_ops(model.into_optimized()?)
+    let mut model = model.into_optimized()?;
+    swap_max_pools(&mut model)?;
+    swap_gelus(&mut model)?;
+    Ok(model)
 }
 
 /// As [`optimised`], but leaving depthwise convolutions and GELUs to tract (the door before
@@ -269,13 +272,6 @@ pub fn optimised(model: InferenceModel) -> TractResult<TypedModel> {
 pub fn optimised_by_tract(model: InferenceModel) -> TractResult<TypedModel> {
     let mut model = model.into_optimized()?;
     swap_max_pools(&mut model)?;
-    Ok(model)
-}
-
-/// An optimised model with facegate's operators swapped in where they compute the same.
-pub fn with_own_ops(mut model: TypedModel) -> TractResult<TypedModel> {
-    swap_max_pools(&mut model)?;
-    swap_gelus(&mut model)?;
     Ok(model)
 }
 
