@@ -356,7 +356,7 @@ pub fn liveness_check(config: &Config) -> Result<Option<crate::app::LivenessChec
         "the liveness check needs its network: run `facegate models fetch` (or set \
          [liveness] mode = \"off\", which lets photos in)",
     )?;
-    let net = facegate_models::liveness::Liveness::from_bytes(&bytes, &manifest.views)?;
+    let net = facegate_models::liveness::Liveness::from_manifest(&manifest, &bytes)?;
     let threshold = config.liveness.threshold.unwrap_or(manifest.threshold);
     eprintln!("liveness: passive, threshold {threshold:.3}");
     Ok(Some(crate::app::LivenessCheck { net, threshold }))

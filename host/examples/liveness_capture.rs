@@ -127,7 +127,7 @@ fn main() -> Result<()> {
     );
     let models = args.get(2).map(PathBuf::from).unwrap_or_else(default_dir);
     let (manifest, bytes) = read_verified(&models)?;
-    let net = Liveness::from_bytes(&bytes, &manifest.views)?;
+    let net = Liveness::from_manifest(&manifest, &bytes)?;
     let detector = Detector::from_bytes(&YUNET.read_verified(&models)?, Default::default())?;
     let list = attempts(&dir)?;
     println!(

@@ -198,7 +198,7 @@ fn layer_norms(c: &mut Criterion, models: &std::path::Path, crop: &image::RgbIma
 /// an ensemble of two networks (the network's cost does not depend on its weights, so a fixed
 /// pattern stands in for trained ones).
 fn liveness(c: &mut Criterion, frame: &image::RgbImage, face: &facegate_models::geometry::BBox) {
-    use facegate_models::liveness::{Liveness, input, net};
+    use facegate_models::liveness::{Levels, Liveness, input, net};
     let mut g = c.benchmark_group("liveness");
     for views in [&[2.0][..], &[2.0, 3.0], &[2.0, 1.0]] {
         let name = views
@@ -219,16 +219,23 @@ fn liveness(c: &mut Criterion, frame: &image::RgbImage, face: &facegate_models::
             })
             .collect();
         let bytes = spec.graph(&weights).expect("graph");
-        let check = Liveness::from_bytes(&bytes, views).expect("load");
-        g.bench_function(format!("score_640x480_views_{name}"), |b| {
-            b.iter(|| check.score(frame, face).expect("score"))
-        });
+        for levels in [Levels::AsCaptured, Levels::PerPlane] {
+            let check = Liveness::from_bytes(&bytes, views, levels).expect("load");
+            let levelled = if levels == Levels::PerPlane {
+                "_per_plane"
+            } else {
+                ""
+            };
+            g.bench_function(format!("score_640x480_views_{name}{levelled}"), |b| {
+                b.iter(|| check.score(frame, face).expect("score"))
+            });
+        }
         // The door's views as an ensemble of two trainings (`models liveness --ensemble 2`).
         if views == [2.0, 3.0] {
             let both = spec
                 .ensemble(&[weights.clone(), weights])
                 .expect("ensemble");
-            let check = Liveness::from_bytes(&both, views).expect("load");
+            let check = Liveness::from_bytes(&both, views, Levels::AsCaptured).expect("load");
             g.bench_function(format!("score_640x480_views_{name}_ensemble_2"), |b| {
                 b.iter(|| check.score(frame, face).expect("score"))
             });

@@ -65,6 +65,70 @@ pub struct Manifest {
     /// existed: those networks see [`LEGACY_VIEWS`]).
     #[serde(default = "legacy_views")]
     pub views: Vec<f32>,
+    /// How the planes are levelled before the network sees them (absent in manifests written
+    /// before levelling existed: those networks see the levels as captured).
+    #[serde(default)]
+    pub levels: Levels,
+}
+
+/// How each input plane (one colour channel of one view) is levelled before the network sees
+/// it. Why: a network fed the levels as captured learnt the recordings' brightness and colour
+/// as cues, and let 93% of the development prints in when the frames were darkened to 60% of
+/// the light (docs/LIVENESS.md). Levelling each plane to zero mean and unit spread takes any
+/// gain and offset of a colour channel (exposure, white balance) out of what the network can
+/// see, exactly, where training to ignore them only approximates it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Levels {
+    /// `p / 128 - 1` of each level `p`, as the camera gave it.
+    #[default]
+    AsCaptured,
+    /// Each plane to zero mean and unit standard deviation (a flat plane's spread counts as
+    /// two grey levels, so noise on a blank wall is not blown up to full contrast).
+    PerPlane,
+    /// Each plane's levels divided by their mean (then 1 taken off): a colour channel's gain
+    /// (exposure, white balance) is gone, its contrast relative to its mean stays (a print's
+    /// flat range is such a cue). A mean under two grey levels counts as two.
+    Gain,
+    /// Every plane's levels divided by the mean level of the whole input: one gain for all
+    /// views and colours, the camera's exposure, is gone; colour balance and the brightness
+    /// of the face against its surroundings stay.
+    Brightness,
+}
+
+impl Levels {
+    /// Levels `planes` (whole [`SIDE`]x[`SIDE`] planes, as [`input`] makes them) in place.
+    pub fn apply(self, planes: &mut [f32]) {
+        if self == Levels::AsCaptured {
+            return;
+        }
+        let plane = (SIDE * SIDE) as usize;
+        if matches!(self, Levels::Gain | Levels::Brightness) {
+            let each = if self == Levels::Gain {
+                plane
+            } else {
+                planes.len().max(1)
+            };
+            for part in planes.chunks_mut(each) {
+                // Back to levels 0..255 (`p / 128 - 1`), divided by their mean.
+                let mean = part.iter().map(|v| (v + 1.0) * 128.0).sum::<f32>() / part.len() as f32;
+                let scale = 128.0 / mean.max(2.0);
+                for v in part.iter_mut() {
+                    *v = (*v + 1.0) * scale - 1.0;
+                }
+            }
+            return;
+        }
+        for plane in planes.chunks_mut(plane) {
+            let n = plane.len() as f32;
+            let mean = plane.iter().sum::<f32>() / n;
+            let var = plane.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
+            let scale = 1.0 / var.sqrt().max(2.0 / 128.0);
+            for v in plane.iter_mut() {
+                *v = (*v - mean) * scale;
+            }
+        }
+    }
 }
 
 fn legacy_views() -> Vec<f32> {
@@ -182,23 +246,31 @@ pub fn read_verified(models_dir: &Path) -> Result<(Manifest, Vec<u8>)> {
     Ok((manifest, bytes))
 }
 
-/// The loaded network, with the views it was trained on.
+/// The loaded network, with the views and levels it was trained on.
 #[derive(Clone, Debug)]
 pub struct Liveness {
     net: Runner,
     views: Vec<f32>,
+    levels: Levels,
 }
 
 impl Liveness {
     /// Loads the network from ONNX bytes (vouched for by the caller: a manifest or a bundle
-    /// signature) that sees `views` ([`Manifest::views`]). A file whose input does not match
-    /// the views is refused here, not at the first face.
-    pub fn from_bytes(bytes: &[u8], views: &[f32]) -> Result<Self> {
+    /// signature) that sees `views` ([`Manifest::views`]) levelled by `levels`
+    /// ([`Manifest::levels`]). A file whose input does not match the views is refused here, not
+    /// at the first face.
+    pub fn from_bytes(bytes: &[u8], views: &[f32], levels: Levels) -> Result<Self> {
         check_views(views).map_err(|e| Error::load("liveness", e))?;
         Ok(Self {
             net: Runner::from_bytes(net(views.len()), "liveness", bytes)?,
             views: views.to_vec(),
+            levels,
         })
+    }
+
+    /// The network a manifest describes, from its checked bytes ([`read_verified`]).
+    pub fn from_manifest(manifest: &Manifest, bytes: &[u8]) -> Result<Self> {
+        Self::from_bytes(bytes, &manifest.views, manifest.levels)
     }
 
     /// The views this network sees.
@@ -206,8 +278,15 @@ impl Liveness {
         &self.views
     }
 
-    /// The logit for one input made by [`input`] with [`Self::views`] (above 0: live).
-    pub fn run(&self, input: Vec<f32>) -> Result<f32> {
+    /// How this network's input is levelled.
+    pub fn levels(&self) -> Levels {
+        self.levels
+    }
+
+    /// The logit for one input made by [`input`] with [`Self::views`] (above 0: live),
+    /// levelled here as the network was trained.
+    pub fn run(&self, mut input: Vec<f32>) -> Result<f32> {
+        self.levels.apply(&mut input);
         Ok(self.net.run(input)?[0])
     }
 
@@ -334,11 +413,141 @@ mod tests {
                 })
                 .collect();
             let bytes = spec.graph(&weights).expect("graph");
-            let net = Liveness::from_bytes(&bytes, views).expect("load");
+            let net = Liveness::from_bytes(&bytes, views, Levels::AsCaptured).expect("load");
             assert!(net.score(&frame, &face).expect("score").is_finite());
             // The file's input must match the views it is said to see: refused at load.
-            assert!(Liveness::from_bytes(&bytes, other).is_err(), "{views:?}");
+            assert!(
+                Liveness::from_bytes(&bytes, other, Levels::AsCaptured).is_err(),
+                "{views:?}"
+            );
         }
+    }
+
+    /// A textured frame and the same scene under another exposure and white balance: each
+    /// channel's levels times `gain[c]` plus `lift[c]`, rounded to whole grey levels.
+    fn another_camera(gain: [f32; 3], lift: [f32; 3]) -> (Vec<f32>, Vec<f32>) {
+        let frame = RgbImage::from_fn(320, 240, |x, y| {
+            image::Rgb([
+                (x % 200 + 30) as u8,
+                (y + 10) as u8,
+                ((x * 7 + y * 13) % 220 + 20) as u8,
+            ])
+        });
+        let mut other = frame.clone();
+        for p in other.pixels_mut() {
+            for c in 0..3 {
+                p[c] = (p[c] as f32 * gain[c] + lift[c]).round() as u8;
+            }
+        }
+        let face = BBox {
+            x: 100.0,
+            y: 60.0,
+            w: 90.0,
+            h: 110.0,
+        };
+        (input(&frame, &face, &VIEWS), input(&other, &face, &VIEWS))
+    }
+
+    fn mean_difference(a: &[f32], b: &[f32]) -> f32 {
+        a.iter().zip(b).map(|(x, y)| (x - y).abs()).sum::<f32>() / a.len() as f32
+    }
+
+    #[test]
+    fn levelling_per_plane_takes_out_each_channels_gain_and_offset() {
+        let (mut a, mut b) = another_camera([0.6, 0.5, 0.7], [3.0, 10.0, 0.0]);
+        let before = mean_difference(&a, &b);
+        assert!(
+            before > 0.3,
+            "the change must be visible as captured: {before}"
+        );
+        Levels::PerPlane.apply(&mut a);
+        Levels::PerPlane.apply(&mut b);
+        for plane in a.chunks((SIDE * SIDE) as usize) {
+            let n = plane.len() as f32;
+            let mean = plane.iter().sum::<f32>() / n;
+            let var = plane.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / n;
+            assert!(
+                mean.abs() < 1e-4 && (var - 1.0).abs() < 1e-3,
+                "{mean} {var}"
+            );
+        }
+        // Up to the rounding of the changed levels to whole grey levels.
+        let after = mean_difference(&a, &b);
+        assert!(after < 0.02, "mean difference after levelling {after}");
+        // A flat plane stays flat, not amplified noise.
+        let mut flat = vec![0.25; (SIDE * SIDE) as usize];
+        flat[7] = 0.25 + 1.0 / 128.0;
+        Levels::PerPlane.apply(&mut flat);
+        assert!(flat.iter().all(|v| v.abs() <= 0.5), "{:?}", &flat[..8]);
+    }
+
+    #[test]
+    fn levelling_by_gain_takes_out_each_channels_gain_and_keeps_contrast() {
+        let (mut a, mut b) = another_camera([0.6, 0.5, 0.7], [0.0; 3]);
+        let before = mean_difference(&a, &b);
+        assert!(
+            before > 0.3,
+            "the change must be visible as captured: {before}"
+        );
+        Levels::Gain.apply(&mut a);
+        Levels::Gain.apply(&mut b);
+        let after = mean_difference(&a, &b);
+        assert!(after < 0.02, "mean difference after levelling {after}");
+        // Each plane's mean level is now 128 (0 as an input value); its spread is not touched.
+        for plane in a.chunks((SIDE * SIDE) as usize) {
+            let mean = plane.iter().sum::<f32>() / plane.len() as f32;
+            assert!(mean.abs() < 1e-4, "{mean}");
+        }
+        let (mut low, _) = another_camera([1.0; 3], [0.0; 3]);
+        let contrast = |v: &[f32]| v.iter().map(|x| x.abs()).sum::<f32>();
+        let mut flatter: Vec<f32> = low.iter().map(|v| v * 0.5).collect();
+        Levels::Gain.apply(&mut low);
+        Levels::Gain.apply(&mut flatter);
+        assert!(
+            contrast(&flatter) < 0.8 * contrast(&low),
+            "a flatter range stays flatter"
+        );
+        // As captured leaves the input alone; a black plane is not divided by zero.
+        let (same, _) = another_camera([1.0; 3], [0.0; 3]);
+        let mut kept = same.clone();
+        Levels::AsCaptured.apply(&mut kept);
+        assert_eq!(kept, same);
+        let mut black = vec![-1.0; (SIDE * SIDE) as usize];
+        Levels::Gain.apply(&mut black);
+        assert!(black.iter().all(|v| v.is_finite()));
+    }
+
+    #[test]
+    fn levelling_by_brightness_takes_out_one_gain_and_keeps_colour() {
+        let (mut a, mut b) = another_camera([0.6; 3], [0.0; 3]);
+        let before = mean_difference(&a, &b);
+        assert!(
+            before > 0.3,
+            "the change must be visible as captured: {before}"
+        );
+        Levels::Brightness.apply(&mut a);
+        Levels::Brightness.apply(&mut b);
+        let after = mean_difference(&a, &b);
+        assert!(after < 0.02, "mean difference after levelling {after}");
+        // Another colour balance is not levelled away.
+        let (mut a, mut b) = another_camera([0.6, 0.5, 0.7], [0.0; 3]);
+        Levels::Brightness.apply(&mut a);
+        Levels::Brightness.apply(&mut b);
+        assert!(mean_difference(&a, &b) > 0.05);
+    }
+
+    #[test]
+    fn manifests_without_levels_mean_levels_as_captured() {
+        let json = r#"{"sha256":"00","threshold":0.5,"data":"d","command":"c","seed":1,
+            "attempts":[1,1],"calibration":[0.0,0.0],"loss":[],"views":[2.0,3.0]}"#;
+        let m: Manifest = serde_json::from_str(json).expect("parse");
+        assert_eq!(m.levels, Levels::AsCaptured);
+        let written = serde_json::to_string(&Manifest {
+            levels: Levels::PerPlane,
+            ..m
+        })
+        .expect("json");
+        assert!(written.contains(r#""levels":"per-plane""#), "{written}");
     }
 
     #[test]
@@ -357,7 +566,8 @@ mod tests {
         };
         let (a, b, c) = (member(0), member(1), member(2));
         let one = |w: &Vec<Vec<f32>>| {
-            Liveness::from_bytes(&spec.graph(w).expect("graph"), &VIEWS).expect("load")
+            Liveness::from_bytes(&spec.graph(w).expect("graph"), &VIEWS, Levels::AsCaptured)
+                .expect("load")
         };
         let (frame, face) = frame_and_face(90);
         let x = input(&frame, &face, &VIEWS);
@@ -370,7 +580,7 @@ mod tests {
             "members must differ for the test to mean anything"
         );
         let both = spec.ensemble(&[a.clone(), b.clone(), c]).expect("ensemble");
-        let got = Liveness::from_bytes(&both, &VIEWS)
+        let got = Liveness::from_bytes(&both, &VIEWS, Levels::AsCaptured)
             .expect("load")
             .run(x)
             .expect("run");

@@ -1,7 +1,7 @@
 //! `facegate models liveness` end to end on a small slice of the shared train split: both ways
 //! of choosing the threshold (a held-out third of the people, cross-validation over folds of
 //! people) train, an ensemble of two trainings too, write a network whose manifest says which
-//! views it sees and the command that made it, and `facegate eval --protocol liveness` then runs
+//! views it sees, how its input is levelled and the command that made it, and `facegate eval --protocol liveness` then runs
 //! that network with those views. One epoch on a few attempts: this checks the plumbing, not
 //! the figures (docs/LIVENESS.md has those).
 
@@ -60,7 +60,8 @@ fn liveness_trains_with_views_and_folds_and_eval_runs_what_it_wrote() {
     let yunet = "face_detection_yunet_2023mar.onnx";
     std::fs::copy(models_dir().join(yunet), models.join(yunet)).expect("YuNet");
     let data = data.to_str().expect("utf-8");
-    // The second run also re-exposes its training frames (`--exposure`).
+    // The second run also re-exposes its training frames (`--exposure`) and levels the
+    // network's input (`--levels brightness`), which the manifest records for the door.
     for (views, folds, channels, members, exposure) in
         [("2", "0", 1, "1", false), ("2,1", "2", 2, "2", true)]
     {
@@ -79,7 +80,7 @@ fn liveness_trains_with_views_and_folds_and_eval_runs_what_it_wrote() {
             members,
         ];
         if exposure {
-            args.push("--exposure");
+            args.extend(["--exposure", "--levels", "brightness"]);
         }
         let text = facegate(&models, &args);
         assert!(text.contains("APCER per species there: print"), "{text}");
@@ -95,7 +96,17 @@ fn liveness_trains_with_views_and_folds_and_eval_runs_what_it_wrote() {
         let calibrated = manifest["attempts"][1].as_u64().expect("attempts");
         assert_eq!(calibrated, if folds == "0" { 2 } else { 8 }, "{manifest}");
         let command = manifest["command"].as_str().expect("command");
-        let tail = if exposure { " --exposure" } else { "" };
+        let tail = if exposure {
+            " --exposure --levels brightness"
+        } else {
+            ""
+        };
+        let levels = if exposure {
+            "brightness"
+        } else {
+            "as-captured"
+        };
+        assert_eq!(manifest["levels"], levels, "{manifest}");
         assert!(
             command.ends_with(&format!("--ensemble {members}{tail}")),
             "{command}"

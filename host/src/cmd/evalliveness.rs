@@ -16,7 +16,7 @@ use crate::files::write_png;
 pub fn run(cmd: &EvalCmd) -> Result<()> {
     let models = cmd.net.models.resolve();
     let (manifest, bytes) = read_verified(&models)?;
-    let net = Liveness::from_bytes(&bytes, &manifest.views)?;
+    let net = Liveness::from_manifest(&manifest, &bytes)?;
     let yunet = facegate_models::model_files::YUNET.read_verified(&models)?;
     let detector = Detector::from_bytes(&yunet, Default::default())?;
     let list = attempts(&cmd.dataset)?;

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
+use facegate_models::liveness::Levels;
 use facegate_models::model_files::{self, ModelFile, Origin, sha256_hex};
 use facegate_models::quantise::quantise_weights;
 
@@ -90,20 +91,27 @@ fn liveness(cmd: &LivenessCmd) -> Result<()> {
         folds: cmd.folds,
         members: cmd.ensemble,
         exposure: cmd.exposure,
+        levels: cmd.levels.into(),
         ..Default::default()
     };
     let dir = cmd.models.resolve();
     let views: Vec<String> = cfg.views.iter().map(f32::to_string).collect();
     let command = format!(
         "facegate models liveness --data {} --epochs {} --seed {} --views {} --folds {} \
-         --ensemble {}{}",
+         --ensemble {}{}{}",
         cmd.data.display(),
         cfg.epochs,
         cfg.seed,
         views.join(","),
         cfg.folds,
         cfg.members,
-        if cfg.exposure { " --exposure" } else { "" }
+        if cfg.exposure { " --exposure" } else { "" },
+        match cfg.levels {
+            Levels::AsCaptured => "",
+            Levels::PerPlane => " --levels per-plane",
+            Levels::Gain => " --levels gain",
+            Levels::Brightness => " --levels brightness",
+        }
     );
     let started = std::time::Instant::now();
     let t = crate::train::liveness::train(&cmd.data, &dir, &cfg, &command)?;
@@ -555,9 +563,38 @@ pub struct LivenessCmd {
     /// (docs/LIVENESS.md, "captured differently").
     #[arg(long)]
     pub exposure: bool,
+    /// How each colour plane of a view is levelled before the network sees it: `per-plane`
+    /// to zero mean and unit spread, so no exposure or white balance can be a cue
+    /// (docs/LIVENESS.md); `as-captured` leaves the camera's levels.
+    #[arg(long, value_enum, default_value_t = LevelsArg::AsCaptured)]
+    pub levels: LevelsArg,
     /// Where the models are (the result is written there too).
     #[command(flatten)]
     pub models: ModelsDir,
+}
+
+/// `--levels` of `facegate models liveness` ([`Levels`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LevelsArg {
+    /// The camera's levels.
+    AsCaptured,
+    /// Each plane to zero mean and unit spread.
+    PerPlane,
+    /// Each plane divided by its mean level.
+    Gain,
+    /// The whole input divided by its mean level.
+    Brightness,
+}
+
+impl From<LevelsArg> for Levels {
+    fn from(a: LevelsArg) -> Self {
+        match a {
+            LevelsArg::AsCaptured => Levels::AsCaptured,
+            LevelsArg::PerPlane => Levels::PerPlane,
+            LevelsArg::Gain => Levels::Gain,
+            LevelsArg::Brightness => Levels::Brightness,
+        }
+    }
 }
 
 /// `facegate models adapt`.

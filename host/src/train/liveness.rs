@@ -23,7 +23,7 @@ use std::path::Path;
 use anyhow::Result;
 use candle_core::{Device, Tensor};
 use facegate_models::detect::Detector;
-use facegate_models::liveness::{self, Liveness, Manifest, SIDE, attempt_score};
+use facegate_models::liveness::{self, Levels, Liveness, Manifest, SIDE, attempt_score};
 use facegate_models::model_files::sha256_hex;
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
@@ -55,6 +55,8 @@ pub struct Config {
     pub members: usize,
     /// Re-expose every training frame at random ([`Exposure`]).
     pub exposure: bool,
+    /// How the network's input planes are levelled ([`Levels`]).
+    pub levels: Levels,
 }
 
 /// Most trainings in an ensemble: each adds about a millisecond per face at the door (two
@@ -72,6 +74,7 @@ impl Default for Config {
             folds: 0,
             members: 1,
             exposure: false,
+            levels: Levels::AsCaptured,
         }
     }
 }
@@ -196,6 +199,7 @@ fn batch(
     f: &Frames,
     idx: &[usize],
     exposure: bool,
+    levels: Levels,
     rng: &mut Xoshiro256PlusPlus,
     dev: &Device,
 ) -> Result<(Tensor, Tensor)> {
@@ -221,6 +225,9 @@ fn batch(
                 }
             }
         }
+        // Levelled after the changes, as the door levels what its camera gives.
+        let at = x.len() - f.per;
+        levels.apply(&mut x[at..]);
     }
     let y: Vec<f32> = idx.iter().map(|&i| f.y[i]).collect();
     Ok((
@@ -283,7 +290,7 @@ fn fit_one(
         &mut rng,
         what,
         |chunk, rng| {
-            let (x, y) = batch(train, chunk, cfg.exposure, rng, &dev)?;
+            let (x, y) = batch(train, chunk, cfg.exposure, cfg.levels, rng, &dev)?;
             bce(&net.forward(&x)?, &y, live_weight)
         },
     )?;
@@ -291,8 +298,8 @@ fn fit_one(
 }
 
 /// Each attempt's score through the exported network `bytes`, as the door runs it.
-fn score_with(bytes: &[u8], views: &[f32], list: &[&Prepared]) -> Result<Vec<Scored>> {
-    let door = Liveness::from_bytes(bytes, views)?;
+fn score_with(bytes: &[u8], cfg: &Config, list: &[&Prepared]) -> Result<Vec<Scored>> {
+    let door = Liveness::from_bytes(bytes, &cfg.views, cfg.levels)?;
     list.iter()
         .map(|p| {
             let logits = p
@@ -339,7 +346,7 @@ pub fn train(data: &Path, models: &Path, cfg: &Config, command: &str) -> Result<
                 prepared.iter().partition(|p| fold_of(p) % k == fold);
             let what = format!("liveness fold {}/{k}", fold + 1);
             let (bytes, _) = fit(&Frames::of(&fit_on, per), cfg, &what)?;
-            scored.extend(score_with(&bytes, &cfg.views, &out)?);
+            scored.extend(score_with(&bytes, cfg, &out)?);
         }
         let everyone: Vec<&Prepared> = prepared.iter().collect();
         let (bytes, losses) = fit(&Frames::of(&everyone, per), cfg, "liveness")?;
@@ -348,7 +355,7 @@ pub fn train(data: &Path, models: &Path, cfg: &Config, command: &str) -> Result<
         let (calib, fit_on): (Vec<&Prepared>, Vec<&Prepared>) =
             prepared.iter().partition(|p| fold_of(p) % 3 == 2);
         let (bytes, losses) = fit(&Frames::of(&fit_on, per), cfg, "liveness")?;
-        let scored = score_with(&bytes, &cfg.views, &calib)?;
+        let scored = score_with(&bytes, cfg, &calib)?;
         (bytes, losses, scored, [fit_on.len(), calib.len()])
     };
     anyhow::ensure!(
@@ -370,6 +377,7 @@ pub fn train(data: &Path, models: &Path, cfg: &Config, command: &str) -> Result<
         calibration: [at.bpcer, at.apcer_max],
         loss: losses,
         views: cfg.views.clone(),
+        levels: cfg.levels,
     };
     write_model(
         models,
