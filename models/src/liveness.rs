@@ -4,10 +4,10 @@
 //! A small CNN looks at the face *with its surroundings*: one or more *views*, squares of a
 //! few times the face box ([`VIEWS`]), each shrunk to [`SIDE`]x[`SIDE`] RGB and stacked as
 //! channels, so that paper edges, screen borders, moire, glare and the flat lighting of a print
-//! are in view. The door's network sees one view of twice the face: adding a close view (the
-//! face near the camera's own resolution, for a screen's pixel grid) or a wider one measured no
-//! better by cross-validation on the training people (docs/LIVENESS.md), but the views are the
-//! manifest's, so a network trained with others runs unchanged. It answers one logit per frame
+//! are in view. The door's network sees two views, twice and three times the face: the pair
+//! measured best by cross-validation on the training people (a close view for a screen's
+//! pixel grid did not help, docs/LIVENESS.md), but the views and the levelling ([`Levels`])
+//! are the manifest's, so a network trained with others runs unchanged. It answers one logit per frame
 //! (above 0: live); the door averages the logits of the frames of one attempt and compares the
 //! mean with the threshold calibrated
 //! at training ([`Manifest::threshold`]), so one lucky frame cannot open the door. Trained by
@@ -74,19 +74,22 @@ pub struct Manifest {
 /// How each input plane (one colour channel of one view) is levelled before the network sees
 /// it. Why: a network fed the levels as captured learnt the recordings' brightness and colour
 /// as cues, and let 93% of the development prints in when the frames were darkened to 60% of
-/// the light (docs/LIVENESS.md). Levelling each plane to zero mean and unit spread takes any
-/// gain and offset of a colour channel (exposure, white balance) out of what the network can
-/// see, exactly, where training to ignore them only approximates it.
+/// the light (docs/LIVENESS.md). Levelling takes a camera's gains out of what the network can
+/// see, exactly, where training to ignore them only approximates it. Measured by
+/// cross-validation on the training people, each levelling separated live people from attacks
+/// worse than the levels as captured, so the shipped network sees those; the others stay for
+/// retraining on a door's own recordings (`facegate models liveness --levels`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Levels {
     /// `p / 128 - 1` of each level `p`, as the camera gave it.
     #[default]
     AsCaptured,
-    /// Each plane to zero mean and unit standard deviation (a flat plane's spread counts as
-    /// two grey levels, so noise on a blank wall is not blown up to full contrast).
+    /// Each plane to zero mean and unit standard deviation: each colour's gain and offset are
+    /// gone, and its contrast. A flat plane's spread counts as two grey levels, so noise on a
+    /// blank wall is not blown up to full contrast.
     PerPlane,
-    /// Each plane's levels divided by their mean (then 1 taken off): a colour channel's gain
+    /// Each plane's levels divided by their mean (then 1 taken off): each colour's gain
     /// (exposure, white balance) is gone, its contrast relative to its mean stays (a print's
     /// flat range is such a cue). A mean under two grey levels counts as two.
     Gain,
@@ -99,35 +102,35 @@ pub enum Levels {
 impl Levels {
     /// Levels `planes` (whole [`SIDE`]x[`SIDE`] planes, as [`input`] makes them) in place.
     pub fn apply(self, planes: &mut [f32]) {
-        if self == Levels::AsCaptured {
-            return;
-        }
         let plane = (SIDE * SIDE) as usize;
-        if matches!(self, Levels::Gain | Levels::Brightness) {
-            let each = if self == Levels::Gain {
-                plane
-            } else {
-                planes.len().max(1)
-            };
-            for part in planes.chunks_mut(each) {
-                // Back to levels 0..255 (`p / 128 - 1`), divided by their mean.
-                let mean = part.iter().map(|v| (v + 1.0) * 128.0).sum::<f32>() / part.len() as f32;
-                let scale = 128.0 / mean.max(2.0);
-                for v in part.iter_mut() {
-                    *v = (*v + 1.0) * scale - 1.0;
-                }
-            }
-            return;
+        match self {
+            Levels::AsCaptured => {}
+            Levels::PerPlane => planes.chunks_mut(plane).for_each(standardise),
+            Levels::Gain => planes.chunks_mut(plane).for_each(divide_by_mean),
+            Levels::Brightness => divide_by_mean(planes),
         }
-        for plane in planes.chunks_mut(plane) {
-            let n = plane.len() as f32;
-            let mean = plane.iter().sum::<f32>() / n;
-            let var = plane.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
-            let scale = 1.0 / var.sqrt().max(2.0 / 128.0);
-            for v in plane.iter_mut() {
-                *v = (*v - mean) * scale;
-            }
-        }
+    }
+}
+
+/// `values` to zero mean and unit standard deviation (at most 64x: a spread of two grey levels).
+fn standardise(values: &mut [f32]) {
+    let n = values.len().max(1) as f32;
+    let mean = values.iter().sum::<f32>() / n;
+    let var = values.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
+    let scale = 1.0 / var.sqrt().max(2.0 / 128.0);
+    for v in values.iter_mut() {
+        *v = (*v - mean) * scale;
+    }
+}
+
+/// The levels behind `values` (`p / 128 - 1`) divided by their mean level (at least two grey
+/// levels), as values again: a mean level becomes 0.
+fn divide_by_mean(values: &mut [f32]) {
+    let n = values.len().max(1) as f32;
+    let mean = values.iter().map(|v| (v + 1.0) * 128.0).sum::<f32>() / n;
+    let scale = 128.0 / mean.max(2.0);
+    for v in values.iter_mut() {
+        *v = (*v + 1.0) * scale - 1.0;
     }
 }
 
@@ -452,16 +455,26 @@ mod tests {
         a.iter().zip(b).map(|(x, y)| (x - y).abs()).sum::<f32>() / a.len() as f32
     }
 
-    #[test]
-    fn levelling_per_plane_takes_out_each_channels_gain_and_offset() {
-        let (mut a, mut b) = another_camera([0.6, 0.5, 0.7], [3.0, 10.0, 0.0]);
+    /// [`another_camera`]'s two inputs, each levelled by `levels`: the first, and their mean
+    /// difference after (the change must be visible before).
+    fn levelled(levels: Levels, gain: [f32; 3], lift: [f32; 3]) -> (Vec<f32>, f32) {
+        let (mut a, mut b) = another_camera(gain, lift);
         let before = mean_difference(&a, &b);
         assert!(
             before > 0.3,
             "the change must be visible as captured: {before}"
         );
-        Levels::PerPlane.apply(&mut a);
-        Levels::PerPlane.apply(&mut b);
+        levels.apply(&mut a);
+        levels.apply(&mut b);
+        let after = mean_difference(&a, &b);
+        (a, after)
+    }
+
+    #[test]
+    fn levelling_per_plane_takes_out_each_channels_gain_and_offset() {
+        let (a, after) = levelled(Levels::PerPlane, [0.6, 0.5, 0.7], [3.0, 10.0, 0.0]);
+        // Up to the rounding of the changed levels to whole grey levels.
+        assert!(after < 0.02, "mean difference after levelling {after}");
         for plane in a.chunks((SIDE * SIDE) as usize) {
             let n = plane.len() as f32;
             let mean = plane.iter().sum::<f32>() / n;
@@ -471,9 +484,6 @@ mod tests {
                 "{mean} {var}"
             );
         }
-        // Up to the rounding of the changed levels to whole grey levels.
-        let after = mean_difference(&a, &b);
-        assert!(after < 0.02, "mean difference after levelling {after}");
         // A flat plane stays flat, not amplified noise.
         let mut flat = vec![0.25; (SIDE * SIDE) as usize];
         flat[7] = 0.25 + 1.0 / 128.0;
@@ -483,15 +493,7 @@ mod tests {
 
     #[test]
     fn levelling_by_gain_takes_out_each_channels_gain_and_keeps_contrast() {
-        let (mut a, mut b) = another_camera([0.6, 0.5, 0.7], [0.0; 3]);
-        let before = mean_difference(&a, &b);
-        assert!(
-            before > 0.3,
-            "the change must be visible as captured: {before}"
-        );
-        Levels::Gain.apply(&mut a);
-        Levels::Gain.apply(&mut b);
-        let after = mean_difference(&a, &b);
+        let (a, after) = levelled(Levels::Gain, [0.6, 0.5, 0.7], [0.0; 3]);
         assert!(after < 0.02, "mean difference after levelling {after}");
         // Each plane's mean level is now 128 (0 as an input value); its spread is not touched.
         for plane in a.chunks((SIDE * SIDE) as usize) {
@@ -519,21 +521,11 @@ mod tests {
 
     #[test]
     fn levelling_by_brightness_takes_out_one_gain_and_keeps_colour() {
-        let (mut a, mut b) = another_camera([0.6; 3], [0.0; 3]);
-        let before = mean_difference(&a, &b);
-        assert!(
-            before > 0.3,
-            "the change must be visible as captured: {before}"
-        );
-        Levels::Brightness.apply(&mut a);
-        Levels::Brightness.apply(&mut b);
-        let after = mean_difference(&a, &b);
+        let (_, after) = levelled(Levels::Brightness, [0.6; 3], [0.0; 3]);
         assert!(after < 0.02, "mean difference after levelling {after}");
         // Another colour balance is not levelled away.
-        let (mut a, mut b) = another_camera([0.6, 0.5, 0.7], [0.0; 3]);
-        Levels::Brightness.apply(&mut a);
-        Levels::Brightness.apply(&mut b);
-        assert!(mean_difference(&a, &b) > 0.05);
+        let (_, after) = levelled(Levels::Brightness, [0.6, 0.5, 0.7], [0.0; 3]);
+        assert!(after > 0.05, "{after}");
     }
 
     #[test]
