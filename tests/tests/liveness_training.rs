@@ -84,6 +84,12 @@ fn liveness_trains_with_views_and_folds_and_eval_runs_what_it_wrote() {
         }
         let text = facegate(&models, &args);
         assert!(text.contains("APCER per species there: print"), "{text}");
+        // Cross-validation also scores the held-out folds as another camera would see them.
+        assert_eq!(
+            text.contains("there, captured darker (60% light): BPCER"),
+            folds != "0",
+            "{text}"
+        );
         let manifest: serde_json::Value =
             serde_json::from_slice(&std::fs::read(models.join("liveness.json")).expect("manifest"))
                 .expect("json");

@@ -145,6 +145,18 @@ fn liveness(cmd: &LivenessCmd) -> Result<()> {
         .map(|(s, a)| format!("{s} {:.2}%", 100.0 * a))
         .collect();
     println!("APCER per species there: {}", apcer.join(", "));
+    for (capture, r) in &t.captured {
+        let apcer: Vec<String> = r
+            .apcer
+            .iter()
+            .map(|(s, a)| format!("{s} {:.2}%", 100.0 * a))
+            .collect();
+        println!(
+            "there, captured {capture}: BPCER {:.2}%, APCER {}",
+            100.0 * r.bpcer,
+            apcer.join(", ")
+        );
+    }
     println!(
         "wrote {} and {}",
         dir.join(facegate_models::liveness::FILE).display(),

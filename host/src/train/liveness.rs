@@ -29,7 +29,7 @@ use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
 
 use crate::eval::liveness::{
-    Attempt, REAL, Scored, attempt_inputs, attempts, balanced_threshold, rates,
+    Attempt, REAL, Rates, Scored, attempt_inputs, attempts, balanced_threshold, rates,
 };
 use crate::files::write_model;
 use crate::train::cnn::{Cnn, bce};
@@ -91,6 +91,60 @@ pub struct Trained {
     /// Per attack species, on the calibration attempts at the chosen threshold: the share
     /// accepted as live.
     pub apcer: BTreeMap<String, f64>,
+    /// With cross-validation: the same attempts and threshold as if another camera had
+    /// captured them ([`CAPTURES`]), each scored by the fold that never saw the person.
+    pub captured: Vec<(&'static str, Rates)>,
+}
+
+/// A change of one input value of colour channel `c` ([`CAPTURES`]).
+pub type Recapture = fn(f32, usize) -> f32;
+
+/// Another camera's levels, as a change of one input value (`p / 128 - 1` of level `p`) of
+/// colour channel `c`: the two changes that moved the shipped network most on the development
+/// split (`examples/liveness_capture.rs`, which changes whole frames before detection). Here
+/// they change the held-out folds' inputs, so that settings are compared on the training people
+/// without the development split: exact for a gain (the shrink is linear), close for a tone
+/// curve (the shrink averages before the curve instead of after).
+pub const CAPTURES: [(&str, Recapture); 2] = [
+    ("darker (60% light)", |x, _| {
+        level_value((value_level(x) * 0.6).round())
+    }),
+    ("other colour (warm, gamma 0.8)", |x, c| {
+        let gain = [1.08, 1.0, 0.88][c];
+        level_value(
+            ((value_level(x) / 255.0).powf(0.8) * gain * 255.0)
+                .clamp(0.0, 255.0)
+                .floor(),
+        )
+    }),
+];
+
+fn value_level(x: f32) -> f32 {
+    ((x + 1.0) * 128.0).clamp(0.0, 255.0)
+}
+
+fn level_value(p: f32) -> f32 {
+    p / 128.0 - 1.0
+}
+
+/// `list` as if captured by `change` ([`CAPTURES`]).
+fn recaptured<'a>(list: &[&Prepared<'a>], change: Recapture) -> Vec<Prepared<'a>> {
+    let plane = (SIDE * SIDE) as usize;
+    list.iter()
+        .map(|p| Prepared {
+            attempt: p.attempt,
+            inputs: p
+                .inputs
+                .iter()
+                .map(|x| {
+                    x.iter()
+                        .enumerate()
+                        .map(|(i, &v)| change(v, (i / plane) % 3))
+                        .collect()
+                })
+                .collect(),
+        })
+        .collect()
 }
 
 /// The client an attempt shows (`clientNNN` in its name), so that no person is on both sides
@@ -338,6 +392,7 @@ pub fn train(data: &Path, models: &Path, cfg: &Config, command: &str) -> Result<
     let fold_of = |p: &Prepared| clients.binary_search(&client(p.attempt)).unwrap_or(0);
     let per = 3 * (SIDE * SIDE) as usize * cfg.views.len();
 
+    let mut captured_scores: [Vec<Scored>; CAPTURES.len()] = Default::default();
     let (bytes, losses, scored, counts) = if cfg.folds >= 2 {
         let k = cfg.folds;
         let mut scored = Vec::new();
@@ -347,6 +402,11 @@ pub fn train(data: &Path, models: &Path, cfg: &Config, command: &str) -> Result<
             let what = format!("liveness fold {}/{k}", fold + 1);
             let (bytes, _) = fit(&Frames::of(&fit_on, per), cfg, &what)?;
             scored.extend(score_with(&bytes, cfg, &out)?);
+            for (i, (_, change)) in CAPTURES.iter().enumerate() {
+                let changed = recaptured(&out, *change);
+                let changed: Vec<&Prepared> = changed.iter().collect();
+                captured_scores[i].extend(score_with(&bytes, cfg, &changed)?);
+            }
         }
         let everyone: Vec<&Prepared> = prepared.iter().collect();
         let (bytes, losses) = fit(&Frames::of(&everyone, per), cfg, "liveness")?;
@@ -386,10 +446,17 @@ pub fn train(data: &Path, models: &Path, cfg: &Config, command: &str) -> Result<
         liveness::MANIFEST,
         &manifest,
     )?;
+    let captured = CAPTURES
+        .iter()
+        .zip(&captured_scores)
+        .filter(|(_, s)| !s.is_empty())
+        .map(|((name, _), s)| (*name, rates(s, threshold)))
+        .collect();
     Ok(Trained {
         manifest,
         auc: separation(&scored),
         apcer: at.apcer,
+        captured,
     })
 }
 
@@ -472,6 +539,37 @@ mod tests {
                     "{e:?} {x} -> {y}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn captures_change_levels_as_the_example_changes_frames() {
+        let value = |p: u8| p as f32 / 128.0 - 1.0;
+        let (darker, colour) = (CAPTURES[0].1, CAPTURES[1].1);
+        // 60% of the light, rounded to a level like the example's frames.
+        assert_eq!(darker(value(101), 0), value(61));
+        assert_eq!(darker(value(0), 2), value(0));
+        // Warmer: red up, blue down, through a brighter tone curve (level 128: 0.502^0.8).
+        let curve = |p: f32, gain: f32| value(((p / 255.0).powf(0.8) * gain * 255.0) as u8);
+        assert_eq!(colour(value(128), 0), curve(128.0, 1.08));
+        assert_eq!(colour(value(128), 1), curve(128.0, 1.0));
+        assert_eq!(colour(value(128), 2), curve(128.0, 0.88));
+        assert_eq!(colour(value(255), 0), value(255), "clipped at full scale");
+        // Each plane gets its own colour's change.
+        let a = Attempt {
+            species: REAL.into(),
+            name: "x".into(),
+            frames: Vec::new(),
+        };
+        let plane = (SIDE * SIDE) as usize;
+        let p = Prepared {
+            attempt: &a,
+            inputs: vec![vec![value(128); 6 * plane]],
+        };
+        let out = recaptured(&[&p], colour);
+        let x = &out[0].inputs[0];
+        for (k, gain) in [1.08, 1.0, 0.88, 1.08, 1.0, 0.88].into_iter().enumerate() {
+            assert_eq!(x[k * plane], curve(128.0, gain), "plane {k}");
         }
     }
 
