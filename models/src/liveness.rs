@@ -100,6 +100,24 @@ pub enum Levels {
 }
 
 impl Levels {
+    /// Every levelling, in the order `--levels` lists them.
+    pub const ALL: [Levels; 4] = [
+        Levels::AsCaptured,
+        Levels::PerPlane,
+        Levels::Gain,
+        Levels::Brightness,
+    ];
+
+    /// Its name in a manifest and on the command line (`facegate models liveness --levels`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Levels::AsCaptured => "as-captured",
+            Levels::PerPlane => "per-plane",
+            Levels::Gain => "gain",
+            Levels::Brightness => "brightness",
+        }
+    }
+
     /// Levels `planes` (whole [`SIDE`]x[`SIDE`] planes, as [`input`] makes them) in place.
     pub fn apply(self, planes: &mut [f32]) {
         let plane = (SIDE * SIDE) as usize;
@@ -109,6 +127,20 @@ impl Levels {
             Levels::Gain => planes.chunks_mut(plane).for_each(divide_by_mean),
             Levels::Brightness => divide_by_mean(planes),
         }
+    }
+}
+
+impl std::str::FromStr for Levels {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        Levels::ALL
+            .into_iter()
+            .find(|l| l.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Levels::ALL.iter().map(|l| l.name()).collect();
+                format!("{s:?}: one of {}", names.join(", "))
+            })
     }
 }
 
@@ -279,11 +311,6 @@ impl Liveness {
     /// The views this network sees.
     pub fn views(&self) -> &[f32] {
         &self.views
-    }
-
-    /// How this network's input is levelled.
-    pub fn levels(&self) -> Levels {
-        self.levels
     }
 
     /// The logit for one input made by [`input`] with [`Self::views`] (above 0: live),
@@ -534,6 +561,16 @@ mod tests {
             "attempts":[1,1],"calibration":[0.0,0.0],"loss":[],"views":[2.0,3.0]}"#;
         let m: Manifest = serde_json::from_str(json).expect("parse");
         assert_eq!(m.levels, Levels::AsCaptured);
+        // One name per levelling, the same in a manifest and on the command line.
+        for l in Levels::ALL {
+            assert_eq!(
+                serde_json::to_string(&l).expect("json"),
+                format!("\"{}\"", l.name())
+            );
+            assert_eq!(l.name().parse::<Levels>(), Ok(l));
+        }
+        let err = "bright".parse::<Levels>().expect_err("no such levelling");
+        assert!(err.contains("brightness"), "{err}");
         let written = serde_json::to_string(&Manifest {
             levels: Levels::PerPlane,
             ..m

@@ -91,7 +91,7 @@ fn liveness(cmd: &LivenessCmd) -> Result<()> {
         folds: cmd.folds,
         members: cmd.ensemble,
         exposure: cmd.exposure,
-        levels: cmd.levels.into(),
+        levels: cmd.levels,
         ..Default::default()
     };
     let dir = cmd.models.resolve();
@@ -107,10 +107,8 @@ fn liveness(cmd: &LivenessCmd) -> Result<()> {
         cfg.members,
         if cfg.exposure { " --exposure" } else { "" },
         match cfg.levels {
-            Levels::AsCaptured => "",
-            Levels::PerPlane => " --levels per-plane",
-            Levels::Gain => " --levels gain",
-            Levels::Brightness => " --levels brightness",
+            Levels::AsCaptured => String::new(),
+            other => format!(" --levels {}", other.name()),
         }
     );
     let started = std::time::Instant::now();
@@ -575,38 +573,15 @@ pub struct LivenessCmd {
     /// (docs/LIVENESS.md, "captured differently").
     #[arg(long)]
     pub exposure: bool,
-    /// How each colour plane of a view is levelled before the network sees it: `per-plane`
-    /// to zero mean and unit spread, so no exposure or white balance can be a cue
-    /// (docs/LIVENESS.md); `as-captured` leaves the camera's levels.
-    #[arg(long, value_enum, default_value_t = LevelsArg::AsCaptured)]
-    pub levels: LevelsArg,
+    /// How each colour plane of a view is levelled before the network sees it
+    /// (docs/LIVENESS.md): `as-captured` (the camera's levels), `per-plane` (zero mean, unit
+    /// spread), `gain` (each plane over its mean level), `brightness` (the whole input over
+    /// its mean level: the camera's exposure is no cue).
+    #[arg(long, default_value = "as-captured", value_parser = |s: &str| s.parse::<Levels>())]
+    pub levels: Levels,
     /// Where the models are (the result is written there too).
     #[command(flatten)]
     pub models: ModelsDir,
-}
-
-/// `--levels` of `facegate models liveness` ([`Levels`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum LevelsArg {
-    /// The camera's levels.
-    AsCaptured,
-    /// Each plane to zero mean and unit spread.
-    PerPlane,
-    /// Each plane divided by its mean level.
-    Gain,
-    /// The whole input divided by its mean level.
-    Brightness,
-}
-
-impl From<LevelsArg> for Levels {
-    fn from(a: LevelsArg) -> Self {
-        match a {
-            LevelsArg::AsCaptured => Levels::AsCaptured,
-            LevelsArg::PerPlane => Levels::PerPlane,
-            LevelsArg::Gain => Levels::Gain,
-            LevelsArg::Brightness => Levels::Brightness,
-        }
-    }
 }
 
 /// `facegate models adapt`.
