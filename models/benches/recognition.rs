@@ -195,7 +195,7 @@ fn layer_norms(c: &mut Criterion, models: &std::path::Path, crop: &image::RgbIma
 
 /// The liveness check's work per face at the door's 640x480: cropping and shrinking each view
 /// of the face, and the network on them, for one view and for two, and the door's two views as
-/// an ensemble of two networks (the network's cost does not depend on its weights, so a fixed
+/// an ensemble of two networks and as a network with a second opinion (the network's cost does not depend on its weights, so a fixed
 /// pattern stands in for trained ones).
 fn liveness(c: &mut Criterion, frame: &image::RgbImage, face: &facegate_models::geometry::BBox) {
     use facegate_models::liveness::{Levels, Liveness, input, net};
@@ -230,15 +230,30 @@ fn liveness(c: &mut Criterion, frame: &image::RgbImage, face: &facegate_models::
                 b.iter(|| check.score(frame, face).expect("score"))
             });
         }
-        // The door's views as an ensemble of two trainings (`models liveness --ensemble 2`).
+        // The door's views as an ensemble of two trainings (`models liveness --ensemble 2`),
+        // and as the shipped pair: a brightness-levelled second opinion in the same file
+        // (`models liveness --second brightness`).
         if views == [2.0, 3.0] {
             let both = spec
-                .ensemble(&[weights.clone(), weights])
+                .ensemble(&[weights.clone(), weights.clone()])
                 .expect("ensemble");
             let check = Liveness::from_bytes(&both, views, Levels::AsCaptured).expect("load");
             g.bench_function(format!("score_640x480_views_{name}_ensemble_2"), |b| {
                 b.iter(|| check.score(frame, face).expect("score"))
             });
+            let pair = facegate_models::liveness::lower_of(
+                views.len(),
+                &weights,
+                &weights,
+                Levels::Brightness,
+                0.0,
+            )
+            .expect("pair");
+            let check = Liveness::from_bytes(&pair, views, Levels::AsCaptured).expect("load");
+            g.bench_function(
+                format!("score_640x480_views_{name}_second_brightness"),
+                |b| b.iter(|| check.score(frame, face).expect("score")),
+            );
         }
     }
     g.finish();

@@ -20,7 +20,7 @@ use image::RgbImage;
 use serde::{Deserialize, Serialize};
 
 use crate::geometry::BBox;
-use crate::onnx_build::SmallCnn;
+use crate::onnx_build::{MeanOver, SmallCnn};
 use crate::small_cnn::{self, Pinned, Runner};
 use crate::{Error, Result};
 
@@ -69,6 +69,26 @@ pub struct Manifest {
     /// before levelling existed: those networks see the levels as captured).
     #[serde(default)]
     pub levels: Levels,
+    /// When the file holds two networks whose lower answer counts ([`lower_of`]): the
+    /// second's levelling and calibration (absent: one network).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub second: Option<SecondOpinion>,
+}
+
+/// The second network of a file made by [`lower_of`]. Informative: the file alone is what
+/// runs (its SHA-256 is pinned by [`Manifest::sha256`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SecondOpinion {
+    /// How the second network's input is levelled (inside the file).
+    pub levels: Levels,
+    /// Added to its logit: the first network's own threshold less the second's.
+    pub offset: f32,
+    /// Each network's threshold alone, chosen as [`Manifest::threshold`] is.
+    pub thresholds: [f32; 2],
+    /// Each network's BPCER and worst APCER alone, at its own threshold.
+    pub calibration: [[f64; 2]; 2],
+    /// The second's mean training loss after each epoch.
+    pub loss: Vec<f32>,
 }
 
 /// How each input plane (one colour channel of one view) is levelled before the network sees
@@ -128,6 +148,41 @@ impl Levels {
             Levels::Brightness => divide_by_mean(planes),
         }
     }
+}
+
+impl Levels {
+    /// The levelling as the graph of [`lower_of`] does it; `None` for a levelling that has
+    /// no such form (per-plane standardising).
+    pub fn in_graph(self) -> std::result::Result<Option<MeanOver>, String> {
+        match self {
+            Levels::AsCaptured => Ok(None),
+            Levels::Brightness => Ok(Some(MeanOver::Whole)),
+            Levels::Gain => Ok(Some(MeanOver::Plane)),
+            Levels::PerPlane => Err(format!(
+                "a second network levelled {} cannot be built into the same file",
+                self.name()
+            )),
+        }
+    }
+}
+
+/// One file holding two trainings of [`net`] for `views`, whose per-frame logit is the lower
+/// of the first's (reading the input as captured, [`Levels::AsCaptured`]) and the second's
+/// (reading it levelled by `second_levels`, inside the graph) plus `offset`. Why: a network
+/// fed the levels as captured separates the recordings best, one fed levelled inputs cannot be
+/// fooled by the camera's exposure; a door that needs both to say live keeps the first's
+/// refusals and adds the second's (docs/LIVENESS.md). The door runs it as one network.
+pub fn lower_of(
+    views: usize,
+    first: &[Vec<f32>],
+    second: &[Vec<f32>],
+    second_levels: Levels,
+    offset: f32,
+) -> Result<Vec<u8>> {
+    let mean_over = second_levels
+        .in_graph()
+        .map_err(|reason| Error::OnnxRewrite { reason })?;
+    net(views).lower_of(first, second, mean_over, offset)
 }
 
 impl std::str::FromStr for Levels {
@@ -625,5 +680,49 @@ mod tests {
         );
         assert!(spec.ensemble(&[]).is_err());
         assert!(spec.ensemble(&[a, vec![vec![0.0]]]).is_err());
+    }
+
+    #[test]
+    fn a_second_opinion_answers_the_lower_of_the_two_networks() {
+        let spec = net(VIEWS.len());
+        let member = |k: usize| -> Vec<Vec<f32>> {
+            spec.weight_shapes()
+                .into_iter()
+                .map(|(_, d)| {
+                    let n: usize = d.iter().product();
+                    (0..n)
+                        .map(|i| (((i * (k + 3)) % 7) as f32 - 3.0) * 0.01)
+                        .collect()
+                })
+                .collect()
+        };
+        let (a, b) = (member(0), member(1));
+        let alone = |w: &Vec<Vec<f32>>, levels| {
+            Liveness::from_bytes(&spec.graph(w).expect("graph"), &VIEWS, levels).expect("load")
+        };
+        // A bright face and a dark one: the levelling must matter for the test to mean anything.
+        for level in [200, 40] {
+            let (frame, face) = frame_and_face(level);
+            let x = input(&frame, &face, &VIEWS);
+            let first = alone(&a, Levels::AsCaptured).run(x.clone()).expect("run");
+            for levels in [Levels::AsCaptured, Levels::Brightness, Levels::Gain] {
+                let second = alone(&b, levels).run(x.clone()).expect("run");
+                for offset in [-50.0, 0.0, 50.0] {
+                    let bytes = lower_of(VIEWS.len(), &a, &b, levels, offset).expect("pair");
+                    let got = Liveness::from_bytes(&bytes, &VIEWS, Levels::AsCaptured)
+                        .expect("load")
+                        .run(x.clone())
+                        .expect("run");
+                    let want = first.min(second + offset);
+                    assert!(
+                        (got - want).abs() < 1e-4 * want.abs().max(1.0),
+                        "{levels:?} {offset} at {level}: {got} vs {want} ({first}, {second})"
+                    );
+                }
+            }
+        }
+        assert!(lower_of(VIEWS.len(), &a, &b, Levels::PerPlane, 0.0).is_err());
+        assert!(lower_of(VIEWS.len(), &a, &b, Levels::Brightness, f32::NAN).is_err());
+        assert!(lower_of(VIEWS.len(), &a, &[vec![0.0]], Levels::Brightness, 0.0).is_err());
     }
 }

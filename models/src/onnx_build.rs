@@ -241,6 +241,98 @@ impl SmallCnn {
         }
     }
 
+    /// One network that answers the *lower* of two trainings of this one (a second opinion
+    /// that can only refuse): `first` reads the input as given; `second` reads it divided by
+    /// its mean level ([`MeanOver`]: over the whole input or per plane, as
+    /// `(x + 1) / max(mean(x + 1), 1/64) - 1` on the `level / 128 - 1` scale, a mean under two
+    /// grey levels counting as two), and `offset` is added to its outputs to put them on the
+    /// first's scale (`None`: the second reads the input as given too). The door runs it as one network: same input, same output, and never a
+    /// higher score than `first` alone.
+    pub fn lower_of(
+        &self,
+        first: &[Vec<f32>],
+        second: &[Vec<f32>],
+        mean_over: Option<MeanOver>,
+        offset: f32,
+    ) -> crate::Result<Vec<u8>> {
+        if !offset.is_finite() {
+            return Err(crate::Error::OnnxRewrite {
+                reason: format!("{}: the second opinion's offset is not a number", self.name),
+            });
+        }
+        // One member's nodes (reading `input`) and weights, and the name of its output.
+        let member = |k: usize, weights: &[Vec<f32>], input: &str| -> crate::Result<Member> {
+            let (n, i) = self.body(weights)?;
+            let prefix = format!("m{k}/");
+            let n = n
+                .into_iter()
+                .map(|n| {
+                    let mut n = prefixed_node(n, &prefix);
+                    n.input
+                        .iter_mut()
+                        .filter(|s| *s == "input")
+                        .for_each(|s| *s = input.to_owned());
+                    n
+                })
+                .collect();
+            let i = i
+                .into_iter()
+                .map(|mut t| {
+                    t.name = format!("{prefix}{}", t.name);
+                    t
+                })
+                .collect();
+            Ok((n, i, format!("{prefix}{}", self.output_name)))
+        };
+        let (mut nodes, mut initializer, a) = member(0, first, "input")?;
+        let Some(mean_over) = mean_over else {
+            let (n, i, b) = member(1, second, "input")?;
+            nodes.extend(n);
+            initializer.extend(i);
+            initializer.push(float_initializer("lower.offset", &[1], &[offset]));
+            nodes.push(node("Add", &[&b, "lower.offset"], "second_shifted", vec![]));
+            nodes.push(node(
+                "Min",
+                &[&a, "second_shifted"],
+                self.output_name,
+                vec![],
+            ));
+            return Ok(self.encode(nodes, initializer));
+        };
+        let axes = match mean_over {
+            MeanOver::Whole => vec![1, 2, 3],
+            MeanOver::Plane => vec![2, 3],
+        };
+        initializer.push(float_initializer("lower.one", &[1], &[1.0]));
+        initializer.push(float_initializer("lower.floor", &[1], &[2.0 / 128.0]));
+        initializer.push(float_initializer("lower.offset", &[1], &[offset]));
+        // The levelling comes before the second network's nodes (ONNX wants each node's inputs
+        // made before it).
+        nodes.extend([
+            node("Add", &["input", "lower.one"], "level", vec![]),
+            node(
+                "ReduceMean",
+                &["level"],
+                "mean",
+                vec![ints("axes", &axes), int("keepdims", 1)],
+            ),
+            node("Max", &["mean", "lower.floor"], "mean_floored", vec![]),
+            node("Div", &["level", "mean_floored"], "ratio", vec![]),
+            node("Sub", &["ratio", "lower.one"], "levelled", vec![]),
+        ]);
+        let (n, i, b) = member(1, second, "levelled")?;
+        nodes.extend(n);
+        initializer.extend(i);
+        nodes.push(node("Add", &[&b, "lower.offset"], "second_shifted", vec![]));
+        nodes.push(node(
+            "Min",
+            &[&a, "second_shifted"],
+            self.output_name,
+            vec![],
+        ));
+        Ok(self.encode(nodes, initializer))
+    }
+
     /// The nodes and weights of one network (input `input`, output [`SmallCnn::output_name`]).
     fn body(&self, weights: &[Vec<f32>]) -> crate::Result<(Vec<NodeProto>, Vec<TensorProto>)> {
         let shapes = self.weight_shapes();
@@ -290,6 +382,18 @@ impl SmallCnn {
             value_info(self.output_name, &[1, self.outputs as i64]),
         )
     }
+}
+
+/// One member of a combined graph: its nodes, its weights, its output's name.
+type Member = (Vec<NodeProto>, Vec<TensorProto>, String);
+
+/// What [`SmallCnn::lower_of`]'s second network divides its input by the mean of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MeanOver {
+    /// Every value of the input: one gain for all planes (the camera's exposure).
+    Whole,
+    /// Each plane (one colour of one view) alone: each colour's gain.
+    Plane,
 }
 
 /// `n` with every value name but the graph's input prefixed: one member of an ensemble.

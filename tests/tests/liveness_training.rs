@@ -61,10 +61,15 @@ fn liveness_trains_with_views_and_folds_and_eval_runs_what_it_wrote() {
     std::fs::copy(models_dir().join(yunet), models.join(yunet)).expect("YuNet");
     let data = data.to_str().expect("utf-8");
     // The second run also re-exposes its training frames (`--exposure`) and levels the
-    // network's input (`--levels brightness`), which the manifest records for the door.
-    for (views, folds, channels, members, exposure) in
-        [("2", "0", 1, "1", false), ("2,1", "2", 2, "2", true)]
-    {
+    // network's input (`--levels brightness`), which the manifest records for the door; the
+    // third adds a brightness-levelled second opinion in the same file (`--second`) and writes
+    // every attempt's fold score (`--scores`).
+    let scores = tmp.path().join("scores.json");
+    for (views, folds, channels, members, exposure, second) in [
+        ("2", "0", 1, "1", false, false),
+        ("2,1", "2", 2, "2", true, false),
+        ("2,3", "2", 2, "1", false, true),
+    ] {
         let mut args = vec![
             "models",
             "liveness",
@@ -81,6 +86,10 @@ fn liveness_trains_with_views_and_folds_and_eval_runs_what_it_wrote() {
         ];
         if exposure {
             args.extend(["--exposure", "--levels", "brightness"]);
+        }
+        if second {
+            args.extend(["--second", "brightness", "--scores"]);
+            args.push(scores.to_str().expect("utf-8"));
         }
         let text = facegate(&models, &args);
         assert!(text.contains("APCER per species there: print"), "{text}");
@@ -102,10 +111,10 @@ fn liveness_trains_with_views_and_folds_and_eval_runs_what_it_wrote() {
         let calibrated = manifest["attempts"][1].as_u64().expect("attempts");
         assert_eq!(calibrated, if folds == "0" { 2 } else { 8 }, "{manifest}");
         let command = manifest["command"].as_str().expect("command");
-        let tail = if exposure {
-            " --exposure --levels brightness"
-        } else {
-            ""
+        let tail = match (exposure, second) {
+            (true, _) => " --exposure --levels brightness",
+            (_, true) => " --second brightness",
+            _ => "",
         };
         let levels = if exposure {
             "brightness"
@@ -113,6 +122,28 @@ fn liveness_trains_with_views_and_folds_and_eval_runs_what_it_wrote() {
             "as-captured"
         };
         assert_eq!(manifest["levels"], levels, "{manifest}");
+        // A pair records the second network's levels and calibration; its threshold is the
+        // first network's own, and the fold scores are written attempt by attempt.
+        let pair = &manifest["second"];
+        assert_eq!(pair.is_null(), !second, "{manifest}");
+        if second {
+            assert_eq!(pair["levels"], "brightness", "{manifest}");
+            assert_eq!(manifest["threshold"], pair["thresholds"][0], "{manifest}");
+            let t = |i: usize| pair["thresholds"][i].as_f64().expect("threshold");
+            let offset = pair["offset"].as_f64().expect("offset");
+            assert!((offset - (t(0) - t(1))).abs() < 1e-5, "{manifest}");
+            assert!(
+                text.contains("each alone there: as captured threshold"),
+                "{text}"
+            );
+            let s: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(&scores).expect("scores")).expect("json");
+            for capture in ["as recorded", "darker (60% light)"] {
+                let list = s["captures"][capture].as_array().expect("scores");
+                assert_eq!(list.len(), 8, "{s}");
+                assert!(list.iter().all(|a| a["frames"].as_array().is_some()), "{s}");
+            }
+        }
         assert!(
             command.ends_with(&format!("--ensemble {members}{tail}")),
             "{command}"
@@ -140,6 +171,16 @@ fn liveness_trains_with_views_and_folds_and_eval_runs_what_it_wrote() {
     assert!(err.contains("--views") && err.contains("1 to 3"), "{err}");
     let err = refused(&models, &["--data", data, "--ensemble", "5"]);
     assert!(err.contains("--ensemble 5"), "{err}");
+    // A second opinion must be one network levelled inside the graph; scores need folds.
+    let err = refused(&models, &["--data", data, "--second", "per-plane"]);
+    assert!(err.contains("--second per-plane"), "{err}");
+    let err = refused(
+        &models,
+        &["--data", data, "--second", "brightness", "--ensemble", "2"],
+    );
+    assert!(err.contains("--ensemble 1"), "{err}");
+    let err = refused(&models, &["--data", data, "--scores", "x.json"]);
+    assert!(err.contains("--scores needs --folds"), "{err}");
 }
 
 /// `facegate models liveness ARGS`, which must fail: its error output.

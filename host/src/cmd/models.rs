@@ -92,13 +92,14 @@ fn liveness(cmd: &LivenessCmd) -> Result<()> {
         members: cmd.ensemble,
         exposure: cmd.exposure,
         levels: cmd.levels,
+        second: cmd.second,
         ..Default::default()
     };
     let dir = cmd.models.resolve();
     let views: Vec<String> = cfg.views.iter().map(f32::to_string).collect();
     let command = format!(
         "facegate models liveness --data {} --epochs {} --seed {} --views {} --folds {} \
-         --ensemble {}{}{}",
+         --ensemble {}{}{}{}",
         cmd.data.display(),
         cfg.epochs,
         cfg.seed,
@@ -109,7 +110,15 @@ fn liveness(cmd: &LivenessCmd) -> Result<()> {
         match cfg.levels {
             Levels::AsCaptured => String::new(),
             other => format!(" --levels {}", other.name()),
+        },
+        match cfg.second {
+            None => String::new(),
+            Some(l) => format!(" --second {}", l.name()),
         }
+    );
+    anyhow::ensure!(
+        cmd.scores.is_none() || cfg.folds >= 2,
+        "--scores needs --folds (at least 2): without it no attempt is scored by a fold"
     );
     let started = std::time::Instant::now();
     let t = crate::train::liveness::train(&cmd.data, &dir, &cfg, &command)?;
@@ -132,6 +141,22 @@ fn liveness(cmd: &LivenessCmd) -> Result<()> {
         100.0 * m.calibration[1],
         crate::progress::per_epoch(&m.loss)
     );
+    if let Some(second) = &m.second {
+        println!(
+            "each alone there: as captured threshold {:.3} (BPCER {:.2}%, worst APCER {:.2}%), \
+             {} threshold {:.3} (BPCER {:.2}%, worst APCER {:.2}%); the second's logit is \
+             shifted by {:+.3}; its loss {}",
+            second.thresholds[0],
+            100.0 * second.calibration[0][0],
+            100.0 * second.calibration[0][1],
+            second.levels.name(),
+            second.thresholds[1],
+            100.0 * second.calibration[1][0],
+            100.0 * second.calibration[1][1],
+            second.offset,
+            crate::progress::per_epoch(&second.loss)
+        );
+    }
     let auc: Vec<String> = t.auc.iter().map(|(s, a)| format!("{s} {:.4}", a)).collect();
     println!(
         "live/attack pairs ordered rightly there: {}",
@@ -154,6 +179,22 @@ fn liveness(cmd: &LivenessCmd) -> Result<()> {
             100.0 * r.bpcer,
             apcer.join(", ")
         );
+    }
+    if let Some(path) = &cmd.scores {
+        let captures: serde_json::Map<String, serde_json::Value> = t
+            .fold_scores
+            .iter()
+            .map(|(name, s)| Ok(((*name).to_owned(), serde_json::to_value(s)?)))
+            .collect::<Result<_>>()?;
+        let report = serde_json::json!({
+            "threshold": m.threshold,
+            "levels": m.levels.name(),
+            "command": m.command,
+            "captures": captures,
+        });
+        std::fs::write(path, serde_json::to_vec_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("wrote every attempt's fold score to {}", path.display());
     }
     println!(
         "wrote {} and {}",
@@ -363,8 +404,12 @@ const COMMITTED: [Committed; 3] = [
         manifest: facegate_models::liveness::MANIFEST,
         json: include_bytes!("../../../models/trained/liveness.json"),
         valid: |dir| facegate_models::liveness::read_verified(dir).map(|_| ()),
-        // The one-view network shipped until 2026-12-02.
-        superseded: &["279456d1795e00b664ced2426bd37abcf677c1af984ef17f492fee739a5389e7"],
+        // The one-view network shipped until 2026-12-02, and the two-view one without the
+        // brightness-levelled second opinion, until 2026-12-06.
+        superseded: &[
+            "279456d1795e00b664ced2426bd37abcf677c1af984ef17f492fee739a5389e7",
+            "7117eb0574b7969c2ea1d341a084821e7ee8833f769704cdda22d37611980a4b",
+        ],
     },
     Committed {
         file: facegate_models::maskstate::FILE,
@@ -579,6 +624,16 @@ pub struct LivenessCmd {
     /// its mean level: the camera's exposure is no cue).
     #[arg(long, default_value = "as-captured", value_parser = |s: &str| s.parse::<Levels>())]
     pub levels: Levels,
+    /// Also train a second network on inputs levelled so (`brightness` or `gain`) and ship
+    /// both in one file, the door taking the lower answer: a face is live only when both say so
+    /// (docs/LIVENESS.md, "A second opinion"). Needs `--ensemble 1`, `--levels as-captured`.
+    #[arg(long, value_name = "LEVELS", value_parser = |s: &str| s.parse::<Levels>())]
+    pub second: Option<Levels>,
+    /// With `--folds`: also write every attempt's cross-validation score (as recorded and as
+    /// captured differently) and the chosen threshold to this JSON file, to compare or combine
+    /// trainings attempt by attempt.
+    #[arg(long, value_name = "FILE")]
+    pub scores: Option<PathBuf>,
     /// Where the models are (the result is written there too).
     #[command(flatten)]
     pub models: ModelsDir,

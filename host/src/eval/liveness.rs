@@ -127,6 +127,8 @@ pub struct Scored {
     pub name: String,
     /// Mean logit; `None` when no frame had a face.
     pub score: Option<f32>,
+    /// Each frame's logit, in name order (frames without a face left out).
+    pub frames: Vec<f32>,
 }
 
 /// Scores every attempt.
@@ -161,6 +163,7 @@ pub fn score_as(
         species: a.species.clone(),
         name: a.name.clone(),
         score: attempt_score(&logits),
+        frames: logits,
     })
 }
 
@@ -283,6 +286,7 @@ mod tests {
             species: species.into(),
             name: String::new(),
             score,
+            frames: Vec::new(),
         }
     }
 

@@ -23,7 +23,9 @@ use std::path::Path;
 use anyhow::Result;
 use candle_core::{Device, Tensor};
 use facegate_models::detect::Detector;
-use facegate_models::liveness::{self, Levels, Liveness, Manifest, SIDE, attempt_score};
+use facegate_models::liveness::{
+    self, Levels, Liveness, Manifest, SIDE, SecondOpinion, attempt_score,
+};
 use facegate_models::model_files::sha256_hex;
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
@@ -57,6 +59,9 @@ pub struct Config {
     pub exposure: bool,
     /// How the network's input planes are levelled ([`Levels`]).
     pub levels: Levels,
+    /// Also train a second network on inputs levelled so, and ship both in one file whose
+    /// answer is the lower of the two ([`liveness::lower_of`]).
+    pub second: Option<Levels>,
 }
 
 /// Most trainings in an ensemble: each adds about a millisecond per face at the door (two
@@ -75,6 +80,7 @@ impl Default for Config {
             members: 1,
             exposure: false,
             levels: Levels::AsCaptured,
+            second: None,
         }
     }
 }
@@ -94,6 +100,10 @@ pub struct Trained {
     /// With cross-validation: the same attempts and threshold as if another camera had
     /// captured them ([`CAPTURES`]), each scored by the fold that never saw the person.
     pub captured: Vec<(&'static str, Rates)>,
+    /// With cross-validation: every attempt's score by the fold that never saw the person, as
+    /// recorded and then under each of [`CAPTURES`], so that trainings can be compared and
+    /// combined attempt by attempt (`--scores`).
+    pub fold_scores: Vec<(&'static str, Vec<Scored>)>,
 }
 
 /// A change of one input value of colour channel `c` ([`CAPTURES`]).
@@ -293,7 +303,7 @@ fn batch(
 /// Trains the network on `train` (an ensemble of `cfg.members` trainings with seeds `cfg.seed`,
 /// `cfg.seed + 1`, ...: their mean logit, exported as one network); returns its ONNX bytes and
 /// the loss per epoch (the members' mean).
-fn fit(train: &Frames, cfg: &Config, what: &str) -> Result<(Vec<u8>, Vec<f32>)> {
+fn fit(train: &Frames, cfg: &Config, what: &str) -> Result<(Members, Vec<f32>)> {
     anyhow::ensure!(
         train.len() >= 20 && train.y.contains(&1.0) && train.y.contains(&0.0),
         "only {} frames with a face to train on (live and attacks both needed)",
@@ -312,7 +322,75 @@ fn fit(train: &Frames, cfg: &Config, what: &str) -> Result<(Vec<u8>, Vec<f32>)> 
         losses.iter_mut().zip(l).for_each(|(sum, l)| *sum += l);
     }
     losses.iter_mut().for_each(|l| *l /= members as f32);
-    Ok((liveness::net(cfg.views.len()).ensemble(&weights)?, losses))
+    Ok((weights, losses))
+}
+
+/// The weights of each training of one network (an ensemble's members).
+type Members = Vec<Vec<Vec<f32>>>;
+
+/// One fold's networks (or the shipped ones): the first, and the second opinion if any.
+struct Nets {
+    first: Members,
+    second: Option<Members>,
+    losses: [Vec<f32>; 2],
+}
+
+impl Nets {
+    /// Trains what `cfg` asks for on `train`.
+    fn fit(train: &Frames, cfg: &Config, what: &str) -> Result<Self> {
+        let (first, l1) = fit(train, cfg, what)?;
+        let (second, l2) = match cfg.second {
+            None => (None, Vec::new()),
+            Some(levels) => {
+                let (w, l) = fit(
+                    train,
+                    &Config {
+                        levels,
+                        ..cfg.clone()
+                    },
+                    &format!("{what}, second opinion"),
+                )?;
+                (Some(w), l)
+            }
+        };
+        Ok(Self {
+            first,
+            second,
+            losses: [l1, l2],
+        })
+    }
+
+    /// Each network alone, as ONNX bytes, with the levels it reads.
+    fn alone(&self, cfg: &Config) -> Result<Vec<(Vec<u8>, Levels)>> {
+        let spec = liveness::net(cfg.views.len());
+        let mut out = vec![(spec.ensemble(&self.first)?, cfg.levels)];
+        if let (Some(w), Some(levels)) = (&self.second, cfg.second) {
+            out.push((spec.ensemble(w)?, levels));
+        }
+        Ok(out)
+    }
+
+    /// What ships: the first network, or with a second opinion both in one file
+    /// ([`liveness::lower_of`], the second's logit shifted by `offset`).
+    fn bytes(&self, cfg: &Config, offset: f32) -> Result<Vec<u8>> {
+        let spec = liveness::net(cfg.views.len());
+        match (&self.second, cfg.second) {
+            (Some(w), Some(levels)) => {
+                let [first, second] = [&self.first, w].map(|m| match m.as_slice() {
+                    [one] => Ok(one),
+                    _ => Err(anyhow::anyhow!("--second needs --ensemble 1")),
+                });
+                Ok(liveness::lower_of(
+                    cfg.views.len(),
+                    first?,
+                    second?,
+                    levels,
+                    offset,
+                )?)
+            }
+            _ => Ok(spec.ensemble(&self.first)?),
+        }
+    }
 }
 
 /// One training with `seed` (initial weights, order, augmentation); returns its weights and
@@ -352,8 +430,13 @@ fn fit_one(
 }
 
 /// Each attempt's score through the exported network `bytes`, as the door runs it.
-fn score_with(bytes: &[u8], cfg: &Config, list: &[&Prepared]) -> Result<Vec<Scored>> {
-    let door = Liveness::from_bytes(bytes, &cfg.views, cfg.levels)?;
+fn score_with(
+    bytes: &[u8],
+    views: &[f32],
+    levels: Levels,
+    list: &[&Prepared],
+) -> Result<Vec<Scored>> {
+    let door = Liveness::from_bytes(bytes, views, levels)?;
     list.iter()
         .map(|p| {
             let logits = p
@@ -365,6 +448,7 @@ fn score_with(bytes: &[u8], cfg: &Config, list: &[&Prepared]) -> Result<Vec<Scor
                 species: p.attempt.species.clone(),
                 name: p.attempt.name.clone(),
                 score: attempt_score(&logits),
+                frames: logits,
             })
         })
         .collect()
@@ -382,6 +466,16 @@ pub fn train(data: &Path, models: &Path, cfg: &Config, command: &str) -> Result<
         cfg.folds != 1,
         "--folds 1 leaves nothing to train on: use 0 or at least 2"
     );
+    if let Some(second) = cfg.second {
+        anyhow::ensure!(
+            cfg.members == 1 && cfg.levels == Levels::AsCaptured,
+            "--second needs --ensemble 1 and --levels as-captured (the first network reads the \
+             input as captured, the second levels it inside the same file)"
+        );
+        second
+            .in_graph()
+            .map_err(|e| anyhow::anyhow!("--second {}: {e}", second.name()))?;
+    }
     let yunet = facegate_models::model_files::YUNET.read_verified(models)?;
     let detector = Detector::from_bytes(&yunet, Default::default())?;
     let all = attempts(data)?;
@@ -392,37 +486,79 @@ pub fn train(data: &Path, models: &Path, cfg: &Config, command: &str) -> Result<
     let fold_of = |p: &Prepared| clients.binary_search(&client(p.attempt)).unwrap_or(0);
     let per = 3 * (SIDE * SIDE) as usize * cfg.views.len();
 
-    let mut captured_scores: [Vec<Scored>; CAPTURES.len()] = Default::default();
-    let (bytes, losses, scored, counts) = if cfg.folds >= 2 {
+    // The networks that score each held-out fold (with --folds, one per fold; otherwise the
+    // one trained on two clients in three, which is also what ships).
+    let mut folds: Vec<(Vec<&Prepared>, Nets)> = Vec::new();
+    let mut counts = [all.len(), all.len()];
+    if cfg.folds >= 2 {
         let k = cfg.folds;
-        let mut scored = Vec::new();
         for fold in 0..k {
             let (out, fit_on): (Vec<&Prepared>, Vec<&Prepared>) =
                 prepared.iter().partition(|p| fold_of(p) % k == fold);
             let what = format!("liveness fold {}/{k}", fold + 1);
-            let (bytes, _) = fit(&Frames::of(&fit_on, per), cfg, &what)?;
-            scored.extend(score_with(&bytes, cfg, &out)?);
-            for (i, (_, change)) in CAPTURES.iter().enumerate() {
-                let changed = recaptured(&out, *change);
-                let changed: Vec<&Prepared> = changed.iter().collect();
-                captured_scores[i].extend(score_with(&bytes, cfg, &changed)?);
-            }
+            let nets = Nets::fit(&Frames::of(&fit_on, per), cfg, &what)?;
+            folds.push((out, nets));
         }
-        let everyone: Vec<&Prepared> = prepared.iter().collect();
-        let (bytes, losses) = fit(&Frames::of(&everyone, per), cfg, "liveness")?;
-        (bytes, losses, scored, [all.len(), all.len()])
     } else {
         let (calib, fit_on): (Vec<&Prepared>, Vec<&Prepared>) =
             prepared.iter().partition(|p| fold_of(p) % 3 == 2);
-        let (bytes, losses) = fit(&Frames::of(&fit_on, per), cfg, "liveness")?;
-        let scored = score_with(&bytes, cfg, &calib)?;
-        (bytes, losses, scored, [fit_on.len(), calib.len()])
+        let nets = Nets::fit(&Frames::of(&fit_on, per), cfg, "liveness")?;
+        counts = [fit_on.len(), calib.len()];
+        folds.push((calib, nets));
+    }
+    // With a second opinion, each network's own threshold first: the first's balanced as a
+    // lone network's, the second's where it refuses no live attempt ([`veto_threshold`]); the
+    // second's logit is shifted by the difference, so that each refuses at its own.
+    let mut alone: Vec<(f32, Rates)> = Vec::new();
+    if cfg.second.is_some() {
+        let mut scores: [Vec<Scored>; 2] = Default::default();
+        for (out, nets) in &folds {
+            for (i, (bytes, levels)) in nets.alone(cfg)?.iter().enumerate() {
+                scores[i].extend(score_with(bytes, &cfg.views, *levels, out)?);
+            }
+        }
+        let [first, second] = &scores;
+        let t = balanced_threshold(first);
+        alone.push((t, rates(first, t)));
+        let t = veto_threshold(second);
+        alone.push((t, rates(second, t)));
+    }
+    let offset = match alone.as_slice() {
+        [(t1, _), (t2, _)] => t1 - t2,
+        _ => 0.0,
     };
+    let mut scored = Vec::new();
+    let mut captured_scores: [Vec<Scored>; CAPTURES.len()] = Default::default();
+    for (out, nets) in &folds {
+        let bytes = nets.bytes(cfg, offset)?;
+        scored.extend(score_with(&bytes, &cfg.views, cfg.levels, out)?);
+        if cfg.folds >= 2 {
+            for (i, (_, change)) in CAPTURES.iter().enumerate() {
+                let changed = recaptured(out, *change);
+                let changed: Vec<&Prepared> = changed.iter().collect();
+                captured_scores[i].extend(score_with(&bytes, &cfg.views, cfg.levels, &changed)?);
+            }
+        }
+    }
+    let shipped = if cfg.folds >= 2 {
+        let everyone: Vec<&Prepared> = prepared.iter().collect();
+        Nets::fit(&Frames::of(&everyone, per), cfg, "liveness")?
+    } else {
+        folds.pop().expect("one training").1
+    };
+    let bytes = shipped.bytes(cfg, offset)?;
+    let [losses, second_losses] = shipped.losses;
     anyhow::ensure!(
         scored.iter().any(|s| s.species == REAL),
         "no live attempt among the calibration clients: more clients are needed"
     );
-    let threshold = balanced_threshold(&scored);
+    // A pair's score is the first network's, lowered where the second vetoes: its threshold
+    // is the first's own (choosing again on the pair's scores would only move it lower, to
+    // where the first alone lets more in).
+    let threshold = match alone.first() {
+        Some((t, _)) => *t,
+        None => balanced_threshold(&scored),
+    };
     let at = rates(&scored, threshold);
     let manifest = Manifest {
         sha256: sha256_hex(&bytes),
@@ -438,6 +574,19 @@ pub fn train(data: &Path, models: &Path, cfg: &Config, command: &str) -> Result<
         loss: losses,
         views: cfg.views.clone(),
         levels: cfg.levels,
+        second: cfg
+            .second
+            .zip(alone.get(..2))
+            .map(|(levels, alone)| SecondOpinion {
+                levels,
+                offset,
+                thresholds: [alone[0].0, alone[1].0],
+                calibration: [
+                    [alone[0].1.bpcer, alone[0].1.apcer_max],
+                    [alone[1].1.bpcer, alone[1].1.apcer_max],
+                ],
+                loss: second_losses,
+            }),
     };
     write_model(
         models,
@@ -452,12 +601,35 @@ pub fn train(data: &Path, models: &Path, cfg: &Config, command: &str) -> Result<
         .filter(|(_, s)| !s.is_empty())
         .map(|((name, _), s)| (*name, rates(s, threshold)))
         .collect();
+    let auc = separation(&scored);
+    let fold_scores = if cfg.folds >= 2 {
+        std::iter::once(("as recorded", scored))
+            .chain(CAPTURES.iter().map(|(name, _)| *name).zip(captured_scores))
+            .collect()
+    } else {
+        Vec::new()
+    };
     Ok(Trained {
         manifest,
-        auc: separation(&scored),
+        auc,
         apcer: at.apcer,
         captured,
+        fold_scores,
     })
+}
+
+/// A second opinion's threshold: the lowest score of a live attempt, so that it refuses no
+/// live person the calibration saw and vetoes only attacks it scores below all of them. Why
+/// not balanced: measured by cross-validation (docs/LIVENESS.md, "A second opinion"), the
+/// brightness-levelled network's balanced threshold refuses two live attempts of one person
+/// that the first network accepts, which the pair then refuses too.
+pub fn veto_threshold(scored: &[Scored]) -> f32 {
+    scored
+        .iter()
+        .filter(|s| s.species == REAL)
+        .filter_map(|s| s.score)
+        .min_by(f32::total_cmp)
+        .unwrap_or_else(|| balanced_threshold(scored))
 }
 
 /// Per attack species, the share of (live, attack) attempt pairs the scores order rightly
@@ -574,11 +746,35 @@ mod tests {
     }
 
     #[test]
+    fn a_second_opinion_refuses_no_live_attempt_it_was_calibrated_on() {
+        let s = |species: &str, score: Option<f32>| Scored {
+            species: species.into(),
+            name: String::new(),
+            score,
+            frames: Vec::new(),
+        };
+        let scored = vec![
+            s("real", Some(2.0)),
+            s("real", Some(-3.0)),
+            s("real", None),
+            s("print", Some(-4.0)),
+            s("print", Some(-1.0)),
+        ];
+        let t = veto_threshold(&scored);
+        assert_eq!(t, -3.0);
+        let r = rates(&scored, t);
+        // The faceless live attempt is refused at any threshold; every scored one passes.
+        assert!((r.bpcer - 1.0 / 3.0).abs() < 1e-9, "{r:?}");
+        assert_eq!(r.apcer["print"], 0.5);
+    }
+
+    #[test]
     fn separation_counts_rightly_ordered_pairs() {
         let s = |species: &str, score: Option<f32>| Scored {
             species: species.into(),
             name: String::new(),
             score,
+            frames: Vec::new(),
         };
         let scored = vec![
             s("real", Some(2.0)),
