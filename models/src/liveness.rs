@@ -634,20 +634,23 @@ mod tests {
         assert!(written.contains(r#""levels":"per-plane""#), "{written}");
     }
 
+    /// Weights of `spec` in a fixed pattern, a different one for each `k`.
+    fn pattern_weights(spec: &SmallCnn, k: usize) -> Vec<Vec<f32>> {
+        spec.weight_shapes()
+            .into_iter()
+            .map(|(_, d)| {
+                let n: usize = d.iter().product();
+                (0..n)
+                    .map(|i| (((i * (k + 3)) % 7) as f32 - 3.0) * 0.01)
+                    .collect()
+            })
+            .collect()
+    }
+
     #[test]
     fn an_ensemble_answers_the_mean_of_its_members() {
         let spec = net(VIEWS.len());
-        let member = |k: usize| -> Vec<Vec<f32>> {
-            spec.weight_shapes()
-                .into_iter()
-                .map(|(_, d)| {
-                    let n: usize = d.iter().product();
-                    (0..n)
-                        .map(|i| (((i * (k + 3)) % 7) as f32 - 3.0) * 0.01)
-                        .collect()
-                })
-                .collect()
-        };
+        let member = |k: usize| pattern_weights(&spec, k);
         let (a, b, c) = (member(0), member(1), member(2));
         let one = |w: &Vec<Vec<f32>>| {
             Liveness::from_bytes(&spec.graph(w).expect("graph"), &VIEWS, Levels::AsCaptured)
@@ -685,17 +688,7 @@ mod tests {
     #[test]
     fn a_second_opinion_answers_the_lower_of_the_two_networks() {
         let spec = net(VIEWS.len());
-        let member = |k: usize| -> Vec<Vec<f32>> {
-            spec.weight_shapes()
-                .into_iter()
-                .map(|(_, d)| {
-                    let n: usize = d.iter().product();
-                    (0..n)
-                        .map(|i| (((i * (k + 3)) % 7) as f32 - 3.0) * 0.01)
-                        .collect()
-                })
-                .collect()
-        };
+        let member = |k: usize| pattern_weights(&spec, k);
         let (a, b) = (member(0), member(1));
         let alone = |w: &Vec<Vec<f32>>, levels| {
             Liveness::from_bytes(&spec.graph(w).expect("graph"), &VIEWS, levels).expect("load")

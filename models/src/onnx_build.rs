@@ -212,14 +212,9 @@ impl SmallCnn {
                 let (mut nodes, mut initializer) = (Vec::new(), Vec::new());
                 let mut sum = String::new();
                 for (k, weights) in members.iter().enumerate() {
-                    let (n, i) = self.body(weights)?;
-                    let prefix = format!("m{k}/");
-                    nodes.extend(n.into_iter().map(|n| prefixed_node(n, &prefix)));
-                    initializer.extend(i.into_iter().map(|mut t| {
-                        t.name = format!("{prefix}{}", t.name);
-                        t
-                    }));
-                    let out = format!("{prefix}{}", self.output_name);
+                    let (n, i, out) = self.member(k, weights, "input")?;
+                    nodes.extend(n);
+                    initializer.extend(i);
                     sum = if k == 0 {
                         out
                     } else {
@@ -246,8 +241,8 @@ impl SmallCnn {
     /// its mean level ([`MeanOver`]: over the whole input or per plane, as
     /// `(x + 1) / max(mean(x + 1), 1/64) - 1` on the `level / 128 - 1` scale, a mean under two
     /// grey levels counting as two), and `offset` is added to its outputs to put them on the
-    /// first's scale (`None`: the second reads the input as given too). The door runs it as one network: same input, same output, and never a
-    /// higher score than `first` alone.
+    /// first's scale (`None`: the second reads the input as given too). The door runs it as
+    /// one network: same input, same output, and never a higher score than `first` alone.
     pub fn lower_of(
         &self,
         first: &[Vec<f32>],
@@ -260,67 +255,35 @@ impl SmallCnn {
                 reason: format!("{}: the second opinion's offset is not a number", self.name),
             });
         }
-        // One member's nodes (reading `input`) and weights, and the name of its output.
-        let member = |k: usize, weights: &[Vec<f32>], input: &str| -> crate::Result<Member> {
-            let (n, i) = self.body(weights)?;
-            let prefix = format!("m{k}/");
-            let n = n
-                .into_iter()
-                .map(|n| {
-                    let mut n = prefixed_node(n, &prefix);
-                    n.input
-                        .iter_mut()
-                        .filter(|s| *s == "input")
-                        .for_each(|s| *s = input.to_owned());
-                    n
-                })
-                .collect();
-            let i = i
-                .into_iter()
-                .map(|mut t| {
-                    t.name = format!("{prefix}{}", t.name);
-                    t
-                })
-                .collect();
-            Ok((n, i, format!("{prefix}{}", self.output_name)))
-        };
-        let (mut nodes, mut initializer, a) = member(0, first, "input")?;
-        let Some(mean_over) = mean_over else {
-            let (n, i, b) = member(1, second, "input")?;
-            nodes.extend(n);
-            initializer.extend(i);
-            initializer.push(float_initializer("lower.offset", &[1], &[offset]));
-            nodes.push(node("Add", &[&b, "lower.offset"], "second_shifted", vec![]));
-            nodes.push(node(
-                "Min",
-                &[&a, "second_shifted"],
-                self.output_name,
-                vec![],
-            ));
-            return Ok(self.encode(nodes, initializer));
-        };
-        let axes = match mean_over {
-            MeanOver::Whole => vec![1, 2, 3],
-            MeanOver::Plane => vec![2, 3],
-        };
-        initializer.push(float_initializer("lower.one", &[1], &[1.0]));
-        initializer.push(float_initializer("lower.floor", &[1], &[2.0 / 128.0]));
+        let (mut nodes, mut initializer, a) = self.member(0, first, "input")?;
         initializer.push(float_initializer("lower.offset", &[1], &[offset]));
-        // The levelling comes before the second network's nodes (ONNX wants each node's inputs
-        // made before it).
-        nodes.extend([
-            node("Add", &["input", "lower.one"], "level", vec![]),
-            node(
-                "ReduceMean",
-                &["level"],
-                "mean",
-                vec![ints("axes", &axes), int("keepdims", 1)],
-            ),
-            node("Max", &["mean", "lower.floor"], "mean_floored", vec![]),
-            node("Div", &["level", "mean_floored"], "ratio", vec![]),
-            node("Sub", &["ratio", "lower.one"], "levelled", vec![]),
-        ]);
-        let (n, i, b) = member(1, second, "levelled")?;
+        let second_input = match mean_over {
+            None => "input",
+            Some(over) => {
+                let axes = match over {
+                    MeanOver::Whole => vec![1, 2, 3],
+                    MeanOver::Plane => vec![2, 3],
+                };
+                initializer.push(float_initializer("lower.one", &[1], &[1.0]));
+                initializer.push(float_initializer("lower.floor", &[1], &[2.0 / 128.0]));
+                // The levelling comes before the second network's nodes (ONNX wants each
+                // node's inputs made before it).
+                nodes.extend([
+                    node("Add", &["input", "lower.one"], "level", vec![]),
+                    node(
+                        "ReduceMean",
+                        &["level"],
+                        "mean",
+                        vec![ints("axes", &axes), int("keepdims", 1)],
+                    ),
+                    node("Max", &["mean", "lower.floor"], "mean_floored", vec![]),
+                    node("Div", &["level", "mean_floored"], "ratio", vec![]),
+                    node("Sub", &["ratio", "lower.one"], "levelled", vec![]),
+                ]);
+                "levelled"
+            }
+        };
+        let (n, i, b) = self.member(1, second, second_input)?;
         nodes.extend(n);
         initializer.extend(i);
         nodes.push(node("Add", &[&b, "lower.offset"], "second_shifted", vec![]));
@@ -331,6 +294,32 @@ impl SmallCnn {
             vec![],
         ));
         Ok(self.encode(nodes, initializer))
+    }
+
+    /// Member `k` of a combined graph: the network's nodes with every name prefixed `m{k}/`,
+    /// reading `input` instead of the graph's input, its weights, and its output's name.
+    fn member(&self, k: usize, weights: &[Vec<f32>], input: &str) -> crate::Result<Member> {
+        let (n, i) = self.body(weights)?;
+        let prefix = format!("m{k}/");
+        let n = n
+            .into_iter()
+            .map(|n| {
+                let mut n = prefixed_node(n, &prefix);
+                n.input
+                    .iter_mut()
+                    .filter(|s| *s == "input")
+                    .for_each(|s| *s = input.to_owned());
+                n
+            })
+            .collect();
+        let i = i
+            .into_iter()
+            .map(|mut t| {
+                t.name = format!("{prefix}{}", t.name);
+                t
+            })
+            .collect();
+        Ok((n, i, format!("{prefix}{}", self.output_name)))
     }
 
     /// The nodes and weights of one network (input `input`, output [`SmallCnn::output_name`]).

@@ -277,18 +277,21 @@ pub fn det_curves(scored: &[Scored]) -> Vec<crate::report::plots::Curve> {
         .collect()
 }
 
+/// An attempt of `species` with this score, for tests.
+#[cfg(test)]
+pub(crate) fn scored(species: &str, score: Option<f32>) -> Scored {
+    Scored {
+        species: species.into(),
+        name: String::new(),
+        score,
+        frames: Vec::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::scored as s;
     use super::*;
-
-    fn s(species: &str, score: Option<f32>) -> Scored {
-        Scored {
-            species: species.into(),
-            name: String::new(),
-            score,
-            frames: Vec::new(),
-        }
-    }
 
     #[test]
     fn rates_count_attempts_and_a_faceless_live_attempt_is_refused() {

@@ -301,8 +301,8 @@ fn batch(
 }
 
 /// Trains the network on `train` (an ensemble of `cfg.members` trainings with seeds `cfg.seed`,
-/// `cfg.seed + 1`, ...: their mean logit, exported as one network); returns its ONNX bytes and
-/// the loss per epoch (the members' mean).
+/// `cfg.seed + 1`, ...: their mean logit, exported as one network by [`Nets::bytes`]); returns
+/// each member's weights and the loss per epoch (the members' mean).
 fn fit(train: &Frames, cfg: &Config, what: &str) -> Result<(Members, Vec<f32>)> {
     anyhow::ensure!(
         train.len() >= 20 && train.y.contains(&1.0) && train.y.contains(&0.0),
@@ -668,6 +668,7 @@ pub fn separation(scored: &[Scored]) -> BTreeMap<String, f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::eval::liveness::scored as s;
 
     #[test]
     fn the_loss_is_cross_entropy_with_live_frames_weighted() {
@@ -747,12 +748,6 @@ mod tests {
 
     #[test]
     fn a_second_opinion_refuses_no_live_attempt_it_was_calibrated_on() {
-        let s = |species: &str, score: Option<f32>| Scored {
-            species: species.into(),
-            name: String::new(),
-            score,
-            frames: Vec::new(),
-        };
         let scored = vec![
             s("real", Some(2.0)),
             s("real", Some(-3.0)),
@@ -770,12 +765,6 @@ mod tests {
 
     #[test]
     fn separation_counts_rightly_ordered_pairs() {
-        let s = |species: &str, score: Option<f32>| Scored {
-            species: species.into(),
-            name: String::new(),
-            score,
-            frames: Vec::new(),
-        };
         let scored = vec![
             s("real", Some(2.0)),
             s("real", Some(0.0)),
