@@ -151,8 +151,10 @@ impl Levels {
 }
 
 impl Levels {
-    /// The levelling as the graph of [`lower_of`] does it; `None` for a levelling that has
-    /// no such form (per-plane standardising).
+    /// The levelling as the graph of [`lower_of`] does it (`None`: the input as captured); an
+    /// error for a levelling that has no such form (per-plane standardising). The graph's
+    /// levelling is a second form of [`Levels::apply`]'s, kept so that the file runs alone; a
+    /// test holds the two equal.
     pub fn in_graph(self) -> std::result::Result<Option<MeanOver>, String> {
         match self {
             Levels::AsCaptured => Ok(None),
