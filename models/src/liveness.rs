@@ -319,23 +319,34 @@ impl Pinned for Manifest {
 /// The manifest and the bytes of [`FILE`] in the models folder, checked against each other.
 pub fn read_verified(models_dir: &Path) -> Result<(Manifest, Vec<u8>)> {
     let (manifest, bytes) = small_cnn::read_verified::<Manifest>(models_dir, FILES)?;
-    if let Err(reason) = check_views(&manifest.views) {
-        return Err(Error::TrainedNet {
-            what: FILES.what,
-            path: models_dir.join(MANIFEST),
-            reason,
-            fix: FILES.fix,
-        });
-    }
-    if !manifest.threshold.is_finite() {
-        return Err(Error::TrainedNet {
-            what: FILES.what,
-            path: models_dir.join(MANIFEST),
-            reason: "the threshold is not a number".into(),
-            fix: FILES.fix,
-        });
-    }
+    check_manifest(&manifest).map_err(|reason| Error::TrainedNet {
+        what: FILES.what,
+        path: models_dir.join(MANIFEST),
+        reason,
+        fix: FILES.fix,
+    })?;
     Ok((manifest, bytes))
+}
+
+/// What a manifest must say for the door to run its file as it was calibrated: views it can
+/// cut, a threshold that is a number, and, for a file with a second opinion, the input as
+/// captured (the file levels the second network's input itself; levelling it before would
+/// level the first network's too, which it never saw in training, and the calibrated
+/// threshold would no longer mean what it says).
+fn check_manifest(manifest: &Manifest) -> std::result::Result<(), String> {
+    check_views(&manifest.views)?;
+    if !manifest.threshold.is_finite() {
+        return Err("the threshold is not a number".into());
+    }
+    if manifest.second.is_some() && manifest.levels != Levels::AsCaptured {
+        return Err(format!(
+            "it records a second opinion (which levels its own input inside the file) and \
+             levels {} before the file: the first network would read an input it was not \
+             trained on",
+            manifest.levels.name()
+        ));
+    }
+    Ok(())
 }
 
 /// The loaded network, with the views and levels it was trained on.
@@ -634,6 +645,36 @@ mod tests {
         })
         .expect("json");
         assert!(written.contains(r#""levels":"per-plane""#), "{written}");
+    }
+
+    #[test]
+    fn a_manifest_with_a_second_opinion_must_read_the_input_as_captured() {
+        let json = r#"{"sha256":"00","threshold":0.5,"data":"d","command":"c","seed":1,
+            "attempts":[1,1],"calibration":[0.0,0.0],"loss":[],"views":[2.0,3.0],
+            "second":{"levels":"brightness","offset":3.0,"thresholds":[-0.9,-4.2],
+            "calibration":[[0.0,0.0],[0.0,0.0]],"loss":[]}}"#;
+        let m: Manifest = serde_json::from_str(json).expect("parse");
+        assert_eq!(check_manifest(&m), Ok(()));
+        let twice = Manifest {
+            levels: Levels::Brightness,
+            ..m.clone()
+        };
+        let err = check_manifest(&twice).expect_err("levelled twice");
+        assert!(
+            err.contains("second opinion") && err.contains("brightness"),
+            "{err}"
+        );
+        // Without a second opinion any levelling is the network's own.
+        let alone = Manifest {
+            second: None,
+            ..twice
+        };
+        assert_eq!(check_manifest(&alone), Ok(()));
+        let nan = Manifest {
+            threshold: f32::NAN,
+            ..m
+        };
+        assert!(check_manifest(&nan).is_err());
     }
 
     /// Weights of `spec` in a fixed pattern, a different one for each `k`.
