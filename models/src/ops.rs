@@ -258,12 +258,36 @@ fn maxpool_2x2_s2(src: &[f32], out: &mut [f32], h: usize, w: usize) {
 /// compute the same: the depthwise convolutions before tract's optimiser (it would make them
 /// its own operator, whose fields are private), the max-pools and GELUs after it.
 pub fn optimised(model: InferenceModel) -> TractResult<TypedModel> {
-    let mut model = model.into_typed()?.into_decluttered()?;
+    let model = model.into_typed()?;
+    refuse_spectral(&model)?;
+    let mut model = model.into_decluttered()?;
+    refuse_spectral(&model)?;
     swap_depthwise(&mut model)?;
     let mut model = model.into_optimized()?;
     swap_max_pools(&mut model)?;
     swap_gelus(&mut model)?;
     Ok(model)
+}
+
+/// Refuses a network with a spectral operator (ONNX DFT or STFT). Why: facegate builds tract
+/// without rustfft's transforms (patches/rustfft: 1.1 MiB of the door's code for operators no
+/// facegate network has), so such a network would only ever answer NaN; it is better named
+/// when it is loaded than refused at its first face.
+fn refuse_spectral(model: &TypedModel) -> TractResult<()> {
+    use tract_onnx::tract_core::ops::fft::{Fft, Stft};
+    match model
+        .nodes()
+        .iter()
+        .find(|n| n.op_is::<Fft>() || n.op_is::<Stft>())
+    {
+        Some(node) => bail!(
+            "node {:?} is a spectral operator ({}), which facegate does not carry: no face \
+             network needs one",
+            node.name,
+            node.op.name()
+        ),
+        None => Ok(()),
+    }
 }
 
 /// As [`optimised`], but leaving depthwise convolutions and GELUs to tract (the door before
@@ -340,6 +364,38 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use tract_onnx::tract_core::ops::cnn::{MaxPool, PoolSpec};
+
+    #[test]
+    fn a_network_with_a_spectral_operator_is_refused_when_it_is_loaded() {
+        use tract_onnx::pb::{GraphProto, ModelProto, OperatorSetIdProto};
+        let value_info = crate::onnx_test_util::value_info;
+        let model = ModelProto {
+            ir_version: 8,
+            opset_import: vec![OperatorSetIdProto {
+                domain: String::new(),
+                version: 17,
+            }],
+            graph: Some(GraphProto {
+                node: vec![NodeProto {
+                    input: vec!["x".into()],
+                    output: vec!["y".into()],
+                    op_type: "DFT".into(),
+                    ..Default::default()
+                }],
+                input: vec![value_info("x", &[1, 8, 1])],
+                output: vec![value_info("y", &[1, 8, 2])],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let bytes = prost::Message::encode_to_vec(&model);
+        let loaded = onnx()
+            .model_for_read(&mut &bytes[..])
+            .and_then(|m| m.with_input_fact(0, f32::fact([1, 8, 1]).into()))
+            .expect("tract reads a DFT");
+        let err = optimised(loaded).expect_err("refused").to_string();
+        assert!(err.contains("spectral operator"), "{err}");
+    }
 
     /// tract's own max-pool, optimised the way a plan is, on `input`.
     fn tract_pool(input: &Tensor) -> Tensor {
