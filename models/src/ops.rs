@@ -259,9 +259,9 @@ fn maxpool_2x2_s2(src: &[f32], out: &mut [f32], h: usize, w: usize) {
 /// its own operator, whose fields are private), the max-pools and GELUs after it.
 pub fn optimised(model: InferenceModel) -> TractResult<TypedModel> {
     let model = model.into_typed()?;
+    // Before decluttering, which would evaluate one on constants (decluttering never adds one).
     refuse_spectral(&model)?;
     let mut model = model.into_decluttered()?;
-    refuse_spectral(&model)?;
     swap_depthwise(&mut model)?;
     let mut model = model.into_optimized()?;
     swap_max_pools(&mut model)?;
