@@ -104,16 +104,7 @@ pub struct Detector {
 impl Detector {
     /// Parses YuNet from verified bytes (see [`crate::model_files::YUNET`]).
     pub fn from_bytes(bytes: &[u8], config: DetectorConfig) -> Result<Self> {
-        let names: Vec<String> = STRIDES
-            .iter()
-            .flat_map(|s| ["cls", "obj", "bbox", "kps"].map(|k| format!("{k}_{s}")))
-            .collect();
-        let model = crate::ops::onnx()
-            .with_ignore_output_shapes(true)
-            .with_ignore_value_info(true)
-            .model_for_read(&mut &bytes[..])
-            .and_then(|m| m.with_outputs_by_name(&names))
-            .map_err(|e| Error::load(MODEL, e))?;
+        let model = read_onnx(bytes).map_err(|e| Error::load(MODEL, e))?;
         Ok(Self {
             model,
             config,
@@ -169,6 +160,44 @@ impl Detector {
         plans.push(((h, w), plan.clone()));
         Ok(plan)
     }
+}
+
+/// YuNet's ONNX graph with its twelve outputs (scores, objectness, boxes, landmarks per stride).
+fn read_onnx(bytes: &[u8]) -> TractResult<InferenceModel> {
+    let names: Vec<String> = STRIDES
+        .iter()
+        .flat_map(|s| ["cls", "obj", "bbox", "kps"].map(|k| format!("{k}_{s}")))
+        .collect();
+    crate::ops::onnx()
+        .with_ignore_output_shapes(true)
+        .with_ignore_value_info(true)
+        .model_for_read(&mut &bytes[..])
+        .and_then(|m| m.with_outputs_by_name(&names))
+}
+
+/// YuNet typed and decluttered for any padded input size, `1 x 3 x 32h x 32w` (every input
+/// [`prepare`] makes), the form [`crate::nnef`] writes; [`crate::nnef::with_input_size`] fixes
+/// `h` and `w`. Why multiples of 32 in the symbols themselves: with a bare height and width,
+/// tract's shapes after each stride-2 stage carry rounding terms that its NNEF writer cannot
+/// write (a `todo!` in tract-nnef 0.23.9).
+pub fn decluttered_any_size(bytes: &[u8]) -> Result<TypedModel> {
+    let load = |e| Error::load(MODEL, e);
+    let model = read_onnx(bytes).map_err(load)?;
+    let (h, w) = (
+        model.symbols.sym(crate::nnef::HEIGHT_32),
+        model.symbols.sym(crate::nnef::WIDTH_32),
+    );
+    for s in [&h, &w] {
+        model
+            .symbols
+            .add_assertion(format!("{s}>=1"))
+            .map_err(load)?;
+    }
+    let fact = f32::fact([1.to_dim(), 3.to_dim(), h.to_dim() * 32, w.to_dim() * 32]);
+    model
+        .with_input_fact(0, fact.into())
+        .and_then(crate::ops::decluttered)
+        .map_err(load)
 }
 
 /// Shrinks (never enlarges) `image` so its longest side is at most `max_side`, pads it to

@@ -262,6 +262,25 @@ fn plan_with(
     fuse_layer_norms: bool,
     optimise: fn(InferenceModel) -> TractResult<TypedModel>,
 ) -> Result<Arc<TypedRunnableModel>> {
+    model_with(bytes, name, output, fuse_layer_norms, optimise)?
+        .into_runnable()
+        .map_err(|e| Error::load(name, e))
+}
+
+/// An embedder as the door plans it, typed and decluttered but not yet optimised: the form
+/// [`crate::nnef`] writes.
+pub fn decluttered(bytes: &[u8], name: &'static str) -> Result<TypedModel> {
+    model_with(bytes, name, None, true, crate::ops::decluttered)
+}
+
+/// [`plan_with`] up to its plan: the typed model `optimise` makes.
+fn model_with(
+    bytes: &[u8],
+    name: &'static str,
+    output: Option<&str>,
+    fuse_layer_norms: bool,
+    optimise: fn(InferenceModel) -> TractResult<TypedModel>,
+) -> Result<TypedModel> {
     let mut proto = crate::quantise::expand_int8_weights(bytes)?;
     crate::rewrite::prelu_as_relu_and_depthwise(&mut proto);
     if fuse_layer_norms {
@@ -283,7 +302,6 @@ fn plan_with(
             Ok(m)
         })
         .and_then(optimise)
-        .and_then(|m| m.into_runnable())
         .map_err(|e| Error::load(name, e))
 }
 

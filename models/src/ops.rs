@@ -45,7 +45,7 @@ pub fn onnx() -> tract_onnx::Onnx {
 /// op can be `Eq` and `Hash`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq)]
 pub struct LayerNormLast {
-    epsilon_bits: u32,
+    pub(crate) epsilon_bits: u32,
 }
 
 impl LayerNormLast {
@@ -258,15 +258,30 @@ fn maxpool_2x2_s2(src: &[f32], out: &mut [f32], h: usize, w: usize) {
 /// compute the same: the depthwise convolutions before tract's optimiser (it would make them
 /// its own operator, whose fields are private), the max-pools and GELUs after it.
 pub fn optimised(model: InferenceModel) -> TractResult<TypedModel> {
-    let model = model.into_typed()?;
-    // Before decluttering, which would evaluate one on constants (decluttering never adds one).
-    refuse_spectral(&model)?;
-    let mut model = model.into_decluttered()?;
+    optimised_typed(model.into_typed()?)
+}
+
+/// [`optimised`] for a network that is typed already (one read from tract's NNEF form,
+/// [`crate::nnef`]).
+pub fn optimised_typed(model: TypedModel) -> TractResult<TypedModel> {
+    let mut model = decluttered_typed(model)?;
     swap_depthwise(&mut model)?;
     let mut model = model.into_optimized()?;
     swap_max_pools(&mut model)?;
     swap_gelus(&mut model)?;
     Ok(model)
+}
+
+/// A loaded network typed and decluttered, the form [`crate::nnef`] writes: what every door
+/// network is before facegate's swaps and tract's optimiser.
+pub fn decluttered(model: InferenceModel) -> TractResult<TypedModel> {
+    decluttered_typed(model.into_typed()?)
+}
+
+fn decluttered_typed(model: TypedModel) -> TractResult<TypedModel> {
+    // Before decluttering, which would evaluate one on constants (decluttering never adds one).
+    refuse_spectral(&model)?;
+    model.into_decluttered()
 }
 
 /// Refuses a network with a spectral operator (ONNX DFT or STFT). Why: facegate builds tract

@@ -45,6 +45,18 @@ impl Runner {
         Ok(Self { plan, spec, what })
     }
 
+    /// `spec`'s network typed and decluttered at its input size: the form [`crate::nnef`]
+    /// writes, which [`crate::ops::optimised_typed`] turns into the same plan as
+    /// [`Runner::from_bytes`].
+    pub fn decluttered(spec: SmallCnn, what: &'static str, bytes: &[u8]) -> Result<TypedModel> {
+        let [c, h, w] = spec.input;
+        crate::ops::onnx()
+            .model_for_read(&mut &bytes[..])
+            .and_then(|m| m.with_input_fact(0, f32::fact([1, c, h, w]).into()))
+            .and_then(crate::ops::decluttered)
+            .map_err(|e| Error::load(what, e))
+    }
+
     /// The outputs for one input (`C x H x W` values, channels first).
     pub fn run(&self, input: Vec<f32>) -> Result<Vec<f32>> {
         let [c, h, w] = self.spec.input;

@@ -1,0 +1,558 @@
+//! facegate's networks in tract's own NNEF form: a tar of `graph.nnef` (the typed graph as
+//! text) and one `.dat` file per tensor.
+//!
+//! Why: a door that reads NNEF needs neither the ONNX parser, its inference rules nor protobuf
+//! (issue #25: the door binary's size and start-up). The laptop does everything ONNX-specific
+//! (the protobuf rewrites, parsing, typing, decluttering) and writes the decluttered typed
+//! model; reading it back gives the same model, so the door's swaps and tract's optimiser
+//! run on the same graph either way (`ops::optimised_typed`). facegate's own operator that
+//! exists before optimisation ([`LayerNormLast`], from the LayerNorm fusion) is carried as
+//! `facegate_layer_norm_last` in a registry of its own; the others are swapped in after
+//! loading and never written. int8 weights stay int8 in the file (`facegate_dequantize_int8`,
+//! folded back to the same f32 values when read), so a converted embedder is about the size
+//! of its int8 ONNX file rather than four times it.
+//!
+//! Status: the door still reads ONNX. This module, its tests and
+//! `models/examples/nnef_both_ways.rs` measure the door both ways (docs/PERFORMANCE.md,
+//! "NNEF on the door, measured both ways").
+
+use tract_nnef::internal::*;
+use tract_nnef::tract_core::ops::nn::GeluExact;
+
+use crate::ops::LayerNormLast;
+
+/// The NNEF name of [`LayerNormLast`].
+const LAYER_NORM_LAST: &str = "facegate_layer_norm_last";
+
+/// tract's NNEF reader and writer with facegate's operators.
+pub fn nnef() -> Nnef {
+    tract_nnef::nnef().with_registry(registry())
+}
+
+fn registry() -> Registry {
+    let mut registry =
+        Registry::new("facegate").with_doc("facegate's own operators (models/src/ops.rs)");
+    // tract-core's exact GELU (EdgeFace's, from ONNX's Erf formula) has no NNEF name of its own.
+    registry.register_unit_element_wise("facegate_gelu_exact", &GeluExact {});
+    registry.register_dumper(ser_layer_norm_last);
+    registry.register_dumper(ser_dequantize_int8);
+    registry.register_primitive(
+        DEQUANTIZE_INT8,
+        &[
+            TypeName::Integer.tensor().named("q"),
+            TypeName::Scalar.tensor().named("scale"),
+        ],
+        &[("output", TypeName::Scalar.tensor())],
+        de_dequantize_int8,
+    );
+    registry.register_primitive(
+        LAYER_NORM_LAST,
+        &[
+            TypeName::Scalar.tensor().named("x"),
+            TypeName::Scalar.tensor().named("weight"),
+            TypeName::Scalar.tensor().named("bias"),
+            // The bits, so the value read back is the value written.
+            TypeName::Integer.named("epsilon_bits"),
+        ],
+        &[("output", TypeName::Scalar.tensor())],
+        de_layer_norm_last,
+    );
+    registry
+}
+
+fn ser_layer_norm_last(
+    ast: &mut IntoAst,
+    node: &TypedNode,
+    op: &LayerNormLast,
+) -> TractResult<Option<Arc<RValue>>> {
+    let inputs: TVec<Arc<RValue>> = node.inputs.iter().map(|i| ast.mapping[i].clone()).collect();
+    Ok(Some(invocation(
+        LAYER_NORM_LAST,
+        &inputs,
+        &[("epsilon_bits", numeric(op.epsilon_bits as i64))],
+    )))
+}
+
+fn de_layer_norm_last(
+    builder: &mut ModelBuilder,
+    invocation: &ResolvedInvocation,
+) -> TractResult<Value> {
+    let x = invocation.named_arg_as(builder, "x")?;
+    let weight = invocation.named_arg_as(builder, "weight")?;
+    let bias = invocation.named_arg_as(builder, "bias")?;
+    let bits: i64 = invocation.named_arg_as(builder, "epsilon_bits")?;
+    let bits = u32::try_from(bits).context("epsilon_bits is not a 32-bit pattern")?;
+    builder.wire(LayerNormLast::new(f32::from_bits(bits)), &[x, weight, bias])
+}
+
+/// The symbol of [`crate::detect::decluttered_any_size`]'s input height over 32.
+pub const HEIGHT_32: &str = "h32";
+/// The symbol of its input width over 32.
+pub const WIDTH_32: &str = "w32";
+
+/// A detector read with [`from_bytes`] fixed to a `height x width` input (multiples of 32, as
+/// [`crate::detect::prepare`] pads them).
+pub fn with_input_size(model: &TypedModel, height: usize, width: usize) -> TractResult<TypedModel> {
+    ensure!(
+        height.is_multiple_of(32) && width.is_multiple_of(32) && height > 0 && width > 0,
+        "the detector's input is {height}x{width}, not a multiple of 32"
+    );
+    let values = [(HEIGHT_32, height / 32), (WIDTH_32, width / 32)]
+        .map(|(name, v)| (model.symbols.sym(name), TDim::Val(v as i64)));
+    model.set_symbols(&values.into_iter().collect())
+}
+
+/// `model` as an NNEF tar, byte for byte the same for the same model (fixed timestamps,
+/// tensors in name order), so a converted file can be pinned by its SHA-256. Weights that
+/// are int8 values times one scale per channel (the door's int8 files, expanded when they
+/// are read) are written as int8 again, see [`as_int8`].
+pub fn to_bytes(model: &TypedModel) -> TractResult<Vec<u8>> {
+    let model = with_int8_weights(model)?;
+    nnef().write_to_tar_with_config(&model, Vec::new(), false, true)
+}
+
+/// The typed model in an NNEF tar (from [`to_bytes`]), not yet optimised, its int8 weights
+/// expanded to the f32 values they were written from.
+pub fn from_bytes(bytes: &[u8]) -> TractResult<TypedModel> {
+    let mut model = READER.model_for_read(&mut &bytes[..])?;
+    fold_int8_weights(&mut model)?;
+    Ok(model)
+}
+
+/// One reader for every load: making one parses NNEF's standard library and builds the
+/// registries, about 10 ms each time on this machine, as long as reading a small network.
+static READER: std::sync::LazyLock<Nnef> = std::sync::LazyLock::new(nnef);
+
+/// Weights smaller than this stay f32 (as in [`crate::quantise`]: biases and norms).
+const MIN_INT8_ELEMENTS: usize = 512;
+/// The NNEF name of [`DequantizeInt8`].
+const DEQUANTIZE_INT8: &str = "facegate_dequantize_int8";
+
+/// `q as f32 * scale` for an int8 weight `q` and its scales (shaped to broadcast along the
+/// weight's channel axis): how a weight written as int8 ([`with_int8_weights`]) reads back.
+/// Its own operator rather than tract's cast and multiplication because tract's NNEF writer
+/// folds constants first and would write the f32 product again; this one is not evaluated
+/// outside a plan, so it stays in the file, and [`fold_int8_weights`] folds it on reading.
+#[derive(Debug, Clone, Default, Hash, PartialEq, Eq)]
+struct DequantizeInt8;
+
+impl Op for DequantizeInt8 {
+    fn name(&self) -> StaticName {
+        "facegate.DequantizeInt8".into()
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for DequantizeInt8 {
+    not_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let (q, scale) = args_2!(inputs);
+        Ok(tvec!(dequantize(&q, &scale)?.into_tvalue()))
+    }
+}
+
+impl TypedOp for DequantizeInt8 {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        ensure!(
+            inputs.len() == 2
+                && inputs[0].datum_type == i8::datum_type()
+                && inputs[1].datum_type == f32::datum_type()
+                && inputs[0].rank() == inputs[1].rank(),
+            "DequantizeInt8 wants an int8 weight and f32 scales of its rank"
+        );
+        Ok(tvec!(f32::fact(inputs[0].shape.clone())))
+    }
+
+    as_op!();
+}
+
+/// `q as f32 * scale[channel]`, one f32 product per value (the arithmetic of
+/// `quantise::expand_int8_weights`). The scales have `q`'s rank and length 1 on every axis
+/// but the channel axis, where they have `q`'s length: anything else is refused, so a file
+/// cannot make the door allocate more than the weight it holds.
+fn dequantize(q: &Tensor, scale: &Tensor) -> TractResult<Tensor> {
+    let shape = q.shape();
+    ensure!(
+        scale.rank() == q.rank(),
+        "int8 weight {shape:?} with scales {:?}",
+        scale.shape()
+    );
+    let axes: Vec<usize> = (0..shape.len())
+        .filter(|&a| scale.shape()[a] != 1)
+        .collect();
+    ensure!(
+        axes.len() <= 1 && axes.iter().all(|&a| scale.shape()[a] == shape[a]),
+        "int8 weight {shape:?} with scales {:?}",
+        scale.shape()
+    );
+    let (q_plain, s_plain) = (q.try_as_plain_ram()?, scale.try_as_plain_ram()?);
+    let (q_values, scales) = (q_plain.as_slice::<i8>()?, s_plain.as_slice::<f32>()?);
+    let (inner, channels) = match axes.first() {
+        Some(&a) => (shape[a + 1..].iter().product::<usize>(), shape[a]),
+        None => (1, 1),
+    };
+    let values: Vec<f32> = q_values
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| v as f32 * scales[(i / inner.max(1)) % channels.max(1)])
+        .collect();
+    Tensor::from_shape(shape, &values)
+}
+
+fn ser_dequantize_int8(
+    ast: &mut IntoAst,
+    node: &TypedNode,
+    _op: &DequantizeInt8,
+) -> TractResult<Option<Arc<RValue>>> {
+    let inputs: TVec<Arc<RValue>> = node.inputs.iter().map(|i| ast.mapping[i].clone()).collect();
+    Ok(Some(invocation(DEQUANTIZE_INT8, &inputs, &[])))
+}
+
+fn de_dequantize_int8(
+    builder: &mut ModelBuilder,
+    invocation: &ResolvedInvocation,
+) -> TractResult<Value> {
+    let q = invocation.named_arg_as(builder, "q")?;
+    let scale = invocation.named_arg_as(builder, "scale")?;
+    builder.wire(DequantizeInt8, &[q, scale])
+}
+
+/// `values` (of `shape`) as int8 values and one f32 scale per index along `axis`, if
+/// `q as f32 * scale` gives every value back bit for bit; `None` otherwise. Why: the door's
+/// int8 embedders are expanded to f32 before tract parses them (`quantise::expand_int8_weights`),
+/// so the typed graph NNEF is written from holds f32 weights; written as they are, an
+/// EdgeFace file would be 15 MB instead of 4. The check makes this lossless by construction:
+/// a tensor that is not exactly int8 times a scale stays f32.
+fn as_int8(values: &[f32], shape: &[usize], axis: usize) -> Option<(Vec<i8>, Vec<f32>)> {
+    let channels = shape[axis];
+    let inner: usize = shape[axis + 1..].iter().product();
+    let outer: usize = shape[..axis].iter().product();
+    let mut q = vec![0i8; values.len()];
+    let mut scales = Vec::with_capacity(channels);
+    for c in 0..channels {
+        let indices = || {
+            (0..outer).flat_map(move |o| {
+                let start = (o * channels + c) * inner;
+                start..start + inner
+            })
+        };
+        let max = indices().map(|i| values[i].abs()).fold(0f32, f32::max);
+        if !max.is_finite() {
+            return None;
+        }
+        // The quantiser's scale was max / 127 before the product rounded: try it and its
+        // neighbours.
+        let base = if max > 0.0 { max / 127.0 } else { 1.0 };
+        let scale = [0i32, 1, -1, 2, -2].into_iter().find_map(|step| {
+            let s = f32::from_bits(base.to_bits().checked_add_signed(step)?);
+            indices()
+                .all(|i| {
+                    let r = (values[i] / s).round();
+                    // Checked as the door computes it: from the stored int8 (-0.0 becomes 0).
+                    r.abs() <= 127.0 && ((r as i8) as f32 * s).to_bits() == values[i].to_bits()
+                })
+                .then_some(s)
+        })?;
+        for i in indices() {
+            q[i] = (values[i] / scale).round() as i8;
+        }
+        scales.push(scale);
+    }
+    Some((q, scales))
+}
+
+/// `model` with every f32 constant that [`as_int8`] can write exactly replaced by an int8
+/// constant, a cast and a multiplication by its scales.
+fn with_int8_weights(model: &TypedModel) -> TractResult<TypedModel> {
+    use tract_nnef::tract_core::ops::konst::Const;
+    let mut model = model.clone();
+    for id in model.eval_order()? {
+        let node = model.node(id);
+        let Some(konst) = node.op_as::<Const>() else {
+            continue;
+        };
+        let tensor = konst.val();
+        if tensor.datum_type() != f32::datum_type()
+            || tensor.len() < MIN_INT8_ELEMENTS
+            || tensor.rank() < 2
+        {
+            continue;
+        }
+        let shape = tensor.shape().to_vec();
+        let plain = tensor.try_as_plain_ram()?;
+        let values = plain.as_slice::<f32>()?;
+        let Some((axis, (q, scales))) = (0..shape.len())
+            .filter(|&a| shape[a] > 1)
+            .find_map(|a| as_int8(values, &shape, a).map(|found| (a, found)))
+        else {
+            continue;
+        };
+        let mut scale_shape = vec![1; shape.len()];
+        scale_shape[axis] = shape[axis];
+        let name = node.name.clone();
+        let mut patch = TypedModelPatch::default();
+        let q = patch.add_const(format!("{name}.int8"), Tensor::from_shape(&shape, &q)?)?;
+        let s = patch.add_const(
+            format!("{name}.scale"),
+            Tensor::from_shape(&scale_shape, &scales)?,
+        )?;
+        let weight = patch.wire_node(format!("{name}.dequantize"), DequantizeInt8, &[q, s])?;
+        patch.shunt_outside(&model, id.into(), weight[0])?;
+        patch.apply(&mut model)?;
+    }
+    model.compact()?;
+    Ok(model)
+}
+
+/// Folds the int8 weights [`with_int8_weights`] wrote back into f32 constants, whatever
+/// their size (tract's own constant folding stops at 4 MiB, and SFace's last layer would be
+/// dequantised on every face), so the weights are those of the ONNX path bit for bit.
+fn fold_int8_weights(model: &mut TypedModel) -> TractResult<()> {
+    for id in model.eval_order()? {
+        let node = model.node(id);
+        if !node.op_is::<DequantizeInt8>() {
+            continue;
+        }
+        let konst = |slot: usize| -> TractResult<_> {
+            Ok(model.outlet_fact(node.inputs[slot])?.konst.clone())
+        };
+        let (Some(q), Some(scale)) = (konst(0)?, konst(1)?) else {
+            bail!("{}: an int8 weight that is not a constant", node.name);
+        };
+        let weight = dequantize(&q, &scale).with_context(|| node.name.clone())?;
+        let name = node.name.clone();
+        let mut patch = TypedModelPatch::default();
+        let wire = patch.add_const(name, weight)?;
+        patch.shunt_outside(model, id.into(), wire)?;
+        patch.apply(model)?;
+    }
+    model.compact()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model_files::{EDGEFACE_INT8, SFACE_INT8, YUNET, default_dir};
+    use crate::ops::optimised_typed;
+
+    /// Reproducible values in `0..scale`, `n` of them.
+    fn input(shape: &[usize], scale: f32) -> Tensor {
+        let n: usize = shape.iter().product();
+        let values: Vec<f32> = (0..n)
+            .map(|i| (i * 7919 % 256) as f32 / 255.0 * scale)
+            .collect();
+        Tensor::from_shape(shape, &values).expect("shape")
+    }
+
+    /// Every output of both models' plans on `x`, as plain values.
+    fn outputs(model: TypedModel, x: &Tensor) -> Vec<Vec<f32>> {
+        let plan = optimised_typed(model)
+            .and_then(|m| m.into_runnable())
+            .expect("plan");
+        plan.run(tvec![x.clone().into_tvalue()])
+            .expect("run")
+            .iter()
+            .map(|t| {
+                let plain = t.try_as_plain_ram().expect("plain");
+                plain.as_slice::<f32>().expect("f32").to_vec()
+            })
+            .collect()
+    }
+
+    /// Writes `typed` as NNEF twice (same bytes), reads it back and checks that the plan the
+    /// door would make from it answers exactly as the plan from the ONNX file.
+    fn round_trip(
+        name: &str,
+        typed: TypedModel,
+        x: &Tensor,
+        fix: impl Fn(TypedModel) -> TypedModel,
+    ) -> usize {
+        let bytes = to_bytes(&typed).expect("write");
+        assert_eq!(
+            bytes,
+            to_bytes(&typed).expect("write"),
+            "{name}: not deterministic"
+        );
+        let back = fix(from_bytes(&bytes).expect("read"));
+        assert_eq!(outputs(fix(typed), x), outputs(back, x), "{name}");
+        bytes.len()
+    }
+
+    fn read(file: &str) -> Vec<u8> {
+        std::fs::read(default_dir().join(file))
+            .unwrap_or_else(|e| panic!("{file}: {e} (run `facegate models fetch`)"))
+    }
+
+    #[test]
+    fn the_door_networks_answer_the_same_from_nnef() {
+        let dir = default_dir();
+        for (file, kind) in [(EDGEFACE_INT8, "edgeface"), (SFACE_INT8, "sface")] {
+            let bytes = file
+                .read_verified(&dir)
+                .expect("run `facegate models fetch`");
+            let typed = crate::embed::decluttered(&bytes, "embedder").expect(kind);
+            let written = round_trip(kind, typed, &input(&[1, 3, 112, 112], 1.0), |m| m);
+            // Its weights stay int8: the NNEF file is about the size of the int8 ONNX file.
+            assert!(
+                written < bytes.len() * 11 / 10,
+                "{kind}: {written} bytes of NNEF for {} of ONNX",
+                bytes.len()
+            );
+        }
+        let yunet = YUNET
+            .read_verified(&dir)
+            .expect("run `facegate models fetch`");
+        let typed = crate::detect::decluttered_any_size(&yunet).expect("yunet");
+        for (h, w) in [(256, 320), (480, 640)] {
+            round_trip("yunet", typed.clone(), &input(&[1, 3, h, w], 255.0), |m| {
+                with_input_size(&m, h, w).expect("size")
+            });
+        }
+        for (file, spec) in [
+            (crate::liveness::FILE, crate::liveness::NET),
+            (crate::maskstate::FILE, crate::maskstate::NET),
+            (crate::refine::FILE, crate::refine::NET),
+        ] {
+            let typed =
+                crate::small_cnn::Runner::decluttered(spec, "net", &read(file)).expect(file);
+            let mut shape = vec![1];
+            shape.extend(spec.input);
+            round_trip(file, typed, &input(&shape, 1.0), |m| m);
+        }
+    }
+
+    #[test]
+    fn a_fused_layer_norm_keeps_its_epsilon() {
+        let mut model = TypedModel::default();
+        let x = model.add_source("x", f32::fact([2, 4])).expect("source");
+        let weight = model
+            .add_const("w", tensor1(&[1f32, 2., 3., 4.]))
+            .expect("w");
+        let bias = model
+            .add_const("b", tensor1(&[0f32, 0.5, 1., 1.5]))
+            .expect("b");
+        let epsilon = 1.2345e-5f32;
+        let y = model
+            .wire_node("ln", LayerNormLast::new(epsilon), &[x, weight, bias])
+            .expect("wire");
+        model.select_output_outlets(&y).expect("output");
+        let back = from_bytes(&to_bytes(&model).expect("write")).expect("read");
+        let op = back
+            .nodes()
+            .iter()
+            .find_map(|n| n.op_as::<LayerNormLast>())
+            .expect("the fused operator is read back as itself");
+        assert_eq!(op, &LayerNormLast::new(epsilon));
+    }
+
+    #[test]
+    fn int8_weights_are_written_as_int8_and_read_back_bit_for_bit() {
+        use tract_nnef::tract_core::ops::konst::Const;
+        // One weight that is int8 times a scale per row (the quantiser's form: the largest
+        // value of a row is 127 times its scale), one that is not.
+        let scales = [0.013f32, 0.5, 1e-4, 2.0];
+        let exact: Vec<f32> = (0..4 * 160)
+            .map(|i| {
+                let q = if i % 160 == 7 {
+                    127
+                } else {
+                    (i * 37 % 255) as i32 - 127
+                };
+                q as i8 as f32 * scales[i / 160]
+            })
+            .collect();
+        let inexact: Vec<f32> = (0..4 * 160).map(|i| (i as f32).sqrt() * 0.1).collect();
+        let mut model = TypedModel::default();
+        let x = model.add_source("x", f32::fact([4, 160])).expect("source");
+        let mut out = x;
+        for (name, values) in [("exact", &exact), ("inexact", &inexact)] {
+            let w = model
+                .add_const(name, Tensor::from_shape(&[4, 160], values).expect("shape"))
+                .expect("const");
+            out = model
+                .wire_node(
+                    format!("{name}.add"),
+                    tract_nnef::tract_core::ops::math::add(),
+                    &[out, w],
+                )
+                .expect("add")[0];
+        }
+        model.select_output_outlets(&[out]).expect("output");
+        let written = with_int8_weights(&model).expect("int8");
+        let int8: Vec<&str> = written
+            .nodes()
+            .iter()
+            .filter(|n| n.op_is::<DequantizeInt8>())
+            .map(|n| n.name.as_str())
+            .collect();
+        assert_eq!(
+            int8,
+            ["exact.dequantize"],
+            "only the exact weight is written as int8"
+        );
+        let back = from_bytes(&to_bytes(&model).expect("write")).expect("read");
+        assert!(
+            !back.nodes().iter().any(|n| n.op_is::<DequantizeInt8>()),
+            "folded on reading"
+        );
+        let weights: Vec<Vec<f32>> = back
+            .nodes()
+            .iter()
+            .filter_map(|n| n.op_as::<Const>())
+            .filter(|k| k.val().len() == exact.len())
+            .map(|k| {
+                k.val()
+                    .try_as_plain_ram()
+                    .expect("plain")
+                    .as_slice::<f32>()
+                    .expect("f32")
+                    .to_vec()
+            })
+            .collect();
+        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        let mut expected = vec![bits(&exact), bits(&inexact)];
+        let mut got: Vec<_> = weights.iter().map(|w| bits(w)).collect();
+        expected.sort();
+        got.sort();
+        assert!(
+            got == expected,
+            "the weights read back differ from those written"
+        );
+        // A negative zero has no int8 form (the door's product gives +0): such a weight stays f32.
+        assert!(as_int8(&[0.0, -0.0, 0.0, 0.0], &[1, 4], 0).is_none());
+        assert!(as_int8(&[0.0, 0.0, 0.0, 0.0], &[1, 4], 0).is_some());
+    }
+
+    #[test]
+    fn scales_that_do_not_fit_the_weight_are_refused() {
+        let q = Tensor::from_shape(&[2, 3], &[1i8, 2, 3, 4, 5, 6]).expect("q");
+        for shape in [&[2usize, 3][..], &[3, 1], &[2], &[1, 1, 2]] {
+            let n: usize = shape.iter().product();
+            let scale = Tensor::from_shape(shape, &vec![0.5f32; n]).expect("scale");
+            assert!(dequantize(&q, &scale).is_err(), "{shape:?}");
+        }
+        let scale = Tensor::from_shape(&[2, 1], &[0.5f32, 2.0]).expect("scale");
+        let w = dequantize(&q, &scale).expect("per row");
+        let plain = w.try_as_plain_ram().expect("plain");
+        assert_eq!(
+            plain.as_slice::<f32>().expect("f32"),
+            &[0.5, 1.0, 1.5, 8.0, 10.0, 12.0]
+        );
+    }
+
+    #[test]
+    fn bytes_that_are_not_a_model_are_an_error() {
+        for bytes in [&b""[..], b"\x1f\x8b", b"not a tar at all", &[0u8; 1024]] {
+            assert!(from_bytes(bytes).is_err());
+        }
+        let mut model = TypedModel::default();
+        let x = model.add_source("x", f32::fact([1])).expect("source");
+        model.select_output_outlets(&[x]).expect("output");
+        let bytes = to_bytes(&model).expect("write");
+        // Cut inside graph.nnef (after its 512-byte tar header): the text ends mid-graph.
+        assert!(from_bytes(&bytes[..520]).is_err(), "a truncated tar");
+        assert!(with_input_size(&model, 250, 320).is_err());
+    }
+}
