@@ -542,6 +542,60 @@ mod tests {
         );
     }
 
+    /// A small network with each kind of node facegate writes: an int8 weight, a fused
+    /// LayerNorm, an exact GELU.
+    fn small_model() -> Vec<u8> {
+        let mut model = TypedModel::default();
+        let x = model.add_source("x", f32::fact([2, 512])).expect("source");
+        let w: Vec<f32> = (0..2 * 512)
+            .map(|i| if i % 512 == 3 { 127.0 } else { (i % 200) as f32 - 100.0 } * 0.01)
+            .collect();
+        let w = model
+            .add_const("w", Tensor::from_shape(&[2, 512], &w).expect("shape"))
+            .expect("w");
+        let y = model
+            .wire_node("add", tract_nnef::tract_core::ops::math::add(), &[x, w])
+            .expect("add");
+        let g = model.add_const("g", tensor1(&[1f32; 512])).expect("g");
+        let b = model.add_const("b", tensor1(&[0f32; 512])).expect("b");
+        let y = model
+            .wire_node("ln", LayerNormLast::new(1e-5), &[y[0], g, b])
+            .expect("ln");
+        let y = model
+            .wire_node(
+                "gelu",
+                tract_nnef::tract_core::ops::element_wise::ElementWiseOp(
+                    Box::new(GeluExact {}),
+                    None,
+                ),
+                &y,
+            )
+            .expect("gelu");
+        model.select_output_outlets(&y).expect("output");
+        to_bytes(&model).expect("write")
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+        /// A damaged file (bytes changed, the end cut off) is an error or a model, never a
+        /// panic: the door would read these files from a signed bundle, but a bundle signed
+        /// by a faulty laptop must not take the door down.
+        #[test]
+        fn a_damaged_file_never_panics(
+            edits in proptest::collection::vec((0usize..1 << 16, proptest::prelude::any::<u8>()), 1..8),
+            cut in 0usize..1 << 16,
+        ) {
+            let mut bytes = small_model();
+            // Most of a tar is padding and tensor data: aim half the edits at graph.nnef's text.
+            for (k, (at, value)) in edits.into_iter().enumerate() {
+                let at = if k % 2 == 0 { 512 + at % 1024 } else { at % bytes.len() };
+                bytes[at] = value;
+            }
+            bytes.truncate(bytes.len() - cut % (bytes.len() / 4));
+            let _ = from_bytes(&bytes);
+        }
+    }
+
     #[test]
     fn bytes_that_are_not_a_model_are_an_error() {
         for bytes in [&b""[..], b"\x1f\x8b", b"not a tar at all", &[0u8; 1024]] {

@@ -27,18 +27,21 @@ impl std::fmt::Debug for Runner {
     }
 }
 
+/// `spec`'s network parsed from its ONNX bytes, at its one input size.
+fn read_onnx(spec: SmallCnn, bytes: &[u8]) -> TractResult<InferenceModel> {
+    let [c, h, w] = spec.input;
+    crate::ops::onnx()
+        .model_for_read(&mut &bytes[..])?
+        .with_input_fact(0, f32::fact([1, c, h, w]).into())
+}
+
 impl Runner {
     /// Loads `spec`'s network from ONNX bytes the caller vouches for (a manifest's SHA-256 or a
     /// bundle's signature); `what` names it in errors.
     pub fn from_bytes(spec: SmallCnn, what: &'static str, bytes: &[u8]) -> Result<Self> {
         let model_err = |e: TractError| Error::load(what, e);
-        let [c, h, w] = spec.input;
-        let model = crate::ops::onnx()
-            .model_for_read(&mut &bytes[..])
-            .map_err(model_err)?
-            .with_input_fact(0, f32::fact([1, c, h, w]).into())
-            .map_err(model_err)?;
-        let plan = crate::ops::optimised(model)
+        let plan = read_onnx(spec, bytes)
+            .and_then(crate::ops::optimised)
             .map_err(model_err)?
             .into_runnable()
             .map_err(model_err)?;
@@ -49,10 +52,7 @@ impl Runner {
     /// writes, which [`crate::ops::optimised_typed`] turns into the same plan as
     /// [`Runner::from_bytes`].
     pub fn decluttered(spec: SmallCnn, what: &'static str, bytes: &[u8]) -> Result<TypedModel> {
-        let [c, h, w] = spec.input;
-        crate::ops::onnx()
-            .model_for_read(&mut &bytes[..])
-            .and_then(|m| m.with_input_fact(0, f32::fact([1, c, h, w]).into()))
+        read_onnx(spec, bytes)
             .and_then(crate::ops::decluttered)
             .map_err(|e| Error::load(what, e))
     }
