@@ -65,10 +65,9 @@ fn ser_layer_norm_last(
     node: &TypedNode,
     op: &LayerNormLast,
 ) -> TractResult<Option<Arc<RValue>>> {
-    let inputs: TVec<Arc<RValue>> = node.inputs.iter().map(|i| ast.mapping[i].clone()).collect();
     Ok(Some(invocation(
         LAYER_NORM_LAST,
-        &inputs,
+        &input_wires(ast, node),
         &[("epsilon_bits", numeric(op.epsilon_bits as i64))],
     )))
 }
@@ -206,8 +205,16 @@ fn ser_dequantize_int8(
     node: &TypedNode,
     _op: &DequantizeInt8,
 ) -> TractResult<Option<Arc<RValue>>> {
-    let inputs: TVec<Arc<RValue>> = node.inputs.iter().map(|i| ast.mapping[i].clone()).collect();
-    Ok(Some(invocation(DEQUANTIZE_INT8, &inputs, &[])))
+    Ok(Some(invocation(
+        DEQUANTIZE_INT8,
+        &input_wires(ast, node),
+        &[],
+    )))
+}
+
+/// The names the writer gave `node`'s inputs, for an invocation of facegate's operators.
+fn input_wires(ast: &IntoAst, node: &TypedNode) -> TVec<Arc<RValue>> {
+    node.inputs.iter().map(|i| ast.mapping[i].clone()).collect()
 }
 
 fn de_dequantize_int8(
