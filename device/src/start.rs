@@ -14,7 +14,7 @@ use anyhow::{Context, Result};
 use ed25519_dalek::VerifyingKey;
 use embedded_hal::digital::{Error as _, ErrorKind, OutputPin};
 use facegate_models::logrecord::{Event, LogRecord};
-use facegate_models::model_files::{YUNET, default_dir};
+use facegate_models::model_files::{YUNET_DOOR, default_dir};
 
 use crate::app::{self, DoorConfig, Summary};
 use crate::config::{CameraConfig, Config, DisplayConfig, RelayConfig};
@@ -129,7 +129,7 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Outcome> {
 /// config's first bundle when newer); faults found on the way are printed and logged.
 fn load_model(config: &Config, trusted: &[VerifyingKey]) -> Result<(Installer, Arc<Shared>)> {
     let models = config.model.models_dir.clone().unwrap_or_else(default_dir);
-    let yunet = YUNET.read_verified(&models)?;
+    let yunet = YUNET_DOOR.read_verified(&models)?;
     let files = FileStore::open(&config.model.store)
         .with_context(|| format!("opening the store {}", config.model.store.display()))?;
     let has_active = files.active_path().exists();
@@ -352,11 +352,11 @@ pub fn liveness_check(config: &Config) -> Result<Option<crate::app::LivenessChec
         return Ok(None);
     }
     let models = config.model.models_dir.clone().unwrap_or_else(default_dir);
-    let (manifest, bytes) = facegate_models::liveness::read_verified(&models).context(
+    let (manifest, bytes) = facegate_models::liveness::read_door_form(&models).context(
         "the liveness check needs its network: run `facegate models fetch` (or set \
          [liveness] mode = \"off\", which lets photos in)",
     )?;
-    let net = facegate_models::liveness::Liveness::from_manifest(&manifest, &bytes)?;
+    let net = facegate_models::liveness::Liveness::from_door_form(&manifest, &bytes)?;
     let threshold = config.liveness.threshold.unwrap_or(manifest.threshold);
     eprintln!("liveness: passive, threshold {threshold:.3}");
     Ok(Some(crate::app::LivenessCheck { net, threshold }))

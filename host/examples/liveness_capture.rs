@@ -15,7 +15,7 @@ use anyhow::{Context, Result};
 use facegate::eval::liveness::{attempts, rates, score_as};
 use facegate_models::detect::Detector;
 use facegate_models::liveness::{Liveness, read_verified};
-use facegate_models::model_files::{YUNET, default_dir};
+use facegate_models::model_files::{YUNET_DOOR, default_dir};
 use image::RgbImage;
 use rand::{RngExt, SeedableRng};
 
@@ -128,7 +128,7 @@ fn main() -> Result<()> {
     let models = args.get(2).map(PathBuf::from).unwrap_or_else(default_dir);
     let (manifest, bytes) = read_verified(&models)?;
     let net = Liveness::from_manifest(&manifest, &bytes)?;
-    let detector = Detector::from_bytes(&YUNET.read_verified(&models)?, Default::default())?;
+    let detector = Detector::from_bytes(&YUNET_DOOR.read_verified(&models)?, Default::default())?;
     let list = attempts(&dir)?;
     println!(
         "{} attempts, threshold {} (network {})",

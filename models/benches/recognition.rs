@@ -10,7 +10,7 @@ use facegate_models::align;
 use facegate_models::detect::{Detector, DetectorConfig};
 use facegate_models::embed::{Embedder, EmbedderKind};
 use facegate_models::image_io;
-use facegate_models::model_files::{YUNET, default_dir};
+use facegate_models::model_files::{YUNET, YUNET_DOOR, default_dir};
 use image::imageops::{FilterType, resize};
 
 fn shared() -> PathBuf {
@@ -21,7 +21,7 @@ fn bench(c: &mut Criterion) {
     let models = default_dir();
     let photo = image_io::open(&shared().join("faces/deepface/img1.jpg")).expect("photo");
     let detector = Detector::from_bytes(
-        &YUNET
+        &YUNET_DOOR
             .read_verified(&models)
             .expect("run `facegate models fetch`"),
         DetectorConfig::default(),

@@ -96,15 +96,35 @@ type Plan = Arc<TypedRunnableModel>;
 
 /// YuNet through tract, with one cached plan per input size.
 pub struct Detector {
-    model: InferenceModel,
+    /// YuNet typed for any padded input size ([`decluttered_any_size`], read from its door
+    /// form): each size's plan fixes the size and optimises.
+    model: TypedModel,
     config: DetectorConfig,
     plans: Mutex<Vec<(InputSize, Plan)>>,
 }
 
 impl Detector {
-    /// Parses YuNet from verified bytes (see [`crate::model_files::YUNET`]).
+    /// Reads YuNet's door form (NNEF, see [`crate::model_files::YUNET_DOOR`]) from verified
+    /// bytes. A graph that is not a detector for any padded size (one 1x3x32h x 32w input,
+    /// twelve outputs) is refused here rather than at the first frame.
     pub fn from_bytes(bytes: &[u8], config: DetectorConfig) -> Result<Self> {
-        let model = read_onnx(bytes).map_err(|e| Error::load(MODEL, e))?;
+        let model = crate::nnef::from_bytes(bytes).map_err(|e| Error::load(MODEL, e))?;
+        let sized = |m: TypedModel| {
+            let f = m.input_fact(0).ok()?;
+            Some(f.datum_type == f32::datum_type() && f.shape.as_concrete()? == [1, 3, 32, 32])
+        };
+        let fits = model.inputs.len() == 1
+            && model.outputs.len() == 4 * STRIDES.len()
+            && crate::nnef::with_input_size(&model, 32, 32)
+                .ok()
+                .and_then(sized)
+                == Some(true);
+        if !fits {
+            return Err(Error::load(
+                MODEL,
+                "not YuNet's door form: one 1x3x(32h)x(32w) input and twelve outputs expected",
+            ));
+        }
         Ok(Self {
             model,
             config,
@@ -146,11 +166,8 @@ impl Detector {
             }
         }
         // Built outside the lock: optimising takes ~100 ms and other threads may want other sizes.
-        let plan = self
-            .model
-            .clone()
-            .with_input_fact(0, f32::fact([1, 3, h, w]).into())
-            .and_then(crate::ops::optimised)
+        let plan = crate::nnef::with_input_size(&self.model, h, w)
+            .and_then(crate::ops::optimised_typed)
             .and_then(|m| m.into_runnable())
             .map_err(|e| Error::load(MODEL, e))?;
         let mut plans = self.plans.lock().unwrap_or_else(|p| p.into_inner());

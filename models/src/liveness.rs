@@ -26,6 +26,9 @@ use crate::{Error, Result};
 
 /// The network file.
 pub const FILE: &str = "liveness.onnx";
+/// Its door form (tract NNEF, [`door_form`]): what the door and `facegate eval --protocol
+/// liveness` run, written beside it by `facegate models fetch` and `facegate models liveness`.
+pub const DOOR_FILE: &str = "liveness.nnef.tar";
 /// What it was trained on, its threshold, and the file's digest.
 pub const MANIFEST: &str = "liveness.json";
 /// Side of the network's RGB input.
@@ -73,6 +76,10 @@ pub struct Manifest {
     /// second's levelling and calibration (absent: one network).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub second: Option<SecondOpinion>,
+    /// SHA-256 of [`DOOR_FILE`], recorded when it is written ([`install_door_form`]); absent
+    /// until then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub door_sha256: Option<String>,
 }
 
 /// The second network of a file made by [`lower_of`]. Informative: the file alone is what
@@ -316,6 +323,71 @@ impl Pinned for Manifest {
     }
 }
 
+/// The door form of a checked network ([`read_verified`]): the model tract makes of the ONNX
+/// file, typed and decluttered, as deterministic NNEF bytes ([`crate::nnef`]).
+pub fn door_form(manifest: &Manifest, onnx: &[u8]) -> Result<Vec<u8>> {
+    check_views(&manifest.views).map_err(|e| Error::load("liveness", e))?;
+    let typed = Runner::decluttered(net(manifest.views.len()), "liveness", onnx)?;
+    crate::nnef::to_bytes(&typed).map_err(|e| Error::load("liveness", e))
+}
+
+/// Writes [`DOOR_FILE`] from the checked network in `models_dir` and records its SHA-256 in
+/// the manifest, unless both are already there and agree. Returns the door form's length
+/// when it was (re)written.
+pub fn install_door_form(models_dir: &Path) -> Result<Option<usize>> {
+    let (mut manifest, onnx) = read_verified(models_dir)?;
+    if read_door_form(models_dir).is_ok() {
+        return Ok(None);
+    }
+    let bytes = door_form(&manifest, &onnx)?;
+    manifest.door_sha256 = Some(crate::model_files::sha256_hex(&bytes));
+    let json = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::load("liveness", e))?;
+    for (name, data) in [(DOOR_FILE, &bytes[..]), (MANIFEST, &json[..])] {
+        let path = models_dir.join(name);
+        let tmp = models_dir.join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, data)
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .map_err(|source| Error::Io {
+                action: "writing",
+                path,
+                source,
+            })?;
+    }
+    Ok(Some(bytes.len()))
+}
+
+/// The manifest and the door form ([`DOOR_FILE`]) in the models folder, checked against each
+/// other: what the door loads (it needs no ONNX file).
+pub fn read_door_form(models_dir: &Path) -> Result<(Manifest, Vec<u8>)> {
+    let refused = |path: std::path::PathBuf, reason: String| Error::TrainedNet {
+        what: FILES.what,
+        path,
+        reason,
+        fix: FILES.fix,
+    };
+    let manifest_path = models_dir.join(MANIFEST);
+    let manifest: Manifest = std::fs::read(&manifest_path)
+        .map_err(|e| e.to_string())
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+        .map_err(|e| refused(manifest_path.clone(), format!("no usable manifest ({e})")))?;
+    check_manifest(&manifest).map_err(|reason| refused(manifest_path.clone(), reason))?;
+    let Some(pinned) = manifest.door_sha256.clone() else {
+        return Err(refused(
+            manifest_path,
+            format!("it records no door form ({DOOR_FILE})"),
+        ));
+    };
+    let path = models_dir.join(DOOR_FILE);
+    let bytes = std::fs::read(&path).map_err(|e| refused(path.clone(), e.to_string()))?;
+    if crate::model_files::sha256_hex(&bytes) != pinned {
+        return Err(refused(
+            path,
+            format!("its SHA-256 is not the one {MANIFEST} records"),
+        ));
+    }
+    Ok((manifest, bytes))
+}
+
 /// The manifest and the bytes of [`FILE`] in the models folder, checked against each other.
 pub fn read_verified(models_dir: &Path) -> Result<(Manifest, Vec<u8>)> {
     let (manifest, bytes) = small_cnn::read_verified::<Manifest>(models_dir, FILES)?;
@@ -374,6 +446,17 @@ impl Liveness {
     /// The network a manifest describes, from its checked bytes ([`read_verified`]).
     pub fn from_manifest(manifest: &Manifest, bytes: &[u8]) -> Result<Self> {
         Self::from_bytes(bytes, &manifest.views, manifest.levels)
+    }
+
+    /// The network a manifest describes, from its checked door form ([`read_door_form`]):
+    /// how the door and `facegate eval --protocol liveness` load it.
+    pub fn from_door_form(manifest: &Manifest, bytes: &[u8]) -> Result<Self> {
+        check_views(&manifest.views).map_err(|e| Error::load("liveness", e))?;
+        Ok(Self {
+            net: Runner::from_door_form(net(manifest.views.len()), "liveness", bytes)?,
+            views: manifest.views.clone(),
+            levels: manifest.levels,
+        })
     }
 
     /// The views this network sees.
@@ -760,5 +843,72 @@ mod tests {
         assert!(lower_of(VIEWS.len(), &a, &b, Levels::PerPlane, 0.0).is_err());
         assert!(lower_of(VIEWS.len(), &a, &b, Levels::Brightness, f32::NAN).is_err());
         assert!(lower_of(VIEWS.len(), &a, &[vec![0.0]], Levels::Brightness, 0.0).is_err());
+    }
+
+    #[test]
+    fn the_door_form_answers_as_the_onnx_file_and_is_checked_against_the_manifest() {
+        let spec = net(VIEWS.len());
+        let bytes = lower_of(
+            VIEWS.len(),
+            &pattern_weights(&spec, 0),
+            &pattern_weights(&spec, 1),
+            Levels::Brightness,
+            0.5,
+        )
+        .expect("pair");
+        let dir = tempfile::tempdir().expect("dir");
+        let manifest = Manifest {
+            sha256: crate::model_files::sha256_hex(&bytes),
+            threshold: 0.25,
+            data: "patterns".into(),
+            command: "test".into(),
+            seed: 0,
+            attempts: [0, 0],
+            calibration: [0.0, 0.0],
+            loss: vec![],
+            views: VIEWS.to_vec(),
+            levels: Levels::AsCaptured,
+            second: None,
+            door_sha256: None,
+        };
+        std::fs::write(dir.path().join(FILE), &bytes).expect("write");
+        std::fs::write(
+            dir.path().join(MANIFEST),
+            serde_json::to_vec(&manifest).expect("json"),
+        )
+        .expect("write");
+        // No door form yet: the door says so and how to make it.
+        let err = read_door_form(dir.path())
+            .expect_err("none yet")
+            .to_string();
+        assert!(err.contains("models fetch"), "{err}");
+        assert!(install_door_form(dir.path()).expect("install").is_some());
+        assert_eq!(install_door_form(dir.path()).expect("again"), None);
+        let (read, door) = read_door_form(dir.path()).expect("door form");
+        assert_eq!(read.threshold, manifest.threshold);
+        let onnx = Liveness::from_manifest(&manifest, &bytes).expect("onnx");
+        let nnef = Liveness::from_door_form(&read, &door).expect("nnef");
+        for level in [200, 40] {
+            let (frame, face) = frame_and_face(level);
+            let (a, b) = (onnx.score(&frame, &face), nnef.score(&frame, &face));
+            assert_eq!(a.expect("onnx").to_bits(), b.expect("nnef").to_bits());
+        }
+        // A door form for other views, or changed bytes, is refused.
+        let one_view = Manifest {
+            views: LEGACY_VIEWS.to_vec(),
+            ..read.clone()
+        };
+        assert!(Liveness::from_door_form(&one_view, &door).is_err());
+        let mut changed = door.clone();
+        let last = changed.len() - 600;
+        changed[last] ^= 1;
+        std::fs::write(dir.path().join(DOOR_FILE), &changed).expect("write");
+        let err = read_door_form(dir.path())
+            .expect_err("tampered")
+            .to_string();
+        assert!(err.contains("SHA-256"), "{err}");
+        // `install_door_form` repairs it.
+        assert!(install_door_form(dir.path()).expect("repair").is_some());
+        assert_eq!(read_door_form(dir.path()).expect("repaired").1, door);
     }
 }

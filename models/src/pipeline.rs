@@ -85,7 +85,7 @@ pub struct Pipeline {
 impl Pipeline {
     /// Loads the pinned networks from `models_dir`, verifying each file's SHA-256.
     pub fn load(models_dir: &Path, config: PipelineConfig) -> Result<Self> {
-        let yunet = model_files::YUNET.read_verified(models_dir)?;
+        let yunet = model_files::YUNET_DOOR.read_verified(models_dir)?;
         let detector = Detector::from_bytes(&yunet, config.detector)?;
         let embedder = Embedder::load(models_dir, config.embedder, config.quantised)?;
         Ok(Self {

@@ -48,6 +48,30 @@ impl Runner {
         Ok(Self { plan, spec, what })
     }
 
+    /// Loads `spec`'s network from its door form (NNEF, [`crate::nnef`]) the caller vouches
+    /// for; a graph whose input is not `spec`'s is refused.
+    pub fn from_door_form(spec: SmallCnn, what: &'static str, bytes: &[u8]) -> Result<Self> {
+        let model_err = |e: TractError| Error::load(what, e);
+        let [c, h, w] = spec.input;
+        let model = crate::nnef::from_bytes(bytes).map_err(model_err)?;
+        let fits = model.inputs.len() == 1
+            && model.outputs.len() == 1
+            && model.input_fact(0).is_ok_and(|f| {
+                f.datum_type == f32::datum_type()
+                    && f.shape.as_concrete() == Some(&[1, c, h, w][..])
+            });
+        if !fits {
+            return Err(Error::load(
+                what,
+                format!("the file's input is not 1x{c}x{h}x{w} with one output"),
+            ));
+        }
+        let plan = crate::ops::optimised_typed(model)
+            .and_then(|m| m.into_runnable())
+            .map_err(model_err)?;
+        Ok(Self { plan, spec, what })
+    }
+
     /// `spec`'s network typed and decluttered at its input size: the form [`crate::nnef`]
     /// writes, which [`crate::ops::optimised_typed`] turns into the same plan as
     /// [`Runner::from_bytes`].

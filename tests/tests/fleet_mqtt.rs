@@ -213,11 +213,14 @@ fn one_publish_updates_a_group_and_nothing_else_gets_in() {
             "home-v2.fgb",
         ],
     );
+    // Three doors each build the new model (both paths) on a 2-core machine, beside the other
+    // tests: 2-4 s here when idle. The bound is for a door that never updates, not a speed
+    // target (docs/FLEET.md has the measured time).
     assert!(
-        w.wait_for(Duration::from_secs(5), |_| model_is(&w, "front", 2)
+        w.wait_for(Duration::from_secs(30), |_| model_is(&w, "front", 2)
             && model_is(&w, "back", 2)
             && model_is(&w, "side", 2)),
-        "not updated within 5 s: front {:?} back {:?} side {:?}",
+        "not updated within 30 s: front {:?} back {:?} side {:?}",
         w.last("facegate/front/model"),
         w.last("facegate/back/model"),
         w.last("facegate/side/model")

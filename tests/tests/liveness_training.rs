@@ -57,7 +57,8 @@ fn liveness_trains_with_views_and_folds_and_eval_runs_what_it_wrote() {
     slice(&data);
     let models = tmp.path().join("models");
     std::fs::create_dir_all(&models).expect("mkdir");
-    let yunet = "face_detection_yunet_2023mar.onnx";
+    // The detector as every command reads it: its door form.
+    let yunet = facegate_models::model_files::YUNET_DOOR.file_name;
     std::fs::copy(models_dir().join(yunet), models.join(yunet)).expect("YuNet");
     let data = data.to_str().expect("utf-8");
     // The second run also re-exposes its training frames (`--exposure`) and levels the
@@ -105,6 +106,13 @@ fn liveness_trains_with_views_and_folds_and_eval_runs_what_it_wrote() {
         assert_eq!(
             manifest["views"].as_array().expect("views").len(),
             channels,
+            "{manifest}"
+        );
+        // The door form the door and eval run is written and recorded with it.
+        let door = std::fs::read(models.join("liveness.nnef.tar")).expect("door form");
+        assert_eq!(
+            manifest["door_sha256"].as_str(),
+            Some(facegate_models::model_files::sha256_hex(&door).as_str()),
             "{manifest}"
         );
         // Cross-validation scores every attempt; the hold-out one person in three.

@@ -8,7 +8,7 @@ use facegate_models::detect::{Detector, DetectorConfig};
 use facegate_models::embed::{Embedder, EmbedderKind, cosine};
 use facegate_models::geometry::Similarity;
 use facegate_models::image_io;
-use facegate_models::model_files::YUNET;
+use facegate_models::model_files::YUNET_DOOR;
 use facegate_tests::{models_dir, shared_dir};
 use serde_json::Value;
 
@@ -38,7 +38,7 @@ fn pair(v: &Value) -> [f32; 2] {
 fn detections_match_the_reference() {
     let models = models_dir();
     let det = Detector::from_bytes(
-        &YUNET.read_verified(&models).expect("yunet"),
+        &YUNET_DOOR.read_verified(&models).expect("yunet"),
         DetectorConfig::default(),
     )
     .expect("detector");
@@ -106,7 +106,7 @@ fn reference_matrix(v: &Value) -> Similarity {
 fn check_embedder(kind: EmbedderKind, key: &str) {
     let models = models_dir();
     let det = Detector::from_bytes(
-        &YUNET.read_verified(&models).expect("yunet"),
+        &YUNET_DOOR.read_verified(&models).expect("yunet"),
         DetectorConfig::default(),
     )
     .expect("detector");

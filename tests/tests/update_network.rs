@@ -26,7 +26,7 @@ use facegate_models::channel::DoorKeys;
 use facegate_models::gallery::{Gallery, default_threshold};
 use facegate_models::image_io;
 use facegate_models::logrecord::{Event, FrameReader};
-use facegate_models::model_files::{EDGEFACE_INT8, YUNET};
+use facegate_models::model_files::{EDGEFACE_INT8, YUNET_DOOR};
 use facegate_models::pipeline::{Pipeline, PipelineConfig};
 use facegate_models::wire;
 use facegate_tests::{models_dir, shared_dir};
@@ -135,7 +135,7 @@ fn server_ruled(
     transport: Transport,
     rules: Rules,
 ) -> (Arc<UpdateServer>, Arc<Shared>) {
-    let yunet = YUNET.read_verified(&models_dir()).expect("yunet");
+    let yunet = YUNET_DOOR.read_verified(&models_dir()).expect("yunet");
     let trusted = vec![key.verifying_key()];
     let bundle = bundle::verify(first, &trusted).expect("verifies");
     store
@@ -402,7 +402,7 @@ fn a_bundle_with_a_landmark_refiner_makes_the_door_refine() {
     use facegate_models::refine;
     let models = models_dir();
     let key = SigningKey::from_bytes(&[7; 32]);
-    let yunet = YUNET.read_verified(&models).expect("yunet");
+    let yunet = YUNET_DOOR.read_verified(&models).expect("yunet");
     let refiner = refine::template_graph().expect("graph");
     let pipeline = door_pipeline(&models)
         .with_refiner(refine::Refiner::from_bytes(&refiner).expect("refiner"));
@@ -697,7 +697,7 @@ fn a_corrupt_active_bundle_falls_back_loudly_and_is_never_kept() {
         Installer::new(
             vec![key.verifying_key()],
             store.clone(),
-            YUNET.read_verified(&models).expect("yunet"),
+            YUNET_DOOR.read_verified(&models).expect("yunet"),
             Rules::default(),
         )
     };
@@ -896,7 +896,7 @@ fn bundles_carry_no_face_and_install_only_where_they_are_meant() {
         Installer::new(
             trusted.to_vec(),
             Arc::new(MemoryStore::default()),
-            YUNET.read_verified(&models).expect("yunet"),
+            YUNET_DOOR.read_verified(&models).expect("yunet"),
             Rules {
                 door: door.map(str::to_owned),
                 groups: vec!["house".into()],

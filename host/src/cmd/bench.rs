@@ -20,7 +20,7 @@ use facegate_models::detect::{Detector, DetectorConfig};
 use facegate_models::embed::{Embedder, EmbedderKind};
 use facegate_models::gallery::{Gallery, default_threshold};
 use facegate_models::image_io;
-use facegate_models::model_files::YUNET;
+use facegate_models::model_files::YUNET_DOOR;
 use facegate_models::pipeline::subject;
 use image::imageops::{FilterType, resize};
 use serde_json::{Value, json};
@@ -57,7 +57,10 @@ struct Fixture {
 
 fn load(cmd: &BenchCmd) -> Result<Fixture> {
     let models = cmd.models.resolve();
-    let detector = Detector::from_bytes(&YUNET.read_verified(&models)?, DetectorConfig::default())?;
+    let detector = Detector::from_bytes(
+        &YUNET_DOOR.read_verified(&models)?,
+        DetectorConfig::default(),
+    )?;
     let mut embedders = Vec::new();
     for kind in [EmbedderKind::EdgeFace, EmbedderKind::SFace] {
         for quantised in [false, true] {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
 use facegate_models::detect::Detector;
-use facegate_models::liveness::{Liveness, read_verified};
+use facegate_models::liveness::{Liveness, read_door_form};
 
 use crate::cmd::eval::EvalCmd;
 use crate::eval::liveness::{Report, attempts, det_curves, rates, score_all};
@@ -15,9 +15,10 @@ use crate::files::write_png;
 /// Runs the liveness protocol.
 pub fn run(cmd: &EvalCmd) -> Result<()> {
     let models = cmd.net.models.resolve();
-    let (manifest, bytes) = read_verified(&models)?;
-    let net = Liveness::from_manifest(&manifest, &bytes)?;
-    let yunet = facegate_models::model_files::YUNET.read_verified(&models)?;
+    // The door form, as the door loads it.
+    let (manifest, bytes) = read_door_form(&models)?;
+    let net = Liveness::from_door_form(&manifest, &bytes)?;
+    let yunet = facegate_models::model_files::YUNET_DOOR.read_verified(&models)?;
     let detector = Detector::from_bytes(&yunet, Default::default())?;
     let list = attempts(&cmd.dataset)?;
     let scored = score_all(&detector, &net, &list)?;

@@ -90,7 +90,7 @@ pub fn run(cmd: &EvalCmd) -> Result<()> {
     let models = cmd.net.models.resolve();
     let (manifest, bytes) = read_verified(&models)?;
     let net = MaskState::from_bytes(&bytes)?;
-    let yunet = facegate_models::model_files::YUNET.read_verified(&models)?;
+    let yunet = facegate_models::model_files::YUNET_DOOR.read_verified(&models)?;
     let detector = Detector::from_bytes(&yunet, Default::default())?;
     let labels = labels(&cmd.dataset)?;
     let pb = crate::progress::bar(labels.len() as u64, "mask state", "photos");

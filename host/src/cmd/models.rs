@@ -298,6 +298,17 @@ fn verify(dir: &ModelsDir) -> Result<()> {
             }
         }
     }
+    match facegate_models::liveness::read_door_form(&dir) {
+        Ok((_, bytes)) => println!(
+            "ok       {:>10} B  {} (matches its manifest)",
+            bytes.len(),
+            facegate_models::liveness::DOOR_FILE
+        ),
+        Err(e) => {
+            bad += 1;
+            println!("FAILED   {e}");
+        }
+    }
     // The mask-adapted SFace, committed or trained here, must match its manifest.
     use facegate_models::adapted;
     if dir.join(adapted::MANIFEST).exists() {
@@ -380,7 +391,42 @@ pub fn fetch(dir: &Path) -> Result<()> {
             report.bytes_before as f64 / report.bytes_after as f64
         );
     }
+    for file in model_files::ALL {
+        let Origin::DoorFormOf(source) = file.origin else {
+            continue;
+        };
+        if file.read_verified(dir).is_ok() {
+            continue;
+        }
+        let pb = spinner(&format!("writing the door's form of {}", source.name));
+        let input = source.read_verified(dir)?;
+        let bytes = facegate_models::nnef::door_form(source, &input)
+            .with_context(|| format!("converting {}", source.file_name))?;
+        pb.finish_and_clear();
+        let path = file.path_in(dir);
+        if file.sha256 != sha256_hex(&bytes) {
+            eprintln!(
+                "note: {} written with SHA-256 {}",
+                file.file_name,
+                sha256_hex(&bytes)
+            );
+        }
+        file.verify(&path, &bytes)
+            .context("the door form differs from the pinned one (another tract version?)")?;
+        write_atomically(&path, &bytes)?;
+        println!(
+            "made     {:>10} B  {} (tract NNEF, no ONNX parser needed on the door)",
+            bytes.len(),
+            file.file_name
+        );
+    }
     install_committed(dir)?;
+    if let Some(len) = facegate_models::liveness::install_door_form(dir)? {
+        println!(
+            "made     {len:>10} B  {} (the liveness network's door form)",
+            facegate_models::liveness::DOOR_FILE
+        );
+    }
     crate::cmd::adaptedlayer::install(dir)?;
     verify(&ModelsDir {
         models_dir: Some(dir.to_owned()),

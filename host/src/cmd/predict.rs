@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 use facegate_models::detect::Detector;
 use facegate_models::gallery::{Decision, Gallery};
 use facegate_models::image_io;
-use facegate_models::model_files::YUNET;
+use facegate_models::model_files::YUNET_DOOR;
 use facegate_models::pipeline::Pipeline;
 use plotters::prelude::*;
 use serde::Serialize;
@@ -47,7 +47,7 @@ pub fn run(cmd: PredictCmd) -> Result<()> {
     let bundle = open_bundle(&cmd.bundle, &crate::home::trusted_paths(&cmd.trust)?)?;
     let h = &bundle.header;
     let dir = cmd.models.resolve();
-    let detector = Detector::from_bytes(&YUNET.read_verified(&dir)?, h.detector)?;
+    let detector = Detector::from_bytes(&YUNET_DOOR.read_verified(&dir)?, h.detector)?;
     let pipeline = Pipeline::from_bundle(detector, &bundle)?;
     let gallery = bundle.gallery();
     if let Some(out) = &cmd.out_dir {

@@ -17,7 +17,7 @@ use anyhow::{Context, Result, bail};
 use facegate_models::bundle::{Bundle, SelfTest};
 use facegate_models::embed::Embedder;
 use facegate_models::gallery::{Decision, Gallery, default_threshold};
-use facegate_models::model_files::YUNET;
+use facegate_models::model_files::YUNET_DOOR;
 use serde::Serialize;
 
 use crate::cmd::keys::read_secret;
@@ -574,7 +574,7 @@ fn write_bundle(
     label: &str,
     known: impl FnOnce(&Embedder) -> Result<Vec<f32>>,
 ) -> Result<Vec<u8>> {
-    YUNET.read_verified(&cmd.models.resolve())?; // the door needs it: fail here, not there
+    YUNET_DOOR.read_verified(&cmd.models.resolve())?; // the door needs it: fail here, not there
     // The self-test carries no face: a pattern embedded with the very files the bundle holds,
     // and one embedding (a vector, not a picture) the door must name as `label`.
     let embedder = Embedder::from_files(gallery.embedder, quantised, &files)?;

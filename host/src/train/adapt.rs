@@ -27,7 +27,7 @@ use facegate_models::align;
 use facegate_models::detect::{Detection, Detector, DetectorConfig};
 use facegate_models::image_io;
 use facegate_models::mask::{self, MaskStyle};
-use facegate_models::model_files::{SFACE, YUNET, sha256_hex};
+use facegate_models::model_files::{SFACE, YUNET_DOOR, sha256_hex};
 use facegate_models::pipeline::{same_face, subject};
 use facegate_models::quantise::quantise_weights;
 use facegate_models::refine::Refiner;
@@ -354,7 +354,10 @@ pub fn adapt(faces: &Path, models: &Path, cfg: &Config) -> Result<Manifest> {
         );
     }
     let sface = SFACE.read_verified(models)?;
-    let detector = Detector::from_bytes(&YUNET.read_verified(models)?, DetectorConfig::default())?;
+    let detector = Detector::from_bytes(
+        &YUNET_DOOR.read_verified(models)?,
+        DetectorConfig::default(),
+    )?;
     let layer = adapted::last_layer(&sface)?;
     let refiner = if cfg.refine_landmarks {
         Some(Refiner::load(models)?)

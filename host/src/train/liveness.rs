@@ -476,7 +476,7 @@ pub fn train(data: &Path, models: &Path, cfg: &Config, command: &str) -> Result<
             .in_graph()
             .map_err(|e| anyhow::anyhow!("--second {}: {e}", second.name()))?;
     }
-    let yunet = facegate_models::model_files::YUNET.read_verified(models)?;
+    let yunet = facegate_models::model_files::YUNET_DOOR.read_verified(models)?;
     let detector = Detector::from_bytes(&yunet, Default::default())?;
     let all = attempts(data)?;
     let prepared = prepare(&detector, &all, &cfg.views);
@@ -587,6 +587,7 @@ pub fn train(data: &Path, models: &Path, cfg: &Config, command: &str) -> Result<
                 ],
                 loss: second_losses,
             }),
+        door_sha256: None,
     };
     write_model(
         models,
@@ -595,6 +596,8 @@ pub fn train(data: &Path, models: &Path, cfg: &Config, command: &str) -> Result<
         liveness::MANIFEST,
         &manifest,
     )?;
+    // What the door runs: the door form, recorded in the manifest.
+    liveness::install_door_form(models)?;
     let captured = CAPTURES
         .iter()
         .zip(&captured_scores)

@@ -139,7 +139,7 @@ fn held_back(bytes: &[u8], crops: &Crops, held: &[usize]) -> Result<[f64; 2]> {
 
 /// Trains on the photos under `faces` and writes the network and its manifest into `models`.
 pub fn train(faces: &Path, models: &Path, cfg: &Config, command: &str) -> Result<Manifest> {
-    let yunet = facegate_models::model_files::YUNET.read_verified(models)?;
+    let yunet = facegate_models::model_files::YUNET_DOOR.read_verified(models)?;
     let detector = Detector::from_bytes(&yunet, Default::default())?;
     let adapt_cfg = crate::train::adapt::Config {
         hold_out_open_set: cfg.hold_out_open_set,

@@ -285,7 +285,7 @@ fn held_back_error(net: &Cnn, crops: &Crops, held: &[usize], dev: &Device) -> Re
 /// Trains the refiner on the photos under `faces` and writes it (and its manifest) into
 /// `models`.
 pub fn train(faces: &Path, models: &Path, cfg: &Config) -> Result<Manifest> {
-    let yunet = facegate_models::model_files::YUNET.read_verified(models)?;
+    let yunet = facegate_models::model_files::YUNET_DOOR.read_verified(models)?;
     let detector = Detector::from_bytes(&yunet, Default::default())?;
     let adapt_cfg = crate::train::adapt::Config {
         hold_out_open_set: cfg.hold_out_open_set,

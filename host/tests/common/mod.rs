@@ -58,6 +58,7 @@ pub fn pinned_models_folder() -> tempfile::TempDir {
     for name in [
         liveness::FILE,
         liveness::MANIFEST,
+        liveness::DOOR_FILE,
         maskstate::FILE,
         maskstate::MANIFEST,
         refine::FILE,
