@@ -360,62 +360,49 @@ pub fn fetch(dir: &Path) -> Result<()> {
             println!("fetched  {:>10} B  {}", bytes.len(), file.file_name);
         }
     }
+    // Files made here from pinned ones, each checked against its own pin: the int8 embedders,
+    // then the door's NNEF forms (after every source they may need).
     for file in model_files::ALL {
-        let Origin::QuantisedFrom(source) = file.origin else {
-            continue;
+        let (source, making) = match file.origin {
+            Origin::QuantisedFrom(source) => (source, "quantising"),
+            Origin::DoorFormOf(source) => (source, "writing the door's form of"),
+            Origin::Wheel { .. } => continue,
         };
         if file.read_verified(dir).is_ok() {
             continue;
         }
-        let pb = spinner(&format!("quantising {}", source.name));
+        let pb = spinner(&format!("{making} {}", source.name));
         let input = source.read_verified(dir)?;
-        let (bytes, report) =
-            quantise_weights(&input).with_context(|| format!("quantising {}", source.file_name))?;
-        pb.finish_and_clear();
-        let path = file.path_in(dir);
-        if file.sha256 != sha256_hex(&bytes) {
-            eprintln!(
-                "note: {} quantised to SHA-256 {}",
-                file.file_name,
-                sha256_hex(&bytes)
-            );
-        }
-        file.verify(&path, &bytes)
-            .context("the quantiser's output differs from the pinned one")?;
-        write_atomically(&path, &bytes)?;
-        println!(
-            "made     {:>10} B  {} ({} tensors int8, {:.1}x smaller)",
-            bytes.len(),
-            file.file_name,
-            report.tensors,
-            report.bytes_before as f64 / report.bytes_after as f64
-        );
-    }
-    for file in model_files::ALL {
-        let Origin::DoorFormOf(source) = file.origin else {
-            continue;
+        let (bytes, detail) = match file.origin {
+            Origin::QuantisedFrom(_) => {
+                let (bytes, report) = quantise_weights(&input)
+                    .with_context(|| format!("quantising {}", source.file_name))?;
+                let ratio = report.bytes_before as f64 / report.bytes_after as f64;
+                let detail = format!("{} tensors int8, {ratio:.1}x smaller", report.tensors);
+                (bytes, detail)
+            }
+            _ => (
+                facegate_models::nnef::door_form(source, &input)
+                    .with_context(|| format!("converting {}", source.file_name))?,
+                "tract NNEF, no ONNX parser needed on the door".to_owned(),
+            ),
         };
-        if file.read_verified(dir).is_ok() {
-            continue;
-        }
-        let pb = spinner(&format!("writing the door's form of {}", source.name));
-        let input = source.read_verified(dir)?;
-        let bytes = facegate_models::nnef::door_form(source, &input)
-            .with_context(|| format!("converting {}", source.file_name))?;
         pb.finish_and_clear();
         let path = file.path_in(dir);
-        if file.sha256 != sha256_hex(&bytes) {
-            eprintln!(
-                "note: {} written with SHA-256 {}",
-                file.file_name,
-                sha256_hex(&bytes)
-            );
+        let digest = sha256_hex(&bytes);
+        if file.sha256 != digest {
+            eprintln!("note: {} made with SHA-256 {digest}", file.file_name);
         }
-        file.verify(&path, &bytes)
-            .context("the door form differs from the pinned one (another tract version?)")?;
+        file.verify(&path, &bytes).with_context(|| {
+            format!(
+                "{making} {} gave other bytes than the pinned ones (another version of this \
+                 program's dependencies?)",
+                source.file_name
+            )
+        })?;
         write_atomically(&path, &bytes)?;
         println!(
-            "made     {:>10} B  {} (tract NNEF, no ONNX parser needed on the door)",
+            "made     {:>10} B  {} ({detail})",
             bytes.len(),
             file.file_name
         );
