@@ -342,10 +342,15 @@ pub fn install_door_form(models_dir: &Path) -> Result<Option<usize>> {
     let bytes = door_form(&manifest, &onnx)?;
     manifest.door_sha256 = Some(crate::model_files::sha256_hex(&bytes));
     let json = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::load("liveness", e))?;
+    // The door form first, then the manifest that names it: a crash between the two leaves
+    // a manifest that does not match, which the door refuses and the next run repairs. Each
+    // file is synced before its rename, so neither is ever half there.
     for (name, data) in [(DOOR_FILE, &bytes[..]), (MANIFEST, &json[..])] {
+        use std::io::Write;
         let path = models_dir.join(name);
         let tmp = models_dir.join(format!(".{name}.tmp"));
-        std::fs::write(&tmp, data)
+        std::fs::File::create(&tmp)
+            .and_then(|mut f| f.write_all(data).and_then(|()| f.sync_all()))
             .and_then(|()| std::fs::rename(&tmp, &path))
             .map_err(|source| Error::Io {
                 action: "writing",
@@ -359,32 +364,16 @@ pub fn install_door_form(models_dir: &Path) -> Result<Option<usize>> {
 /// The manifest and the door form ([`DOOR_FILE`]) in the models folder, checked against each
 /// other: what the door loads (it needs no ONNX file).
 pub fn read_door_form(models_dir: &Path) -> Result<(Manifest, Vec<u8>)> {
-    let refused = |path: std::path::PathBuf, reason: String| Error::TrainedNet {
-        what: FILES.what,
-        path,
-        reason,
-        fix: FILES.fix,
-    };
-    let manifest_path = models_dir.join(MANIFEST);
-    let manifest: Manifest = std::fs::read(&manifest_path)
-        .map_err(|e| e.to_string())
-        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
-        .map_err(|e| refused(manifest_path.clone(), format!("no usable manifest ({e})")))?;
-    check_manifest(&manifest).map_err(|reason| refused(manifest_path.clone(), reason))?;
-    let Some(pinned) = manifest.door_sha256.clone() else {
-        return Err(refused(
-            manifest_path,
+    let manifest: Manifest = small_cnn::read_manifest(models_dir, FILES)?;
+    let manifest_path = || models_dir.join(MANIFEST);
+    check_manifest(&manifest).map_err(|reason| FILES.refused(manifest_path(), reason))?;
+    let Some(pinned) = &manifest.door_sha256 else {
+        return Err(FILES.refused(
+            manifest_path(),
             format!("it records no door form ({DOOR_FILE})"),
         ));
     };
-    let path = models_dir.join(DOOR_FILE);
-    let bytes = std::fs::read(&path).map_err(|e| refused(path.clone(), e.to_string()))?;
-    if crate::model_files::sha256_hex(&bytes) != pinned {
-        return Err(refused(
-            path,
-            format!("its SHA-256 is not the one {MANIFEST} records"),
-        ));
-    }
+    let bytes = small_cnn::read_pinned(models_dir, FILES, DOOR_FILE, pinned)?;
     Ok((manifest, bytes))
 }
 

@@ -125,30 +125,42 @@ pub struct Files {
 
 /// The manifest and the network of `files` in `dir`, checked against each other.
 pub fn read_verified<M: Pinned>(dir: &Path, files: Files) -> Result<(M, Vec<u8>)> {
-    let Files {
-        what,
-        file,
-        manifest,
-        fix,
-    } = files;
-    let refused = |path: PathBuf, reason: String| Error::TrainedNet {
-        what,
-        path,
-        reason,
-        fix,
-    };
-    let manifest_path = dir.join(manifest);
-    let m: M = std::fs::read(&manifest_path)
+    let m: M = read_manifest(dir, files)?;
+    let bytes = read_pinned(dir, files, files.file, m.sha256())?;
+    Ok((m, bytes))
+}
+
+impl Files {
+    /// The error for `path`, saying why and what to do.
+    pub fn refused(&self, path: PathBuf, reason: String) -> Error {
+        Error::TrainedNet {
+            what: self.what,
+            path,
+            reason,
+            fix: self.fix,
+        }
+    }
+}
+
+/// The manifest of `files` in `dir`, parsed but not yet checked against any file.
+pub fn read_manifest<M: DeserializeOwned>(dir: &Path, files: Files) -> Result<M> {
+    let path = dir.join(files.manifest);
+    std::fs::read(&path)
         .map_err(|e| e.to_string())
         .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
-        .map_err(|e| refused(manifest_path.clone(), format!("no usable manifest ({e})")))?;
+        .map_err(|e| files.refused(path, format!("no usable manifest ({e})")))
+}
+
+/// The bytes of `file` in `dir` if their SHA-256 is `sha256` (what the manifest of `files`
+/// records for it).
+pub fn read_pinned(dir: &Path, files: Files, file: &str, sha256: &str) -> Result<Vec<u8>> {
     let path = dir.join(file);
-    let bytes = std::fs::read(&path).map_err(|e| refused(path.clone(), e.to_string()))?;
-    if sha256_hex(&bytes) != m.sha256() {
-        return Err(refused(
+    let bytes = std::fs::read(&path).map_err(|e| files.refused(path.clone(), e.to_string()))?;
+    if sha256_hex(&bytes) != sha256 {
+        return Err(files.refused(
             path,
-            format!("its SHA-256 is not the one {manifest} records"),
+            format!("its SHA-256 is not the one {} records", files.manifest),
         ));
     }
-    Ok((m, bytes))
+    Ok(bytes)
 }
