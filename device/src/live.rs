@@ -11,7 +11,6 @@ use facegate_models::bundle::{Bundle, MaskedSelfTest, SelfTest, self_test_patter
 use facegate_models::detect::Detector;
 use facegate_models::embed::{EmbedderKind, cosine};
 use facegate_models::gallery::{Decision, Gallery};
-use facegate_models::image_io;
 use facegate_models::logrecord::LogRecord;
 use facegate_models::pipeline::Pipeline;
 
@@ -84,7 +83,7 @@ impl Live {
             expected: "the masked path computing as on the laptop".into(),
             got,
         };
-        let (Some(seed), Some(expected)) = (test.seed(), expected) else {
+        let (seed, Some(expected)) = (test.seed(), expected) else {
             return Err(fail(
                 "no masked self-test in the bundle: make it again with `facegate enrol`".into(),
             ));
@@ -118,11 +117,6 @@ impl Live {
             got,
         };
         match test {
-            SelfTest::Crop { label, crop_png } => {
-                let crop = image_io::decode(crop_png).map_err(LiveError::SelfTestRun)?;
-                let embedding = embedder.embed(&crop).map_err(LiveError::SelfTestRun)?;
-                self.expect_known(label, &embedding)
-            }
             SelfTest::Pattern {
                 label,
                 known,

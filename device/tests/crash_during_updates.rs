@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 use ed25519_dalek::SigningKey;
 use facegate_models::bundle::{Bundle, SelfTest};
 use facegate_models::channel::{DoorKeys, NOISE_HELLO, NoiseStream};
+use facegate_models::embed::EmbedderKind;
 use facegate_models::gallery::{Gallery, default_threshold};
 use facegate_models::image_io;
-use facegate_models::model_files::{EDGEFACE_INT8, default_dir};
+use facegate_models::model_files::default_dir;
 use facegate_models::pipeline::{Pipeline, PipelineConfig};
 use facegate_models::wire;
 
@@ -121,10 +122,9 @@ fn kill_9_during_pushes_never_leaves_the_door_without_a_valid_model() {
     gallery
         .enrol("BenAffleck", face.embedding.clone())
         .expect("enrol");
-    let models = vec![(
-        EDGEFACE_INT8.file_name.to_owned(),
-        EDGEFACE_INT8.read_verified(&default_dir()).expect("int8"),
-    )];
+    let models = EmbedderKind::EdgeFace
+        .read_files(&default_dir(), true)
+        .expect("door form");
     let self_test =
         SelfTest::pattern("BenAffleck", face.embedding.clone(), pipeline.embedder()).expect("test");
     let mut bundle = Bundle::new(

@@ -8,7 +8,7 @@ use common::{
     enrol_one, facegate, falling_loss, json, pinned_models_folder, shared, succeed,
     tampering_is_refused,
 };
-use facegate_models::adapted::{FILE_INT8, MANIFEST};
+use facegate_models::adapted::{self, FILE_INT8, MANIFEST};
 
 #[test]
 fn adapt_trains_writes_and_is_used_by_eval() {
@@ -70,17 +70,17 @@ fn adapt_trains_writes_and_is_used_by_eval() {
     let rank1 = r["rank1"].as_f64().expect("rank1");
     assert!(rank1 >= 0.9, "rank-1 {rank1}");
 
-    // A signed bundle carries the adapted int8 file, and verifies.
+    // A signed bundle carries the adapted int8 network's door form, and verifies.
     let dir = out.path();
     let shown = enrol_one(models.path(), dir, &["--embedder", "sface-masked"]);
-    assert!(shown.contains(FILE_INT8), "{shown}");
+    assert!(shown.contains(&adapted::door_file(true)), "{shown}");
 
-    // One byte changed: refused, and the message names the fix.
+    // One byte changed in what runs: refused, and the message names the fix.
     tampering_is_refused(
         models.path(),
-        FILE_INT8,
+        &adapted::door_file(true),
         &["--embedder", "sface-masked", "--quantised"],
-        "models adapt",
+        "models fetch",
     );
 }
 

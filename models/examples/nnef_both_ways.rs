@@ -14,7 +14,7 @@
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use facegate_models::embed::{Embedder, EmbedderKind};
+use facegate_models::embed::EmbedderKind;
 use facegate_models::model_files::{EDGEFACE_INT8, SFACE_INT8, YUNET, default_dir, sha256_hex};
 use facegate_models::{detect, embed, liveness, maskstate, nnef, ops, refine, small_cnn};
 use tract_onnx::prelude::*;
@@ -57,12 +57,12 @@ fn main() -> Result<()> {
     ] {
         let onnx = file.read_verified(&dir)?;
         let typed = embed::decluttered(&onnx, "embedder")?;
-        let file_name = file.file_name.to_string();
         nets.push(Net {
             name,
             onnx,
+            // What the door did before it read door forms (`Embedder`'s ONNX load).
             load_onnx: Box::new(move |b| {
-                Embedder::from_files(kind, true, &[(file_name.clone(), b.to_vec())])?;
+                ops::optimised_typed(embed::decluttered(b, kind.as_str())?)?.into_runnable()?;
                 Ok(())
             }),
             typed,

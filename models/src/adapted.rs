@@ -71,6 +71,75 @@ pub struct Manifest {
     /// Mean stranger term after each epoch (empty when its weight is 0).
     #[serde(default)]
     pub stranger_loss: Vec<f32>,
+    /// SHA-256 of the door form of [`FILE`] ([`door_file`]), recorded when it is written
+    /// ([`install_door_forms`]); whoever rewrites the network clears it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub door_sha256: Option<String>,
+    /// SHA-256 of the door form of [`FILE_INT8`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub door_sha256_int8: Option<String>,
+}
+
+/// The door form's name of the adapted network (what a bundle carries and what
+/// `Embedder::load` reads): [`crate::nnef::door_name`] of [`FILE`] or [`FILE_INT8`].
+pub fn door_file(quantised: bool) -> String {
+    crate::nnef::door_name(if quantised { FILE_INT8 } else { FILE })
+}
+
+/// The door form of the adapted network in `dir`, checked against the digest its manifest
+/// records (which [`install_door_forms`] writes: `facegate models fetch`).
+pub fn read_door_form(dir: &Path, quantised: bool) -> Result<Vec<u8>> {
+    let manifest = read_manifest(dir)?;
+    let recorded = if quantised {
+        manifest.door_sha256_int8
+    } else {
+        manifest.door_sha256
+    };
+    let path = dir.join(door_file(quantised));
+    let Some(expected) = recorded else {
+        return Err(Error::Adapted {
+            path,
+            reason: format!("{MANIFEST} records no door form; `facegate models fetch` writes it"),
+        });
+    };
+    let bytes = std::fs::read(&path).map_err(|e| Error::Adapted {
+        path: path.clone(),
+        reason: format!("cannot read it ({e}); `facegate models fetch` writes it"),
+    })?;
+    let actual = sha256_hex(&bytes);
+    if actual != expected {
+        return Err(Error::Adapted {
+            path,
+            reason: format!(
+                "SHA-256 {actual}, but the manifest says {expected} (`facegate models fetch` \
+                 writes the door form again from the checked network)"
+            ),
+        });
+    }
+    Ok(bytes)
+}
+
+/// Writes the door forms of both adapted files in `dir` from their checked ONNX bytes and
+/// records their digests in the manifest, unless both are there and agree. Returns the int8
+/// door form's length when they were (re)written.
+pub fn install_door_forms(dir: &Path) -> Result<Option<usize>> {
+    if read_door_form(dir, false).is_ok() && read_door_form(dir, true).is_ok() {
+        return Ok(None);
+    }
+    let mut manifest = read_manifest(dir)?;
+    let fp32 = crate::embed::door_form(&read_verified(dir, false)?, "mask-adapted SFace")?;
+    let int8 = crate::embed::door_form(&read_verified(dir, true)?, "mask-adapted SFace")?;
+    manifest.door_sha256 = Some(sha256_hex(&fp32));
+    manifest.door_sha256_int8 = Some(sha256_hex(&int8));
+    let json = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Adapted {
+        path: dir.join(MANIFEST),
+        reason: e.to_string(),
+    })?;
+    // The door forms first, then the manifest that names them (see `write_synced`).
+    crate::model_files::write_synced(dir, &door_file(false), &fp32)?;
+    crate::model_files::write_synced(dir, &door_file(true), &int8)?;
+    crate::model_files::write_synced(dir, MANIFEST, &json)?;
+    Ok(Some(int8.len()))
 }
 
 /// The stranger term of `facegate models adapt`: a masked view whose cosine to another
@@ -421,9 +490,13 @@ mod tests {
         let layer = last_layer(&bytes).expect("test step");
         // Same weights, rewritten: a different file that must embed exactly as SFace.
         let same = with_last_layer(&bytes, &layer.weight, &layer.bias).expect("test step");
-        let adapted =
-            Embedder::from_files(EmbedderKind::SFaceMasked, false, &[(FILE.into(), same)])
-                .expect("test step");
+        let door = crate::embed::door_form(&same, "adapted").expect("test step");
+        let adapted = Embedder::from_files(
+            EmbedderKind::SFaceMasked,
+            false,
+            &[(crate::nnef::door_name(FILE), door)],
+        )
+        .expect("test step");
         let sface = Embedder::load(&default_dir(), EmbedderKind::SFace, false).expect("test step");
         let crop = image::RgbImage::from_fn(CROP, CROP, |x, y| {
             image::Rgb([(x * 2) as u8, 90, (y * 2) as u8])
@@ -510,6 +583,8 @@ mod tests {
             refiner_sha256: None,
             stranger: Stranger::default(),
             stranger_loss: Vec::new(),
+            door_sha256: None,
+            door_sha256_int8: None,
         };
         std::fs::write(
             dir.path().join(MANIFEST),

@@ -4,7 +4,7 @@
 //! ```text
 //! MAGIC "FGBUNDL1" (8) | key id (8) | Ed25519 signature (64) | body length u64 LE (8) | body
 //! body = header length u32 LE | postcard(Header) | payload
-//! payload = postcard(Payload): enrolled people (templates) and the embedder's ONNX file(s)
+//! payload = postcard(Payload): enrolled people (templates) and the networks' door forms
 //! ```
 //!
 //! The signature covers every byte except itself (magic, key id, length and body). Order of
@@ -27,9 +27,10 @@ pub const MAGIC: [u8; 8] = *b"FGBUNDL1";
 /// Version of the header and payload layout.
 /// 2 added the trained classification head; 3 the door or group a bundle is for, and a
 /// self-test without a face picture; 4 the masked path's templates (faces routed by mask
-/// state, [`crate::maskroute`]). Formats 2 and 3 are still read (and served as before, every
-/// face on the main embedder).
-pub const FORMAT_VERSION: u16 = 4;
+/// state, [`crate::maskroute`]); 5 carries every network as its door form (tract NNEF,
+/// [`crate::nnef`]) instead of ONNX, which the door no longer parses (issue #25). Older
+/// formats are refused with what to do: make the bundle again.
+pub const FORMAT_VERSION: u16 = 5;
 /// Largest bundle accepted: two int8 embedders plus a large gallery fit well under it.
 pub const MAX_BUNDLE: usize = 64 << 20;
 const PREFIX: usize = 8 + 8 + 64 + 8;
@@ -62,85 +63,13 @@ pub struct Header {
     pub door: Option<String>,
 }
 
-/// The header of format 2 (no door).
-#[derive(Deserialize)]
-#[cfg_attr(test, derive(Serialize))]
-struct HeaderV2 {
-    format: u16,
-    model_version: u32,
-    created_ms: u64,
-    embedder: EmbedderKind,
-    quantised: bool,
-    threshold: f32,
-    labels: Vec<String>,
-    detector: DetectorConfig,
-    payload_len: u64,
-    payload_sha256: [u8; 32],
-}
-
-/// The payload of format 2 (the self-test was a face crop).
-#[derive(Deserialize)]
-#[cfg_attr(test, derive(Serialize))]
-struct PayloadV2 {
-    people: Vec<Person>,
-    models: Vec<(String, Vec<u8>)>,
-    self_test: Option<SelfTestV2>,
-    head: Option<Head>,
-}
-
-#[derive(Deserialize)]
-#[cfg_attr(test, derive(Serialize))]
-struct SelfTestV2 {
-    label: String,
-    crop_png: Vec<u8>,
-}
-
-/// The payload of format 3 (no masked path).
-#[derive(Deserialize)]
-#[cfg_attr(test, derive(Serialize))]
-struct PayloadV3 {
-    people: Vec<Person>,
-    models: Vec<(String, Vec<u8>)>,
-    self_test: Option<SelfTest>,
-    head: Option<Head>,
-}
-
-impl From<PayloadV2> for Payload {
-    /// Format 2's self-test was a face crop.
-    fn from(p: PayloadV2) -> Self {
-        PayloadV3 {
-            people: p.people,
-            models: p.models,
-            self_test: p.self_test.map(|t| SelfTest::Crop {
-                label: t.label,
-                crop_png: t.crop_png,
-            }),
-            head: p.head,
-        }
-        .into()
-    }
-}
-
-impl From<PayloadV3> for Payload {
-    /// Before format 4 every face went to the main embedder: no masked path.
-    fn from(p: PayloadV3) -> Self {
-        Payload {
-            people: p.people,
-            models: p.models,
-            self_test: p.self_test,
-            head: p.head,
-            masked: None,
-            masked_self_test: None,
-        }
-    }
-}
-
 /// The bulk of a bundle.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Payload {
     /// Enrolled people and their templates.
     pub people: Vec<Person>,
-    /// The embedder's ONNX files: (pinned file name, bytes).
+    /// The networks' door forms (NNEF, [`crate::nnef::door_name`] of each ONNX file's name,
+    /// bytes): the embedder's, and the refiner's and masked path's when they are used.
     pub models: Vec<(String, Vec<u8>)>,
     /// What the door checks before it switches over (see [`SelfTest`]).
     pub self_test: Option<SelfTest>,
@@ -168,7 +97,7 @@ pub struct MaskedSelfTest {
 /// did and that the gallery decides sanely, before the door switches over.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum SelfTest {
-    /// Format 3: no face picture travels. A synthetic pattern ([`self_test_pattern`]) must
+    /// No face picture travels (format 2's self-test was a face crop). A synthetic pattern ([`self_test_pattern`]) must
     /// embed as the laptop embedded it and must be refused as a stranger, and `known` (the
     /// embedding of one of `label`'s photos, a vector, not a picture) must be identified as
     /// `label`.
@@ -181,13 +110,6 @@ pub enum SelfTest {
         seed: u64,
         /// The pattern's embedding as made on the laptop with the bundle's files.
         embedding: Vec<f32>,
-    },
-    /// Format 2: an aligned 112x112 face crop (PNG) that must be identified as `label`.
-    Crop {
-        /// Who the crop shows.
-        label: String,
-        /// The crop.
-        crop_png: Vec<u8>,
     },
 }
 
@@ -208,18 +130,17 @@ impl SelfTest {
         })
     }
 
-    /// The pattern's seed (format 3 and later).
-    pub fn seed(&self) -> Option<u64> {
+    /// The pattern's seed.
+    pub fn seed(&self) -> u64 {
         match self {
-            SelfTest::Pattern { seed, .. } => Some(*seed),
-            SelfTest::Crop { .. } => None,
+            SelfTest::Pattern { seed, .. } => *seed,
         }
     }
 
     /// The enrolled person the test names.
     pub fn label(&self) -> &str {
         match self {
-            SelfTest::Pattern { label, .. } | SelfTest::Crop { label, .. } => label,
+            SelfTest::Pattern { label, .. } => label,
         }
     }
 }
@@ -465,30 +386,19 @@ fn parse_body(body: &[u8]) -> Result<Bundle, BundleError> {
     let (format, _) =
         postcard::take_from_bytes::<u16>(header_bytes).map_err(|e| bad(format!("header: {e}")))?;
     let header: Header = match format {
-        3 | FORMAT_VERSION => {
+        FORMAT_VERSION => {
             postcard::from_bytes(header_bytes).map_err(|e| bad(format!("header: {e}")))?
         }
-        2 => {
-            let h: HeaderV2 =
-                postcard::from_bytes(header_bytes).map_err(|e| bad(format!("header: {e}")))?;
-            Header {
-                format: h.format,
-                model_version: h.model_version,
-                created_ms: h.created_ms,
-                embedder: h.embedder,
-                quantised: h.quantised,
-                threshold: h.threshold,
-                labels: h.labels,
-                detector: h.detector,
-                payload_len: h.payload_len,
-                payload_sha256: h.payload_sha256,
-                door: None,
-            }
+        2..FORMAT_VERSION => {
+            return Err(bad(format!(
+                "format {format} carries ONNX networks, which this door no longer reads: make \
+                 the bundle again with this version's `facegate enrol` or `train`"
+            )));
         }
         other => {
             return Err(bad(format!(
-                "format {other} (this build reads 2 to {FORMAT_VERSION}): make the bundle \
-                 again with this version's `facegate enrol` or `train`"
+                "format {other} (this build reads {FORMAT_VERSION}): make the bundle again \
+                 with this version's `facegate enrol` or `train`"
             )));
         }
     };
@@ -508,15 +418,7 @@ fn parse_body(body: &[u8]) -> Result<Bundle, BundleError> {
         return Err(bad("payload SHA-256 differs from the header's".into()));
     }
     let payload_err = |e: postcard::Error| bad(format!("payload: {e}"));
-    let payload: Payload = match header.format {
-        2 => postcard::from_bytes::<PayloadV2>(payload)
-            .map_err(payload_err)?
-            .into(),
-        3 => postcard::from_bytes::<PayloadV3>(payload)
-            .map_err(payload_err)?
-            .into(),
-        _ => postcard::from_bytes(payload).map_err(payload_err)?,
-    };
+    let payload: Payload = postcard::from_bytes(payload).map_err(payload_err)?;
     let labels: Vec<&String> = payload.people.iter().map(|p| &p.name).collect();
     if labels != header.labels.iter().collect::<Vec<_>>() {
         return Err(bad("labels differ from the enrolled people".into()));
@@ -645,74 +547,29 @@ mod tests {
         }
     }
 
-    /// Bundles made before format 3 are still served: their face-crop self-test and no door.
+    /// A bundle of an older format (ONNX networks) or of one this build does not know is
+    /// refused after its signature, with what to do.
     #[test]
-    fn format_2_bundles_are_read_as_before() {
+    fn other_formats_are_refused_with_what_to_do() {
         let b = sample(4, &["ann"]);
-        let payload = postcard::to_allocvec(&PayloadV2 {
-            people: b.payload.people.clone(),
-            models: b.payload.models.clone(),
-            self_test: Some(SelfTestV2 {
-                label: "ann".into(),
-                crop_png: vec![1, 2, 3],
-            }),
-            head: None,
-        })
-        .expect("payload");
-        let h = &b.header;
-        let header = postcard::to_allocvec(&HeaderV2 {
-            format: 2,
-            model_version: 4,
-            created_ms: h.created_ms,
-            embedder: h.embedder,
-            quantised: h.quantised,
-            threshold: h.threshold,
-            labels: h.labels.clone(),
-            detector: h.detector,
-            payload_len: payload.len() as u64,
-            payload_sha256: Sha256::digest(&payload).into(),
-        })
-        .expect("header");
-        let mut body = (header.len() as u32).to_le_bytes().to_vec();
-        body.extend(header);
-        body.extend(payload);
-        let back = verify(&seal(&body, &key(1)), &[key(1).verifying_key()]).expect("format 2");
-        assert_eq!(back.header.model_version, 4);
-        assert_eq!(back.header.door, None);
-        assert!(matches!(
-            back.payload.self_test,
-            Some(SelfTest::Crop { .. })
-        ));
-        // A format this build does not know says how to get one it does.
-        body[4] = 9;
-        let err = verify(&seal(&body, &key(1)), &[key(1).verifying_key()]).expect_err("format 9");
-        assert!(err.to_string().contains("make the bundle again"), "{err}");
-    }
-
-    /// Bundles of format 3 (before the masked path) are served as before: every face on the
-    /// main embedder.
-    #[test]
-    fn format_3_bundles_are_read_without_a_masked_path() {
-        let b = sample(6, &["ann"]);
-        let payload = postcard::to_allocvec(&PayloadV3 {
-            people: b.payload.people.clone(),
-            models: b.payload.models.clone(),
-            self_test: None,
-            head: None,
-        })
-        .expect("payload");
-        let mut h = b.header.clone();
-        h.format = 3;
-        h.payload_len = payload.len() as u64;
-        h.payload_sha256 = Sha256::digest(&payload).into();
-        let header = postcard::to_allocvec(&h).expect("header");
-        let mut body = (header.len() as u32).to_le_bytes().to_vec();
-        body.extend(header);
-        body.extend(payload);
-        let back = verify(&seal(&body, &key(1)), &[key(1).verifying_key()]).expect("format 3");
-        assert_eq!(back.payload.people, b.payload.people);
-        assert_eq!(back.payload.masked, None);
-        assert_eq!(back.gallery().masked, None);
+        for (format, says) in [(2u16, "ONNX"), (4, "ONNX"), (9, "reads 5")] {
+            let mut h = b.header.clone();
+            h.format = format;
+            let payload = postcard::to_allocvec(&b.payload).expect("payload");
+            h.payload_len = payload.len() as u64;
+            h.payload_sha256 = Sha256::digest(&payload).into();
+            let header = postcard::to_allocvec(&h).expect("header");
+            let mut body = (header.len() as u32).to_le_bytes().to_vec();
+            body.extend(header);
+            body.extend(payload);
+            let err =
+                verify(&seal(&body, &key(1)), &[key(1).verifying_key()]).expect_err("refused");
+            let text = err.to_string();
+            assert!(
+                text.contains(says) && text.contains("make the bundle again"),
+                "{text}"
+            );
+        }
     }
 
     #[test]

@@ -59,7 +59,20 @@ impl Network {
         }
     }
 
-    /// The file's name in a models folder or a bundle.
+    /// The pinned door form; `None` for a network facegate trains (the laptop converts it
+    /// when it makes a bundle).
+    fn door_file(self, quantised: bool) -> Option<&'static ModelFile> {
+        match (self, quantised) {
+            (Self::EdgeFace, false) => Some(&model_files::EDGEFACE_DOOR),
+            (Self::EdgeFace, true) => Some(&model_files::EDGEFACE_INT8_DOOR),
+            (Self::SFace, false) => Some(&model_files::SFACE_DOOR),
+            (Self::SFace, true) => Some(&model_files::SFACE_INT8_DOOR),
+            (Self::Scratch | Self::SFaceMasked, _) => None,
+        }
+    }
+
+    /// The ONNX file's name in a models folder (its door form's is [`crate::nnef::door_name`]
+    /// of it).
     fn file_name(self, quantised: bool) -> &'static str {
         match (self, quantised) {
             (Self::Scratch, _) => SCRATCH_FILE,
@@ -69,18 +82,23 @@ impl Network {
         }
     }
 
-    /// Reads the file from a models folder and checks it (pinned hash, or the adapted
-    /// network's manifest).
-    fn read(self, dir: &Path, quantised: bool) -> Result<Vec<u8>> {
-        match self {
-            Self::SFaceMasked => adapted::read_verified(dir, quantised),
-            _ => match self.model_file(quantised) {
-                Some(file) => file.read_verified(dir),
-                None => Err(Error::ModelMissing {
-                    path: dir.join(self.file_name(quantised)),
-                }),
-            },
+    /// The network's door form, from a models folder, checked: a pinned network's pinned
+    /// file, the mask-adapted SFace converted from its checked ONNX file.
+    fn read_door_form(self, dir: &Path, quantised: bool) -> Result<Vec<u8>> {
+        match (self, self.door_file(quantised)) {
+            (_, Some(file)) => file.read_verified(dir),
+            (Self::SFaceMasked, None) => adapted::read_door_form(dir, quantised),
+            _ => Err(Error::ModelMissing {
+                path: dir.join(self.file_name(quantised)),
+            }),
         }
+    }
+
+    /// The network planned from a models folder as the door plans it from a bundle: from
+    /// the door form [`Network::read_door_form`] reads. No ONNX is parsed here, so a binary
+    /// that loads embedders only this way and from bundles links no ONNX parser.
+    fn plan_from(self, dir: &Path, quantised: bool) -> Result<Arc<TypedRunnableModel>> {
+        plan_door_form(&self.read_door_form(dir, quantised)?, self.label(quantised))
     }
 
     /// Name in messages.
@@ -114,12 +132,15 @@ impl EmbedderKind {
         }
     }
 
-    /// Every file this embedder loads, read from `dir` and checked, with its file name: what a
-    /// model bundle carries.
+    /// The door form of every network this embedder runs, read from `dir` and checked, with
+    /// its name: what a model bundle carries.
     pub fn read_files(self, dir: &Path, quantised: bool) -> Result<Vec<(String, Vec<u8>)>> {
         self.networks()
             .iter()
-            .map(|n| Ok((n.file_name(quantised).to_owned(), n.read(dir, quantised)?)))
+            .map(|n| {
+                let name = crate::nnef::door_name(n.file_name(quantised));
+                Ok((name, n.read_door_form(dir, quantised)?))
+            })
             .collect()
     }
 
@@ -162,13 +183,13 @@ pub struct Embedder {
 }
 
 impl Embedder {
-    /// Loads and verifies the pinned file(s) from `dir`.
+    /// Loads and verifies the network(s) from `dir`, planned as the door plans them from a
+    /// bundle (see [`EmbedderKind::read_files`]).
     pub fn load(dir: &Path, kind: EmbedderKind, quantised: bool) -> Result<Self> {
         let mut plans = Vec::new();
         for &net in kind.networks() {
-            let bytes = net.read(dir, quantised)?;
             let name = net.label(quantised);
-            plans.push((net, name, plan(&bytes, name)?));
+            plans.push((net, name, net.plan_from(dir, quantised)?));
         }
         Ok(Self {
             kind,
@@ -177,8 +198,9 @@ impl Embedder {
         })
     }
 
-    /// Builds the embedder from files carried in a model bundle: each pinned file must be
-    /// there, and its bytes must have the pinned SHA-256, whatever signed the bundle.
+    /// Builds the embedder from the door forms carried in a model bundle: each network's must
+    /// be there, and a pinned network's bytes must have the pinned SHA-256, whatever signed
+    /// the bundle.
     pub fn from_files(
         kind: EmbedderKind,
         quantised: bool,
@@ -186,21 +208,21 @@ impl Embedder {
     ) -> Result<Self> {
         let mut plans = Vec::new();
         for &net in kind.networks() {
-            let file_name = net.file_name(quantised);
-            let path = Path::new(file_name);
+            let file_name = crate::nnef::door_name(net.file_name(quantised));
+            let path = Path::new(&file_name);
             let (_, bytes) = files
                 .iter()
-                .find(|(name, _)| name == file_name)
+                .find(|(name, _)| *name == file_name)
                 .ok_or_else(|| Error::ModelMissing {
                     path: path.to_owned(),
                 })?;
             // A pinned network must be the pinned bytes; a trained one (scratch CNN,
             // mask-adapted SFace) is vouched for by the bundle's signature alone.
-            if let Some(file) = net.model_file(quantised) {
+            if let Some(file) = net.door_file(quantised) {
                 file.verify(path, bytes)?;
             }
             let name = net.label(quantised);
-            plans.push((net, name, plan(bytes, name)?));
+            plans.push((net, name, plan_door_form(bytes, name)?));
         }
         Ok(Self {
             kind,
@@ -237,10 +259,27 @@ impl Embedder {
     }
 }
 
-/// Builds a tract plan for an embedder from verified ONNX bytes (int8 weights are expanded to
-/// f32 first, see [`crate::quantise::expand_int8_weights`]).
-fn plan(bytes: &[u8], name: &'static str) -> Result<Arc<TypedRunnableModel>> {
-    plan_to(bytes, name, None)
+/// The door form of an embedder from its verified ONNX bytes ([`decluttered`], written by
+/// [`crate::nnef::to_bytes`]): what a bundle carries for a network facegate trained.
+pub fn door_form(onnx: &[u8], name: &'static str) -> Result<Vec<u8>> {
+    crate::nnef::to_bytes(&decluttered(onnx, name)?).map_err(|e| Error::load(name, e))
+}
+
+/// Builds the door's plan for an embedder from its door form (vouched for by a pin or a
+/// bundle's signature); a graph that does not take one aligned crop is refused.
+fn plan_door_form(bytes: &[u8], name: &'static str) -> Result<Arc<TypedRunnableModel>> {
+    let side = CROP as usize;
+    runnable(
+        crate::nnef::read_checked(bytes, &[1, 3, side, side], name)?,
+        name,
+    )
+}
+
+/// A typed, decluttered embedder through the door's optimiser, ready to run.
+fn runnable(typed: TypedModel, name: &'static str) -> Result<Arc<TypedRunnableModel>> {
+    crate::ops::optimised_typed(typed)
+        .and_then(|m| m.into_runnable())
+        .map_err(|e| Error::load(name, e))
 }
 
 /// [`plan`], optionally stopping at the tensor named `output` instead of the graph's output.
@@ -362,4 +401,66 @@ pub fn l2_normalise(mut v: Vec<f32>) -> Vec<f32> {
         v.iter_mut().for_each(|x| *x /= n);
     }
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model_files::default_dir;
+
+    fn crop() -> RgbImage {
+        RgbImage::from_fn(CROP, CROP, |x, y| {
+            image::Rgb([(x * 2) as u8, (y * 2) as u8, ((x + y) % 256) as u8])
+        })
+    }
+
+    /// What a bundle carries is what the laptop measured: the door forms `read_files` puts in
+    /// a bundle embed exactly as `Embedder::load` does from the models folder, and a bundle
+    /// whose network is changed, missing, still ONNX, or another network's is refused.
+    #[test]
+    fn bundled_door_forms_embed_as_the_laptop_and_wrong_ones_are_refused() {
+        let dir = default_dir();
+        let kind = EmbedderKind::EdgeFace;
+        let files = kind
+            .read_files(&dir, true)
+            .expect("run `facegate models fetch`");
+        assert_eq!(files[0].0, "edgeface_s_gamma_05.int8.nnef.tar");
+        let door = Embedder::from_files(kind, true, &files).expect("bundle");
+        let laptop = Embedder::load(&dir, kind, true).expect("models folder");
+        assert_eq!(
+            door.embed(&crop()).expect("door"),
+            laptop.embed(&crop()).expect("laptop")
+        );
+        let refused = |files: Vec<(String, Vec<u8>)>, kind: EmbedderKind| {
+            let err = Embedder::from_files(kind, true, &files)
+                .err()
+                .expect("refused");
+            // The message and its cause, as `anyhow`'s `{:#}` shows them to a user.
+            let cause = std::error::Error::source(&err).map(|s| s.to_string());
+            format!("{err}: {}", cause.unwrap_or_default())
+        };
+        // One byte changed: not the pinned file, whoever signed it.
+        let mut changed = files.clone();
+        let last = changed[0].1.len() - 1;
+        changed[0].1[last] ^= 1;
+        assert!(refused(changed, kind).contains("SHA-256"));
+        // The ONNX file under its old name: the door form is missing, and named.
+        let onnx = model_files::EDGEFACE_INT8
+            .read_verified(&dir)
+            .expect("onnx");
+        let old = vec![(
+            model_files::EDGEFACE_INT8.file_name.to_owned(),
+            onnx.clone(),
+        )];
+        assert!(refused(old, kind).contains("edgeface_s_gamma_05.int8.nnef.tar"));
+        // A trained network has no pin: its bytes must still be a door form of an embedder.
+        let name = crate::nnef::door_name(SCRATCH_FILE);
+        let as_onnx = vec![(name.clone(), onnx)];
+        assert!(!refused(as_onnx, EmbedderKind::Scratch).is_empty());
+        let refiner = crate::refine::door_form(&crate::refine::template_graph().expect("graph"))
+            .expect("refiner");
+        let other = vec![(name, refiner)];
+        let err = refused(other, EmbedderKind::Scratch);
+        assert!(err.contains("1x3x112x112"), "{err}");
+    }
 }

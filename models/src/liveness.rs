@@ -327,8 +327,7 @@ impl Pinned for Manifest {
 /// file, typed and decluttered, as deterministic NNEF bytes ([`crate::nnef`]).
 pub fn door_form(manifest: &Manifest, onnx: &[u8]) -> Result<Vec<u8>> {
     check_views(&manifest.views).map_err(|e| Error::load("liveness", e))?;
-    let typed = Runner::decluttered(net(manifest.views.len()), "liveness", onnx)?;
-    crate::nnef::to_bytes(&typed).map_err(|e| Error::load("liveness", e))
+    Runner::door_form(net(manifest.views.len()), "liveness", onnx)
 }
 
 /// Writes [`DOOR_FILE`] from the checked network in `models_dir` and records its SHA-256 in
@@ -346,17 +345,7 @@ pub fn install_door_form(models_dir: &Path) -> Result<Option<usize>> {
     // a manifest that does not match, which the door refuses and the next run repairs. Each
     // file is synced before its rename, so neither is ever half there.
     for (name, data) in [(DOOR_FILE, &bytes[..]), (MANIFEST, &json[..])] {
-        use std::io::Write;
-        let path = models_dir.join(name);
-        let tmp = models_dir.join(format!(".{name}.tmp"));
-        std::fs::File::create(&tmp)
-            .and_then(|mut f| f.write_all(data).and_then(|()| f.sync_all()))
-            .and_then(|()| std::fs::rename(&tmp, &path))
-            .map_err(|source| Error::Io {
-                action: "writing",
-                path,
-                source,
-            })?;
+        crate::model_files::write_synced(models_dir, name, data)?;
     }
     Ok(Some(bytes.len()))
 }

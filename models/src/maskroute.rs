@@ -17,14 +17,15 @@ use crate::detect::Detection;
 use crate::embed::{Embedder, EmbedderKind, Embedding};
 use crate::geometry::Similarity;
 use crate::maskstate::{self, MaskState};
+use crate::nnef::door_name;
 use crate::refine::{self, Refiner};
 use crate::{Error, Result};
 
 /// The masked path's embedder.
 pub const EMBEDDER: EmbedderKind = EmbedderKind::SFaceMasked;
 
-/// The masked path's landmark refiner inside a bundle: the same network as
-/// [`refine::FILE`], under its own name, because a bundle's [`refine::FILE`] means the *main*
+/// The masked path's landmark refiner inside a bundle (as its [`door_name`]): the same
+/// network as [`refine::FILE`], under its own name, because a bundle's [`refine::FILE`] means the *main*
 /// path aligns on refined landmarks too (`enrol --refine-landmarks`).
 pub const REFINER_FILE: &str = "masked.landmark_refiner.onnx";
 
@@ -46,32 +47,37 @@ impl MaskRoute {
         })
     }
 
-    /// The files a bundle carries for this path, read from `models_dir` and checked.
+    /// The files a bundle carries for this path: each network's door form, made from the
+    /// checked files of `models_dir`.
     pub fn read_files(models_dir: &Path, quantised: bool) -> Result<Vec<(String, Vec<u8>)>> {
         let mut files = vec![
             (
-                maskstate::FILE.to_owned(),
-                maskstate::read_verified(models_dir)?.1,
+                door_name(maskstate::FILE),
+                maskstate::door_form(&maskstate::read_verified(models_dir)?.1)?,
             ),
-            (REFINER_FILE.to_owned(), refine::read_verified(models_dir)?),
+            (
+                door_name(REFINER_FILE),
+                refine::door_form(&refine::read_verified(models_dir)?)?,
+            ),
         ];
         files.extend(EMBEDDER.read_files(models_dir, quantised)?);
         Ok(files)
     }
 
-    /// The path from the files of a bundle (vouched for by its signature); every part must
-    /// be there.
+    /// The path from the door forms in a bundle (vouched for by its signature); every part
+    /// must be there.
     pub fn from_files(files: &[(String, Vec<u8>)], quantised: bool) -> Result<Self> {
-        let file = |name: &str| {
+        let file = |onnx_name: &str| {
+            let name = door_name(onnx_name);
             files
                 .iter()
-                .find(|(n, _)| n == name)
+                .find(|(n, _)| *n == name)
                 .map(|(_, bytes)| bytes)
                 .ok_or_else(|| Error::ModelMissing { path: name.into() })
         };
         Ok(Self {
-            state: MaskState::from_bytes(file(maskstate::FILE)?)?,
-            refiner: Refiner::from_bytes(file(REFINER_FILE)?)?,
+            state: MaskState::from_door_form(file(maskstate::FILE)?)?,
+            refiner: Refiner::from_door_form(file(REFINER_FILE)?)?,
             embedder: Embedder::from_files(EMBEDDER, quantised, files)?,
         })
     }

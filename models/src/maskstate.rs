@@ -85,6 +85,11 @@ pub fn read_verified(models_dir: &Path) -> Result<(Manifest, Vec<u8>)> {
     small_cnn::read_verified::<Manifest>(models_dir, FILES)
 }
 
+/// The door form of the network in these ONNX bytes: what a bundle carries.
+pub fn door_form(onnx: &[u8]) -> Result<Vec<u8>> {
+    Runner::door_form(NET, "mask state", onnx)
+}
+
 /// The loaded network.
 #[derive(Clone, Debug)]
 pub struct MaskState {
@@ -96,6 +101,14 @@ impl MaskState {
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
         Ok(Self {
             net: Runner::from_bytes(NET, "mask state", bytes)?,
+        })
+    }
+
+    /// Loads the network from its door form (NNEF bytes from [`door_form`], vouched for by
+    /// a bundle's signature): how the door reads it.
+    pub fn from_door_form(bytes: &[u8]) -> Result<Self> {
+        Ok(Self {
+            net: Runner::from_door_form(NET, "mask state", bytes)?,
         })
     }
 

@@ -61,7 +61,7 @@ pub const YUNET: ModelFile = ModelFile {
 pub const YUNET_DOOR: ModelFile = ModelFile {
     name: "YuNet 2023mar (door form)",
     file_name: "face_detection_yunet_2023mar.nnef.tar",
-    sha256: "45fc93673a082f5451f3bef3ca775808c3d3b1f96590fc62eb9fc6808ff2fae2",
+    sha256: "c8f28b13dada078a470fde5e242f39591e61e7f3fd14d561d1fa6eae88201a7d",
     origin: Origin::DoorFormOf(&YUNET),
 };
 
@@ -106,15 +106,69 @@ pub const SFACE_INT8: ModelFile = ModelFile {
     origin: Origin::QuantisedFrom(&SFACE),
 };
 
+/// [`EDGEFACE`] as the door reads it from a bundle: typed and decluttered, tract NNEF.
+pub const EDGEFACE_DOOR: ModelFile = ModelFile {
+    name: "EdgeFace-S (door form)",
+    file_name: "edgeface_s_gamma_05.nnef.tar",
+    sha256: "033be031b3f702e8b64c748d03a42134c2db53eaa0ede727430ee02730be8195",
+    origin: Origin::DoorFormOf(&EDGEFACE),
+};
+
+/// [`EDGEFACE_INT8`] as the door reads it: its weights stay int8 in the file.
+pub const EDGEFACE_INT8_DOOR: ModelFile = ModelFile {
+    name: "EdgeFace-S int8 (door form)",
+    file_name: "edgeface_s_gamma_05.int8.nnef.tar",
+    sha256: "56c196f9f346d74e3abffc6b266b8a98a3b513a5a946b7bdaf83dca9b7beb0a7",
+    origin: Origin::DoorFormOf(&EDGEFACE_INT8),
+};
+
+/// [`SFACE`] as the door reads it.
+pub const SFACE_DOOR: ModelFile = ModelFile {
+    name: "SFace 2021dec (door form)",
+    file_name: "face_recognition_sface_2021dec.nnef.tar",
+    sha256: "42535ed8fdb4769c63e044ee03a3509e75e272abcda08927e72512bf7414f516",
+    origin: Origin::DoorFormOf(&SFACE),
+};
+
+/// [`SFACE_INT8`] as the door reads it: its weights stay int8 in the file.
+pub const SFACE_INT8_DOOR: ModelFile = ModelFile {
+    name: "SFace 2021dec int8 (door form)",
+    file_name: "face_recognition_sface_2021dec.int8.nnef.tar",
+    sha256: "de03b79e3f5da6cbe8ac452a994e1a4e0ba740693aa7dc2107ff71b2bec04c06",
+    origin: Origin::DoorFormOf(&SFACE_INT8),
+};
+
 /// Every file `facegate models fetch` provides, in the order it provides them.
-pub const ALL: [&ModelFile; 6] = [
+pub const ALL: [&ModelFile; 10] = [
     &YUNET,
     &EDGEFACE,
     &SFACE,
     &EDGEFACE_INT8,
     &SFACE_INT8,
     &YUNET_DOOR,
+    &EDGEFACE_DOOR,
+    &EDGEFACE_INT8_DOOR,
+    &SFACE_DOOR,
+    &SFACE_INT8_DOOR,
 ];
+
+/// Writes `data` to `dir/name` through a synced temporary file and a rename, so the file is
+/// never half there. Installers write a derived file before the manifest that records its
+/// digest: a crash between the two leaves a manifest that does not match, which loaders
+/// refuse and the next `facegate models fetch` repairs.
+pub fn write_synced(dir: &Path, name: &str, data: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let path = dir.join(name);
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::File::create(&tmp)
+        .and_then(|mut f| f.write_all(data).and_then(|()| f.sync_all()))
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .map_err(|source| Error::Io {
+            action: "writing",
+            path,
+            source,
+        })
+}
 
 /// The models directory: `$FACEGATE_MODELS`, else `$XDG_DATA_HOME/facegate/models`, else
 /// `~/.local/share/facegate/models`, else `./facegate-models`.

@@ -12,9 +12,10 @@
 //! folded back to the same f32 values when read), so a converted embedder is about the size
 //! of its int8 ONNX file rather than four times it.
 //!
-//! Status: the detector is read in this form everywhere ([`crate::model_files::YUNET_DOOR`],
-//! made by `facegate models fetch` with [`door_form`]); the embedders and small networks are
-//! still read from ONNX. `models/examples/nnef_both_ways.rs` measures both ways
+//! Status: the door reads every network in this form. The detector and the pinned embedders
+//! are pinned files of the models folder ([`crate::model_files::YUNET_DOOR`] and the others,
+//! made by `facegate models fetch` with [`door_form`]); the networks facegate trains travel
+//! in a bundle (format 5) or the models folder as door forms the laptop wrote. `models/examples/nnef_both_ways.rs` measures both ways
 //! (docs/PERFORMANCE.md, "NNEF on the door, measured both ways").
 
 use tract_nnef::internal::*;
@@ -107,7 +108,14 @@ pub fn with_input_size(model: &TypedModel, height: usize, width: usize) -> Tract
 /// are int8 values times one scale per channel (the door's int8 files, expanded when they
 /// are read) are written as int8 again, see [`as_int8`].
 pub fn to_bytes(model: &TypedModel) -> TractResult<Vec<u8>> {
-    let model = with_int8_weights(model)?;
+    let mut model = with_int8_weights(model)?.into_compact()?;
+    // Node names are made unique by tract's passes with numeric suffixes whose order varies
+    // from run to run (EdgeFace's fp32 graph came out with `..._MoveAxis_0_1` in one process
+    // and `..._MoveAxis_0_2` in the next): name each node by its place in evaluation order,
+    // so the same graph is the same bytes and its SHA-256 can be pinned.
+    for node in &mut model.nodes {
+        node.name = format!("n{}", node.id);
+    }
     nnef().write_to_tar_with_config(&model, Vec::new(), false, true)
 }
 
@@ -119,13 +127,17 @@ pub fn from_bytes(bytes: &[u8]) -> TractResult<TypedModel> {
     Ok(model)
 }
 
-/// The door's form of the pinned file `source` from its verified bytes: the same typed,
-/// decluttered model the ONNX load makes, as deterministic NNEF bytes (pinned in turn by
-/// [`crate::model_files`]).
+/// The door's form of the pinned file `source` from its bytes: the same typed, decluttered
+/// model the ONNX load makes, as deterministic NNEF bytes (pinned in turn by
+/// [`crate::model_files`]). Bytes that are not `source`'s pinned ones are refused first:
+/// another network typed as this one could trip tract's writer.
 pub fn door_form(source: &crate::model_files::ModelFile, bytes: &[u8]) -> crate::Result<Vec<u8>> {
-    use crate::model_files::YUNET;
+    use crate::model_files::{EDGEFACE, EDGEFACE_INT8, SFACE, SFACE_INT8, YUNET};
+    source.verify(std::path::Path::new(source.file_name), bytes)?;
     let typed = if source == &YUNET {
         crate::detect::decluttered_any_size(bytes)?
+    } else if [&EDGEFACE, &EDGEFACE_INT8, &SFACE, &SFACE_INT8].contains(&source) {
+        crate::embed::decluttered(bytes, source.name)?
     } else {
         return Err(crate::Error::load(
             "door form",
@@ -133,6 +145,40 @@ pub fn door_form(source: &crate::model_files::ModelFile, bytes: &[u8]) -> crate:
         ));
     };
     to_bytes(&typed).map_err(|e| crate::Error::load(source.name, e))
+}
+
+/// The name a network's door form goes by, in a models folder or a bundle: its ONNX file's
+/// name with `.nnef.tar` for `.onnx` (`edgeface_s_gamma_05.int8.onnx` ->
+/// `edgeface_s_gamma_05.int8.nnef.tar`).
+pub fn door_name(onnx_name: &str) -> String {
+    format!(
+        "{}.nnef.tar",
+        onnx_name.strip_suffix(".onnx").unwrap_or(onnx_name)
+    )
+}
+
+/// A door form (from [`to_bytes`]) whose one input is `f32` of exactly `shape` and which has
+/// one output, typed and ready for [`crate::ops::optimised_typed`]. Anything else (another
+/// network's form, bytes that are not NNEF) is refused before it is planned.
+pub fn read_checked(
+    bytes: &[u8],
+    shape: &[usize],
+    what: &'static str,
+) -> crate::Result<TypedModel> {
+    let model = from_bytes(bytes).map_err(|e| crate::Error::load(what, e))?;
+    let fits = model.inputs.len() == 1
+        && model.outputs.len() == 1
+        && model.input_fact(0).is_ok_and(|f| {
+            f.datum_type == f32::datum_type() && f.shape.as_concrete() == Some(shape)
+        });
+    if !fits {
+        let dims: Vec<String> = shape.iter().map(usize::to_string).collect();
+        return Err(crate::Error::load(
+            what,
+            format!("the file's input is not {} with one output", dims.join("x")),
+        ));
+    }
+    Ok(model)
 }
 
 /// One reader for every load: making one parses NNEF's standard library and builds the
@@ -658,6 +704,8 @@ mod tests {
             crate::small_cnn::Runner::from_door_form(crate::liveness::NET, "x", &other).is_err()
         );
         assert!(crate::small_cnn::Runner::from_door_form(spec, "refiner", &other).is_ok());
+        // Another file's bytes, or a file with no door form, are refused.
         assert!(door_form(&crate::model_files::SFACE, &onnx).is_err());
+        assert!(door_form(&YUNET_DOOR, &door).is_err());
     }
 }

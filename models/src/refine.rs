@@ -154,11 +154,17 @@ pub fn read_verified(models_dir: &Path) -> Result<Vec<u8>> {
 /// `--refine-landmarks` has its templates aligned on refined landmarks, so the door must refine
 /// too; its signature vouches for the file.
 pub fn from_files(files: &[(String, Vec<u8>)]) -> Result<Option<Refiner>> {
+    let name = crate::nnef::door_name(FILE);
     files
         .iter()
-        .find(|(name, _)| name == FILE)
-        .map(|(_, bytes)| Refiner::from_bytes(bytes))
+        .find(|(n, _)| *n == name)
+        .map(|(_, bytes)| Refiner::from_door_form(bytes))
         .transpose()
+}
+
+/// The door form of the refiner in these ONNX bytes: what a bundle carries.
+pub fn door_form(onnx: &[u8]) -> Result<Vec<u8>> {
+    Runner::door_form(NET, "landmark refiner", onnx)
 }
 
 /// The loaded refiner.
@@ -182,6 +188,15 @@ impl Refiner {
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
         Ok(Self {
             net: Runner::from_bytes(NET, "landmark refiner", bytes)?,
+            sha256: sha256_hex(bytes),
+        })
+    }
+
+    /// Loads the refiner from its door form ([`door_form`], vouched for by a bundle's
+    /// signature): how the door reads it.
+    pub fn from_door_form(bytes: &[u8]) -> Result<Self> {
+        Ok(Self {
+            net: Runner::from_door_form(NET, "landmark refiner", bytes)?,
             sha256: sha256_hex(bytes),
         })
     }

@@ -51,24 +51,11 @@ impl Runner {
     /// Loads `spec`'s network from its door form (NNEF, [`crate::nnef`]) the caller vouches
     /// for; a graph whose input is not `spec`'s is refused.
     pub fn from_door_form(spec: SmallCnn, what: &'static str, bytes: &[u8]) -> Result<Self> {
-        let model_err = |e: TractError| Error::load(what, e);
         let [c, h, w] = spec.input;
-        let model = crate::nnef::from_bytes(bytes).map_err(model_err)?;
-        let fits = model.inputs.len() == 1
-            && model.outputs.len() == 1
-            && model.input_fact(0).is_ok_and(|f| {
-                f.datum_type == f32::datum_type()
-                    && f.shape.as_concrete() == Some(&[1, c, h, w][..])
-            });
-        if !fits {
-            return Err(Error::load(
-                what,
-                format!("the file's input is not 1x{c}x{h}x{w} with one output"),
-            ));
-        }
+        let model = crate::nnef::read_checked(bytes, &[1, c, h, w], what)?;
         let plan = crate::ops::optimised_typed(model)
             .and_then(|m| m.into_runnable())
-            .map_err(model_err)?;
+            .map_err(|e| Error::load(what, e))?;
         Ok(Self { plan, spec, what })
     }
 
@@ -79,6 +66,13 @@ impl Runner {
         read_onnx(spec, bytes)
             .and_then(crate::ops::decluttered)
             .map_err(|e| Error::load(what, e))
+    }
+
+    /// `spec`'s door form (NNEF bytes, [`crate::nnef::to_bytes`]) made from its ONNX bytes:
+    /// what the laptop puts in a bundle and the door reads with [`Runner::from_door_form`].
+    pub fn door_form(spec: SmallCnn, what: &'static str, onnx: &[u8]) -> Result<Vec<u8>> {
+        let typed = Self::decluttered(spec, what, onnx)?;
+        crate::nnef::to_bytes(&typed).map_err(|e| Error::load(what, e))
     }
 
     /// The outputs for one input (`C x H x W` values, channels first).

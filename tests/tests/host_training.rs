@@ -426,7 +426,7 @@ fn photos_to_a_trained_bundle_that_the_door_runs() {
     assert_eq!(eval["embedder"], "scratch");
     assert_eq!(eval["unmasked"]["genuine"], 16);
     let inspect = fg(dir, &["inspect", "scratch.fgb", "--trust", "facegate.pub"]);
-    assert!(inspect.contains("scratch_cnn.int8.onnx"), "{inspect}");
+    assert!(inspect.contains("scratch_cnn.int8.nnef.tar"), "{inspect}");
     run(
         &device_bin(),
         dir,

@@ -23,10 +23,11 @@ use facegate_device::update::server::{Limits, UpdateServer};
 use facegate_device::update::store::{FileStore, MemoryStore, ModelStore};
 use facegate_models::bundle::{self, Bundle, SelfTest};
 use facegate_models::channel::DoorKeys;
+use facegate_models::embed::EmbedderKind;
 use facegate_models::gallery::{Gallery, default_threshold};
 use facegate_models::image_io;
 use facegate_models::logrecord::{Event, FrameReader};
-use facegate_models::model_files::{EDGEFACE_INT8, YUNET_DOOR};
+use facegate_models::model_files::YUNET_DOOR;
 use facegate_models::pipeline::{Pipeline, PipelineConfig};
 use facegate_models::wire;
 use facegate_tests::{models_dir, shared_dir};
@@ -58,10 +59,9 @@ fn make_bundle(
         }
         gallery.enrol(name, face.embedding).expect("enrol");
     }
-    let models = vec![(
-        EDGEFACE_INT8.file_name.to_owned(),
-        EDGEFACE_INT8.read_verified(&models_dir()).expect("int8"),
-    )];
+    let models = EmbedderKind::EdgeFace
+        .read_files(&models_dir(), true)
+        .expect("door form");
     Bundle::new(
         &gallery,
         true,
@@ -409,14 +409,17 @@ fn a_bundle_with_a_landmark_refiner_makes_the_door_refine() {
     let with = |file: Vec<u8>| {
         let signed = make_bundle(&pipeline, &[("AdrianDunbar", 2)], 1, &key);
         let mut b = bundle::verify(&signed, &[key.verifying_key()]).expect("verifies");
-        b.payload.models.push((refine::FILE.to_owned(), file));
+        b.payload
+            .models
+            .push((facegate_models::nnef::door_name(refine::FILE), file));
         let signed = b.sign(&key);
         bundle::verify(&signed, &[key.verifying_key()]).expect("verifies")
     };
-    let live = Live::from_bundle(&with(refiner.clone()), &yunet).expect("live");
+    let door_form = refine::door_form(&refiner).expect("door form");
+    let live = Live::from_bundle(&with(door_form.clone()), &yunet).expect("live");
     assert_eq!(
         live.pipeline.refiner().map(|r| r.sha256().to_owned()),
-        Some(facegate_models::model_files::sha256_hex(&refiner))
+        Some(facegate_models::model_files::sha256_hex(&door_form))
     );
     let img = image_io::open(&mfr2("AdrianDunbar", 2)).expect("photo");
     let face = live.pipeline.main_face(&img).expect("run").expect("face");

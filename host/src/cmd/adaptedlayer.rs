@@ -100,10 +100,14 @@ pub fn pack(cmd: &PackAdaptedCmd) -> Result<()> {
     let (fp32, int8) = adapted::splice(&sface, &packed)?;
     manifest.sha256 = sha256_hex(&fp32);
     manifest.sha256_int8 = sha256_hex(&int8);
+    // New networks: their door forms are written again below.
+    manifest.door_sha256 = None;
+    manifest.door_sha256_int8 = None;
     write_atomically(&dir.join(adapted::FILE), &fp32)?;
     write_atomically(&dir.join(adapted::FILE_INT8), &int8)?;
     let json = serde_json::to_string_pretty(&manifest)?;
     write_atomically(&dir.join(adapted::MANIFEST), json.as_bytes())?;
+    adapted::install_door_forms(&dir)?;
     let layer = LayerManifest {
         sha256: sha256_hex(&packed),
         data: format!(

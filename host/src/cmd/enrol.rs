@@ -62,7 +62,10 @@ pub fn run(cmd: EnrolCmd) -> Result<()> {
     }
     let mut models = kind.read_files(&dir, true)?;
     if let Some(bytes) = refiner {
-        models.push((facegate_models::refine::FILE.to_owned(), bytes));
+        models.push((
+            facegate_models::nnef::door_name(facegate_models::refine::FILE),
+            facegate_models::refine::door_form(&bytes)?,
+        ));
     }
     if routed {
         models.extend(MaskRoute::read_files(&dir, true)?);
@@ -70,7 +73,7 @@ pub fn run(cmd: EnrolCmd) -> Result<()> {
     let created_ms = now_ms();
     let masked_self_test = match (
         pipeline.mask_route(),
-        self_test.as_ref().and_then(SelfTest::seed),
+        self_test.as_ref().map(SelfTest::seed),
     ) {
         (Some(route), Some(seed)) => Some(route.self_test(seed)?),
         _ => None,
@@ -173,11 +176,10 @@ pub fn inspect(cmd: InspectCmd) -> Result<()> {
         std::time::UNIX_EPOCH + std::time::Duration::from_millis(h.created_ms),
     );
     println!("model version {}, made {made}", h.model_version);
-    let refined = bundle
-        .payload
-        .models
-        .iter()
-        .any(|(name, _)| name == facegate_models::refine::FILE);
+    let refined =
+        bundle.payload.models.iter().any(|(name, _)| {
+            *name == facegate_models::nnef::door_name(facegate_models::refine::FILE)
+        });
     println!(
         "embedder {}{}, landmarks {}",
         h.embedder.as_str(),
@@ -222,10 +224,6 @@ pub fn inspect(cmd: InspectCmd) -> Result<()> {
         Some(SelfTest::Pattern { label, .. }) => {
             println!("self-test: a face-free pattern, and {label}'s template")
         }
-        Some(SelfTest::Crop { label, crop_png }) => println!(
-            "self-test: a face crop of {label} ({} bytes; format 2, made by an older facegate)",
-            crop_png.len()
-        ),
         None => println!("self-test: none (the door will refuse this bundle)"),
     }
     println!(

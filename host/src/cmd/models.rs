@@ -320,6 +320,17 @@ fn verify(dir: &ModelsDir) -> Result<()> {
                     println!("FAILED   {e}");
                 }
             }
+            match adapted::read_door_form(&dir, quantised) {
+                Ok(bytes) => println!(
+                    "ok       {:>10} B  {} (matches its manifest)",
+                    bytes.len(),
+                    adapted::door_file(quantised)
+                ),
+                Err(e) => {
+                    bad += 1;
+                    println!("FAILED   {e}");
+                }
+            }
         }
     } else {
         bad += 1;
@@ -415,6 +426,12 @@ pub fn fetch(dir: &Path) -> Result<()> {
         );
     }
     crate::cmd::adaptedlayer::install(dir)?;
+    if let Some(len) = facegate_models::adapted::install_door_forms(dir)? {
+        println!(
+            "made     {len:>10} B  {} (and the fp32 one: the mask-adapted SFace's door forms)",
+            facegate_models::adapted::door_file(true)
+        );
+    }
     verify(&ModelsDir {
         models_dir: Some(dir.to_owned()),
     })

@@ -206,9 +206,7 @@ pub fn edit_gallery(bundle: &mut Bundle, change: &Change) -> Result<String> {
             bundle.payload.people[i].name.clone_from(new);
             bundle.header.labels[i].clone_from(new);
             match &mut bundle.payload.self_test {
-                Some(SelfTest::Pattern { label, .. } | SelfTest::Crop { label, .. })
-                    if label == old =>
-                {
+                Some(SelfTest::Pattern { label, .. }) if label == old => {
                     label.clone_from(new);
                 }
                 _ => {}
@@ -239,10 +237,6 @@ pub fn edit_gallery(bundle: &mut Bundle, change: &Change) -> Result<String> {
             }
             let moves = match &bundle.payload.self_test {
                 Some(SelfTest::Pattern { label, .. }) => label == name,
-                Some(SelfTest::Crop { label, .. }) if label == name => bail!(
-                    "the bundle's self-test is a photo of {name} (a bundle made by an older \
-                     facegate): make a new one with `facegate enrol` or `facegate train`"
-                ),
                 _ => false,
             };
             if moves {

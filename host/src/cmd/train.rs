@@ -195,7 +195,11 @@ fn scratch(
         report,
         self_test: (label, crop),
     } = crate::train::scratch::train(ds, people, &impostors, cfg)?;
-    let files = vec![(facegate_models::embed::SCRATCH_FILE.to_owned(), onnx)];
+    // The door reads the CNN's door form, as every network a bundle carries.
+    let files = vec![(
+        facegate_models::nnef::door_name(facegate_models::embed::SCRATCH_FILE),
+        facegate_models::embed::door_form(&onnx, "scratch CNN")?,
+    )];
     // The known sample: the class probabilities of one of the person's photos.
     let bytes = write_bundle(cmd, signer, &gallery, true, files, &label, |e| {
         Ok(e.embed(&crop)?)

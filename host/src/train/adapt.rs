@@ -384,6 +384,8 @@ pub fn adapt(faces: &Path, models: &Path, cfg: &Config) -> Result<Manifest> {
         refiner_sha256: refiner.map(|r| r.sha256().to_owned()),
         stranger: cfg.stranger,
         stranger_loss: fitted.stranger_loss,
+        door_sha256: None,
+        door_sha256_int8: None,
     };
     let write = crate::files::write_atomically;
     write(&models.join(adapted::FILE), &fp32)?;
@@ -393,7 +395,9 @@ pub fn adapt(faces: &Path, models: &Path, cfg: &Config) -> Result<Manifest> {
         serde_json::to_string_pretty(&manifest)?.as_bytes(),
     )
     .with_context(|| format!("writing the manifest into {}", models.display()))?;
-    Ok(manifest)
+    // What the door and `Embedder::load` read: the new network's door forms.
+    adapted::install_door_forms(models)?;
+    Ok(adapted::read_manifest(models)?)
 }
 
 #[cfg(test)]

@@ -417,7 +417,10 @@ fn export(net: &Net, val_ex: &[Example], dev: &Device) -> Result<Exported> {
     let door = Embedder::from_files(
         EmbedderKind::Scratch,
         true,
-        &[(SCRATCH_FILE.to_owned(), int8.clone())],
+        &[(
+            facegate_models::nnef::door_name(SCRATCH_FILE),
+            facegate_models::embed::door_form(&int8, "scratch CNN")?,
+        )],
     )
     .context("the exported CNN does not load in tract")?;
     let mut export_max_diff = 0f32;
