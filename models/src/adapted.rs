@@ -102,18 +102,25 @@ pub fn read_door_form(dir: &Path, quantised: bool) -> Result<Vec<u8>> {
             reason: format!("{MANIFEST} records no door form; `facegate models fetch` writes it"),
         });
     };
+    read_recorded(
+        path,
+        &expected,
+        " (`facegate models fetch` writes the door form again from the checked network)",
+    )
+}
+
+/// The bytes at `path` if their SHA-256 is `expected` (what the manifest records); `fix` ends
+/// the reason when they are not.
+fn read_recorded(path: std::path::PathBuf, expected: &str, fix: &str) -> Result<Vec<u8>> {
     let bytes = std::fs::read(&path).map_err(|e| Error::Adapted {
         path: path.clone(),
-        reason: format!("cannot read it ({e}); `facegate models fetch` writes it"),
+        reason: format!("cannot read it ({e}){fix}"),
     })?;
     let actual = sha256_hex(&bytes);
     if actual != expected {
         return Err(Error::Adapted {
             path,
-            reason: format!(
-                "SHA-256 {actual}, but the manifest says {expected} (`facegate models fetch` \
-                 writes the door form again from the checked network)"
-            ),
+            reason: format!("SHA-256 {actual}, but the manifest says {expected}{fix}"),
         });
     }
     Ok(bytes)
@@ -411,19 +418,7 @@ pub fn read_verified(dir: &Path, quantised: bool) -> Result<Vec<u8>> {
     } else {
         (FILE, manifest.sha256)
     };
-    let path = dir.join(name);
-    let bytes = std::fs::read(&path).map_err(|e| Error::Adapted {
-        path: path.clone(),
-        reason: format!("cannot read it ({e})"),
-    })?;
-    let actual = sha256_hex(&bytes);
-    if actual != expected {
-        return Err(Error::Adapted {
-            path,
-            reason: format!("SHA-256 {actual}, but the manifest says {expected}"),
-        });
-    }
-    Ok(bytes)
+    read_recorded(dir.join(name), &expected, "")
 }
 
 #[cfg(test)]
