@@ -83,7 +83,7 @@ impl Network {
     }
 
     /// The network's door form, from a models folder, checked: a pinned network's pinned
-    /// file, the mask-adapted SFace converted from its checked ONNX file.
+    /// file, the mask-adapted SFace's against the digest its manifest records.
     fn read_door_form(self, dir: &Path, quantised: bool) -> Result<Vec<u8>> {
         match (self, self.door_file(quantised)) {
             (_, Some(file)) => file.read_verified(dir),

@@ -15,8 +15,9 @@
 //! Status: the door reads every network in this form. The detector and the pinned embedders
 //! are pinned files of the models folder ([`crate::model_files::YUNET_DOOR`] and the others,
 //! made by `facegate models fetch` with [`door_form`]); the networks facegate trains travel
-//! in a bundle (format 5) or the models folder as door forms the laptop wrote. `models/examples/nnef_both_ways.rs` measures both ways
-//! (docs/PERFORMANCE.md, "NNEF on the door, measured both ways").
+//! in a bundle (format 5) or the models folder as door forms the laptop wrote.
+//! `models/examples/nnef_both_ways.rs` measures both ways (docs/PERFORMANCE.md, "NNEF on the
+//! door, measured both ways").
 
 use tract_nnef::internal::*;
 use tract_nnef::tract_core::ops::nn::GeluExact;
