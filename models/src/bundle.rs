@@ -97,10 +97,10 @@ pub struct MaskedSelfTest {
 /// did and that the gallery decides sanely, before the door switches over.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum SelfTest {
-    /// No face picture travels (format 2's self-test was a face crop). A synthetic pattern ([`self_test_pattern`]) must
-    /// embed as the laptop embedded it and must be refused as a stranger, and `known` (the
-    /// embedding of one of `label`'s photos, a vector, not a picture) must be identified as
-    /// `label`.
+    /// No face picture travels (format 2's self-test was a face crop). A synthetic pattern
+    /// ([`self_test_pattern`]) must embed as the laptop embedded it and must be refused as a
+    /// stranger, and `known` (the embedding of one of `label`'s photos, a vector, not a
+    /// picture) must be identified as `label`.
     Pattern {
         /// An enrolled person.
         label: String,

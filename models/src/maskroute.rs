@@ -25,8 +25,8 @@ use crate::{Error, Result};
 pub const EMBEDDER: EmbedderKind = EmbedderKind::SFaceMasked;
 
 /// The masked path's landmark refiner inside a bundle (as its [`door_name`]): the same
-/// network as [`refine::FILE`], under its own name, because a bundle's [`refine::FILE`] means the *main*
-/// path aligns on refined landmarks too (`enrol --refine-landmarks`).
+/// network as [`refine::FILE`], under its own name, because a bundle's [`refine::FILE`]
+/// means the *main* path aligns on refined landmarks too (`enrol --refine-landmarks`).
 pub const REFINER_FILE: &str = "masked.landmark_refiner.onnx";
 
 /// Mask-state classifier, landmark refiner and mask-adapted embedder, ready to run.
