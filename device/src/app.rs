@@ -239,6 +239,9 @@ impl<P: OutputPin> Drop for Relay<P> {
     }
 }
 
+/// How often a door without a model looks whether one was installed.
+const WAITING_POLL: Duration = Duration::from_millis(50);
+
 /// Runs the loop until the frame source ends or `stop` is set: read a frame, recognise it with
 /// the model current when it arrives (an update swaps it between frames), let [`Door::step`]
 /// decide, hand its actions to the relay, the screens and the log.
@@ -273,7 +276,17 @@ where
         let now = Instant::now();
         relay.tick(now);
         out.between_frames(&mut door, &mut relay, now);
-        let live = shared.current();
+        let Some(live) = shared.current() else {
+            // Nothing to recognise with: the relay stays as it is (locked, or a remote
+            // unlock's pulse running out), frames are left unread, and the screen says why
+            // until an update installs a model ("Updating" while one does).
+            if shared.installing.load(Ordering::Relaxed) == 0 {
+                let actions = door.step(now, Observation::NoModel);
+                out.apply(&actions, &mut relay, now, 0);
+            }
+            std::thread::sleep(WAITING_POLL);
+            continue;
+        };
         let frame = match camera.next_frame() {
             Ok(Some(f)) => f,
             Ok(None) => break,
@@ -442,7 +455,7 @@ impl<L: RecordSink, D: Screens> Outputs<'_, L, D> {
         }
         if let Some(by) = shared.take_remote_unlock() {
             let actions = door.step(now, Observation::RemoteUnlock { by });
-            self.apply(&actions, relay, now, shared.current().version);
+            self.apply(&actions, relay, now, shared.version());
         }
         let installing = shared.installing.load(Ordering::Relaxed);
         if installing != 0 {

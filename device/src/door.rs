@@ -46,6 +46,8 @@ pub struct Seen {
 /// What happened.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Observation {
+    /// No model runs yet: nothing can be recognised, so the door stays shut and says why.
+    NoModel,
     /// A signed update is being installed.
     Installing {
         /// Its version.
@@ -92,6 +94,9 @@ pub enum Action {
         event: Event,
     },
 }
+
+/// The screen of a door waiting for its first usable model.
+pub const NO_MODEL: &str = "no model: push a signed bundle";
 
 /// A screen kept up after a camera loss until frames arrive again.
 const UNTIL_FRAMES: Duration = Duration::from_secs(3600);
@@ -152,6 +157,9 @@ impl Door {
     /// Takes one observation at `now`; returns what to do, in order.
     pub fn step(&mut self, now: Instant, observation: Observation) -> Vec<Action> {
         match observation {
+            Observation::NoModel => vec![Action::Show(Screen::Error {
+                message: NO_MODEL.into(),
+            })],
             Observation::Installing { version } => {
                 self.sticky_until = Some(now);
                 vec![Action::Show(Screen::Updating { version })]

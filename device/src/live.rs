@@ -201,7 +201,8 @@ pub enum LiveError {
 
 /// State shared by the loop and the update server.
 pub struct Shared {
-    live: RwLock<Arc<Live>>,
+    /// `None` while the door waits for its first usable model (it stays shut).
+    live: RwLock<Option<Arc<Live>>>,
     /// Records the loop has written, newest last (for status).
     pub recent: Mutex<VecDeque<LogRecord>>,
     /// Records other threads want logged; the loop writes them (it owns the log).
@@ -217,8 +218,18 @@ pub struct Shared {
 impl Shared {
     /// Shared state around a first model.
     pub fn new(live: Live) -> Self {
+        Self::with(Some(Arc::new(live)))
+    }
+
+    /// Shared state of a door that has no usable model yet (none stored, or only bundles this
+    /// build refuses): it stays shut, and the update server or the broker may install one.
+    pub fn without_model() -> Self {
+        Self::with(None)
+    }
+
+    fn with(live: Option<Arc<Live>>) -> Self {
         Self {
-            live: RwLock::new(Arc::new(live)),
+            live: RwLock::new(live),
             recent: Mutex::default(),
             outbox: Mutex::default(),
             installing: std::sync::atomic::AtomicU32::new(0),
@@ -242,14 +253,20 @@ impl Shared {
             .take()
     }
 
-    /// The model in use now.
-    pub fn current(&self) -> Arc<Live> {
+    /// The model in use now, `None` while the door waits for one.
+    pub fn current(&self) -> Option<Arc<Live>> {
         self.live.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The running model's version, 0 while there is none (every bundle's version is above
+    /// 0, and the store's floor still refuses old ones).
+    pub fn version(&self) -> u32 {
+        self.current().map_or(0, |l| l.version)
     }
 
     /// Switches to a new model.
     pub fn swap(&self, live: Live) {
-        *self.live.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(live);
+        *self.live.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(live));
     }
 
     /// Queues a record for the loop to write. The queue is bounded: past [`OUTBOX`] records

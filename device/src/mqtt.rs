@@ -288,7 +288,7 @@ impl Link {
             self.lock_until = None;
             self.text(self.settings.topics.state(), true, LOCKED);
         }
-        let version = self.shared.current().version;
+        let version = self.shared.version();
         if self.published_version != Some(version) {
             self.published_version = Some(version);
             self.text(self.settings.topics.model(), true, &version.to_string());
@@ -585,7 +585,7 @@ fn install(
     bytes: Vec<u8>,
     refusals: &mut Refusals,
 ) {
-    let running = shared.current().version;
+    let running = shared.version();
     let event = match installer.apply(shared, bytes) {
         Ok(a) => Event::ModelUpdate {
             version: a.version,

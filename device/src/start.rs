@@ -1,7 +1,8 @@
 //! Bring-up: from a validated [`Config`] to running threads and the loop.
 //!
 //! Builds the real or simulated hardware the config names, loads the stored model (falling back
-//! to the previous bundle), starts the update listener, the display and log workers, and runs
+//! to the previous bundle; with none usable, a door that can be sent one starts shut and waits
+//! for it), starts the update listener, the display and log workers, and runs
 //! [`app::run`] until the frames end or `stop` is set (SIGTERM from systemd). Whatever ends the
 //! loop, the relay guard has released the door before this returns.
 
@@ -146,34 +147,60 @@ fn load_model(config: &Config, trusted: &[VerifyingKey]) -> Result<(Installer, A
         },
     );
     let mut started = installer.start_stored();
+    // A door that can be sent a bundle (update listener, broker) waits for one rather than
+    // refusing to start: after an upgrade that refuses the stored bundles, the fix is a push,
+    // not a shell on the Pi.
+    let can_receive = config.update.listen.is_some() || config.mqtt.is_some();
     // The first bundle may be gone once the store holds a model (cleaned up after install).
     // Read only now: the stored model was built without its bytes in memory.
     if let Some(path) = &config.model.bundle
         && (path.exists() || !has_active)
     {
         let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        installer
-            .offer_first(&mut started, bytes)
-            .with_context(|| format!("bundle {} refused", path.display()))?;
+        if let Err(e) = installer.offer_first(&mut started, bytes) {
+            let message = format!("bundle {} refused: {e}", path.display());
+            // Refused with nothing else to run and no way to receive a model: the door cannot
+            // work, and says so by not starting. Otherwise the refusal is news in the log, and
+            // the stored model (or the wait for a push) goes on.
+            anyhow::ensure!(started.live.is_some() || can_receive, message);
+            started.faults.push(message);
+        }
     }
     for fault in &started.faults {
         eprintln!("warning: {fault}");
     }
-    let live = started.live.context(
-        "no valid model bundle in the store: set model.bundle, or push one with `facegate push`",
-    )?;
-    eprintln!(
-        "model version {} ({}, {}{})",
-        live.version,
-        facegate_models::gallery::people_count(live.gallery.people.len()),
-        live.pipeline.config().embedder.as_str(),
-        if live.pipeline.config().quantised {
-            " int8"
-        } else {
-            ""
-        },
-    );
-    let shared = Arc::new(Shared::new(live));
+    let shared = match started.live {
+        Some(live) => {
+            eprintln!(
+                "model version {} ({}, {}{})",
+                live.version,
+                facegate_models::gallery::people_count(live.gallery.people.len()),
+                live.pipeline.config().embedder.as_str(),
+                if live.pipeline.config().quantised {
+                    " int8"
+                } else {
+                    ""
+                },
+            );
+            Arc::new(Shared::new(live))
+        }
+        None if can_receive => {
+            let how = match (config.update.listen.is_some(), config.mqtt.is_some()) {
+                (true, true) => "pushed (`facegate push`) or published to its group",
+                (true, false) => "pushed (`facegate push`)",
+                _ => "published to its group on the broker",
+            };
+            let message =
+                format!("no usable model: the door stays shut until a signed bundle is {how}");
+            eprintln!("warning: {message}");
+            started.faults.push(message);
+            Arc::new(Shared::without_model())
+        }
+        None => anyhow::bail!(
+            "no valid model bundle in the store: set model.bundle, or set update.listen (or \
+             [mqtt]) and push one with `facegate push`"
+        ),
+    };
     // Fallbacks and unusable bundles are news for whoever reads the door's log.
     for message in started.faults {
         shared.post(LogRecord::now(0, 0, Event::Fault { message }));

@@ -382,3 +382,147 @@ fn relay_levels_or_empty(dir: &Path) -> Vec<String> {
         Vec::new()
     }
 }
+
+/// Finding: bundle format 5 refuses the format-4 bundles an upgraded door has stored; that
+/// door then would not start at all, and since the update listener started only with a model,
+/// bringing it back needed a shell on the Pi. Now a door whose stored and first bundles are
+/// all refused starts shut, says why on its screen and in its log, and runs the first signed
+/// bundle pushed to it (the version floor still applies).
+#[test]
+fn a_door_whose_bundles_are_all_refused_stays_shut_and_takes_a_signed_push() {
+    use facegate_device::update::store::{FileStore, ModelStore};
+    use std::io::BufRead;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    door_dir(
+        dir,
+        &[mfr2("AdrianDunbar", 4)],
+        "cycle = true\nfps = 10",
+        "window = 2\nagree = 1\ncooldown_ms = 0\nunlock_ms = 100\nhold_ms = 0",
+        "door.log",
+    );
+    // What the door held before the upgrade: the same people as version 1 in format 4, active
+    // and confirmed in the store, and still named as the config's first bundle.
+    let key = facegate_models::keys::read_secret(&dir.join("facegate.key")).expect("key");
+    let trusted = facegate_models::keys::read_public(&dir.join("facegate.pub")).expect("pub");
+    let bundle = std::fs::read(dir.join("door.fgb")).expect("bundle");
+    let mut made = facegate_models::bundle::verify(&bundle, &[trusted]).expect("verify");
+    let old = made.sign_as_format(&key, 4);
+    std::fs::write(dir.join("old.fgb"), &old).expect("first");
+    let store = FileStore::open(&dir.join("store")).expect("store");
+    store.install(&old, 1).expect("install");
+    store
+        .mark_good(&facegate_models::model_files::sha256_hex(&old), 1)
+        .expect("good");
+    made.header.model_version = 2;
+    std::fs::write(dir.join("v2.fgb"), made.sign(&key)).expect("v2");
+    let config = std::fs::read_to_string(dir.join("door.toml")).expect("config");
+    let config = config.replace("bundle = \"door.fgb\"", "bundle = \"old.fgb\"")
+        + "\n[update]\nlisten = \"127.0.0.1:0\"\n";
+    std::fs::write(dir.join("door.toml"), config).expect("config");
+
+    let mut door = Command::new(device_bin())
+        .args(["run", "--config"])
+        .arg(dir.join("door.toml"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the door");
+    let mut err = std::io::BufReader::new(door.stderr.take().expect("stderr"));
+    let mut said = String::new();
+    let addr = loop {
+        let mut line = String::new();
+        if err.read_line(&mut line).expect("stderr") == 0 {
+            let _ = door.kill();
+            let _ = door.wait();
+            panic!("the door did not start listening: {said}");
+        }
+        said.push_str(&line);
+        if let Some(a) = line.trim().strip_prefix("accepting signed updates on ") {
+            break a.to_owned();
+        }
+    };
+    let rest = std::thread::spawn(move || {
+        let mut tail = String::new();
+        let _ = std::io::Read::read_to_string(&mut err, &mut tail);
+        tail
+    });
+    let facegate_at = |args: &[&str]| {
+        Command::new(facegate_bin())
+            .current_dir(dir)
+            .env("XDG_CONFIG_HOME", dir.join("config"))
+            .args(args)
+            .output()
+            .expect("facegate")
+    };
+    let status = |_: ()| {
+        let out = facegate_at(&["status", "--device", &addr, "--key", "facegate.key"]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // Shut and saying why, for a while with a face in view.
+    std::thread::sleep(Duration::from_millis(1500));
+    let waiting = status(());
+    let records = decode(&std::fs::read(dir.join("door.log")).unwrap_or_default());
+    let levels = relay_levels_or_empty(dir);
+    let screens = std::fs::read_to_string(dir.join("screens/screens.txt")).unwrap_or_default();
+    // A stale format-4 bundle pushed again is refused as well, and changes nothing.
+    let stale = facegate_at(&[
+        "push",
+        "--device",
+        &addr,
+        "--key",
+        "facegate.key",
+        "old.fgb",
+    ]);
+    let pushed = facegate_at(&["push", "--device", &addr, "--key", "facegate.key", "v2.fgb"]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !relay_levels_or_empty(dir).iter().any(|l| l == "high") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &door.id().to_string()])
+        .status();
+    let exit = door.wait().expect("wait");
+    said.push_str(&rest.join().expect("stderr"));
+
+    assert!(said.contains("carries ONNX networks"), "{said}");
+    assert!(said.contains("the door stays shut"), "{said}");
+    assert!(waiting.contains("model version: none"), "{waiting}");
+    assert!(levels.iter().all(|l| l == "low"), "{levels:?}");
+    assert!(
+        screens.contains("error no model: push a signed bundle"),
+        "{screens}"
+    );
+    assert!(
+        records
+            .iter()
+            .all(|r| matches!(r.event, Event::Fault { .. })),
+        "nothing decided without a model: {records:#?}"
+    );
+    assert!(
+        records.iter().any(
+            |r| matches!(&r.event, Event::Fault { message } if message.contains("stays shut"))
+        ),
+        "{records:#?}"
+    );
+    assert!(
+        !stale.status.success(),
+        "{}",
+        String::from_utf8_lossy(&stale.stdout)
+    );
+    assert!(
+        pushed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pushed.stderr)
+    );
+    assert!(exit.success(), "{said}");
+    let records = decode(&std::fs::read(dir.join("door.log")).expect("log"));
+    assert!(
+        records.iter().any(|r| r.model_version == 2
+            && matches!(&r.event, Event::Known { person, unlocked: true, .. } if person == "AdrianDunbar")),
+        "{records:#?}"
+    );
+    let levels = relay_levels(dir);
+    assert!(levels.iter().any(|l| l == "high"), "{levels:?}");
+    assert_eq!(levels.last().map(String::as_str), Some("low"));
+}

@@ -246,7 +246,7 @@ fn updates_over_tcp_are_verified_atomic_and_used_for_the_next_frame() {
         })
     };
     let t = Duration::from_secs(20);
-    let version = || shared.current().version;
+    let version = || shared.version();
 
     // Tampered: one bit flipped in the middle.
     let mut tampered = v2.clone();
@@ -386,7 +386,7 @@ fn a_full_disk_refuses_the_update_and_keeps_the_old_model() {
         r.contains("cannot store the bundle") && r.contains("still on version 1"),
         "{r}"
     );
-    assert_eq!(shared.current().version, 1);
+    assert_eq!(shared.version(), 1);
     assert_eq!(store.active().as_deref(), Some(&v1[..]));
     store.set_full(false);
     let r = push_bytes(&addr, &v2, &key, &trust, Duration::from_secs(20)).expect("answer");
@@ -566,7 +566,7 @@ fn floods_of_idle_and_dripping_connections_never_stop_updates() {
     for s in squatters {
         assert!(s.join().expect("squatter") >= 1);
     }
-    assert_eq!(shared.current().version, 4);
+    assert_eq!(shared.version(), 4);
     stop.store(true, Ordering::Relaxed);
     serving.join().expect("server");
 }
@@ -644,7 +644,7 @@ fn a_runaway_version_is_refused_and_the_door_keeps_updating() {
         push_when_free(&addr, &trust, &v2, &key),
         "ok: version 2 active (1 person)"
     );
-    assert_eq!(shared.current().version, 2);
+    assert_eq!(shared.version(), 2);
     stop.store(true, Ordering::Relaxed);
     serving.join().expect("server");
 
@@ -675,7 +675,7 @@ fn a_runaway_version_is_refused_and_the_door_keeps_updating() {
         push_when_free(&addr, &trust, &v2, &key),
         "ok: version 2 active (1 person)"
     );
-    assert_eq!(shared.current().version, 2);
+    assert_eq!(shared.version(), 2);
     stop.store(true, Ordering::Relaxed);
     serving.join().expect("server");
     let records = std::mem::take(&mut *shared.outbox.lock().expect("outbox"));

@@ -212,7 +212,7 @@ impl Installer {
         shared: &Shared,
         bytes: Vec<u8>,
     ) -> Result<Applied, Refused> {
-        let running = shared.current().version;
+        let running = shared.version();
         let bundle = self.check(&bytes, running).map_err(|error| Refused {
             version: None,
             error,

@@ -348,7 +348,7 @@ impl UpdateServer {
 
     /// Accepted updates always reach the log; refusals at a bounded rate, with a count.
     fn log_outcome(&self, reply: &Reply) {
-        let active = self.shared.current().version;
+        let active = self.shared.version();
         let event = match &reply.log {
             Logged::Quiet => return,
             Logged::Notice(message) => Event::Fault {
@@ -490,14 +490,13 @@ impl UpdateServer {
             .lock()
             .map(|r| r.iter().map(|x| x.to_string()).collect())
             .unwrap_or_default();
+        // No model yet: version 0 and nobody enrolled (the door is shut).
         let people: Vec<&str> = live
-            .gallery
-            .people
             .iter()
-            .map(|p| p.name.as_str())
+            .flat_map(|l| l.gallery.people.iter().map(|p| p.name.as_str()))
             .collect();
         serde_json::json!({
-            "model_version": live.version,
+            "model_version": live.as_ref().map_or(0, |l| l.version),
             "floor": self.installer.store().state().floor,
             "people": people,
             "recent": recent,

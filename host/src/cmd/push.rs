@@ -327,7 +327,11 @@ pub fn status(cmd: StatusCmd) -> Result<()> {
         println!("{}", serde_json::to_string(&v)?);
         return Ok(());
     }
-    println!("model version {}", v["model_version"]);
+    if v["model_version"].as_u64() == Some(0) {
+        println!("model version: none (the door stays shut until a bundle is pushed)");
+    } else {
+        println!("model version {}", v["model_version"]);
+    }
     println!(
         "people: {}",
         v["people"]
