@@ -256,12 +256,17 @@ fn dequantize(q: &Tensor, scale: &Tensor) -> TractResult<Tensor> {
         Some(&a) => (shape[a + 1..].iter().product::<usize>(), shape[a]),
         None => (1, 1),
     };
-    let values: Vec<f32> = q_values
-        .iter()
-        .enumerate()
-        .map(|(i, &v)| v as f32 * scales[(i / inner.max(1)) % channels.max(1)])
-        .collect();
-    Tensor::from_shape(shape, &values)
+    // Written in place: a vector copied into a tensor would hold the largest weight (SFace's
+    // 25.7 MB last layer) twice at the door's peak of memory.
+    let mut weight = Tensor::zero::<f32>(shape)?;
+    {
+        let mut view = weight.try_as_plain_ram_mut()?;
+        let values = view.as_slice_mut::<f32>()?;
+        for (i, (out, &v)) in values.iter_mut().zip(q_values).enumerate() {
+            *out = v as f32 * scales[(i / inner.max(1)) % channels.max(1)];
+        }
+    }
+    Ok(weight)
 }
 
 fn ser_dequantize_int8(
@@ -392,14 +397,52 @@ fn fold_int8_weights(model: &mut TypedModel) -> TractResult<()> {
         let (Some(q), Some(scale)) = (konst(0)?, konst(1)?) else {
             bail!("{}: an int8 weight that is not a constant", node.name);
         };
-        let weight = dequantize(&q, &scale).with_context(|| node.name.clone())?;
+        let mut weight = dequantize(&q, &scale).with_context(|| node.name.clone())?;
         let name = node.name.clone();
+        let end = reshape_in_place(model, id.into(), &mut weight)?;
         let mut patch = TypedModelPatch::default();
         let wire = patch.add_const(name, weight)?;
-        patch.shunt_outside(model, id.into(), wire)?;
+        patch.shunt_outside(model, end, wire)?;
         patch.apply(model)?;
     }
     model.compact()
+}
+
+/// Applies to `weight` (a fresh tensor, ours alone) the reshapes and added or removed axes
+/// that follow `from` alone in `model`, and returns the outlet after the last of them. Why:
+/// the NNEF form spells a linear layer's weight as the constant, a reshape and an added axis;
+/// decluttering would fold each into a new copy of the constant while the old one is still
+/// held, and SFace's last weight is 25.7 MB (two copies at once made the door's peak of
+/// memory). Changing the shape of a tensor nobody else holds copies nothing.
+fn reshape_in_place(
+    model: &TypedModel,
+    from: OutletId,
+    weight: &mut Tensor,
+) -> TractResult<OutletId> {
+    use tract_nnef::tract_core::ops::change_axes::AxisOp;
+    let mut end = from;
+    loop {
+        let next = model.outlet_successors(end);
+        if next.len() != 1 || model.outputs.contains(&end) {
+            return Ok(end);
+        }
+        let node = model.node(next[0].node);
+        let Some(op) = node.op_as::<AxisOp>() else {
+            return Ok(end);
+        };
+        // A moved axis copies whoever does it: left to the optimiser.
+        if matches!(op.canonical().as_ref(), AxisOp::Move(..)) || node.outputs.len() != 1 {
+            return Ok(end);
+        }
+        op.change_tensor(weight, false)?;
+        ensure!(
+            model.outlet_fact(node.id.into())?.shape.as_concrete() == Some(weight.shape()),
+            "{}: reshaped weight {:?} does not fit",
+            node.name,
+            weight.shape()
+        );
+        end = node.id.into();
+    }
 }
 
 #[cfg(test)]
