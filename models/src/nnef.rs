@@ -123,9 +123,99 @@ pub fn to_bytes(model: &TypedModel) -> TractResult<Vec<u8>> {
 /// The typed model in an NNEF tar (from [`to_bytes`]), not yet optimised, its int8 weights
 /// expanded to the f32 values they were written from.
 pub fn from_bytes(bytes: &[u8]) -> TractResult<TypedModel> {
+    check_entries(bytes)?;
     let mut model = READER.model_for_read(&mut &bytes[..])?;
+    check_sizes(&model, false)?;
     fold_int8_weights(&mut model)?;
     Ok(model)
+}
+
+/// Most files a door form may hold (EdgeFace int8's has 361).
+const MAX_ENTRIES: usize = 4096;
+/// Largest `graph.nnef` (EdgeFace int8's is 73 KB): tract checks each new node's name against
+/// every earlier one, so the text's length bounds the reading time.
+const MAX_GRAPH_BYTES: u64 = 1 << 20;
+/// Largest tensor anywhere in a door network, in elements (SFace's last weight, the largest
+/// in facegate's networks, has 6.4 million).
+pub const MAX_TENSOR_ELEMENTS: usize = 1 << 25;
+
+/// Checks a door form's files before tract reads them. Why: tract allocates each tensor at
+/// the size its `.dat` header declares before it reads the data, so a header declaring 4 GB
+/// in a 200-byte file would abort a 32-bit door (an allocation failure is not an error in
+/// Rust). The networks a bundle carries are vouched for by its signature, but a faulty
+/// laptop must not be able to take a door down. Each tensor must be of a type facegate writes
+/// (plain integers or floats, 8 to 64 bits) and declare exactly the bytes it holds, so no
+/// tensor is larger than the file it came in.
+fn check_entries(bytes: &[u8]) -> TractResult<()> {
+    use std::io::Read;
+    let mut archive = tar::Archive::new(bytes);
+    for (n, entry) in archive.entries()?.enumerate() {
+        ensure!(
+            n < MAX_ENTRIES,
+            "more than {MAX_ENTRIES} files in the network"
+        );
+        let mut entry = entry?;
+        let size = entry.header().size()?;
+        let path = entry.path()?.to_string_lossy().into_owned();
+        if path.ends_with(".nnef") {
+            ensure!(
+                size <= MAX_GRAPH_BYTES,
+                "{path} is {size} bytes, more than {MAX_GRAPH_BYTES}"
+            );
+        }
+        if !path.ends_with(".dat") {
+            continue;
+        }
+        let mut head = [0u8; 128];
+        entry
+            .read_exact(&mut head)
+            .with_context(|| format!("{path}: shorter than a tensor header"))?;
+        let u32_at =
+            |i: usize| u32::from_le_bytes([head[i], head[i + 1], head[i + 2], head[i + 3]]);
+        let u16_at = |i: usize| u16::from_le_bytes([head[i], head[i + 1]]);
+        let (declared, bits, item_type, vendor) = (u32_at(4), u32_at(44), u16_at(48), u16_at(50));
+        ensure!(
+            vendor == 0 && item_type <= 4 && matches!(bits, 8 | 16 | 32 | 64),
+            "{path}: a tensor type facegate never writes (type {item_type}, vendor {vendor}, \
+             {bits} bits)"
+        );
+        ensure!(
+            u64::from(declared) + 128 == size,
+            "{path}: declares {declared} bytes of data and holds {}",
+            size.saturating_sub(128)
+        );
+    }
+    Ok(())
+}
+
+/// Refuses a graph with a tensor larger than [`MAX_TENSOR_ELEMENTS`] (a constant folded from
+/// a small one, or an activation), before anything is evaluated; with `concrete`, also one
+/// whose size is not known (a network read for a fixed input has none).
+fn check_sizes(model: &TypedModel, concrete: bool) -> TractResult<()> {
+    for node in model.nodes() {
+        for output in &node.outputs {
+            match output.fact.shape.as_concrete() {
+                Some(shape) => {
+                    let elements = shape
+                        .iter()
+                        .try_fold(1usize, |n, &d| n.checked_mul(d))
+                        .unwrap_or(usize::MAX);
+                    ensure!(
+                        elements <= MAX_TENSOR_ELEMENTS,
+                        "{}: a tensor of {shape:?}, more than {MAX_TENSOR_ELEMENTS} values",
+                        node.name
+                    );
+                }
+                None => ensure!(
+                    !concrete,
+                    "{}: a tensor of unknown size {:?}",
+                    node.name,
+                    output.fact.shape
+                ),
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The door's form of the pinned file `source` from its bytes: the same typed, decluttered
@@ -167,6 +257,7 @@ pub fn read_checked(
     what: &'static str,
 ) -> crate::Result<TypedModel> {
     let model = from_bytes(bytes).map_err(|e| crate::Error::load(what, e))?;
+    check_sizes(&model, true).map_err(|e| crate::Error::load(what, e))?;
     let fits = model.inputs.len() == 1
         && model.outputs.len() == 1
         && model.input_fact(0).is_ok_and(|f| {
@@ -658,6 +749,56 @@ mod tests {
 
     /// A small network with each kind of node facegate writes: an int8 weight, a fused
     /// LayerNorm, an exact GELU.
+    /// Finding: tract allocates a tensor at the size its `.dat` header declares before it
+    /// reads it, so a 200-byte file in a signed bundle could ask a door for gigabytes (an
+    /// abort on a 32-bit Pi). Refused before tract reads anything, and so is a graph whose
+    /// tensors outgrow every facegate network.
+    #[test]
+    fn tensors_larger_than_their_files_or_any_network_are_refused() {
+        let bytes = small_model();
+        let mut archive = tar::Archive::new(&bytes[..]);
+        let at = archive
+            .entries()
+            .expect("entries")
+            .map(|e| e.expect("entry"))
+            .find(|e| {
+                e.path()
+                    .is_ok_and(|p| p.to_string_lossy().ends_with(".dat"))
+            })
+            .map(|e| e.raw_file_position() as usize)
+            .expect("a tensor");
+        let mut big = bytes.clone();
+        // 16384 x 16384 f32 declared: 1 GiB, consistent in itself, in a file of 8 KB.
+        big[at + 4..at + 8].copy_from_slice(&(1u32 << 30).to_le_bytes());
+        big[at + 8..at + 12].copy_from_slice(&2u32.to_le_bytes());
+        big[at + 12..at + 16].copy_from_slice(&16384u32.to_le_bytes());
+        big[at + 16..at + 20].copy_from_slice(&16384u32.to_le_bytes());
+        let err = from_bytes(&big).expect_err("refused").to_string();
+        assert!(err.contains("declares 1073741824 bytes"), "{err}");
+        let mut odd = bytes.clone();
+        odd[at + 50] = 1; // a vendor's tensor type
+        let err = from_bytes(&odd).expect_err("refused").to_string();
+        assert!(err.contains("never writes"), "{err}");
+
+        let mut model = TypedModel::default();
+        let x = model.add_source("x", f32::fact([2, 512])).expect("source");
+        let shape = ShapeFact::from_dims([65536.to_dim(), 2.to_dim(), 512.to_dim()]);
+        let y = model
+            .wire_node(
+                "grow",
+                tract_nnef::tract_core::ops::array::MultiBroadcastTo { shape },
+                &[x],
+            )
+            .expect("grow");
+        model.select_output_outlets(&y).expect("output");
+        let err = from_bytes(&to_bytes(&model).expect("write"))
+            .expect_err("refused")
+            .to_string();
+        assert!(err.contains("more than 33554432 values"), "{err}");
+        // The networks facegate ships are well inside both bounds.
+        assert!(from_bytes(&bytes).is_ok());
+    }
+
     fn small_model() -> Vec<u8> {
         let mut model = TypedModel::default();
         let x = model.add_source("x", f32::fact([2, 512])).expect("source");

@@ -347,6 +347,86 @@ fn one_publish_updates_a_group_and_nothing_else_gets_in() {
     );
 }
 
+/// A new door (or one whose stored bundles an upgrade refuses) starts with no model on the
+/// broker: it stays shut, says model 0, and runs the group's retained bundle as soon as it
+/// connects, through the same checks as any update.
+#[test]
+fn a_door_with_no_model_takes_its_groups_bundle_from_the_broker() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    setup(dir);
+    enrol(dir, "home", 3, "facegate.key", "home-v3.fgb");
+    let broker = Mosquitto::plain();
+    let w = Watcher::start(&plain(broker.url()), "test-watcher", &["facegate/#"], false);
+    run_ok(
+        &facegate_bin(),
+        dir,
+        &[
+            "publish",
+            "--broker",
+            &broker.url(),
+            "--group",
+            "home",
+            "--trust",
+            "facegate.pub",
+            "home-v3.fgb",
+        ],
+    );
+    let mut new = Command::new(device_bin())
+        .current_dir(dir)
+        .env("FACEGATE_MODELS", models_dir())
+        .args([
+            "simulate",
+            "--trust",
+            "facegate.pub",
+            "--store",
+            "store-new",
+            "--camera-dir",
+            "camera",
+            "--cycle",
+            "--fps",
+            "4",
+            "--log",
+            "new.log",
+            "--relay",
+            "new.relay",
+            "--door",
+            "new",
+            "--group",
+            "home",
+            "--mqtt",
+            &broker.url(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("new.err")).expect("stderr file"))
+        .spawn()
+        .expect("start facegate-device");
+    let updated = w.wait_for(Duration::from_secs(60), |_| model_is(&w, "new", 3));
+    let known = w.wait_for(Duration::from_secs(60), |_| {
+        records(dir, "new")
+            .iter()
+            .any(|r| r.model_version == 3 && matches!(r.event, Event::Known { .. }))
+    });
+    terminate(&mut new);
+    let err = std::fs::read_to_string(dir.join("new.err")).unwrap_or_default();
+    assert!(updated && known, "{err}");
+    assert!(err.contains("the door stays shut"), "{err}");
+    // It said it had no model before it had one, and decided nothing without it.
+    let models: Vec<String> = w
+        .messages()
+        .iter()
+        .filter(|m| m.topic == "facegate/new/model")
+        .map(|m| m.text())
+        .collect();
+    assert_eq!(models.first().map(String::as_str), Some("0"), "{models:?}");
+    let recs = records(dir, "new");
+    assert!(
+        recs.iter().all(|r| r.model_version == 3
+            || matches!(r.event, Event::Fault { .. } | Event::ModelUpdate { .. })),
+        "{recs:#?}"
+    );
+}
+
 #[test]
 fn a_broker_restart_loses_no_event() {
     let tmp = tempfile::tempdir().expect("tempdir");
