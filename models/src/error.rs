@@ -81,7 +81,14 @@ pub enum Error {
         source: Cause,
     },
     /// The bytes are not an image this build can decode.
-    #[error("cannot decode the image: use a JPEG, PNG, WebP or PGM/PPM file")]
+    #[cfg_attr(
+        feature = "webp",
+        error("cannot decode the image: use a JPEG, PNG, WebP or PGM/PPM file")
+    )]
+    #[cfg_attr(
+        not(feature = "webp"),
+        error("cannot decode the image: use a JPEG, PNG or PGM/PPM file")
+    )]
     ImageDecode {
         /// The decoder's explanation.
         #[source]
