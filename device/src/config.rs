@@ -756,6 +756,12 @@ impl Config {
         Ok(())
     }
 
+    /// Whether a bundle can reach this door without a shell on it (`update.listen`, or a
+    /// broker): such a door with no usable bundle starts shut and waits for one.
+    pub fn can_receive_bundles(&self) -> bool {
+        self.update.listen.is_some() || self.mqtt.is_some()
+    }
+
     /// The door's id on the broker: `mqtt.door`, else `model.door`.
     pub fn mqtt_door(&self) -> Option<&str> {
         self.mqtt

@@ -356,8 +356,17 @@ fn run(cli: Cli) -> Result<()> {
                 if let Some(path) = config.model.bundle.as_ref().filter(|p| p.exists()) {
                     let bytes = std::fs::read(path)
                         .with_context(|| format!("reading {}", path.display()))?;
-                    facegate_models::bundle::verify(&bytes, &trusted)
-                        .with_context(|| format!("bundle {} refused", path.display()))?;
+                    if let Err(e) = facegate_models::bundle::verify(&bytes, &trusted) {
+                        let message = format!("bundle {} refused: {e}", path.display());
+                        // As at start-up: a door that can be sent a bundle starts shut and
+                        // waits for one (systemd runs this check before every start, and an
+                        // upgrade can leave a first bundle this build refuses).
+                        anyhow::ensure!(config.can_receive_bundles(), message);
+                        eprintln!(
+                            "warning: {message}; the door runs its stored model, or starts \
+                             shut and waits for a signed bundle"
+                        );
+                    }
                 }
                 // The liveness network the door would load (when the check is on).
                 start::liveness_check(&config)?;

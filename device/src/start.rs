@@ -150,7 +150,7 @@ fn load_model(config: &Config, trusted: &[VerifyingKey]) -> Result<(Installer, A
     // A door that can be sent a bundle (update listener, broker) waits for one rather than
     // refusing to start: after an upgrade that refuses the stored bundles, the fix is a push,
     // not a shell on the Pi.
-    let can_receive = config.update.listen.is_some() || config.mqtt.is_some();
+    let can_receive = config.can_receive_bundles();
     // The first bundle may be gone once the store holds a model (cleaned up after install).
     // Read only now: the stored model was built without its bytes in memory.
     if let Some(path) = &config.model.bundle

@@ -89,6 +89,18 @@ fn check_config_reads_the_keys_the_bundle_and_the_liveness_network() {
     assert!(!ok && text.contains("secret key"), "{text}");
     let (ok, text) = check(&config(dir, "other.pub", &models, "off"));
     assert!(!ok && text.contains("refused"), "{text}");
+    // A door that can be sent a bundle starts (shut, or on its stored model) whatever its first
+    // bundle is: systemd's check before each start must let it, or an upgrade that refuses
+    // the old first bundle would need a shell on the Pi.
+    let listening = config(dir, "other.pub", &models, "off");
+    let text = std::fs::read_to_string(&listening).expect("config")
+        + "\n[update]\nlisten = \"127.0.0.1:0\"\n";
+    std::fs::write(&listening, text).expect("config");
+    let (ok, text) = check(&listening);
+    assert!(
+        ok && text.contains("refused") && text.contains("waits"),
+        "{text}"
+    );
 
     // A models folder without the liveness network: refused with the fix, unless the check
     // is off.
