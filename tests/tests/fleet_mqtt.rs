@@ -77,14 +77,23 @@ fn door_with(
     url: &str,
     extra: &[&str],
 ) -> Child {
+    spawn_door(
+        dir,
+        name,
+        group,
+        url,
+        &[&["--bundle", bundle], extra].concat(),
+    )
+}
+
+/// [`door_with`] without a first bundle: `extra` says what the door starts with.
+fn spawn_door(dir: &Path, name: &str, group: &str, url: &str, extra: &[&str]) -> Child {
     Command::new(device_bin())
         .current_dir(dir)
         .env("FACEGATE_MODELS", models_dir())
         .env("XDG_CONFIG_HOME", test_config_home())
         .args([
             "simulate",
-            "--bundle",
-            bundle,
             "--trust",
             "facegate.pub",
             "--store",
@@ -110,6 +119,17 @@ fn door_with(
         .stderr(std::fs::File::create(dir.join(format!("{name}.err"))).expect("stderr file"))
         .spawn()
         .expect("start facegate-device")
+}
+
+/// `facegate publish` of `bundle` to `group`, checked with the key `trust`.
+fn publish(dir: &Path, url: &str, group: &str, trust: &str, bundle: &str) {
+    run_ok(
+        &facegate_bin(),
+        dir,
+        &[
+            "publish", "--broker", url, "--group", group, "--trust", trust, bundle,
+        ],
+    );
 }
 
 fn terminate(child: &mut Child) {
@@ -199,20 +219,7 @@ fn one_publish_updates_a_group_and_nothing_else_gets_in() {
     // One publish: the three doors of the group run version 2 within 5 s; the barn door
     // ignores it.
     let t0 = Instant::now();
-    run_ok(
-        &facegate_bin(),
-        dir,
-        &[
-            "publish",
-            "--broker",
-            &broker.url(),
-            "--group",
-            "home",
-            "--trust",
-            "facegate.pub",
-            "home-v2.fgb",
-        ],
-    );
+    publish(dir, &broker.url(), "home", "facegate.pub", "home-v2.fgb");
     // Three doors each build the new model (both paths) on a 2-core machine, beside the other
     // tests: 2-4 s here when idle. The bound is for a door that never updates, not a speed
     // target (docs/FLEET.md has the measured time).
@@ -238,19 +245,12 @@ fn one_publish_updates_a_group_and_nothing_else_gets_in() {
     w.publish("facegate/group/home/bundle", true, &tampered);
     run_ok(&facegate_bin(), dir, &["keygen", "--dir", "other"]);
     enrol(dir, "home", 3, "other/facegate.key", "home-v3-other.fgb");
-    run_ok(
-        &facegate_bin(),
+    publish(
         dir,
-        &[
-            "publish",
-            "--broker",
-            &broker.url(),
-            "--group",
-            "home",
-            "--trust",
-            "other/facegate.pub",
-            "home-v3-other.fgb",
-        ],
+        &broker.url(),
+        "home",
+        "other/facegate.pub",
+        "home-v3-other.fgb",
     );
     let refusals = |door: &str| {
         w.messages()
@@ -358,49 +358,8 @@ fn a_door_with_no_model_takes_its_groups_bundle_from_the_broker() {
     enrol(dir, "home", 3, "facegate.key", "home-v3.fgb");
     let broker = Mosquitto::plain();
     let w = Watcher::start(&plain(broker.url()), "test-watcher", &["facegate/#"], false);
-    run_ok(
-        &facegate_bin(),
-        dir,
-        &[
-            "publish",
-            "--broker",
-            &broker.url(),
-            "--group",
-            "home",
-            "--trust",
-            "facegate.pub",
-            "home-v3.fgb",
-        ],
-    );
-    let mut new = Command::new(device_bin())
-        .current_dir(dir)
-        .env("FACEGATE_MODELS", models_dir())
-        .args([
-            "simulate",
-            "--trust",
-            "facegate.pub",
-            "--store",
-            "store-new",
-            "--camera-dir",
-            "camera",
-            "--cycle",
-            "--fps",
-            "4",
-            "--log",
-            "new.log",
-            "--relay",
-            "new.relay",
-            "--door",
-            "new",
-            "--group",
-            "home",
-            "--mqtt",
-            &broker.url(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("new.err")).expect("stderr file"))
-        .spawn()
-        .expect("start facegate-device");
+    publish(dir, &broker.url(), "home", "facegate.pub", "home-v3.fgb");
+    let mut new = spawn_door(dir, "new", "home", &broker.url(), &[]);
     let updated = w.wait_for(Duration::from_secs(60), |_| model_is(&w, "new", 3));
     let known = w.wait_for(Duration::from_secs(60), |_| {
         records(dir, "new")
