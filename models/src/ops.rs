@@ -84,12 +84,14 @@ impl EvalOp for LayerNormLast {
         );
         let plain = x.try_as_plain_ram()?;
         let src = plain.as_slice::<f32>()?;
-        let mut out = vec![0f32; src.len()];
+        // Written into the tensor it returns: a tensor made from a vector is a copy of it.
+        let mut y = Tensor::zero::<f32>(x.shape())?;
         if c > 0 {
             let epsilon = f32::from_bits(self.epsilon_bits);
-            layer_norm_rows(src, &mut out, weight, bias, epsilon);
+            let mut out = y.try_as_plain_ram_mut()?;
+            layer_norm_rows(src, out.as_slice_mut::<f32>()?, weight, bias, epsilon);
         }
-        Ok(tvec!(Tensor::from_shape(x.shape(), &out)?.into_tvalue()))
+        Ok(tvec!(y.into_tvalue()))
     }
 }
 
@@ -207,10 +209,11 @@ impl EvalOp for MaxPool2x2 {
         let plain = input.try_as_plain_ram()?;
         let src = plain.as_slice::<f32>()?;
         let (oh, ow) = (h / 2, w / 2);
-        let mut out = vec![0f32; n * c * oh * ow];
-        maxpool_2x2_s2(src, &mut out, h, w);
-        let array = tract_ndarray::Array4::from_shape_vec((n, c, oh, ow), out)?;
-        Ok(tvec!(array.into_tensor().into_tvalue()))
+        // Written into the tensor it returns: a tensor made from a vector is a copy of it.
+        let mut y = Tensor::zero::<f32>(&[n, c, oh, ow])?;
+        let mut out = y.try_as_plain_ram_mut()?;
+        maxpool_2x2_s2(src, out.as_slice_mut::<f32>()?, h, w);
+        Ok(tvec!(y.into_tvalue()))
     }
 }
 
