@@ -83,7 +83,7 @@ impl EvalOp for DepthwiseConv {
         // plane is read (into the bordered copy, or value by value for a 1x1) before its
         // outputs overwrite it, and tract hands over an input that only this node reads
         // without copying it, so a frame-sized output needs no allocation. (A tensor built
-        // from a vector is copied, `Tensor::from_datum`: most of YuNet's memory traffic here.)
+        // from a vector is a copy of it, `Tensor::from_datum`.)
         let (mut y, input) = if (oh, ow) == (h, w) {
             (x.into_tensor(), None)
         } else {
@@ -256,7 +256,7 @@ impl Plane {
 /// Fills a row of outputs with `block(x)`, the `LANES` outputs from column `x`. Whole blocks
 /// are stored as such (two or one vector stores) and the row's last, shorter block on its
 /// own: one store path for both became a `memcpy` call of a length known only at run time
-/// per block, a tenth of YuNet's time.
+/// per block, about a tenth of YuNet's samples in a profile.
 #[inline(always)]
 fn put_row(out_row: &mut [f32], block: impl Fn(usize) -> [f32; LANES]) {
     let whole = out_row.len() - out_row.len() % LANES;
