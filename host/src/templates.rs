@@ -7,6 +7,8 @@
 //! A pipeline that routes faces by mask state ([`facegate_models::maskroute`]) makes the photo's
 //! bare template on its main embedder and its masked templates (the photo itself, then the
 //! masked copies) on the masked path; [`enrol_photo`] files each where the door looks for it.
+//! With `mirror`, the photo's mirror image gives the same templates again: a door sees a
+//! person turned either way, an enrolment photo shows one.
 
 use std::path::Path;
 
@@ -24,6 +26,8 @@ use crate::eval::run::mask_seed;
 pub struct PhotoTemplates {
     /// The subject's face, unmasked.
     pub face: Face,
+    /// The same face in the photo's mirror image, when asked and found.
+    pub mirrored: Option<Embedding>,
     /// Its masked copies' embeddings (fewer than asked when the detector lost a masked face);
     /// on a routed pipeline, first the photo itself through the masked path.
     pub masked: Vec<Embedding>,
@@ -32,9 +36,32 @@ pub struct PhotoTemplates {
 }
 
 /// The subject's templates in the photo at `path` (already decoded as `image`), with `masks`
-/// masked copies; `None` when there is no face. The masks depend only on the file name, so
-/// enrolling the same photo again gives the same templates.
+/// masked copies, and with `mirror` those of its mirror image too; `None` when there is no
+/// face. The masks depend only on the file name, so enrolling the same photo again gives the
+/// same templates.
 pub fn photo_templates(
+    pipeline: &Pipeline,
+    image: &RgbImage,
+    path: &Path,
+    masks: usize,
+    mirror: bool,
+) -> Result<Option<PhotoTemplates>> {
+    let Some(mut t) = one_way(pipeline, image, path, masks)? else {
+        return Ok(None);
+    };
+    if mirror {
+        let flipped = image::imageops::flip_horizontal(image);
+        // A face the detector misses in the mirror image costs only its extra templates.
+        if let Some(m) = one_way(pipeline, &flipped, path, masks)? {
+            t.mirrored = Some(m.face.embedding);
+            t.masked.extend(m.masked);
+        }
+    }
+    Ok(Some(t))
+}
+
+/// [`photo_templates`] of the image as it is.
+fn one_way(
     pipeline: &Pipeline,
     image: &RgbImage,
     path: &Path,
@@ -62,6 +89,7 @@ pub fn photo_templates(
     }
     Ok(Some(PhotoTemplates {
         face,
+        mirrored: None,
         masked,
         masked_path: routed,
     }))
@@ -77,6 +105,8 @@ pub struct EnrolSettings {
     pub offset: Option<f32>,
     /// Masked copies per photo.
     pub enrol_masks: usize,
+    /// Whether each photo's mirror image is enrolled too.
+    pub mirror: bool,
 }
 
 /// Masked copies per photo on a routed pipeline unless asked otherwise: with them the masked
@@ -87,13 +117,15 @@ pub const ROUTED_ENROL_MASKS: usize = 3;
 impl EnrolSettings {
     /// The calibrated defaults for `pipeline`, unless given: a routed pipeline keeps its main
     /// templates photo-only (its masked copies go to the masked path) and gets
-    /// [`ROUTED_ENROL_MASKS`] copies.
+    /// [`ROUTED_ENROL_MASKS`] copies; `mirror` (asked for) holds on a routed pipeline only.
     pub fn for_pipeline(
         pipeline: &Pipeline,
         threshold: Option<f32>,
         enrol_masks: Option<usize>,
+        mirror: bool,
     ) -> Self {
         let routed = pipeline.mask_route().is_some();
+        let mirror = mirror && routed;
         let enrol_masks = enrol_masks.unwrap_or(if routed { ROUTED_ENROL_MASKS } else { 0 });
         let c = pipeline.config();
         Self {
@@ -105,8 +137,9 @@ impl EnrolSettings {
                     enrol_masks > 0 && !routed,
                 )
             }),
-            offset: routed.then(|| masked_offset(pipeline, enrol_masks)),
+            offset: routed.then(|| masked_offset(pipeline, enrol_masks, mirror)),
             enrol_masks,
+            mirror,
         }
     }
 }
@@ -114,10 +147,26 @@ impl EnrolSettings {
 /// The masked path's offset onto the main path's scale: the difference of the two calibrated
 /// thresholds (each at FAR 1e-3 among its own condition's strangers), so that one threshold
 /// holds each condition to its own calibration.
-pub fn masked_offset(pipeline: &Pipeline, enrol_masks: usize) -> f32 {
+pub fn masked_offset(pipeline: &Pipeline, enrol_masks: usize, mirror: bool) -> f32 {
     let c = pipeline.config();
     let main = default_threshold(c.embedder, c.quantised, pipeline.refiner().is_some(), false);
-    main - default_threshold(maskroute::EMBEDDER, c.quantised, true, enrol_masks > 0)
+    let masked = default_threshold(maskroute::EMBEDDER, c.quantised, true, enrol_masks > 0);
+    // Twice the templates can only bring strangers closer: never below the photo-only one.
+    let masked = if mirror && enrol_masks > 0 {
+        masked.max(mirrored_masked_threshold(c.quantised))
+    } else {
+        masked
+    };
+    main - masked
+}
+
+/// The masked path's threshold when each photo and its mirror image are enrolled with masked
+/// copies (the routed door's default): FAR 1e-3 among the LFW open-set strangers wearing
+/// synthetic masks, on the masked path's own scale, rounded up above the score of the stranger
+/// it must keep out (int8 0.48064, fp32 0.48239; `scripts/eval-all OUT door`), as
+/// [`default_threshold`]'s 0.4805 is without the mirror.
+pub fn mirrored_masked_threshold(quantised: bool) -> f32 {
+    if quantised { 0.4807 } else { 0.4824 }
 }
 
 /// Files one photo's templates into `gallery` for `name`: bare ones on the main templates,
@@ -129,6 +178,9 @@ pub fn enrol_photo(
     offset: Option<f32>,
 ) -> Result<()> {
     gallery.enrol(name, t.face.embedding)?;
+    if let Some(e) = t.mirrored {
+        gallery.enrol(name, e)?;
+    }
     for e in t.masked {
         match (t.masked_path, offset) {
             (true, Some(offset)) => gallery.enrol_masked(name, maskroute::EMBEDDER, offset, e)?,

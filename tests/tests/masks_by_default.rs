@@ -99,7 +99,7 @@ fn the_default_bundle_knows_enrolled_people_behind_real_masks() {
     let f = facegate_bin();
     run_ok(&f, dir, &["keygen", "--dir", "."]);
     let key = ["--key", "facegate.key"];
-    run_ok(
+    let enrolled_routed = run_ok(
         &f,
         dir,
         &[&["enrol", "people", "-o", "routed.fgb"][..], &key].concat(),
@@ -113,6 +113,44 @@ fn the_default_bundle_knows_enrolled_people_behind_real_masks() {
         ]
         .concat(),
     );
+    // Each photo's mirror image is enrolled too, on both paths; the masked path's stricter
+    // calibration for twice the templates makes a smaller shift.
+    let unmirrored = run_ok(
+        &f,
+        dir,
+        &[
+            &["enrol", "people", "-o", "unmirrored.fgb", "--no-mirror"][..],
+            &key,
+        ]
+        .concat(),
+    );
+    let counts = |out: &std::process::Output| -> (usize, usize, f64) {
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let after = |marker: &str| -> &str {
+            let at = text
+                .find(marker)
+                .unwrap_or_else(|| panic!("{marker}: {text}"));
+            &text[at + marker.len()..]
+        };
+        let number = |s: &str| -> usize {
+            let digits: String = s.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse().unwrap_or_else(|_| panic!("{s}"))
+        };
+        let bare = number(after("people ("));
+        let masked = number(after("masked faces: "));
+        let shift = after("shifted by ");
+        let shift: f64 = shift[..shift.find(')').expect("shift")]
+            .parse()
+            .expect("shift");
+        (bare, masked, shift)
+    };
+    let with = counts(&enrolled_routed);
+    let without = counts(&unmirrored);
+    assert!(
+        with.0 > without.0 && with.0 <= 2 * without.0 && with.1 > without.1,
+        "{with:?} {without:?}"
+    );
+    assert!(with.2 < without.2 && with.2 > 0.0, "{with:?} {without:?}");
     let shown = run_ok(
         &f,
         dir,

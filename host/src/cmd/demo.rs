@@ -26,7 +26,12 @@ pub fn run(cmd: DemoCmd) -> Result<()> {
         _ => bail!("give both --enrol DIR and --probe DIR, or neither for the built-in demo"),
     };
     let kind = pipeline.config().embedder;
-    let settings = EnrolSettings::for_pipeline(&pipeline, cmd.threshold, cmd.enrol_masks);
+    let settings = EnrolSettings::for_pipeline(
+        &pipeline,
+        cmd.threshold,
+        cmd.enrol_masks,
+        cmd.route.mirrored(cmd.net.embedder),
+    );
     let threshold = settings.threshold;
     let mut gallery = Gallery::new(kind, threshold);
     println!(
@@ -42,8 +47,9 @@ pub fn run(cmd: DemoCmd) -> Result<()> {
     for (name, path) in &enrol {
         match image_io::open(path)
             .map_err(anyhow::Error::from)
-            .and_then(|img| photo_templates(&pipeline, &img, path, settings.enrol_masks))
-        {
+            .and_then(|img| {
+                photo_templates(&pipeline, &img, path, settings.enrol_masks, settings.mirror)
+            }) {
             Ok(Some(t)) => enrol_photo(&mut gallery, name, t, settings.offset)?,
             Ok(None) => println!("  skipped {}: no face found", path.display()),
             Err(e) => println!("  skipped {}: {e:#}", path.display()),

@@ -51,7 +51,12 @@ pub fn run(cmd: EnrolCmd) -> Result<()> {
         })?;
         pipeline = pipeline.with_mask_route(route);
     }
-    let settings = EnrolSettings::for_pipeline(&pipeline, cmd.threshold, cmd.enrol_masks);
+    let settings = EnrolSettings::for_pipeline(
+        &pipeline,
+        cmd.threshold,
+        cmd.enrol_masks,
+        cmd.route.mirrored(cmd.net.embedder),
+    );
     let mut gallery = Gallery::new(kind, settings.threshold);
     let (skipped, self_test) = enrol_folders(&pipeline, &folders, settings, &mut gallery)?;
     if gallery.people.is_empty() {
@@ -136,7 +141,9 @@ fn enrol_folders(
             pb.inc(1);
             let outcome = image_io::open(path)
                 .map_err(anyhow::Error::from)
-                .and_then(|img| photo_templates(pipeline, &img, path, settings.enrol_masks));
+                .and_then(|img| {
+                    photo_templates(pipeline, &img, path, settings.enrol_masks, settings.mirror)
+                });
             match outcome {
                 Ok(Some(t)) => {
                     if self_test.is_none() {

@@ -23,12 +23,17 @@ pub fn run(cmd: EvalCmd) -> Result<()> {
         Protocol::MaskState => return crate::cmd::evalmaskstate::run(&cmd),
     };
     let pipeline = load_pipeline(&cmd.net, cmd.route)?;
-    let settings = EnrolSettings::for_pipeline(&pipeline, None, cmd.enrol_masks);
+    let settings = EnrolSettings::for_pipeline(
+        &pipeline,
+        None,
+        cmd.enrol_masks,
+        cmd.route.mirrored(cmd.net.embedder),
+    );
     let report = evaluate(
         &pipeline,
         &split,
         cmd.masks == Masks::Synthetic,
-        settings.enrol_masks,
+        &settings,
         threads(&cmd.net),
         Labels {
             dataset: &cmd.dataset,

@@ -82,12 +82,23 @@ pub struct RouteOpts {
     /// a calibration of their own (needs `facegate models fetch`).
     #[arg(long)]
     pub no_mask_route: bool,
+    /// Enrol each photo as it is only. By default a routed door also enrols each photo's
+    /// mirror image (same face, the other way round): more of the person's poses at no cost
+    /// at the door (docs/MASKS.md).
+    #[arg(long)]
+    pub no_mirror: bool,
 }
 
 impl RouteOpts {
     /// Whether to route, for `embedder` (the mask-adapted SFace is the masked path itself).
     pub fn routed(&self, embedder: EmbedderArg) -> bool {
         !self.no_mask_route && embedder != EmbedderArg::SfaceMasked
+    }
+
+    /// Whether to enrol mirror images too: on a routed door, unless told not to (the
+    /// thresholds of unrouted galleries were calibrated on photos alone).
+    pub fn mirrored(&self, embedder: EmbedderArg) -> bool {
+        self.routed(embedder) && !self.no_mirror
     }
 }
 

@@ -17,6 +17,7 @@ use serde::Serialize;
 
 use super::metrics::{BestMatch, FixedPoint, at_threshold, operating_point, rank1};
 use super::protocol::Split;
+use crate::templates::EnrolSettings;
 
 /// FAR targets reported, with their JSON keys.
 pub const FAR_TARGETS: [(&str, f64); 3] = [("1e-2", 1e-2), ("1e-3", 1e-3), ("1e-4", 1e-4)];
@@ -34,6 +35,8 @@ pub struct Job {
     /// The path through a pipeline that routes by mask state: [`Route::Auto`] for probes (as
     /// the door), forced for enrolment's bare and masked templates.
     pub route: Route,
+    /// Enrol the image's mirror image instead (`enrol`'s `--no-mirror` off).
+    pub mirror: bool,
 }
 
 /// What came out of one image.
@@ -67,6 +70,11 @@ pub fn embed_one(pipeline: &Pipeline, job: &Job) -> Outcome {
     let img = match job.frame {
         Some([w, h]) => facegate_camera::files::letterbox(&img, w, h),
         None => img,
+    };
+    let img = if job.mirror {
+        image::imageops::flip_horizontal(&img)
+    } else {
+        img
     };
     if let Some(style) = &job.mask {
         // Find the face unmasked, then let the pipeline paint the mask and see that same face
@@ -265,14 +273,15 @@ pub fn evaluate(
     pipeline: &Pipeline,
     split: &Split,
     synthetic_masks: bool,
-    enrol_masks: usize,
+    enrol: &EnrolSettings,
     threads: usize,
     labels: Labels<'_>,
     probe_frames: Option<[u32; 2]>,
 ) -> Report {
     let start = Instant::now();
     let routed = pipeline.mask_route().is_some();
-    let gallery_jobs = enrolment_jobs(split, enrol_masks, routed);
+    let enrol_masks = enrol.enrol_masks;
+    let gallery_jobs = enrolment_jobs(split, enrol_masks, routed, enrol.mirror);
     let jobs = all_jobs(split, &gallery_jobs, synthetic_masks, probe_frames);
     let pb = crate::progress::bar(jobs.len() as u64, "embedding", "photos");
     let outcomes = embed_all(pipeline, &jobs, threads, &pb);
@@ -282,7 +291,8 @@ pub fn evaluate(
     let mut errors = Vec::new();
     let mut failures = Failures::default();
     let kind: EmbedderKind = pipeline.config().embedder;
-    let offset = routed.then(|| crate::templates::masked_offset(pipeline, enrol_masks));
+    let offset =
+        routed.then(|| crate::templates::masked_offset(pipeline, enrol_masks, enrol.mirror));
     let gallery = build_gallery(
         (kind, offset),
         split,
@@ -372,6 +382,7 @@ fn all_jobs(
         mask: synthetic_masks.then(|| MaskStyle::from_seed(mask_seed(p))),
         frame: probe_frames,
         route: Route::Auto,
+        mirror: false,
     };
     let mut jobs: Vec<Job> = gallery_jobs.iter().map(|(_, j)| j.clone()).collect();
     jobs.extend(split.genuine.iter().map(|p| probe_job(&p.path)));
@@ -426,24 +437,37 @@ fn fill_far_targets(report: &mut Report, genuine: &[(usize, BestMatch)], imposto
 
 /// The gallery's jobs: each photo as it is, then `enrol_masks` masked copies of it (enrolment
 /// augmentation: the door should know the person's masked face too). `routed`: the photo
-/// also through the masked path, and the masked copies only through it.
-fn enrolment_jobs(split: &Split, enrol_masks: usize, routed: bool) -> Vec<(usize, Job)> {
+/// also through the masked path, and the masked copies only through it. `mirror`: all of it
+/// again from the photo's mirror image, as `enrol` does
+/// ([`crate::templates::photo_templates`]).
+fn enrolment_jobs(
+    split: &Split,
+    enrol_masks: usize,
+    routed: bool,
+    mirror: bool,
+) -> Vec<(usize, Job)> {
     let mut gallery_jobs: Vec<(usize, Job)> = Vec::new();
-    let job = |p: &PathBuf, mask, route| Job {
+    let job = |p: &PathBuf, mask, route, mirror| Job {
         path: p.clone(),
         mask,
         frame: None,
         route,
+        mirror,
     };
     let masked_route = if routed { Route::Masked } else { Route::Auto };
     for (person, p) in &split.gallery {
-        gallery_jobs.push((*person, job(p, None, Route::Bare)));
-        if routed {
-            gallery_jobs.push((*person, job(p, None, Route::Masked)));
-        }
-        for k in 0..enrol_masks {
-            let style = MaskStyle::for_enrolment(mask_seed(p), k);
-            gallery_jobs.push((*person, job(p, Some(style), masked_route)));
+        for flip in [false, true] {
+            if flip && !mirror {
+                continue;
+            }
+            gallery_jobs.push((*person, job(p, None, Route::Bare, flip)));
+            if routed {
+                gallery_jobs.push((*person, job(p, None, Route::Masked, flip)));
+            }
+            for k in 0..enrol_masks {
+                let style = MaskStyle::for_enrolment(mask_seed(p), k);
+                gallery_jobs.push((*person, job(p, Some(style), masked_route, flip)));
+            }
         }
     }
     gallery_jobs
@@ -476,8 +500,10 @@ fn build_gallery(
         match (out, &mut gallery.masked) {
             (Outcome::Face(e, true), Some(m)) => m.templates[*person].push(e.clone()),
             (Outcome::Face(e, _), _) => gallery.people[*person].templates.push(e.clone()),
-            // A masked copy not re-detected, or the photo again on the masked path: skip it.
-            (Outcome::NoFace, _) if job.mask.is_some() || job.route == Route::Masked => {}
+            // A masked copy not re-detected, the photo again on the masked path, or its mirror
+            // image: skip it (enrolment does).
+            (Outcome::NoFace, _)
+                if job.mask.is_some() || job.route == Route::Masked || job.mirror => {}
             (Outcome::NoFace, _) => failures.gallery += 1,
             (Outcome::Error(r), _) => errors.push(FileError {
                 file: path.display().to_string(),
