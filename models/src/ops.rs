@@ -65,6 +65,21 @@ impl Op for LayerNormLast {
     op_as_typed_op!();
 }
 
+/// A new f32 tensor of `shape`, filled by `write`. facegate's operators write straight into the
+/// tensor they return because a tensor made from a vector is a copy of it
+/// (`Tensor::from_datum`); it is zeroed first, as safe Rust has no uninitialised tensor.
+pub(crate) fn written_f32(
+    shape: &[usize],
+    write: impl FnOnce(&mut [f32]) -> TractResult<()>,
+) -> TractResult<TValue> {
+    let mut y = Tensor::zero::<f32>(shape)?;
+    {
+        let mut plain = y.try_as_plain_ram_mut()?;
+        write(plain.as_slice_mut::<f32>()?)?;
+    }
+    Ok(y.into_tvalue())
+}
+
 impl EvalOp for LayerNormLast {
     op_out_of_plan!();
 
@@ -84,14 +99,14 @@ impl EvalOp for LayerNormLast {
         );
         let plain = x.try_as_plain_ram()?;
         let src = plain.as_slice::<f32>()?;
-        // Written into the tensor it returns: a tensor made from a vector is a copy of it.
-        let mut y = Tensor::zero::<f32>(x.shape())?;
-        if c > 0 {
-            let epsilon = f32::from_bits(self.epsilon_bits);
-            let mut out = y.try_as_plain_ram_mut()?;
-            layer_norm_rows(src, out.as_slice_mut::<f32>()?, weight, bias, epsilon);
-        }
-        Ok(tvec!(y.into_tvalue()))
+        let epsilon = f32::from_bits(self.epsilon_bits);
+        let y = written_f32(x.shape(), |out| {
+            if c > 0 {
+                layer_norm_rows(src, out, weight, bias, epsilon);
+            }
+            Ok(())
+        })?;
+        Ok(tvec!(y))
     }
 }
 
@@ -209,11 +224,11 @@ impl EvalOp for MaxPool2x2 {
         let plain = input.try_as_plain_ram()?;
         let src = plain.as_slice::<f32>()?;
         let (oh, ow) = (h / 2, w / 2);
-        // Written into the tensor it returns: a tensor made from a vector is a copy of it.
-        let mut y = Tensor::zero::<f32>(&[n, c, oh, ow])?;
-        let mut out = y.try_as_plain_ram_mut()?;
-        maxpool_2x2_s2(src, out.as_slice_mut::<f32>()?, h, w);
-        Ok(tvec!(y.into_tvalue()))
+        let y = written_f32(&[n, c, oh, ow], |out| {
+            maxpool_2x2_s2(src, out, h, w);
+            Ok(())
+        })?;
+        Ok(tvec!(y))
     }
 }
 

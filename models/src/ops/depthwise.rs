@@ -94,12 +94,10 @@ impl EvalOp for DepthwiseConv {
         let mut y_plain = y.try_as_plain_ram_mut()?;
         let out = y_plain.as_slice_mut::<f32>()?;
         if self.kernel == [1, 1] && self.pad == [0; 4] {
-            // A per-channel scale and shift (SFace's PReLUs become these): no border to copy.
+            // A per-channel scale and shift (SFace's PReLUs become these): the output has the
+            // input's shape, so it is always the input, scaled in place.
             for (i, values) in out.chunks_exact_mut(oh * ow).enumerate().take(n * c) {
                 let (tap, b) = (taps[i % c], bias_of(i % c));
-                if let Some(src) = src {
-                    values.copy_from_slice(&src[i * h * w..][..h * w]);
-                }
                 values.iter_mut().for_each(|v| *v = b + tap * *v);
             }
         } else {

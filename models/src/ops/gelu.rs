@@ -33,11 +33,8 @@ impl EvalOp for Gelu {
         let input = args_1!(inputs);
         let plain = input.try_as_plain_ram()?;
         let xs = plain.as_slice::<f32>()?;
-        // Written into the tensor it returns: a tensor made from a vector is a copy of it.
-        let mut y = Tensor::zero::<f32>(input.shape())?;
-        let mut out = y.try_as_plain_ram_mut()?;
-        gelu(xs, out.as_slice_mut::<f32>()?)?;
-        Ok(tvec!(y.into_tvalue()))
+        let y = super::written_f32(input.shape(), |out| gelu(xs, out))?;
+        Ok(tvec!(y))
     }
 }
 
