@@ -59,7 +59,7 @@ fn enrol_signs_a_bundle_that_only_the_right_key_accepts() {
     assert!(
         ok.status.success()
             && shown.contains("model version 2")
-            && shown.contains("AdrianDunbar (1 template), BenAffleck (1 template)")
+            && shown.contains("AdrianDunbar (2 templates), BenAffleck (2 templates)")
             && shown.contains("signature ok: signed by key"),
         "{shown}"
     );

@@ -115,7 +115,7 @@ fn people_are_renamed_and_removed_in_a_dataset_and_a_bundle() {
     let shown = ok(dir, &["inspect", "door.fgb"]);
     assert!(
         shown.contains("model version 2")
-            && shown.contains("2 people: ArifAlvi (2 templates), BenAffleck (2 templates)")
+            && shown.contains("2 people: ArifAlvi (4 templates), BenAffleck (4 templates)")
             && !shown.contains("AdrianDunbar"),
         "{shown}"
     );
@@ -133,7 +133,7 @@ fn people_are_renamed_and_removed_in_a_dataset_and_a_bundle() {
     );
     let shown = ok(dir, &["inspect", "door-v3.fgb"]);
     assert!(
-        shown.contains("model version 3") && shown.contains("Ben (2 templates)"),
+        shown.contains("model version 3") && shown.contains("Ben (4 templates)"),
         "{shown}"
     );
     let err = refused(dir, &["people", "rename", "door-v3.fgb", "Ben", "ArifAlvi"]);
