@@ -1,6 +1,6 @@
 //! Runs a protocol split through the real pipeline and builds the report.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -495,9 +495,24 @@ fn build_gallery(
         offset,
         templates: vec![Vec::new(); split.enrolled.len()],
     });
+    // As enrolment does (`templates::photo_templates`): a photo gives templates only when its
+    // face is found bare, and its mirror image only when the mirror's is found too.
+    let found: HashSet<(&Path, bool)> = gallery_jobs
+        .iter()
+        .zip(outcomes)
+        .filter(|((_, j), out)| {
+            j.mask.is_none() && j.route == Route::Bare && matches!(out, Outcome::Face(..))
+        })
+        .map(|((_, j), _)| (j.path.as_path(), j.mirror))
+        .collect();
+    let anchored = |j: &Job| {
+        found.contains(&(j.path.as_path(), false))
+            && (!j.mirror || found.contains(&(j.path.as_path(), true)))
+    };
     for ((person, job), out) in gallery_jobs.iter().zip(outcomes) {
         let path = &job.path;
         match (out, &mut gallery.masked) {
+            (Outcome::Face(..), _) if !anchored(job) => {}
             (Outcome::Face(e, true), Some(m)) => m.templates[*person].push(e.clone()),
             (Outcome::Face(e, _), _) => gallery.people[*person].templates.push(e.clone()),
             // A masked copy not re-detected, the photo again on the masked path, or its mirror
@@ -624,4 +639,54 @@ fn score_impostors(
     hardest_impostors.sort_by(|a, b| b.score.total_cmp(&a.score));
     hardest_impostors.truncate(HARDEST);
     (impostor, hardest_impostors)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The gallery keeps what `enrol` would: no template from a photo whose face was not found
+    /// bare, nor from a mirror image whose face was not, and no failure for a lost mirror.
+    #[test]
+    fn the_gallery_keeps_only_faces_enrolment_would() {
+        let split = Split {
+            enrolled: vec!["ann".into()],
+            gallery: vec![
+                (0, "a.png".into()),
+                (0, "b.png".into()),
+                (0, "c.png".into()),
+            ],
+            ..Split::default()
+        };
+        let jobs = enrolment_jobs(&split, 1, true, true);
+        // Per photo: bare, masked path, one masked copy, then the same three mirrored.
+        assert_eq!(jobs.len(), 3 * 6);
+        let face = |masked| Outcome::Face(vec![1.0], masked);
+        let outcomes: Vec<Outcome> = jobs
+            .iter()
+            .map(|(_, j)| {
+                let lost = (j.path == Path::new("b.png") && !j.mirror)
+                    || (j.path == Path::new("c.png") && j.mirror);
+                match (lost && j.mask.is_none() && j.route == Route::Bare, j.route) {
+                    (true, _) => Outcome::NoFace,
+                    (false, Route::Bare) => face(false),
+                    (false, _) => face(true),
+                }
+            })
+            .collect();
+        let (mut failures, mut errors) = (Failures::default(), Vec::new());
+        let g = build_gallery(
+            (EmbedderKind::EdgeFace, Some(0.0)),
+            &split,
+            &jobs,
+            &outcomes,
+            &mut failures,
+            &mut errors,
+        );
+        // a.png: its face and its mirror's, masked 2 + 2; b.png nothing; c.png its own 1 + 2.
+        assert_eq!(g.people[0].templates.len(), 3);
+        let masked = g.masked.as_ref().map_or(0, |m| m.templates[0].len());
+        assert_eq!(masked, 4 + 2);
+        assert_eq!((failures.gallery, errors.len()), (1, 0));
+    }
 }
