@@ -35,7 +35,8 @@ pub struct Job {
     /// The path through a pipeline that routes by mask state: [`Route::Auto`] for probes (as
     /// the door), forced for enrolment's bare and masked templates.
     pub route: Route,
-    /// Enrol the image's mirror image instead (`enrol`'s `--no-mirror` off).
+    /// Use the image's mirror image, not the image (enrolment's second pass, as `enrol` makes
+    /// unless `--no-mirror`).
     pub mirror: bool,
 }
 
