@@ -11,7 +11,7 @@ use ed25519_dalek::SigningKey;
 use facegate_models::bundle::{Bundle, SelfTest};
 use facegate_models::channel::{DoorKeys, NOISE_HELLO, NoiseStream};
 use facegate_models::embed::EmbedderKind;
-use facegate_models::gallery::{Gallery, default_threshold};
+use facegate_models::gallery::{Enrolment, Gallery, default_threshold};
 use facegate_models::image_io;
 use facegate_models::model_files::default_dir;
 use facegate_models::pipeline::{Pipeline, PipelineConfig};
@@ -117,7 +117,7 @@ fn kill_9_during_pushes_never_leaves_the_door_without_a_valid_model() {
     let face = pipeline.main_face(&img).expect("pipeline").expect("face");
     let mut gallery = Gallery::new(
         pipeline.config().embedder,
-        default_threshold(pipeline.config().embedder, true, false, false),
+        default_threshold(pipeline.config().embedder, true, false, Enrolment::PHOTOS),
     );
     gallery
         .enrol("BenAffleck", face.embedding.clone())

@@ -6,10 +6,10 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use facegate::eval::protocol;
-use facegate::eval::run::mask_seed;
 use facegate_models::align::{self, TEMPLATE};
 use facegate_models::embed::{Embedder, EmbedderKind};
 use facegate_models::image_io;
+use facegate_models::mask::file_seed;
 use facegate_models::mask::{self, MaskKind, MaskStyle, Pattern};
 use facegate_models::model_files::default_dir;
 use facegate_models::pipeline::{Pipeline, PipelineConfig, subject};
@@ -68,7 +68,7 @@ fn main() -> anyhow::Result<()> {
                     continue;
                 };
                 let lm = d.landmarks;
-                mask::paint(&mut img, &lm, &MaskStyle::from_seed(mask_seed(&path)));
+                mask::paint(&mut img, &lm, &MaskStyle::from_seed(file_seed(&path)));
             }
             let dets = p.detector().detect(&img)?;
             let Some(d) = subject(&dets, img.width(), img.height()) else {

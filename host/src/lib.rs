@@ -13,6 +13,7 @@ pub mod eval;
 pub mod faceset;
 pub mod files;
 pub mod home;
+pub mod pool;
 pub mod progress;
 pub mod report;
 pub mod templates;

@@ -14,18 +14,19 @@ use std::path::Path;
 
 use anyhow::Result;
 use facegate_models::embed::Embedding;
-use facegate_models::gallery::{Gallery, default_threshold};
+use facegate_models::gallery::{Enrolment, Gallery, default_threshold};
+use facegate_models::image_io;
 use facegate_models::mask::MaskStyle;
 use facegate_models::maskroute;
-use facegate_models::pipeline::{Face, Pipeline, Route, subject};
+use facegate_models::pipeline::{Pipeline, Route, subject};
 use image::RgbImage;
 
-use crate::eval::run::mask_seed;
+use facegate_models::mask::file_seed;
 
 /// What one enrolment photo gives.
 pub struct PhotoTemplates {
-    /// The subject's face, unmasked.
-    pub face: Face,
+    /// The subject's face, unmasked, on the main embedder.
+    pub bare: Embedding,
     /// The same face in the photo's mirror image, when asked and found.
     pub mirrored: Option<Embedding>,
     /// Its masked copies' embeddings (fewer than asked when the detector lost a masked face);
@@ -35,11 +36,23 @@ pub struct PhotoTemplates {
     pub masked_path: bool,
 }
 
+/// [`photo_templates`] of the photo file at `path`, decoded within `image_io`'s limits: what
+/// `enrol` makes of each photo, and `eval` of each gallery photo.
+pub fn photo_file_templates(
+    pipeline: &Pipeline,
+    path: &Path,
+    masks: usize,
+    mirror: bool,
+) -> Result<Option<PhotoTemplates>> {
+    let image = image_io::open(path)?;
+    photo_templates(pipeline, &image, path, masks, mirror)
+}
+
 /// The subject's templates in the photo at `path` (already decoded as `image`), with `masks`
 /// masked copies, and with `mirror` those of its mirror image too; `None` when there is no
 /// face. The masks depend only on the file name, so enrolling the same photo again gives the
 /// same templates.
-pub fn photo_templates(
+fn photo_templates(
     pipeline: &Pipeline,
     image: &RgbImage,
     path: &Path,
@@ -53,7 +66,7 @@ pub fn photo_templates(
         let flipped = image::imageops::flip_horizontal(image);
         // A face the detector misses in the mirror image costs only its extra templates.
         if let Some(m) = one_way(pipeline, &flipped, path, masks)? {
-            t.mirrored = Some(m.face.embedding);
+            t.mirrored = Some(m.bare);
             t.masked.extend(m.masked);
         }
     }
@@ -80,7 +93,7 @@ fn one_way(
         masked.push(f.embedding);
     }
     let route = if routed { Route::Masked } else { Route::Auto };
-    let seed = mask_seed(path);
+    let seed = file_seed(path);
     for k in 0..masks {
         let style = MaskStyle::for_enrolment(seed, k);
         if let Some(f) = pipeline.masked_face_as(image, &plain, &style, route)? {
@@ -88,7 +101,7 @@ fn one_way(
         }
     }
     Ok(Some(PhotoTemplates {
-        face,
+        bare: face.embedding,
         mirrored: None,
         masked,
         masked_path: routed,
@@ -101,7 +114,8 @@ fn one_way(
 pub struct EnrolSettings {
     /// The acceptance threshold.
     pub threshold: f32,
-    /// The masked path's offset ([`masked_offset`]), on a routed pipeline.
+    /// The masked path's offset onto the main path's scale ([`Self::for_pipeline`]), on a
+    /// routed pipeline.
     pub offset: Option<f32>,
     /// Masked copies per photo.
     pub enrol_masks: usize,
@@ -118,6 +132,8 @@ impl EnrolSettings {
     /// The calibrated defaults for `pipeline`, unless given: a routed pipeline keeps its main
     /// templates photo-only (its masked copies go to the masked path) and gets
     /// [`ROUTED_ENROL_MASKS`] copies; `mirror` (asked for) holds on a routed pipeline only.
+    /// Each path's threshold is the one calibrated for the templates it holds
+    /// ([`default_threshold`] of their [`Enrolment`]).
     pub fn for_pipeline(
         pipeline: &Pipeline,
         threshold: Option<f32>,
@@ -128,45 +144,34 @@ impl EnrolSettings {
         let mirror = mirror && routed;
         let enrol_masks = enrol_masks.unwrap_or(if routed { ROUTED_ENROL_MASKS } else { 0 });
         let c = pipeline.config();
+        let refined = pipeline.refiner().is_some();
+        let main = default_threshold(
+            c.embedder,
+            c.quantised,
+            refined,
+            Enrolment {
+                masked_copies: enrol_masks > 0 && !routed,
+                mirrored: mirror,
+            },
+        );
+        // The masked path: the mask-adapted embedder on refined landmarks, holding the
+        // photos' masked-path templates and every masked copy. Its offset is the difference
+        // of the two calibrated thresholds (each at FAR 1e-3 among its own condition's
+        // strangers), so that one threshold holds each condition to its own calibration.
+        let offset = routed.then(|| {
+            let masked = Enrolment {
+                masked_copies: enrol_masks > 0,
+                mirrored: mirror,
+            };
+            main - default_threshold(maskroute::EMBEDDER, c.quantised, true, masked)
+        });
         Self {
-            threshold: threshold.unwrap_or_else(|| {
-                default_threshold(
-                    c.embedder,
-                    c.quantised,
-                    pipeline.refiner().is_some(),
-                    enrol_masks > 0 && !routed,
-                )
-            }),
-            offset: routed.then(|| masked_offset(pipeline, enrol_masks, mirror)),
+            threshold: threshold.unwrap_or(main),
+            offset,
             enrol_masks,
             mirror,
         }
     }
-}
-
-/// The masked path's offset onto the main path's scale: the difference of the two calibrated
-/// thresholds (each at FAR 1e-3 among its own condition's strangers), so that one threshold
-/// holds each condition to its own calibration.
-pub fn masked_offset(pipeline: &Pipeline, enrol_masks: usize, mirror: bool) -> f32 {
-    let c = pipeline.config();
-    let main = default_threshold(c.embedder, c.quantised, pipeline.refiner().is_some(), false);
-    let masked = default_threshold(maskroute::EMBEDDER, c.quantised, true, enrol_masks > 0);
-    // Twice the templates can only bring strangers closer: never below the photo-only one.
-    let masked = if mirror && enrol_masks > 0 {
-        masked.max(mirrored_masked_threshold(c.quantised))
-    } else {
-        masked
-    };
-    main - masked
-}
-
-/// The masked path's threshold when each photo and its mirror image are enrolled with masked
-/// copies (the routed door's default): FAR 1e-3 among the LFW open-set strangers wearing
-/// synthetic masks, on the masked path's own scale, rounded up above the score of the stranger
-/// it must keep out (int8 0.48064, fp32 0.48239; `scripts/eval-all OUT door`), as
-/// [`default_threshold`]'s 0.4805 is without the mirror.
-pub fn mirrored_masked_threshold(quantised: bool) -> f32 {
-    if quantised { 0.4807 } else { 0.4824 }
 }
 
 /// Files one photo's templates into `gallery` for `name`: bare ones on the main templates,
@@ -177,7 +182,7 @@ pub fn enrol_photo(
     t: PhotoTemplates,
     offset: Option<f32>,
 ) -> Result<()> {
-    gallery.enrol(name, t.face.embedding)?;
+    gallery.enrol(name, t.bare)?;
     if let Some(e) = t.mirrored {
         gallery.enrol(name, e)?;
     }

@@ -76,6 +76,18 @@ const CLOTH_COLOURS: [[u8; 3]; 6] = [
     [60, 100, 60],
 ];
 
+/// A stable mask seed for an image file: its file name's hash, so every run and machine
+/// paints the same mask on the same photo (`eval`'s probes, enrolment's masked copies, the
+/// training sets), wherever the folder lives.
+pub fn file_seed(path: &std::path::Path) -> u64 {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let h = crate::model_files::sha256_hex(name.as_bytes());
+    u64::from_str_radix(&h[..16], 16).unwrap_or(0)
+}
+
 impl MaskStyle {
     /// A random but reproducible style: the same seed always gives the same mask.
     pub fn from_seed(seed: u64) -> Self {

@@ -13,7 +13,7 @@ use facegate_device::policy::PolicyConfig;
 use facegate_device::sim::camera::FileCamera;
 use facegate_device::sim::relay::RecordingPin;
 use facegate_device::ui::Screen;
-use facegate_models::gallery::{Gallery, default_threshold};
+use facegate_models::gallery::{Enrolment, Gallery, default_threshold};
 use facegate_models::image_io;
 use facegate_models::logrecord::{Event, FrameReader, LogRecord};
 use facegate_models::pipeline::{Pipeline, PipelineConfig};
@@ -34,7 +34,10 @@ fn door_unlocks_for_enrolled_people_only_and_logs_every_decision() {
     )
     .expect("pipeline");
     let kind = pipeline.config().embedder;
-    let mut gallery = Gallery::new(kind, default_threshold(kind, true, false, false));
+    let mut gallery = Gallery::new(
+        kind,
+        default_threshold(kind, true, false, Enrolment::PHOTOS),
+    );
     for (name, n) in [("AdrianDunbar", 2), ("ArifAlvi", 3), ("BenAffleck", 3)] {
         let img = image_io::open(&mfr2(name, n)).expect("photo");
         let face = pipeline.main_face(&img).expect("pipeline").expect("a face");

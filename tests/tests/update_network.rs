@@ -24,7 +24,7 @@ use facegate_device::update::store::{FileStore, MemoryStore, ModelStore};
 use facegate_models::bundle::{self, Bundle, SelfTest};
 use facegate_models::channel::DoorKeys;
 use facegate_models::embed::EmbedderKind;
-use facegate_models::gallery::{Gallery, default_threshold};
+use facegate_models::gallery::{Enrolment, Gallery, default_threshold};
 use facegate_models::image_io;
 use facegate_models::logrecord::{Event, FrameReader};
 use facegate_models::model_files::YUNET_DOOR;
@@ -45,7 +45,7 @@ fn make_bundle(
 ) -> Vec<u8> {
     let mut gallery = Gallery::new(
         pipeline.config().embedder,
-        default_threshold(pipeline.config().embedder, true, false, false),
+        default_threshold(pipeline.config().embedder, true, false, Enrolment::PHOTOS),
     );
     let mut self_test = None;
     for (name, n) in people {

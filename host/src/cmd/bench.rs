@@ -18,7 +18,7 @@ use anyhow::{Context, Result};
 use facegate_models::align;
 use facegate_models::detect::{Detector, DetectorConfig};
 use facegate_models::embed::{Embedder, EmbedderKind};
-use facegate_models::gallery::{Gallery, default_threshold};
+use facegate_models::gallery::{Enrolment, Gallery, default_threshold};
 use facegate_models::image_io;
 use facegate_models::model_files::YUNET_DOOR;
 use facegate_models::pipeline::subject;
@@ -82,7 +82,10 @@ fn load(cmd: &BenchCmd) -> Result<Fixture> {
     let mut gallery = Vec::new();
     for kind in [EmbedderKind::EdgeFace, EmbedderKind::SFace] {
         let dim = kind.dim();
-        let mut g = Gallery::new(kind, default_threshold(kind, true, false, false));
+        let mut g = Gallery::new(
+            kind,
+            default_threshold(kind, true, false, Enrolment::PHOTOS),
+        );
         for p in 0..10 {
             for t in 0..3 {
                 let mut v: Vec<f32> = (0..dim)

@@ -15,7 +15,7 @@ use facegate_models::image_io;
 use crate::cmd::eval::load_pipeline;
 use crate::eval::protocol;
 use crate::faceset::folders::{images_below, people};
-use crate::templates::{EnrolSettings, enrol_photo, photo_templates};
+use crate::templates::{EnrolSettings, enrol_photo, photo_file_templates};
 
 /// Runs the demo.
 pub fn run(cmd: DemoCmd) -> Result<()> {
@@ -45,11 +45,7 @@ pub fn run(cmd: DemoCmd) -> Result<()> {
         }
     );
     for (name, path) in &enrol {
-        match image_io::open(path)
-            .map_err(anyhow::Error::from)
-            .and_then(|img| {
-                photo_templates(&pipeline, &img, path, settings.enrol_masks, settings.mirror)
-            }) {
+        match photo_file_templates(&pipeline, path, settings.enrol_masks, settings.mirror) {
             Ok(Some(t)) => enrol_photo(&mut gallery, name, t, settings.offset)?,
             Ok(None) => println!("  skipped {}: no face found", path.display()),
             Err(e) => println!("  skipped {}: {e:#}", path.display()),

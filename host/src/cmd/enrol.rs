@@ -7,8 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use facegate_models::bundle::{Bundle, SelfTest};
-use facegate_models::gallery::{Gallery, default_threshold};
-use facegate_models::image_io;
+use facegate_models::gallery::{Enrolment, Gallery, default_threshold};
 use facegate_models::maskroute::MaskRoute;
 use facegate_models::pipeline::{Pipeline, PipelineConfig};
 
@@ -16,7 +15,7 @@ use crate::cmd::keys::{open_bundle, read_secret};
 use crate::faceset::folders::{PersonImages, people};
 use crate::files::{now_ms, write_atomically};
 use crate::progress::bar;
-use crate::templates::{EnrolSettings, enrol_photo, photo_templates};
+use crate::templates::{EnrolSettings, enrol_photo, photo_file_templates};
 
 /// Runs `facegate enrol`.
 pub fn run(cmd: EnrolCmd) -> Result<()> {
@@ -139,15 +138,10 @@ fn enrol_folders(
     for person in folders {
         for path in &person.images {
             pb.inc(1);
-            let outcome = image_io::open(path)
-                .map_err(anyhow::Error::from)
-                .and_then(|img| {
-                    photo_templates(pipeline, &img, path, settings.enrol_masks, settings.mirror)
-                });
-            match outcome {
+            match photo_file_templates(pipeline, path, settings.enrol_masks, settings.mirror) {
                 Ok(Some(t)) => {
                     if self_test.is_none() {
-                        let known = t.face.embedding.clone();
+                        let known = t.bare.clone();
                         self_test =
                             Some(SelfTest::pattern(&person.name, known, pipeline.embedder())?);
                     }
@@ -252,10 +246,15 @@ fn threshold_provenance(
     head: Option<&facegate_models::head::Head>,
 ) -> String {
     let near = |t: f32| (t - h.threshold).abs() < 5e-5;
-    let base = default_threshold(h.embedder, h.quantised, refined, false);
+    let base = default_threshold(h.embedder, h.quantised, refined, Enrolment::PHOTOS);
     let mut text = if near(base) {
         "the embedder's calibrated default (FAR 1e-3 among strangers)".to_owned()
-    } else if near(default_threshold(h.embedder, h.quantised, refined, true)) {
+    } else if near(default_threshold(
+        h.embedder,
+        h.quantised,
+        refined,
+        Enrolment::MASKED_COPIES,
+    )) {
         "the embedder's calibrated default for masked templates (FAR 1e-3 among masked \
          strangers)"
             .to_owned()

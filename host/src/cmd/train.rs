@@ -16,7 +16,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use facegate_models::bundle::{Bundle, SelfTest};
 use facegate_models::embed::Embedder;
-use facegate_models::gallery::{Decision, Gallery, default_threshold};
+use facegate_models::gallery::{Decision, Enrolment, Gallery, default_threshold};
 use facegate_models::model_files::YUNET_DOOR;
 use serde::Serialize;
 
@@ -371,7 +371,7 @@ fn stranger_threshold(
                 );
             }
             let t = calibrate(gallery, &views, cmd.far);
-            let floor = default_threshold(m.embedder, m.quantised, false, false);
+            let floor = default_threshold(m.embedder, m.quantised, false, Enrolment::PHOTOS);
             let (t, note) = threshold_to_ship(t, views.len(), cmd.far, floor);
             if let Some(note) = note {
                 eprintln!("note: {note}");

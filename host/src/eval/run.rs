@@ -1,28 +1,24 @@
 //! Runs a protocol split through the real pipeline and builds the report.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use facegate_models::embed::{EmbedderKind, Embedding};
-use facegate_models::gallery::{Gallery, MaskedTemplates, default_threshold};
+use facegate_models::gallery::{Gallery, MaskedTemplates};
 use facegate_models::image_io;
-use facegate_models::mask::MaskStyle;
-use facegate_models::model_files::sha256_hex;
+use facegate_models::mask::{MaskStyle, file_seed};
 use facegate_models::pipeline::{Pipeline, Route, subject};
-use indicatif::ProgressBar;
 use serde::Serialize;
 
 use super::metrics::{BestMatch, FixedPoint, at_threshold, operating_point, rank1};
 use super::protocol::Split;
-use crate::templates::EnrolSettings;
+use crate::templates::{EnrolSettings, PhotoTemplates, enrol_photo, photo_file_templates};
 
 /// FAR targets reported, with their JSON keys.
 pub const FAR_TARGETS: [(&str, f64); 3] = [("1e-2", 1e-2), ("1e-3", 1e-3), ("1e-4", 1e-4)];
 
-/// One image to embed.
+/// One probe image to recognise, as the door's camera would show it.
 #[derive(Clone, Debug)]
 pub struct Job {
     /// The image.
@@ -32,12 +28,6 @@ pub struct Job {
     /// Show it to the pipeline as a camera frame of this size (letterboxed, as the door's
     /// image-folder camera does), not as the photo it is.
     pub frame: Option<[u32; 2]>,
-    /// The path through a pipeline that routes by mask state: [`Route::Auto`] for probes (as
-    /// the door), forced for enrolment's bare and masked templates.
-    pub route: Route,
-    /// Use the image's mirror image, not the image (enrolment's second pass, as `enrol` makes
-    /// unless `--no-mirror`).
-    pub mirror: bool,
 }
 
 /// What came out of one image.
@@ -51,18 +41,8 @@ pub enum Outcome {
     Error(String),
 }
 
-/// A stable mask seed for an image: its file name's hash, so every run and machine paints the
-/// same mask on the same photo.
-pub fn mask_seed(path: &Path) -> u64 {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let h = sha256_hex(name.as_bytes());
-    u64::from_str_radix(&h[..16], 16).unwrap_or(0)
-}
-
-/// Recognises the main face of one image, optionally wearing a synthetic mask.
+/// Recognises the main face of one image, optionally wearing a synthetic mask, routed by its
+/// mask state as the door routes it.
 pub fn embed_one(pipeline: &Pipeline, job: &Job) -> Outcome {
     let img = match image_io::open(&job.path) {
         Ok(i) => i,
@@ -71,11 +51,6 @@ pub fn embed_one(pipeline: &Pipeline, job: &Job) -> Outcome {
     let img = match job.frame {
         Some([w, h]) => facegate_camera::files::letterbox(&img, w, h),
         None => img,
-    };
-    let img = if job.mirror {
-        image::imageops::flip_horizontal(&img)
-    } else {
-        img
     };
     if let Some(style) = &job.mask {
         // Find the face unmasked, then let the pipeline paint the mask and see that same face
@@ -87,7 +62,7 @@ pub fn embed_one(pipeline: &Pipeline, job: &Job) -> Outcome {
             },
             Err(e) => return Outcome::Error(e.to_string()),
         };
-        return match pipeline.masked_face_as(&img, &plain, style, job.route) {
+        return match pipeline.masked_face_as(&img, &plain, style, Route::Auto) {
             Ok(Some(f)) => Outcome::Face(f.embedding, f.masked),
             Ok(None) => Outcome::NoFace,
             Err(e) => Outcome::Error(e.to_string()),
@@ -95,7 +70,7 @@ pub fn embed_one(pipeline: &Pipeline, job: &Job) -> Outcome {
     }
     let face = pipeline.detector().detect(&img).and_then(|dets| {
         match subject(&dets, img.width(), img.height()) {
-            Some(d) => pipeline.embed_as(&img, d.clone(), job.route),
+            Some(d) => pipeline.embed_as(&img, d.clone(), Route::Auto),
             None => Ok(None),
         }
     });
@@ -104,38 +79,6 @@ pub fn embed_one(pipeline: &Pipeline, job: &Job) -> Outcome {
         Ok(None) => Outcome::NoFace,
         Err(e) => Outcome::Error(e.to_string()),
     }
-}
-
-/// Embeds all jobs on `threads` workers; results in job order.
-pub fn embed_all(
-    pipeline: &Pipeline,
-    jobs: &[Job],
-    threads: usize,
-    pb: &ProgressBar,
-) -> Vec<Outcome> {
-    let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<Outcome>>> = Mutex::new(vec![None; jobs.len()]);
-    std::thread::scope(|s| {
-        for _ in 0..threads.max(1) {
-            s.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(job) = jobs.get(i) else { break };
-                    let out = embed_one(pipeline, job);
-                    if let Ok(mut r) = results.lock() {
-                        r[i] = Some(out);
-                    }
-                    pb.inc(1);
-                }
-            });
-        }
-    });
-    results
-        .into_inner()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|o| o.unwrap_or(Outcome::Error("not processed".into())))
-        .collect()
 }
 
 /// Counts of the split.
@@ -280,43 +223,30 @@ pub fn evaluate(
     probe_frames: Option<[u32; 2]>,
 ) -> Report {
     let start = Instant::now();
-    let routed = pipeline.mask_route().is_some();
-    let enrol_masks = enrol.enrol_masks;
-    let gallery_jobs = enrolment_jobs(split, enrol_masks, routed, enrol.mirror);
-    let jobs = all_jobs(split, &gallery_jobs, synthetic_masks, probe_frames);
-    let pb = crate::progress::bar(jobs.len() as u64, "embedding", "photos");
-    let outcomes = embed_all(pipeline, &jobs, threads, &pb);
+    let probes = probe_jobs(split, synthetic_masks, probe_frames);
+    let pb = crate::progress::bar(
+        (split.gallery.len() + probes.len()) as u64,
+        "embedding",
+        "photos",
+    );
+    // The gallery exactly as `enrol` makes it, photo by photo; then the probes as the door's
+    // camera shows them.
+    let enrolled = crate::pool::map(&split.gallery, threads, &pb, |(_, path)| {
+        photo_file_templates(pipeline, path, enrol.enrol_masks, enrol.mirror)
+    });
+    let outcomes = crate::pool::map(&probes, threads, &pb, |job| embed_one(pipeline, job));
     pb.finish_and_clear();
 
-    let (ng, nq) = (gallery_jobs.len(), split.genuine.len());
+    let nq = split.genuine.len();
     let mut errors = Vec::new();
     let mut failures = Failures::default();
     let kind: EmbedderKind = pipeline.config().embedder;
-    let offset =
-        routed.then(|| crate::templates::masked_offset(pipeline, enrol_masks, enrol.mirror));
-    let gallery = build_gallery(
-        (kind, offset),
-        split,
-        &gallery_jobs,
-        &outcomes[..ng],
-        &mut failures,
-        &mut errors,
-    );
-    let genuine = score_genuine(
-        &gallery,
-        split,
-        &outcomes[ng..ng + nq],
-        &mut failures,
-        &mut errors,
-    );
+    let offset = enrol.offset;
+    let gallery = build_gallery((kind, offset), split, enrolled, &mut failures, &mut errors);
+    let genuine = score_genuine(&gallery, split, &outcomes[..nq], &mut failures, &mut errors);
     let hardest_genuine = hardest_genuine(split, &genuine);
-    let (impostor, hardest_impostors) = score_impostors(
-        &gallery,
-        split,
-        &outcomes[ng + nq..],
-        &mut failures,
-        &mut errors,
-    );
+    let (impostor, hardest_impostors) =
+        score_impostors(&gallery, split, &outcomes[nq..], &mut failures, &mut errors);
     let mut report = Report {
         dataset: labels.dataset.display().to_string(),
         protocol: labels.protocol.to_owned(),
@@ -333,8 +263,8 @@ pub fn evaluate(
             MaskRouteCounts {
                 embedder: facegate_models::maskroute::EMBEDDER.as_str().to_owned(),
                 offset,
-                genuine_masked: masked(&outcomes[ng..ng + nq]),
-                impostor_masked: masked(&outcomes[ng + nq..]),
+                genuine_masked: masked(&outcomes[..nq]),
+                impostor_masked: masked(&outcomes[nq..]),
             }
         }),
         counts: Counts {
@@ -355,7 +285,7 @@ pub fn evaluate(
         misidentified_at_far: BTreeMap::new(),
         hardest_impostors,
         hardest_genuine,
-        at_threshold: door_and_reference_points(pipeline, enrol_masks, &genuine, &impostor),
+        at_threshold: door_and_reference_points(enrol.threshold, &genuine, &impostor),
         far_resolution: if impostor.is_empty() {
             1.0
         } else {
@@ -368,50 +298,30 @@ pub fn evaluate(
     report
 }
 
-/// Every photo to embed, in the order [`evaluate`] slices the outcomes: the gallery's, then
-/// the genuine probes, then the impostors. Probes are what the door's camera sees (masked
-/// with `synthetic_masks`, placed in a frame of `probe_frames`); the gallery is enrolled from
-/// photos, as `enrol` does.
-fn all_jobs(
-    split: &Split,
-    gallery_jobs: &[(usize, Job)],
-    synthetic_masks: bool,
-    probe_frames: Option<[u32; 2]>,
-) -> Vec<Job> {
+/// The probes in the order [`evaluate`] slices their outcomes: the genuine ones, then the
+/// impostors, each as the door's camera sees it (masked with `synthetic_masks`, placed in a
+/// frame of `probe_frames`).
+fn probe_jobs(split: &Split, synthetic_masks: bool, probe_frames: Option<[u32; 2]>) -> Vec<Job> {
     let probe_job = |p: &PathBuf| Job {
         path: p.clone(),
-        mask: synthetic_masks.then(|| MaskStyle::from_seed(mask_seed(p))),
+        mask: synthetic_masks.then(|| MaskStyle::from_seed(file_seed(p))),
         frame: probe_frames,
-        route: Route::Auto,
-        mirror: false,
     };
-    let mut jobs: Vec<Job> = gallery_jobs.iter().map(|(_, j)| j.clone()).collect();
-    jobs.extend(split.genuine.iter().map(|p| probe_job(&p.path)));
-    jobs.extend(split.impostor.iter().map(|p| probe_job(&p.path)));
-    jobs
+    let genuine = split.genuine.iter().map(|p| probe_job(&p.path));
+    genuine
+        .chain(split.impostor.iter().map(|p| probe_job(&p.path)))
+        .collect()
 }
 
-/// The figures at the door's default threshold for this setting, at OpenCV's SFace threshold,
-/// and closed-set (no threshold).
+/// The figures at the door's threshold for this gallery (`door`: the one `enrol` would give
+/// it), at OpenCV's SFace threshold, and closed-set (no threshold).
 fn door_and_reference_points(
-    pipeline: &Pipeline,
-    enrol_masks: usize,
+    door: f32,
     genuine: &[(usize, BestMatch)],
     impostor: &[f32],
 ) -> BTreeMap<String, FixedPoint> {
-    let kind = pipeline.config().embedder;
-    // Routed, the masked templates live on the masked path; the main path has photos only.
-    let main_masked_templates = enrol_masks > 0 && pipeline.mask_route().is_none();
     [
-        (
-            "door",
-            default_threshold(
-                kind,
-                pipeline.config().quantised,
-                pipeline.refiner().is_some(),
-                main_masked_templates,
-            ),
-        ),
+        ("door", door),
         ("opencv_0.363", OPENCV_SFACE_COSINE),
         ("closed_set", f32::NEG_INFINITY),
     ]
@@ -436,51 +346,13 @@ fn fill_far_targets(report: &mut Report, genuine: &[(usize, BestMatch)], imposto
     }
 }
 
-/// The gallery's jobs: each photo as it is, then `enrol_masks` masked copies of it (enrolment
-/// augmentation: the door should know the person's masked face too). `routed`: the photo
-/// also through the masked path, and the masked copies only through it. `mirror`: all of it
-/// again from the photo's mirror image, as `enrol` does
-/// ([`crate::templates::photo_templates`]).
-fn enrolment_jobs(
-    split: &Split,
-    enrol_masks: usize,
-    routed: bool,
-    mirror: bool,
-) -> Vec<(usize, Job)> {
-    let mut gallery_jobs: Vec<(usize, Job)> = Vec::new();
-    let job = |p: &PathBuf, mask, route, mirror| Job {
-        path: p.clone(),
-        mask,
-        frame: None,
-        route,
-        mirror,
-    };
-    let masked_route = if routed { Route::Masked } else { Route::Auto };
-    for (person, p) in &split.gallery {
-        for flip in [false, true] {
-            if flip && !mirror {
-                continue;
-            }
-            gallery_jobs.push((*person, job(p, None, Route::Bare, flip)));
-            if routed {
-                gallery_jobs.push((*person, job(p, None, Route::Masked, flip)));
-            }
-            for k in 0..enrol_masks {
-                let style = MaskStyle::for_enrolment(mask_seed(p), k);
-                gallery_jobs.push((*person, job(p, Some(style), masked_route, flip)));
-            }
-        }
-    }
-    gallery_jobs
-}
-
-/// The gallery from the embedded enrolment jobs; faces not found are counted, errors kept.
-/// `kind`: the main embedder, and the masked path's offset when faces are routed.
+/// The gallery from each gallery photo's templates (in `split.gallery`'s order), filed as
+/// `enrol` files them; photos without a face are counted, errors kept. `kind`: the main
+/// embedder, and the masked path's offset when faces are routed.
 fn build_gallery(
     (kind, offset): (EmbedderKind, Option<f32>),
     split: &Split,
-    gallery_jobs: &[(usize, Job)],
-    outcomes: &[Outcome],
+    enrolled: Vec<anyhow::Result<Option<PhotoTemplates>>>,
     failures: &mut Failures,
     errors: &mut Vec<FileError>,
 ) -> Gallery {
@@ -496,35 +368,21 @@ fn build_gallery(
         offset,
         templates: vec![Vec::new(); split.enrolled.len()],
     });
-    // As enrolment does (`templates::photo_templates`): a photo gives templates only when its
-    // face is found bare, and its mirror image only when the mirror's is found too.
-    let found: HashSet<(&Path, bool)> = gallery_jobs
-        .iter()
-        .zip(outcomes)
-        .filter(|((_, j), out)| {
-            j.mask.is_none() && j.route == Route::Bare && matches!(out, Outcome::Face(..))
-        })
-        .map(|((_, j), _)| (j.path.as_path(), j.mirror))
-        .collect();
-    let anchored = |j: &Job| {
-        found.contains(&(j.path.as_path(), false))
-            && (!j.mirror || found.contains(&(j.path.as_path(), true)))
-    };
-    for ((person, job), out) in gallery_jobs.iter().zip(outcomes) {
-        let path = &job.path;
-        match (out, &mut gallery.masked) {
-            (Outcome::Face(..), _) if !anchored(job) => {}
-            (Outcome::Face(e, true), Some(m)) => m.templates[*person].push(e.clone()),
-            (Outcome::Face(e, _), _) => gallery.people[*person].templates.push(e.clone()),
-            // A masked copy not re-detected, the photo again on the masked path, or its mirror
-            // image: skip it (enrolment does).
-            (Outcome::NoFace, _)
-                if job.mask.is_some() || job.route == Route::Masked || job.mirror => {}
-            (Outcome::NoFace, _) => failures.gallery += 1,
-            (Outcome::Error(r), _) => errors.push(FileError {
+    for ((person, path), out) in split.gallery.iter().zip(enrolled) {
+        let filed = match (out, split.enrolled.get(*person)) {
+            (Ok(Some(t)), Some(name)) => enrol_photo(&mut gallery, name, t, offset),
+            (Ok(Some(_)), None) => Err(anyhow::anyhow!("no enrolled person {person}")),
+            (Ok(None), _) => {
+                failures.gallery += 1;
+                Ok(())
+            }
+            (Err(e), _) => Err(e),
+        };
+        if let Err(e) = filed {
+            errors.push(FileError {
                 file: path.display().to_string(),
-                reason: r.clone(),
-            }),
+                reason: format!("{e:#}"),
+            });
         }
     }
     gallery
@@ -646,48 +504,50 @@ fn score_impostors(
 mod tests {
     use super::*;
 
-    /// The gallery keeps what `enrol` would: no template from a photo whose face was not found
-    /// bare, nor from a mirror image whose face was not, and no failure for a lost mirror.
+    /// Each gallery photo's templates are filed as `enrol` files them: the photo's and its
+    /// mirror image's on the person, the masked ones on the masked path; a photo without a
+    /// face is a failure, an unreadable one an error, and neither adds a template.
     #[test]
-    fn the_gallery_keeps_only_faces_enrolment_would() {
+    fn the_gallery_files_each_photo_as_enrolment_does() {
         let split = Split {
-            enrolled: vec!["ann".into()],
+            enrolled: vec!["ann".into(), "bob".into()],
             gallery: vec![
                 (0, "a.png".into()),
                 (0, "b.png".into()),
-                (0, "c.png".into()),
+                (1, "c.png".into()),
+                (1, "d.png".into()),
             ],
             ..Split::default()
         };
-        let jobs = enrolment_jobs(&split, 1, true, true);
-        // Per photo: bare, masked path, one masked copy, then the same three mirrored.
-        assert_eq!(jobs.len(), 3 * 6);
-        let face = |masked| Outcome::Face(vec![1.0], masked);
-        let outcomes: Vec<Outcome> = jobs
-            .iter()
-            .map(|(_, j)| {
-                let lost = (j.path == Path::new("b.png") && !j.mirror)
-                    || (j.path == Path::new("c.png") && j.mirror);
-                match (lost && j.mask.is_none() && j.route == Route::Bare, j.route) {
-                    (true, _) => Outcome::NoFace,
-                    (false, Route::Bare) => face(false),
-                    (false, _) => face(true),
-                }
-            })
-            .collect();
+        let t = |mirrored: bool, masked: usize| PhotoTemplates {
+            bare: vec![1.0; 512],
+            mirrored: mirrored.then(|| vec![1.0; 512]),
+            masked: vec![vec![1.0; 128]; masked],
+            masked_path: true,
+        };
+        let enrolled = vec![
+            Ok(Some(t(true, 8))),
+            Ok(None),
+            Ok(Some(t(false, 4))),
+            Err(anyhow::anyhow!("unreadable")),
+        ];
         let (mut failures, mut errors) = (Failures::default(), Vec::new());
         let g = build_gallery(
-            (EmbedderKind::EdgeFace, Some(0.0)),
+            (EmbedderKind::EdgeFace, Some(0.02)),
             &split,
-            &jobs,
-            &outcomes,
+            enrolled,
             &mut failures,
             &mut errors,
         );
-        // a.png: its face and its mirror's, masked 2 + 2; b.png nothing; c.png its own 1 + 2.
-        assert_eq!(g.people[0].templates.len(), 3);
-        let masked = g.masked.as_ref().map_or(0, |m| m.templates[0].len());
-        assert_eq!(masked, 4 + 2);
-        assert_eq!((failures.gallery, errors.len()), (1, 0));
+        let main: Vec<usize> = g.people.iter().map(|p| p.templates.len()).collect();
+        assert_eq!(main, [2, 1]);
+        let masked = g.masked.as_ref().map(|m| {
+            let counts: Vec<usize> = m.templates.iter().map(Vec::len).collect();
+            (counts, m.offset)
+        });
+        assert_eq!(masked, Some((vec![8, 4], 0.02)));
+        assert_eq!(failures.gallery, 1);
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].file, "d.png");
     }
 }

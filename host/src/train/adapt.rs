@@ -17,8 +17,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{Context, Result, bail};
 use candle_core::{Device, Tensor, Var};
@@ -37,8 +35,8 @@ use rand::SeedableRng;
 use rand::rngs::Xoshiro256PlusPlus;
 
 use crate::eval::protocol;
-use crate::eval::run::mask_seed;
 use crate::train::fit;
+use facegate_models::mask::file_seed;
 
 /// Training settings.
 #[derive(Clone, Debug)]
@@ -169,28 +167,11 @@ fn extract(
     refiner: Option<&Refiner>,
 ) -> Result<Views> {
     let plan = adapted::feature_plan(sface)?;
-    let next = AtomicUsize::new(0);
-    let done: Mutex<Vec<(usize, Vec<Vec<f32>>)>> = Mutex::new(Vec::new());
     let pb = crate::progress::bar(photos.len() as u64, "features", "photos");
-    std::thread::scope(|s| {
-        for _ in 0..cfg.threads.max(1) {
-            s.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(path) = photos.get(i) else { break };
-                    if let Some(views) = photo_views(path, cfg.masks, detector, refiner, &plan)
-                        && let Ok(mut d) = done.lock()
-                    {
-                        d.push((i, views));
-                    }
-                    pb.inc(1);
-                }
-            });
-        }
+    let done = crate::pool::map(photos, cfg.threads, &pb, |path| {
+        photo_views(path, cfg.masks, detector, refiner, &plan)
     });
     pb.finish_and_clear();
-    let mut done = done.into_inner().unwrap_or_default();
-    done.sort_by_key(|(i, _)| *i);
     let mut views = Views {
         features: Vec::new(),
         photo: Vec::new(),
@@ -198,7 +179,11 @@ fn extract(
         person: Vec::new(),
     };
     let mut folders: HashMap<&Path, usize> = HashMap::new();
-    for (i, fs) in done {
+    for (i, fs) in done
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, v)| Some((i, v?)))
+    {
         let p = views.teacher.len();
         let next = folders.len();
         let folder = photos[i].parent().unwrap_or(Path::new(""));
@@ -239,7 +224,7 @@ fn photo_views(
         mask::paint(
             &mut masked,
             &det.landmarks,
-            &MaskStyle::for_enrolment(mask_seed(path), k),
+            &MaskStyle::for_enrolment(file_seed(path), k),
         );
         let Ok(dets) = detector.detect(&masked) else {
             continue;

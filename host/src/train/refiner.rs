@@ -7,8 +7,6 @@
 //! error on crops it never trained on.
 
 use std::path::Path;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::Result;
 use candle_core::{Device, Tensor};
@@ -22,10 +20,10 @@ use facegate_models::refine::{self, Manifest, OUT_SCALE, SIDE};
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
 
-use crate::eval::run::mask_seed;
 use crate::files::write_model;
 use crate::train::cnn::Cnn;
 use crate::train::fit::{Schedule, minibatches};
+use facegate_models::mask::file_seed;
 
 /// Training settings.
 #[derive(Clone, Debug)]
@@ -151,7 +149,7 @@ fn photo_crops(
     for k in 0..=masks {
         let mut view = img.clone();
         if k > 0 {
-            let seed = mask_seed(path) ^ 0x5EED;
+            let seed = file_seed(path) ^ 0x5EED;
             let style = styles(seed, k - 1);
             match fabric(seed, k - 1, &style, fabrics) {
                 Some(f) => mask::paint_fabric(&mut view, &plain.landmarks, &style, &f),
@@ -199,29 +197,13 @@ pub(crate) fn collect(
     styles: Styles,
     fabrics: Fabrics,
 ) -> Crops {
-    let next = AtomicUsize::new(0);
-    let done = Mutex::new(Vec::new());
     let pb = crate::progress::bar(photos.len() as u64, "crops", "photos");
-    std::thread::scope(|s| {
-        for _ in 0..threads.max(1) {
-            s.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(path) = photos.get(i) else { break };
-                    let crops = photo_crops(path, masks, detector, input, styles, fabrics);
-                    if let Ok(mut d) = done.lock() {
-                        d.push((i, crops));
-                    }
-                    pb.inc(1);
-                }
-            });
-        }
+    let done = crate::pool::map(photos, threads, &pb, |path| {
+        photo_crops(path, masks, detector, input, styles, fabrics)
     });
     pb.finish_and_clear();
-    let mut done = done.into_inner().unwrap_or_default();
-    done.sort_by_key(|(i, _)| *i);
     let mut crops = Crops::default();
-    for (i, views) in done {
+    for (i, views) in done.into_iter().enumerate() {
         for v in views {
             crops.inputs.extend(v.input);
             crops.targets.extend(v.target);
