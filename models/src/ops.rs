@@ -65,21 +65,6 @@ impl Op for LayerNormLast {
     op_as_typed_op!();
 }
 
-/// A new f32 tensor of `shape`, filled by `write`. facegate's operators write straight into the
-/// tensor they return because a tensor made from a vector is a copy of it
-/// (`Tensor::from_datum`); it is zeroed first, as safe Rust has no uninitialised tensor.
-pub(crate) fn written_f32(
-    shape: &[usize],
-    write: impl FnOnce(&mut [f32]) -> TractResult<()>,
-) -> TractResult<TValue> {
-    let mut y = Tensor::zero::<f32>(shape)?;
-    {
-        let mut plain = y.try_as_plain_ram_mut()?;
-        write(plain.as_slice_mut::<f32>()?)?;
-    }
-    Ok(y.into_tvalue())
-}
-
 impl EvalOp for LayerNormLast {
     op_out_of_plan!();
 
@@ -330,6 +315,21 @@ pub fn optimised_by_tract(model: InferenceModel) -> TractResult<TypedModel> {
     let mut model = model.into_optimized()?;
     swap_max_pools(&mut model)?;
     Ok(model)
+}
+
+/// A new f32 tensor of `shape`, filled by `write`. facegate's operators write straight into the
+/// tensor they return because a tensor made from a vector is a copy of it
+/// (`Tensor::from_datum`); it is zeroed first, as safe Rust has no uninitialised tensor.
+pub(crate) fn written_f32(
+    shape: &[usize],
+    write: impl FnOnce(&mut [f32]) -> TractResult<()>,
+) -> TractResult<TValue> {
+    let mut y = Tensor::zero::<f32>(shape)?;
+    {
+        let mut plain = y.try_as_plain_ram_mut()?;
+        write(plain.as_slice_mut::<f32>()?)?;
+    }
+    Ok(y.into_tvalue())
 }
 
 /// The larger of two values, as a comparison rather than `f32::max`: the same for every

@@ -105,6 +105,9 @@ pub struct MaskRouteCounts {
     pub embedder: String,
     /// Its scores' offset onto the gallery's scale (see [`MaskedTemplates::offset`]).
     pub offset: f32,
+    /// Templates on the masked path, all people together (as `facegate inspect` counts a
+    /// bundle's).
+    pub templates: usize,
     /// Genuine probes routed to the masked path.
     pub genuine_masked: usize,
     /// Impostor probes routed to the masked path.
@@ -263,6 +266,10 @@ pub fn evaluate(
             MaskRouteCounts {
                 embedder: facegate_models::maskroute::EMBEDDER.as_str().to_owned(),
                 offset,
+                templates: gallery
+                    .masked
+                    .as_ref()
+                    .map_or(0, |m| m.templates.iter().map(Vec::len).sum()),
                 genuine_masked: masked(&outcomes[..nq]),
                 impostor_masked: masked(&outcomes[nq..]),
             }
