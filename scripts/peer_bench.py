@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """The peers of `facegate bench`: the same stages, models and photo with onnxruntime (networks)
-plus OpenCV (resize, alignment), and OpenCV's own YuNet/SFace pipeline (cv2.FaceDetectorYN,
+plus OpenCV (resize, alignment), once as onnxruntime runs by default and once without its x86
+channel-blocked layout ("onnxruntime_nchw"), and OpenCV's own YuNet/SFace pipeline (cv2.FaceDetectorYN,
 cv2.FaceRecognizerSF), each single-threaded and on all cores. Medians over repeated runs after
 warm-up, in milliseconds, as JSON. Run by scripts/bench-peers inside its venv.
 
@@ -92,11 +93,15 @@ def dynamic_yunet():
     return path
 
 
-def measure_onnxruntime(threads, photo):
+def measure_onnxruntime(threads, photo, level=ort.GraphOptimizationLevel.ORT_ENABLE_ALL):
+    """`level` ORT_ENABLE_ALL is onnxruntime's default; ORT_ENABLE_EXTENDED is the same minus
+    the hardware-specific layout rewrite (on x86, the NchwcTransformer: convolutions and pools
+    in channel blocks of 8 or 16 for MLAS's AVX2/AVX-512 kernels), which is how facegate's
+    tract runs them: plain channel-first tensors."""
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.graph_optimization_level = level
     opts.log_severity_level = 3  # the declared 640x640 output sizes of YuNet are expected to differ
     cv2.setNumThreads(threads)
     sess = lambda f: ort.InferenceSession(os.path.join(MODELS, f), opts, providers=["CPUExecutionProvider"])
@@ -192,6 +197,12 @@ def main():
         "rounds": ROUNDS,
         "versions": {"onnxruntime": ort.__version__, "opencv": cv2.__version__, "numpy": np.__version__},
         "onnxruntime": {"threads": {str(n): measure_onnxruntime(n, photo) for n in thread_counts}},
+        "onnxruntime_nchw": {
+            "threads": {
+                str(n): measure_onnxruntime(n, photo, ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED)
+                for n in thread_counts
+            }
+        },
         "opencv": {"threads": {str(n): measure_opencv(n, photo) for n in thread_counts}},
     }
     report["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0

@@ -8,10 +8,13 @@ use common::{facegate, json as json_file, shared, succeed};
 fn bench_times_every_stage_and_prints_ratios_against_a_peer() {
     let dir = tempfile::tempdir().expect("tempdir");
     let peer = dir.path().join("peer.json");
-    // A peer that is exactly 2 ms on YuNet 320x256 (single thread).
+    // A peer that is exactly 2 ms on YuNet 320x256 (single thread), 8 ms without its
+    // channel-blocked layout.
     std::fs::write(
         &peer,
-        r#"{"onnxruntime": {"threads": {"1": {"yunet_320x256": 2.0}}}, "peak_rss_mib": 100.0}"#,
+        r#"{"onnxruntime": {"threads": {"1": {"yunet_320x256": 2.0}}},
+            "onnxruntime_nchw": {"threads": {"1": {"yunet_320x256": 8.0}}},
+            "peak_rss_mib": 100.0}"#,
     )
     .expect("write");
     let json = dir.path().join("bench.json");
@@ -51,5 +54,8 @@ fn bench_times_every_stage_and_prints_ratios_against_a_peer() {
     let ms = one["yunet_320x256"].as_f64().expect("ms");
     assert!(line.contains("2.00ms"), "{line}");
     assert!(line.contains(&format!("{:.2}x", ms / 2.0)), "{line}");
+    assert!(line.contains("8.00ms"), "{line}");
+    assert!(line.contains(&format!("{:.2}x", ms / 8.0)), "{line}");
+    assert!(out.contains("ort nchw"), "{out}");
     assert!(out.contains("peer process 100.0 MiB"), "{out}");
 }

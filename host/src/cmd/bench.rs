@@ -1,6 +1,8 @@
 //! `facegate bench`: the time of each stage, single-threaded and on all cores, medians over
 //! repeated runs after warm-up, and the peak memory; with `--peer`, the same stages measured by
-//! `scripts/peer_bench.py` (onnxruntime and OpenCV) in the same run, as facegate / peer ratios.
+//! `scripts/peer_bench.py` (onnxruntime and OpenCV) in the same run, as facegate / peer ratios:
+//! onnxruntime as it runs by default, and without its x86 channel-blocked layout (`ort nchw`),
+//! which is the form tract computes in, so the two ratios separate the layout from the rest.
 //!
 //! Stages: YuNet at 320x256 and 640x480 (resize, pad, network, decode, NMS), 5-point alignment,
 //! each embedder (EdgeFace-S and SFace, fp32 and int8 weights), and the whole frame-to-decision
@@ -234,14 +236,20 @@ fn print_table(report: &Value, peer: Option<&Value>) {
     let Some(threads) = report["threads"].as_object() else {
         return;
     };
-    let peers: Vec<&str> = ["onnxruntime", "opencv"]
-        .into_iter()
-        .filter(|p| peer.is_some_and(|v| v[p].is_object()))
-        .collect();
+    // onnxruntime as it runs by default, then without its x86 channel-blocked layout
+    // (`ort nchw`: plain channel-first tensors, as tract runs them), then OpenCV.
+    let peers: Vec<(&str, &str)> = [
+        ("onnxruntime", "onnxruntime"),
+        ("onnxruntime_nchw", "ort nchw"),
+        ("opencv", "opencv"),
+    ]
+    .into_iter()
+    .filter(|(p, _)| peer.is_some_and(|v| v[p].is_object()))
+    .collect();
     for (n, stages) in threads {
         let mut head = format!("{:26} {:>10}", format!("stage ({n} thread(s))"), "facegate");
-        for p in &peers {
-            head += &format!(" {:>12} {:>7}", p, "ratio");
+        for (_, label) in &peers {
+            head += &format!(" {:>12} {:>7}", label, "ratio");
         }
         println!("{head}");
         let Some(stages) = stages.as_object() else {
@@ -250,7 +258,7 @@ fn print_table(report: &Value, peer: Option<&Value>) {
         for (stage, ms) in stages {
             let ms = ms.as_f64().unwrap_or(f64::NAN);
             let mut line = format!("{stage:26} {ms:>8.2}ms");
-            for p in &peers {
+            for (p, _) in &peers {
                 let other = peer.and_then(|v| v[p]["threads"][n][stage].as_f64());
                 match other {
                     Some(o) => line += &format!(" {o:>10.2}ms {:>6.2}x", ms / o),
