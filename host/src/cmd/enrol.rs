@@ -119,6 +119,16 @@ pub fn run(cmd: EnrolCmd) -> Result<()> {
             m.offset
         );
     }
+    if settings.enrol_masks > 0 && !routed && pipeline.refiner().is_none() {
+        // Measured (docs/MASKS.md): on the detector's landmarks masked copies draw masked
+        // strangers so close that the threshold that keeps them out lets few masked faces in.
+        println!(
+            "note: masked copies on the detector's landmarks need a strict threshold ({:.4}) \
+             and seldom recognise a masked face; leave mask routing on (the default) or add \
+             --refine-landmarks",
+            gallery.threshold
+        );
+    }
     Ok(())
 }
 
