@@ -135,6 +135,26 @@ fn enrol_masks_add_masked_templates_that_know_a_masked_face_better() {
             .any(|t| masked.contains(t)),
         "{masked}"
     );
+    // A bundle made before the detector's-landmarks threshold was measured carries the
+    // refined one; inspect says it lets masked strangers in and how to rebuild it.
+    let old = enrol(
+        dir,
+        "old.fgb",
+        &[
+            "--enrol-masks",
+            "3",
+            "--no-mask-route",
+            "--threshold",
+            "0.6803",
+        ],
+    );
+    assert!(old.status.success());
+    let shown = facegate(dir, &["inspect", "old.fgb", "--trust", "facegate.pub"]);
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        shown.contains("lets masked strangers in") && shown.contains("enrol again (default 0.7610"),
+        "{shown}"
+    );
     // A photo of him in a real surgical mask, never enrolled.
     let probe = shared().join("faces/mfr2/AdrianDunbar/AdrianDunbar_0001.png");
     let plain = predicted_score(dir, "plain.fgb", &probe);

@@ -268,6 +268,22 @@ fn threshold_provenance(
         "the embedder's calibrated default for masked templates (FAR 1e-3 among masked \
          strangers)"
             .to_owned()
+    } else if !refined
+        && near(default_threshold(
+            h.embedder,
+            h.quantised,
+            true,
+            Enrolment::MASKED_COPIES,
+        ))
+    {
+        // Bundles made before 2026-12-07 with masked copies on the detector's landmarks got
+        // the refined landmarks' threshold, measured since to let masked strangers in.
+        format!(
+            "the default for masked templates on refined landmarks, but this bundle's come \
+             from the detector's, where it lets masked strangers in (12 of 1,414 with EdgeFace, \
+             docs/MASKS.md): enrol again (default {:.4}), or with mask routing (the default)",
+            default_threshold(h.embedder, h.quantised, false, Enrolment::MASKED_COPIES)
+        )
     } else {
         format!(
             "not the calibrated default ({base:.4}): set with --threshold or calibrated by \
