@@ -16,12 +16,10 @@ use anyhow::Result;
 use facegate_models::embed::Embedding;
 use facegate_models::gallery::{Enrolment, Gallery, default_threshold};
 use facegate_models::image_io;
-use facegate_models::mask::MaskStyle;
+use facegate_models::mask::{MaskStyle, file_seed};
 use facegate_models::maskroute;
 use facegate_models::pipeline::{Pipeline, Route, subject};
 use image::RgbImage;
-
-use facegate_models::mask::file_seed;
 
 /// What one enrolment photo gives.
 pub struct PhotoTemplates {

@@ -363,6 +363,9 @@ fn build_gallery(
     failures: &mut Failures,
     errors: &mut Vec<FileError>,
 ) -> Gallery {
+    // Everyone the protocol enrols, in its order, even a person none of whose photos gave a
+    // face: scores are indexed by the split's person numbers (`enrol` just leaves such a
+    // person out). The routed masked path likewise exists before its first template.
     let mut gallery = Gallery::new(kind, 0.0);
     for name in &split.enrolled {
         gallery.people.push(facegate_models::gallery::Person {
