@@ -96,6 +96,11 @@ pub struct SecondOpinion {
     pub calibration: [[f64; 2]; 2],
     /// The second's mean training loss after each epoch.
     pub loss: Vec<f32>,
+    /// Whether the second was trained on re-exposed frames (another camera's tone curve and
+    /// white balance; its levelling takes the exposure out): absent in manifests written
+    /// before, which were not.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub exposure: bool,
 }
 
 /// How each input plane (one colour channel of one view) is levelled before the network sees

@@ -63,8 +63,9 @@ fn liveness_trains_with_views_and_folds_and_eval_runs_what_it_wrote() {
     let data = data.to_str().expect("utf-8");
     // The second run also re-exposes its training frames (`--exposure`) and levels the
     // network's input (`--levels brightness`), which the manifest records for the door; the
-    // third adds a brightness-levelled second opinion in the same file (`--second`) and writes
-    // every attempt's fold score (`--scores`).
+    // third adds a brightness-levelled second opinion in the same file (`--second`), trained on
+    // re-exposed frames (`--second-exposure`), and writes every attempt's fold score
+    // (`--scores`).
     let scores = tmp.path().join("scores.json");
     for (views, folds, channels, members, exposure, second) in [
         ("2", "0", 1, "1", false, false),
@@ -89,7 +90,7 @@ fn liveness_trains_with_views_and_folds_and_eval_runs_what_it_wrote() {
             args.extend(["--exposure", "--levels", "brightness"]);
         }
         if second {
-            args.extend(["--second", "brightness", "--scores"]);
+            args.extend(["--second", "brightness", "--second-exposure", "--scores"]);
             args.push(scores.to_str().expect("utf-8"));
         }
         let text = facegate(&models, &args);
@@ -121,7 +122,7 @@ fn liveness_trains_with_views_and_folds_and_eval_runs_what_it_wrote() {
         let command = manifest["command"].as_str().expect("command");
         let tail = match (exposure, second) {
             (true, _) => " --exposure --levels brightness",
-            (_, true) => " --second brightness",
+            (_, true) => " --second brightness --second-exposure",
             _ => "",
         };
         let levels = if exposure {
@@ -136,6 +137,7 @@ fn liveness_trains_with_views_and_folds_and_eval_runs_what_it_wrote() {
         assert_eq!(pair.is_null(), !second, "{manifest}");
         if second {
             assert_eq!(pair["levels"], "brightness", "{manifest}");
+            assert_eq!(pair["exposure"], true, "{manifest}");
             assert_eq!(manifest["threshold"], pair["thresholds"][0], "{manifest}");
             let t = |i: usize| pair["thresholds"][i].as_f64().expect("threshold");
             let offset = pair["offset"].as_f64().expect("offset");
@@ -187,6 +189,8 @@ fn liveness_trains_with_views_and_folds_and_eval_runs_what_it_wrote() {
         &["--data", data, "--second", "brightness", "--ensemble", "2"],
     );
     assert!(err.contains("--ensemble 1"), "{err}");
+    let err = refused(&models, &["--data", data, "--second-exposure"]);
+    assert!(err.contains("--second"), "{err}");
     let err = refused(&models, &["--data", data, "--scores", "x.json"]);
     assert!(err.contains("--scores needs --folds"), "{err}");
 }

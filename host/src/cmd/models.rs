@@ -93,13 +93,14 @@ fn liveness(cmd: &LivenessCmd) -> Result<()> {
         exposure: cmd.exposure,
         levels: cmd.levels,
         second: cmd.second,
+        second_exposure: cmd.second_exposure,
         ..Default::default()
     };
     let dir = cmd.models.resolve();
     let views: Vec<String> = cfg.views.iter().map(f32::to_string).collect();
     let command = format!(
         "facegate models liveness --data {} --epochs {} --seed {} --views {} --folds {} \
-         --ensemble {}{}{}{}",
+         --ensemble {}{}{}{}{}",
         cmd.data.display(),
         cfg.epochs,
         cfg.seed,
@@ -114,6 +115,11 @@ fn liveness(cmd: &LivenessCmd) -> Result<()> {
         match cfg.second {
             None => String::new(),
             Some(l) => format!(" --second {}", l.name()),
+        },
+        if cfg.second_exposure {
+            " --second-exposure"
+        } else {
+            ""
         }
     );
     anyhow::ensure!(
@@ -679,6 +685,11 @@ pub struct LivenessCmd {
     /// (docs/LIVENESS.md, "A second opinion"). Needs `--ensemble 1`, `--levels as-captured`.
     #[arg(long, value_name = "LEVELS", value_parser = |s: &str| s.parse::<Levels>())]
     pub second: Option<Levels>,
+    /// With `--second`: re-expose the second network's training frames as `--exposure` does
+    /// (its levelling already takes the exposure out; this teaches it to ignore the tone curve
+    /// and white balance too), leaving the first network's training as it was.
+    #[arg(long, requires = "second")]
+    pub second_exposure: bool,
     /// With `--folds`: also write every attempt's cross-validation score (as recorded and as
     /// captured differently) and the chosen threshold to this JSON file, to compare or combine
     /// trainings attempt by attempt.

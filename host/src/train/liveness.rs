@@ -62,6 +62,10 @@ pub struct Config {
     /// Also train a second network on inputs levelled so, and ship both in one file whose
     /// answer is the lower of the two ([`liveness::lower_of`]).
     pub second: Option<Levels>,
+    /// Re-expose the second network's training frames at random ([`Exposure`]) even when the
+    /// first's are not: its levelling takes a camera's exposure out exactly, this teaches it
+    /// to ignore the tone curve and white balance too.
+    pub second_exposure: bool,
 }
 
 /// Most trainings in an ensemble: each adds about a millisecond per face at the door (two
@@ -81,6 +85,7 @@ impl Default for Config {
             exposure: false,
             levels: Levels::AsCaptured,
             second: None,
+            second_exposure: false,
         }
     }
 }
@@ -346,6 +351,7 @@ impl Nets {
                     train,
                     &Config {
                         levels,
+                        exposure: cfg.exposure || cfg.second_exposure,
                         ..cfg.clone()
                     },
                     &format!("{what}, second opinion"),
@@ -476,6 +482,10 @@ pub fn train(data: &Path, models: &Path, cfg: &Config, command: &str) -> Result<
             .in_graph()
             .map_err(|e| anyhow::anyhow!("--second {}: {e}", second.name()))?;
     }
+    anyhow::ensure!(
+        !cfg.second_exposure || cfg.second.is_some(),
+        "--second-exposure needs --second (it re-exposes the second network's frames)"
+    );
     let yunet = facegate_models::model_files::YUNET_DOOR.read_verified(models)?;
     let detector = Detector::from_bytes(&yunet, Default::default())?;
     let all = attempts(data)?;
@@ -586,6 +596,7 @@ pub fn train(data: &Path, models: &Path, cfg: &Config, command: &str) -> Result<
                     [alone[1].1.bpcer, alone[1].1.apcer_max],
                 ],
                 loss: second_losses,
+                exposure: cfg.exposure || cfg.second_exposure,
             }),
         door_sha256: None,
     };
