@@ -14,7 +14,7 @@ use std::path::Path;
 
 use anyhow::Result;
 use facegate_models::embed::Embedding;
-use facegate_models::gallery::{Enrolment, Gallery, default_threshold};
+use facegate_models::gallery::{Enrolment, Gallery, default_threshold, masked_path_threshold};
 use facegate_models::image_io;
 use facegate_models::mask::{MaskStyle, file_seed};
 use facegate_models::maskroute;
@@ -131,7 +131,8 @@ impl EnrolSettings {
     /// templates photo-only (its masked copies go to the masked path) and gets
     /// [`ROUTED_ENROL_MASKS`] copies; `mirror` (asked for) holds on a routed pipeline only.
     /// Each path's threshold is the one calibrated for the templates it holds
-    /// ([`default_threshold`] of their [`Enrolment`]).
+    /// ([`default_threshold`] of their [`Enrolment`] for the bare path,
+    /// [`masked_path_threshold`] for the masked one).
     pub fn for_pipeline(
         pipeline: &Pipeline,
         threshold: Option<f32>,
@@ -161,7 +162,7 @@ impl EnrolSettings {
                 masked_copies: enrol_masks > 0,
                 mirrored: mirror,
             };
-            main - default_threshold(maskroute::EMBEDDER, c.quantised, true, masked)
+            main - masked_path_threshold(c.quantised, masked)
         });
         Self {
             threshold: threshold.unwrap_or(main),

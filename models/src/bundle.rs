@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 
 use crate::detect::DetectorConfig;
 use crate::embed::EmbedderKind;
-use crate::gallery::{Gallery, MaskedTemplates, Person};
+use crate::gallery::{Gallery, MaskedScoring, MaskedTemplates, Person};
 use crate::head::Head;
 
 /// File magic and layout version.
@@ -28,9 +28,13 @@ pub const MAGIC: [u8; 8] = *b"FGBUNDL1";
 /// 2 added the trained classification head; 3 the door or group a bundle is for, and a
 /// self-test without a face picture; 4 the masked path's templates (faces routed by mask
 /// state, [`crate::maskroute`]); 5 carries every network as its door form (tract NNEF,
-/// [`crate::nnef`]) instead of ONNX, which the door no longer parses (issue #25). Older
+/// [`crate::nnef`]) instead of ONNX, which the door no longer parses (issue #25); 6 says how
+/// the masked path scores a person ([`MaskedScoring`]). Format 5 is served as it was made
+/// (its masked path by the best template, at the threshold it was calibrated for); older
 /// formats are refused with what to do: make the bundle again.
-pub const FORMAT_VERSION: u16 = 5;
+pub const FORMAT_VERSION: u16 = 6;
+/// The oldest format served: the same networks, the masked path scored by its best template.
+pub const FORMAT_BEST_TEMPLATE: u16 = 5;
 /// Largest bundle accepted: two int8 embedders plus a large gallery fit well under it.
 pub const MAX_BUNDLE: usize = 64 << 20;
 const PREFIX: usize = 8 + 8 + 64 + 8;
@@ -81,6 +85,61 @@ pub struct Payload {
     /// With `masked`: what the masked path's networks make of the self-test pattern on the
     /// laptop, for the door to compare before it switches over.
     pub masked_self_test: Option<MaskedSelfTest>,
+}
+
+/// [`Payload`] as format 5 laid it out: the masked templates had no [`MaskedScoring`] and
+/// were scored by their best template.
+#[derive(Serialize, Deserialize)]
+struct PayloadV5 {
+    people: Vec<Person>,
+    models: Vec<(String, Vec<u8>)>,
+    self_test: Option<SelfTest>,
+    head: Option<Head>,
+    masked: Option<MaskedTemplatesV5>,
+    masked_self_test: Option<MaskedSelfTest>,
+}
+
+/// [`MaskedTemplates`] as format 5 laid it out.
+#[derive(Serialize, Deserialize)]
+struct MaskedTemplatesV5 {
+    embedder: EmbedderKind,
+    offset: f32,
+    templates: Vec<Vec<crate::embed::Embedding>>,
+}
+
+impl From<PayloadV5> for Payload {
+    fn from(p: PayloadV5) -> Self {
+        Payload {
+            people: p.people,
+            models: p.models,
+            self_test: p.self_test,
+            head: p.head,
+            masked: p.masked.map(|m| MaskedTemplates {
+                embedder: m.embedder,
+                offset: m.offset,
+                templates: m.templates,
+                scoring: MaskedScoring::Best,
+            }),
+            masked_self_test: p.masked_self_test,
+        }
+    }
+}
+
+impl From<&Payload> for PayloadV5 {
+    fn from(p: &Payload) -> Self {
+        PayloadV5 {
+            people: p.people.clone(),
+            models: p.models.clone(),
+            self_test: p.self_test.clone(),
+            head: p.head.clone(),
+            masked: p.masked.as_ref().map(|m| MaskedTemplatesV5 {
+                embedder: m.embedder,
+                offset: m.offset,
+                templates: m.templates.clone(),
+            }),
+            masked_self_test: p.masked_self_test.clone(),
+        }
+    }
 }
 
 /// The masked path's part of the self-test: the [`self_test_pattern`] of
@@ -299,7 +358,11 @@ impl Bundle {
     /// that older or newer builds made.
     #[doc(hidden)]
     pub fn sign_as_format(&self, key: &SigningKey, format: u16) -> Vec<u8> {
-        let payload = postcard::to_allocvec(&self.payload).unwrap_or_default();
+        let payload = match format {
+            FORMAT_BEST_TEMPLATE => postcard::to_allocvec(&PayloadV5::from(&self.payload)),
+            _ => postcard::to_allocvec(&self.payload),
+        }
+        .unwrap_or_default();
         let mut header = self.header.clone();
         header.format = format;
         header.payload_len = payload.len() as u64;
@@ -393,10 +456,10 @@ fn parse_body(body: &[u8]) -> Result<Bundle, BundleError> {
     let (format, _) =
         postcard::take_from_bytes::<u16>(header_bytes).map_err(|e| bad(format!("header: {e}")))?;
     let header: Header = match format {
-        FORMAT_VERSION => {
+        FORMAT_BEST_TEMPLATE..=FORMAT_VERSION => {
             postcard::from_bytes(header_bytes).map_err(|e| bad(format!("header: {e}")))?
         }
-        2..FORMAT_VERSION => {
+        2..FORMAT_BEST_TEMPLATE => {
             return Err(bad(format!(
                 "format {format} carries ONNX networks, which this door no longer reads: make \
                  the bundle again with this version's `facegate enrol` or `train`"
@@ -425,7 +488,12 @@ fn parse_body(body: &[u8]) -> Result<Bundle, BundleError> {
         return Err(bad("payload SHA-256 differs from the header's".into()));
     }
     let payload_err = |e: postcard::Error| bad(format!("payload: {e}"));
-    let payload: Payload = postcard::from_bytes(payload).map_err(payload_err)?;
+    let payload: Payload = match header.format {
+        FORMAT_BEST_TEMPLATE => postcard::from_bytes::<PayloadV5>(payload)
+            .map_err(payload_err)?
+            .into(),
+        _ => postcard::from_bytes(payload).map_err(payload_err)?,
+    };
     let labels: Vec<&String> = payload.people.iter().map(|p| &p.name).collect();
     if labels != header.labels.iter().collect::<Vec<_>>() {
         return Err(bad("labels differ from the enrolled people".into()));
@@ -559,7 +627,7 @@ mod tests {
     #[test]
     fn other_formats_are_refused_with_what_to_do() {
         let b = sample(4, &["ann"]);
-        for (format, says) in [(2u16, "ONNX"), (4, "ONNX"), (9, "reads 5")] {
+        for (format, says) in [(2u16, "ONNX"), (4, "ONNX"), (9, "reads 6")] {
             let err = verify(
                 &b.sign_as_format(&key(1), format),
                 &[key(1).verifying_key()],
@@ -571,6 +639,31 @@ mod tests {
                 "{text}"
             );
         }
+    }
+
+    /// A format-5 bundle (made before the masked path scored by the templates' mean) is
+    /// served as it was made: its masked path by the best template, with its own offset;
+    /// today's carries its scoring rule.
+    #[test]
+    fn format_5_bundles_keep_their_best_template_scoring() {
+        let mut g = Gallery::new(EmbedderKind::SFace, 0.48);
+        g.enrol("ann", vec![0.1; 128]).expect("enrol");
+        for t in [vec![0.3; 128], vec![-0.2; 128]] {
+            g.enrol_masked("ann", EmbedderKind::SFaceMasked, 0.03, t)
+                .expect("masked");
+        }
+        let b = Bundle::new(&g, true, 1, 0, DetectorConfig::default(), vec![], None);
+        let keys = [key(1).verifying_key()];
+        let now = verify(&b.sign(&key(1)), &keys).expect("format 6");
+        let m = now.gallery().masked.expect("masked path");
+        assert_eq!(m.scoring, MaskedScoring::BestAndMean);
+        let old =
+            verify(&b.sign_as_format(&key(1), FORMAT_BEST_TEMPLATE), &keys).expect("format 5");
+        assert_eq!(old.header.format, FORMAT_BEST_TEMPLATE);
+        let before = old.gallery().masked.expect("masked path");
+        assert_eq!(before.scoring, MaskedScoring::Best);
+        assert_eq!((before.offset, &before.templates), (m.offset, &m.templates));
+        assert_eq!(old.payload.people, now.payload.people);
     }
 
     #[test]

@@ -224,9 +224,17 @@ pub fn inspect(cmd: InspectCmd) -> Result<()> {
     match &bundle.payload.masked {
         Some(m) => println!(
             "masked faces: routed by the mask-state classifier to {} on refined landmarks, {} \
-             templates, scores shifted by {:+.4} (its own calibration)",
+             templates, each person scored by {}, scores shifted by {:+.4} (its own \
+             calibration)",
             m.embedder.as_str(),
             m.templates.iter().map(Vec::len).sum::<usize>(),
+            match m.scoring {
+                facegate_models::gallery::MaskedScoring::BestAndMean =>
+                    "half their best template, half their templates' mean",
+                facegate_models::gallery::MaskedScoring::Best => {
+                    "their best template (a bundle of format 5, served as it was made)"
+                }
+            },
             m.offset
         ),
         None => println!("masked faces: on the main embedder like bare ones (no masked path)"),

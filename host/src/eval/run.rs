@@ -373,10 +373,12 @@ fn build_gallery(
             templates: vec![],
         });
     }
-    gallery.masked = offset.map(|offset| MaskedTemplates {
-        embedder: facegate_models::maskroute::EMBEDDER,
-        offset,
-        templates: vec![Vec::new(); split.enrolled.len()],
+    gallery.masked = offset.map(|offset| {
+        MaskedTemplates::empty(
+            facegate_models::maskroute::EMBEDDER,
+            offset,
+            split.enrolled.len(),
+        )
     });
     for ((person, path), out) in split.gallery.iter().zip(enrolled) {
         let filed = match (out, split.enrolled.get(*person)) {
