@@ -1,7 +1,9 @@
 //! Open-set identification: enrolled people, each with several templates, and a threshold.
 //!
 //! A person's score for a probe is the best cosine over that person's templates (several
-//! photos cover pose, light and glasses better than one averaged vector). The answer is the
+//! photos cover pose, light and glasses better than one averaged vector); on a routed door's
+//! masked path, whose templates are mostly synthetic copies of a few photos, half of it is
+//! the cosine to their mean instead ([`MaskedScoring`]). The answer is the
 //! best-scoring person only if that score reaches the threshold, which is calibrated on faces
 //! of people who are NOT enrolled, to a chosen false-accept rate. Below it the probe is a
 //! stranger: a door must never force an unknown face onto the nearest enrolled person.

@@ -1,9 +1,13 @@
 //! The door detects on a reduced copy of each frame (`door.detect_side`, 320 by default) and
 //! aligns from the full-resolution frame. Measured through the door's path (each probe photo
 //! letterboxed into a 640x480 camera frame, as the simulated camera does), MFR2's real masks
-//! must be recognised as well as with full-size detection, and no impostor let in at the
-//! door's threshold. (Frame by frame, decisions near the threshold can flip either way: the
-//! landmarks of a smaller detection differ by a fraction of a pixel.)
+//! must be recognised as well as with full-size detection at the door's threshold (what the
+//! door decides), and no impostor let in there. (Frame by frame, decisions near the threshold
+//! can flip either way: the landmarks of a smaller detection differ by a fraction of a pixel.
+//! MFR2's "FAR 1e-2" point is the highest of its 86 impostors' scores, so one impostor's
+//! landmarks move it by several probes: the same impostor scored 0.349 at 640 and 0.402 at
+//! 320 on 2026-12-07, 93.02% against 89.53% there, while the door's decisions were the same
+//! 82.56% either way. It is no measure of the detection side.)
 
 use facegate_tests::{device_bin, facegate_bin, run_ok, shared_dir};
 
@@ -34,9 +38,9 @@ fn reduced_detection_recognises_masked_faces_as_well_as_full_size() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let full = eval(tmp.path(), "640");
     let reduced = eval(tmp.path(), "320");
-    let tar = |r: &serde_json::Value| r["tar_at_far"]["1e-2"].as_f64().expect("tar");
+    let tar = |r: &serde_json::Value| r["at_threshold"]["door"]["tar"].as_f64().expect("tar");
     let genuine = full["counts"]["genuine"].as_f64().expect("genuine");
-    // docs/PERFORMANCE.md: 83.72% (640) and 86.05% (320) of 86 masked probes.
+    // docs/PERFORMANCE.md: 82.56% either way of 86 masked probes (2026-12-07).
     assert!(
         tar(&reduced) >= tar(&full) - 1.5 / genuine,
         "reduced {} full {}",
