@@ -245,15 +245,21 @@ impl MaskedScoring {
         match self {
             MaskedScoring::Best => best,
             MaskedScoring::BestAndMean => {
-                let mut sum = vec![0.0f32; probe.len()];
-                for t in templates {
-                    sum.iter_mut().zip(t).for_each(|(s, v)| *s += v);
-                }
-                let norm = sum.iter().map(|v| v * v).sum::<f32>().sqrt();
+                // The templates' sum, one value at a time: its length, and its dot product
+                // with the probe as the sum of the cosines, so the door allocates nothing per
+                // face for it.
+                let norm = (0..probe.len())
+                    .map(|k| {
+                        let s: f32 = templates.iter().filter_map(|t| t.get(k)).sum();
+                        s * s
+                    })
+                    .sum::<f32>()
+                    .sqrt();
                 if templates.is_empty() || norm.is_nan() || norm <= 1e-6 {
                     return f32::NEG_INFINITY;
                 }
-                0.5 * (best + cosine(&sum, probe) / norm)
+                let along: f32 = templates.iter().map(|t| cosine(t, probe)).sum();
+                0.5 * (best + along / norm)
             }
         }
     }
