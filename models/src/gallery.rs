@@ -235,6 +235,17 @@ impl MaskedTemplates {
 }
 
 impl MaskedScoring {
+    /// How the rule scores a person, in words, for `facegate inspect`: a household that
+    /// keeps an old bundle sees that it is served as it was made.
+    pub fn describe(self) -> &'static str {
+        match self {
+            MaskedScoring::BestAndMean => "half their best template, half their templates' mean",
+            MaskedScoring::Best => {
+                "their best template (a bundle of format 5, served as it was made)"
+            }
+        }
+    }
+
     /// `probe`'s score against one person's templates; minus infinity without any (or when
     /// they cancel out, so that no direction is left to match).
     pub fn score(self, templates: &[Embedding], probe: &[f32]) -> f32 {
@@ -768,6 +779,9 @@ mod tests {
             Some(MaskedScoring::BestAndMean)
         );
         assert!((g.scores_for(&probe, true)[0] - 0.8).abs() < 1e-6);
+        // `facegate inspect` tells an old bundle's rule from today's.
+        assert!(MaskedScoring::Best.describe().contains("format 5"));
+        assert!(MaskedScoring::BestAndMean.describe().contains("mean"));
     }
 
     #[test]

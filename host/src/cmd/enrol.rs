@@ -228,13 +228,7 @@ pub fn inspect(cmd: InspectCmd) -> Result<()> {
              calibration)",
             m.embedder.as_str(),
             m.templates.iter().map(Vec::len).sum::<usize>(),
-            match m.scoring {
-                facegate_models::gallery::MaskedScoring::BestAndMean =>
-                    "half their best template, half their templates' mean",
-                facegate_models::gallery::MaskedScoring::Best => {
-                    "their best template (a bundle of format 5, served as it was made)"
-                }
-            },
+            m.scoring.describe(),
             m.offset
         ),
         None => println!("masked faces: on the main embedder like bare ones (no masked path)"),
