@@ -102,15 +102,24 @@ impl EvalOp for DepthwiseConv {
             }
         } else {
             let mut plane = Plane::new([h, w], self.pad);
-            for (i, values) in out.chunks_exact_mut(oh * ow).enumerate().take(n * c) {
-                let ch = i % c;
-                match src {
-                    Some(src) => plane.fill(&src[i * h * w..][..h * w]),
-                    None => plane.fill(values),
-                }
-                let taps = &taps[ch * kh * kw..][..kh * kw];
-                plane.convolve(taps, self.kernel, bias_of(ch), values, [oh, ow]);
-            }
+            // The widest vectors this CPU has (AVX2 on x86, where the build's baseline is
+            // SSE2): the loops below are written for the compiler to vectorise, and inlined
+            // into `dispatch` they are compiled once per instruction set. Without fused
+            // multiply-adds the compiler may not contract, so every set gives the same values.
+            pulp::Arch::new().dispatch(
+                #[inline(always)]
+                || {
+                    for (i, values) in out.chunks_exact_mut(oh * ow).enumerate().take(n * c) {
+                        let ch = i % c;
+                        match src {
+                            Some(src) => plane.fill(&src[i * h * w..][..h * w]),
+                            None => plane.fill(values),
+                        }
+                        let taps = &taps[ch * kh * kw..][..kh * kw];
+                        plane.convolve(taps, self.kernel, bias_of(ch), values, [oh, ow]);
+                    }
+                },
+            );
         }
         Ok(tvec!(y.into_tvalue()))
     }
@@ -159,6 +168,7 @@ impl Plane {
     }
 
     /// Copies an `h x w` plane inside the border.
+    #[inline(always)]
     fn fill(&mut self, input: &[f32]) {
         let [_, w] = self.inner;
         let [top, left] = self.top_left;
@@ -172,6 +182,7 @@ impl Plane {
     /// outputs at a time: the running sums stay in registers across all taps. The square
     /// kernels the door's networks have get a version where the kernel's size is a constant,
     /// so the taps live in registers and every loop but the one over blocks unrolls.
+    #[inline(always)]
     fn convolve(
         &self,
         taps: &[f32],
@@ -192,6 +203,7 @@ impl Plane {
 
     /// [`Self::convolve`] for a `KH x KW` kernel; `WIN` is `LANES + KW - 1`, the inputs one
     /// block of outputs reads from a row.
+    #[inline(always)]
     fn convolve_k<const KH: usize, const KW: usize, const WIN: usize>(
         &self,
         taps: &[f32],
@@ -224,6 +236,7 @@ impl Plane {
     }
 
     /// [`Self::convolve`] for any kernel size.
+    #[inline(always)]
     fn convolve_any(
         &self,
         taps: &[f32],
