@@ -12,9 +12,11 @@
 
 mod depthwise;
 mod gelu;
+mod pointwise;
 
 use depthwise::swap_depthwise;
 use gelu::swap_gelus;
+use pointwise::swap_pointwise;
 
 use tract_onnx::model::ParsingContext;
 use tract_onnx::pb::NodeProto;
@@ -258,8 +260,9 @@ fn maxpool_2x2_s2(src: &[f32], out: &mut [f32], h: usize, w: usize) {
 }
 
 /// A loaded network typed, optimised and with facegate's operators swapped in where they
-/// compute the same: the depthwise convolutions before tract's optimiser (it would make them
-/// its own operator, whose fields are private), the max-pools and GELUs after it.
+/// compute the same: the depthwise and small 1x1 convolutions before tract's optimiser (it
+/// would make them its own operators, whose fields are private), the max-pools and GELUs
+/// after it.
 pub fn optimised(model: InferenceModel) -> TractResult<TypedModel> {
     optimised_typed(model.into_typed()?)
 }
@@ -269,6 +272,7 @@ pub fn optimised(model: InferenceModel) -> TractResult<TypedModel> {
 pub fn optimised_typed(model: TypedModel) -> TractResult<TypedModel> {
     let mut model = decluttered_typed(model)?;
     swap_depthwise(&mut model)?;
+    swap_pointwise(&mut model)?;
     let mut model = model.into_optimized()?;
     swap_max_pools(&mut model)?;
     swap_gelus(&mut model)?;
@@ -315,6 +319,28 @@ pub fn optimised_by_tract(model: InferenceModel) -> TractResult<TypedModel> {
     let mut model = model.into_optimized()?;
     swap_max_pools(&mut model)?;
     Ok(model)
+}
+
+/// A loop body run by `pulp::Arch::dispatch`, compiled once per instruction set so it gets the
+/// widest vectors the CPU has (AVX2 on x86, where the build's baseline is SSE2).
+///
+/// Why a wrapper: a closure handed to `dispatch` directly is called through its `FnOnce`
+/// shim, which the compiler kept as one function built for the baseline (the AVX2 entry
+/// just jumped to it: no `ymm` register in the loop, seen in the disassembly). Called as
+/// `FnMut` from inside the always-inlined `with_simd`, the closure's body (which must be
+/// `#[inline(always)]`, as must every function it calls in the hot loop) is inlined into each
+/// instruction set's entry. The loops are written without fused multiply-adds, which the
+/// compiler may not contract, so every set gives the same values.
+pub(crate) struct Widest<F>(pub F);
+
+impl<F: FnMut()> pulp::WithSimd for Widest<F> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _simd: S) {
+        let mut body = self.0;
+        body()
+    }
 }
 
 /// A new f32 tensor of `shape`, filled by `write`. facegate's operators write straight into the

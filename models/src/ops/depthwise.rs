@@ -102,24 +102,17 @@ impl EvalOp for DepthwiseConv {
             }
         } else {
             let mut plane = Plane::new([h, w], self.pad);
-            // The widest vectors this CPU has (AVX2 on x86, where the build's baseline is
-            // SSE2): the loops below are written for the compiler to vectorise, and inlined
-            // into `dispatch` they are compiled once per instruction set. Without fused
-            // multiply-adds the compiler may not contract, so every set gives the same values.
-            pulp::Arch::new().dispatch(
-                #[inline(always)]
-                || {
-                    for (i, values) in out.chunks_exact_mut(oh * ow).enumerate().take(n * c) {
-                        let ch = i % c;
-                        match src {
-                            Some(src) => plane.fill(&src[i * h * w..][..h * w]),
-                            None => plane.fill(values),
-                        }
-                        let taps = &taps[ch * kh * kw..][..kh * kw];
-                        plane.convolve(taps, self.kernel, bias_of(ch), values, [oh, ow]);
-                    }
-                },
-            );
+            // Built for the baseline (SSE2 on x86): compiled for AVX2 as well and picked at run
+            // time (`super::Widest`), this loop made YuNet about 10% slower; its rows are short.
+            for (i, values) in out.chunks_exact_mut(oh * ow).enumerate().take(n * c) {
+                let ch = i % c;
+                match src {
+                    Some(src) => plane.fill(&src[i * h * w..][..h * w]),
+                    None => plane.fill(values),
+                }
+                let taps = &taps[ch * kh * kw..][..kh * kw];
+                plane.convolve(taps, self.kernel, bias_of(ch), values, [oh, ow]);
+            }
         }
         Ok(tvec!(y.into_tvalue()))
     }
