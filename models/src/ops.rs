@@ -397,18 +397,30 @@ pub fn swap_max_pools(model: &mut TypedModel) -> TractResult<usize> {
 }
 
 /// Replaces each node of `model` for which `choose` names an operator by that operator, on the
-/// same inputs; returns how many. Every swap of facegate's operators goes through here.
+/// same inputs; returns how many. Every swap of facegate's operators goes through here or
+/// through [`patch_each`].
 pub(crate) fn swap_each<O: TypedOp>(
     model: &mut TypedModel,
     choose: impl Fn(&TypedModel, &TypedNode) -> TractResult<Option<O>>,
 ) -> TractResult<usize> {
+    patch_each(model, |model, node| {
+        choose(model, node)?
+            .map(|op| TypedModelPatch::replace_single_op(model, node, &node.inputs, op))
+            .transpose()
+    })
+}
+
+/// Applies, node by node in evaluation order, the patch `patch` makes for it (if any), for a
+/// swap that replaces more than one node; returns how many were applied.
+pub(crate) fn patch_each(
+    model: &mut TypedModel,
+    patch: impl Fn(&TypedModel, &TypedNode) -> TractResult<Option<TypedModelPatch>>,
+) -> TractResult<usize> {
     let mut swapped = 0;
     for id in model.eval_order()? {
-        let node = model.node(id);
-        let Some(op) = choose(model, node)? else {
+        let Some(patch) = patch(model, model.node(id))? else {
             continue;
         };
-        let patch = TypedModelPatch::replace_single_op(model, node, &node.inputs, op)?;
         patch.apply(model)?;
         swapped += 1;
     }
@@ -416,6 +428,70 @@ pub(crate) fn swap_each<O: TypedOp>(
         model.compact()?;
     }
     Ok(swapped)
+}
+
+/// What the operators' tests share: a convolution as tract builds it, running a plan, inputs.
+#[cfg(test)]
+pub(crate) mod test_util {
+    use tract_onnx::prelude::*;
+    use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat, PaddingSpec, PoolSpec};
+    use tract_onnx::tract_core::ops::nn::DataFormat;
+
+    /// A decluttered model of one f32 `Conv` (`[C, H, W]` or `[N, C, H, W]` input, an OIHW
+    /// kernel of `group`s, stride 1, zero padding top, left, bottom, right) as tract builds it.
+    pub fn conv_model(
+        shape: &[usize],
+        kernel: &Tensor,
+        bias: &Tensor,
+        pad: [usize; 4],
+        group: usize,
+    ) -> TypedModel {
+        let mut model = TypedModel::default();
+        let src = model.add_source("x", f32::fact(shape)).expect("tract");
+        let k = model.add_const("k", kernel.clone()).expect("tract");
+        let b = model.add_const("b", bias.clone()).expect("tract");
+        let spec = PoolSpec {
+            data_format: if shape.len() == 4 {
+                DataFormat::NCHW
+            } else {
+                DataFormat::CHW
+            },
+            kernel_shape: kernel.shape()[2..].into(),
+            padding: PaddingSpec::Explicit(tvec![pad[0], pad[1]], tvec![pad[2], pad[3]]),
+            dilations: None,
+            strides: None,
+            input_channels: kernel.shape()[1] * group,
+            output_channels: kernel.shape()[0],
+        };
+        let conv = Conv {
+            pool_spec: spec,
+            kernel_fmt: KernelFormat::OIHW,
+            group,
+            q_params: None,
+        };
+        let out = model.wire_node("conv", conv, &[src, k, b]).expect("tract");
+        model.select_output_outlets(&out).expect("tract");
+        model.into_decluttered().expect("tract")
+    }
+
+    /// `model` optimised by tract, run on `input`: its first output.
+    pub fn run_optimised(model: TypedModel, input: &Tensor) -> Tensor {
+        model
+            .into_optimized()
+            .and_then(|m| m.into_runnable())
+            .expect("tract")
+            .run(tvec![input.clone().into()])
+            .expect("tract")
+            .remove(0)
+            .into_tensor()
+    }
+
+    /// `len` values spread over [-1, 1), different for each seed.
+    pub fn values(len: usize, seed: u64) -> Vec<f32> {
+        (0..len as u64)
+            .map(|i| (((i * 7919 + seed * 104_729) % 2003) as f32 / 1001.5) - 1.0)
+            .collect()
+    }
 }
 
 #[cfg(test)]

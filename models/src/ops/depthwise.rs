@@ -378,57 +378,9 @@ pub fn swap_depthwise(model: &mut TypedModel) -> TractResult<usize> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_util::{conv_model, run_optimised as run, values};
     use super::*;
     use proptest::prelude::*;
-    use tract_onnx::tract_core::ops::cnn::PoolSpec;
-
-    /// A decluttered model of one depthwise `Conv` as tract builds it.
-    fn conv_model(shape: &[usize], kernel: &Tensor, bias: &Tensor, pad: [usize; 4]) -> TypedModel {
-        let c = kernel.shape()[0];
-        let mut model = TypedModel::default();
-        let src = model.add_source("x", f32::fact(shape)).expect("tract");
-        let k = model.add_const("k", kernel.clone()).expect("tract");
-        let b = model.add_const("b", bias.clone()).expect("tract");
-        let spec = PoolSpec {
-            data_format: if shape.len() == 4 {
-                DataFormat::NCHW
-            } else {
-                DataFormat::CHW
-            },
-            kernel_shape: kernel.shape()[2..].into(),
-            padding: PaddingSpec::Explicit(tvec![pad[0], pad[1]], tvec![pad[2], pad[3]]),
-            dilations: None,
-            strides: None,
-            input_channels: c,
-            output_channels: c,
-        };
-        let conv = Conv {
-            pool_spec: spec,
-            kernel_fmt: KernelFormat::OIHW,
-            group: c,
-            q_params: None,
-        };
-        let out = model.wire_node("conv", conv, &[src, k, b]).expect("tract");
-        model.select_output_outlets(&out).expect("tract");
-        model.into_decluttered().expect("tract")
-    }
-
-    fn run(model: TypedModel, input: &Tensor) -> Tensor {
-        model
-            .into_optimized()
-            .and_then(|m| m.into_runnable())
-            .expect("tract")
-            .run(tvec![input.clone().into()])
-            .expect("tract")
-            .remove(0)
-            .into_tensor()
-    }
-
-    fn values(len: usize, seed: u64) -> Vec<f32> {
-        (0..len as u64)
-            .map(|i| (((i * 7919 + seed * 104_729) % 2003) as f32 / 1001.5) - 1.0)
-            .collect()
-    }
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(48))]
@@ -449,7 +401,7 @@ mod tests {
             let input = Tensor::from_shape(&shape, &values(volume, seed)).expect("tract");
             let kernel = Tensor::from_shape(&[c, 1, kh, kw], &values(c * kh * kw, seed + 1)).expect("tract");
             let bias = if scalar_bias { tensor0(0.25f32) } else { tensor1(&values(c, seed + 2)) };
-            let model = conv_model(&shape, &kernel, &bias, pad);
+            let model = conv_model(&shape, &kernel, &bias, pad, c);
             let want = run(model.clone(), &input);
             // Decluttering turns a one-channel 1x1 convolution into a product: nothing to swap.
             let convs = model.nodes().iter().filter(|n| n.op_is::<Conv>()).count();
@@ -485,7 +437,7 @@ mod tests {
     #[test]
     fn leaves_strided_convolutions_alone() {
         let kernel = Tensor::from_shape(&[2, 1, 3, 3], &values(18, 3)).expect("tract");
-        let mut model = conv_model(&[1, 2, 8, 8], &kernel, &tensor1(&[0f32, 1.0]), [1; 4]);
+        let mut model = conv_model(&[1, 2, 8, 8], &kernel, &tensor1(&[0f32, 1.0]), [1; 4], 2);
         let id = model
             .nodes()
             .iter()

@@ -385,19 +385,17 @@ fn bias_after(
 /// one, see [`fits`]) by [`PointwiseConv`], taking its bias `Add` with it; returns how many.
 /// Run before tract's own optimisation, which would turn them into packed matrix products.
 pub fn swap_pointwise(model: &mut TypedModel) -> TractResult<usize> {
-    let mut swapped = 0;
     if !ENABLED {
         return Ok(0);
     }
-    for id in model.eval_order()? {
-        let node = model.node(id);
+    super::patch_each(model, |model, node| {
         let Some(Found {
             op,
             x_input,
             out_channel,
         }) = fits(model, node)?
         else {
-            continue;
+            return Ok(None);
         };
         let co = op.out_shape[out_channel];
         let bias = bias_after(model, node, out_channel, co)?;
@@ -408,74 +406,20 @@ pub fn swap_pointwise(model: &mut TypedModel) -> TractResult<usize> {
             Some((add, b)) => (patch.tap_model(model, b)?, add),
             None => (
                 patch.add_const(format!("{}.zero_bias", node.name), tensor0(0f32))?,
-                id,
+                node.id,
             ),
         };
         let wire = patch.wire_node(&node.name, op, &[x, k, b])?[0];
         patch.shunt_outside(model, replaced.into(), wire)?;
-        patch.apply(model)?;
-        swapped += 1;
-    }
-    if swapped > 0 {
-        model.compact()?;
-    }
-    Ok(swapped)
+        Ok(Some(patch))
+    })
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_util::{conv_model, run_optimised as run, values};
     use super::*;
     use proptest::prelude::*;
-    use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat, PaddingSpec, PoolSpec};
-    use tract_onnx::tract_core::ops::nn::DataFormat;
-
-    /// A decluttered model of one 1x1 `Conv` as tract builds it.
-    fn conv_model(shape: &[usize], kernel: &Tensor, bias: &Tensor) -> TypedModel {
-        let (co, ci) = (kernel.shape()[0], kernel.shape()[1]);
-        let mut model = TypedModel::default();
-        let src = model.add_source("x", f32::fact(shape)).expect("tract");
-        let k = model.add_const("k", kernel.clone()).expect("tract");
-        let b = model.add_const("b", bias.clone()).expect("tract");
-        let spec = PoolSpec {
-            data_format: if shape.len() == 4 {
-                DataFormat::NCHW
-            } else {
-                DataFormat::CHW
-            },
-            kernel_shape: tvec![1, 1],
-            padding: PaddingSpec::Valid,
-            dilations: None,
-            strides: None,
-            input_channels: ci,
-            output_channels: co,
-        };
-        let conv = Conv {
-            pool_spec: spec,
-            kernel_fmt: KernelFormat::OIHW,
-            group: 1,
-            q_params: None,
-        };
-        let out = model.wire_node("conv", conv, &[src, k, b]).expect("tract");
-        model.select_output_outlets(&out).expect("tract");
-        model.into_decluttered().expect("tract")
-    }
-
-    fn run(model: TypedModel, input: &Tensor) -> Tensor {
-        model
-            .into_optimized()
-            .and_then(|m| m.into_runnable())
-            .expect("tract")
-            .run(tvec![input.clone().into()])
-            .expect("tract")
-            .remove(0)
-            .into_tensor()
-    }
-
-    fn values(len: usize, seed: u64) -> Vec<f32> {
-        (0..len as u64)
-            .map(|i| (((i * 7919 + seed * 104_729) % 2003) as f32 / 1001.5) - 1.0)
-            .collect()
-    }
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(48))]
@@ -497,7 +441,7 @@ mod tests {
                 1 => tensor0(0.25f32),
                 _ => tensor1(&values(co, seed + 2)),
             };
-            let model = conv_model(&shape, &kernel, &bias);
+            let model = conv_model(&shape, &kernel, &bias, [0; 4], 1);
             let want = run(model.clone(), &input);
             let mut swapped = model;
             // Decluttering drops a single output channel's axis from the kernel, and a kernel
@@ -522,30 +466,7 @@ mod tests {
     #[test]
     fn leaves_grouped_convolutions_alone() {
         let kernel = Tensor::from_shape(&[4, 1, 1, 1], &values(4, 3)).expect("tract");
-        let mut model = TypedModel::default();
-        let src = model
-            .add_source("x", f32::fact([1, 2, 8, 8]))
-            .expect("tract");
-        let k = model.add_const("k", kernel).expect("tract");
-        let b = model.add_const("b", tensor0(0f32)).expect("tract");
-        let spec = PoolSpec {
-            data_format: DataFormat::NCHW,
-            kernel_shape: tvec![1, 1],
-            padding: PaddingSpec::Valid,
-            dilations: None,
-            strides: None,
-            input_channels: 2,
-            output_channels: 4,
-        };
-        let conv = Conv {
-            pool_spec: spec,
-            kernel_fmt: KernelFormat::OIHW,
-            group: 2,
-            q_params: None,
-        };
-        let out = model.wire_node("conv", conv, &[src, k, b]).expect("tract");
-        model.select_output_outlets(&out).expect("tract");
-        let mut model = model.into_decluttered().expect("tract");
+        let mut model = conv_model(&[1, 2, 8, 8], &kernel, &tensor0(0f32), [0; 4], 2);
         assert_eq!(swap_pointwise(&mut model).expect("tract"), 0);
     }
 }
