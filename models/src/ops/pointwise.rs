@@ -90,7 +90,6 @@ impl EvalOp for PointwiseConv {
             "PointwiseConv: {} biases for {co} output channels",
             bias.len()
         );
-        let bias: Vec<f32> = (0..co).map(|o| bias[o % bias.len()]).collect();
         let x_plain = x.try_as_plain_ram()?;
         let src = x_plain.as_slice::<f32>()?;
         let y = super::written_f32(&self.out_shape, |out| {
@@ -107,7 +106,7 @@ impl EvalOp for PointwiseConv {
                 #[inline(always)]
                 || {
                     for (src, out) in src.chunks_exact(ci * p).zip(out.chunks_exact_mut(co * p)) {
-                        pointwise(geometry, weights, &bias, src, out);
+                        pointwise(geometry, weights, bias, src, out);
                     }
                 },
             ));
@@ -135,7 +134,7 @@ impl TypedOp for PointwiseConv {
 }
 
 /// `out[o][q] = bias[o] + sum over i of weights[o][i] * src[i][q]` for one `[Ci, P]` input and
-/// its `[Co, P]` output. Positions go in blocks of [`COLS`] (the last block overlapping the one
+/// its `[Co, P]` output (`bias` has `Co` values or one). Positions go in blocks of [`COLS`] (the last block overlapping the one
 /// before, so it is whole too), and within each block output channels in fours (likewise), so
 /// the block of input read for them stays in the first-level cache.
 #[inline(always)]
@@ -198,7 +197,8 @@ fn tile<const R: usize>(
         }
     }
     for (r, acc) in acc.iter().enumerate() {
-        let b = bias[o + r];
+        // One bias per output channel, or one for all (read in place: no per-frame copy).
+        let b = bias[if bias.len() == 1 { 0 } else { o + r }];
         let to: &mut [f32; COLS] = (&mut out[(o + r) * p + q..][..COLS])
             .try_into()
             .expect("a whole block");
