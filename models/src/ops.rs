@@ -446,16 +446,29 @@ pub(crate) mod test_util {
         pad: [usize; 4],
         group: usize,
     ) -> TypedModel {
+        let format = if shape.len() == 4 {
+            DataFormat::NCHW
+        } else {
+            DataFormat::CHW
+        };
+        conv_model_in(format, shape, kernel, bias, pad, group)
+    }
+
+    /// [`conv_model`] with the input in `format` (channels first or last).
+    pub fn conv_model_in(
+        format: DataFormat,
+        shape: &[usize],
+        kernel: &Tensor,
+        bias: &Tensor,
+        pad: [usize; 4],
+        group: usize,
+    ) -> TypedModel {
         let mut model = TypedModel::default();
         let src = model.add_source("x", f32::fact(shape)).expect("tract");
         let k = model.add_const("k", kernel.clone()).expect("tract");
         let b = model.add_const("b", bias.clone()).expect("tract");
         let spec = PoolSpec {
-            data_format: if shape.len() == 4 {
-                DataFormat::NCHW
-            } else {
-                DataFormat::CHW
-            },
+            data_format: format,
             kernel_shape: kernel.shape()[2..].into(),
             padding: PaddingSpec::Explicit(tvec![pad[0], pad[1]], tvec![pad[2], pad[3]]),
             dilations: None,

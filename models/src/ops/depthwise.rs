@@ -15,13 +15,17 @@ use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat, PaddingSpec};
 use tract_onnx::tract_core::ops::nn::DataFormat;
 
-/// Inputs: `x` as `[C, H, W]` or `[N, C, H, W]`, the kernel `[C, 1, kh, kw]`, the bias `[C]`
-/// or a scalar. Stride 1, no dilation, zero padding of `pad` rows and columns (top, left,
-/// bottom, right).
+/// Inputs: `x` as `[C, H, W]` or `[N, C, H, W]` (or, `channel_last`, `[H, W, C]` or `[N, H, W,
+/// C]`), the kernel `[C, 1, kh, kw]`, the bias `[C]` or a scalar. Stride 1, no dilation, zero
+/// padding of `pad` rows and columns (top, left, bottom, right).
 #[derive(Debug, Clone, Hash, PartialEq, Eq)]
 pub struct DepthwiseConv {
     kernel: [usize; 2],
     pad: [usize; 4],
+    /// Channels last: YuNet's head, where decluttering moved the layout change in front of its
+    /// 4- and 10-channel convolutions (tract's generic depthwise loop took 3.7% of YuNet's time
+    /// there). Computed through a channel-first copy: those tensors are small.
+    channel_last: bool,
 }
 
 impl Op for DepthwiseConv {
@@ -31,8 +35,10 @@ impl Op for DepthwiseConv {
 
     fn info(&self) -> TractResult<Vec<String>> {
         Ok(vec![format!(
-            "kernel {:?}, padding {:?}",
-            self.kernel, self.pad
+            "kernel {:?}, padding {:?}, channels {}",
+            self.kernel,
+            self.pad,
+            if self.channel_last { "last" } else { "first" }
         )])
     }
 
@@ -42,10 +48,10 @@ impl Op for DepthwiseConv {
 impl DepthwiseConv {
     /// `[N, C, H, W]` of an input shape (N is 1 for `[C, H, W]`) and the output's `[OH, OW]`.
     fn geometry(&self, shape: &[usize]) -> TractResult<([usize; 4], [usize; 2])> {
-        let nchw = match *shape {
-            [c, h, w] => [1, c, h, w],
-            [n, c, h, w] => [n, c, h, w],
-            _ => bail!("DepthwiseConv wants [C, H, W] or [N, C, H, W], got {shape:?}"),
+        let nchw = match (shape, self.channel_last) {
+            (&[c, h, w], false) | (&[h, w, c], true) => [1, c, h, w],
+            (&[n, c, h, w], false) | (&[n, h, w, c], true) => [n, c, h, w],
+            _ => bail!("DepthwiseConv wants a 3-D or 4-D input, got {shape:?}"),
         };
         let [kh, kw] = self.kernel;
         let [top, left, bottom, right] = self.pad;
@@ -56,6 +62,95 @@ impl DepthwiseConv {
             self.pad
         );
         Ok((nchw, [ph - kh + 1, pw - kw + 1]))
+    }
+}
+
+impl DepthwiseConv {
+    /// The output shape of an input shape whose geometry gave `[oh, ow]`.
+    fn output_shape(&self, shape: &[usize], [oh, ow]: [usize; 2]) -> TVec<usize> {
+        let mut out: TVec<usize> = shape.into();
+        let rank = out.len();
+        let at = if self.channel_last {
+            rank - 3
+        } else {
+            rank - 2
+        };
+        out[at] = oh;
+        out[at + 1] = ow;
+        out
+    }
+
+    /// Channels last through a channel-first copy of the input and of the output.
+    fn eval_channel_last(&self, x: &Tensor, taps: &[f32], bias: &[f32]) -> TractResult<Tensor> {
+        let ([n, c, h, w], [oh, ow]) = self.geometry(x.shape())?;
+        let x_plain = x.try_as_plain_ram()?;
+        let src = x_plain.as_slice::<f32>()?;
+        let mut planar = vec![0f32; n * c * h * w];
+        for (b, image) in src.chunks_exact(h * w * c).enumerate() {
+            for (p, pixel) in image.chunks_exact(c).enumerate() {
+                for (ch, v) in pixel.iter().enumerate() {
+                    planar[(b * c + ch) * h * w + p] = *v;
+                }
+            }
+        }
+        let mut out = vec![0f32; n * c * oh * ow];
+        self.planes(Some(&planar), &mut out, [n, c, h, w], [oh, ow], taps, bias);
+        let mut y = Tensor::zero::<f32>(&self.output_shape(x.shape(), [oh, ow]))?;
+        let mut y_plain = y.try_as_plain_ram_mut()?;
+        let dst = y_plain.as_slice_mut::<f32>()?;
+        for (b, image) in dst.chunks_exact_mut(oh * ow * c).enumerate() {
+            for (p, pixel) in image.chunks_exact_mut(c).enumerate() {
+                for (ch, v) in pixel.iter_mut().enumerate() {
+                    *v = out[(b * c + ch) * oh * ow + p];
+                }
+            }
+        }
+        Ok(y)
+    }
+
+    /// Channel-first planes: `out` (`n * c` planes of `oh x ow`) from `src` (planes of `h x w`),
+    /// or from `out` itself when `src` is `None` (in place, same size).
+    fn planes(
+        &self,
+        src: Option<&[f32]>,
+        out: &mut [f32],
+        [n, c, h, w]: [usize; 4],
+        [oh, ow]: [usize; 2],
+        taps: &[f32],
+        bias: &[f32],
+    ) {
+        let [kh, kw] = self.kernel;
+        let bias_of = |ch: usize| if bias.len() == 1 { bias[0] } else { bias[ch] };
+        if self.kernel == [1, 1] && self.pad == [0; 4] {
+            // A per-channel scale and shift (SFace's PReLUs become these): the output has the
+            // input's shape.
+            for (i, values) in out.chunks_exact_mut(oh * ow).enumerate().take(n * c) {
+                let (tap, b) = (taps[i % c], bias_of(i % c));
+                match src {
+                    Some(src) => {
+                        let from = &src[i * h * w..][..h * w];
+                        values
+                            .iter_mut()
+                            .zip(from)
+                            .for_each(|(v, x)| *v = b + tap * x);
+                    }
+                    None => values.iter_mut().for_each(|v| *v = b + tap * *v),
+                }
+            }
+        } else {
+            let mut plane = Plane::new([h, w], self.pad);
+            // Built for the baseline (SSE2 on x86): compiled for AVX2 as well and picked at run
+            // time (`super::Widest`), this loop made YuNet about 10% slower; its rows are short.
+            for (i, values) in out.chunks_exact_mut(oh * ow).enumerate().take(n * c) {
+                let ch = i % c;
+                match src {
+                    Some(src) => plane.fill(&src[i * h * w..][..h * w]),
+                    None => plane.fill(values),
+                }
+                let taps = &taps[ch * kh * kw..][..kh * kw];
+                plane.convolve(taps, self.kernel, bias_of(ch), values, [oh, ow]);
+            }
+        }
     }
 }
 
@@ -74,11 +169,10 @@ impl EvalOp for DepthwiseConv {
             taps.len(),
             bias.len()
         );
-        let bias_of = |ch: usize| if bias.len() == 1 { bias[0] } else { bias[ch] };
-        let mut shape: TVec<usize> = x.shape().into();
-        let rank = shape.len();
-        shape[rank - 2] = oh;
-        shape[rank - 1] = ow;
+        if self.channel_last {
+            return Ok(tvec!(self.eval_channel_last(&x, taps, bias)?.into_tvalue()));
+        }
+        let shape = self.output_shape(x.shape(), [oh, ow]);
         // Written in place when the output has the input's shape (a padded 3x3, a 1x1): each
         // plane is read (into the bordered copy, or value by value for a 1x1) before its
         // outputs overwrite it, and tract hands over an input that only this node reads
@@ -93,27 +187,7 @@ impl EvalOp for DepthwiseConv {
         let src = x_plain.as_ref().map(|p| p.as_slice::<f32>()).transpose()?;
         let mut y_plain = y.try_as_plain_ram_mut()?;
         let out = y_plain.as_slice_mut::<f32>()?;
-        if self.kernel == [1, 1] && self.pad == [0; 4] {
-            // A per-channel scale and shift (SFace's PReLUs become these): the output has the
-            // input's shape, so it is always the input, scaled in place.
-            for (i, values) in out.chunks_exact_mut(oh * ow).enumerate().take(n * c) {
-                let (tap, b) = (taps[i % c], bias_of(i % c));
-                values.iter_mut().for_each(|v| *v = b + tap * *v);
-            }
-        } else {
-            let mut plane = Plane::new([h, w], self.pad);
-            // Built for the baseline (SSE2 on x86): compiled for AVX2 as well and picked at run
-            // time (`super::Widest`), this loop made YuNet about 10% slower; its rows are short.
-            for (i, values) in out.chunks_exact_mut(oh * ow).enumerate().take(n * c) {
-                let ch = i % c;
-                match src {
-                    Some(src) => plane.fill(&src[i * h * w..][..h * w]),
-                    None => plane.fill(values),
-                }
-                let taps = &taps[ch * kh * kw..][..kh * kw];
-                plane.convolve(taps, self.kernel, bias_of(ch), values, [oh, ow]);
-            }
-        }
+        self.planes(src, out, [n, c, h, w], [oh, ow], taps, bias);
         Ok(tvec!(y.into_tvalue()))
     }
 }
@@ -125,12 +199,8 @@ impl TypedOp for DepthwiseConv {
             .shape
             .as_concrete()
             .context("DepthwiseConv wants a concrete input shape")?;
-        let (_, [oh, ow]) = self.geometry(shape)?;
-        let mut out: TVec<usize> = shape.into();
-        let rank = out.len();
-        out[rank - 2] = oh;
-        out[rank - 1] = ow;
-        Ok(tvec!(f32::fact(out)))
+        let (_, out) = self.geometry(shape)?;
+        Ok(tvec!(f32::fact(self.output_shape(shape, out))))
     }
 
     as_op!();
@@ -333,7 +403,10 @@ fn fits(model: &TypedModel, node: &TypedNode) -> TractResult<Option<DepthwiseCon
         && conv.kernel_fmt == KernelFormat::OIHW
         && conv.group == channels
         && spec.output_channels == channels
-        && matches!(spec.data_format, DataFormat::NCHW | DataFormat::CHW)
+        && matches!(
+            spec.data_format,
+            DataFormat::NCHW | DataFormat::CHW | DataFormat::NHWC | DataFormat::HWC
+        )
         && spec.kernel_shape.len() == 2
         && spec.strides.as_deref().is_none_or(|s| s == [1, 1])
         && spec.dilations.as_deref().is_none_or(|d| d == [1, 1])
@@ -360,6 +433,7 @@ fn fits(model: &TypedModel, node: &TypedNode) -> TractResult<Option<DepthwiseCon
     let op = DepthwiseConv {
         kernel: [spec.kernel_shape[0], spec.kernel_shape[1]],
         pad,
+        channel_last: matches!(spec.data_format, DataFormat::NHWC | DataFormat::HWC),
     };
     // The output shape settles the padding's rounding: ours must be tract's.
     let tracts = &model.outlet_fact(node.id.into())?.shape;
@@ -378,7 +452,7 @@ pub fn swap_depthwise(model: &mut TypedModel) -> TractResult<usize> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_util::{conv_model, run_optimised as run, values};
+    use super::super::test_util::{conv_model, conv_model_in, run_optimised as run, values};
     use super::*;
     use proptest::prelude::*;
 
@@ -393,15 +467,21 @@ mod tests {
             (kh, kw) in prop_oneof![Just((1usize, 1usize)), (1usize..10, 1usize..10)],
             pad in prop_oneof![Just([0usize; 4]), prop::array::uniform4(0usize..5)],
             scalar_bias in any::<bool>(),
+            channel_last in any::<bool>(),
             seed in 0u64..1000,
         ) {
             prop_assume!(h + pad[0] + pad[2] >= kh && w + pad[1] + pad[3] >= kw);
-            let shape: Vec<usize> = batch.map(|n| vec![n, c, h, w]).unwrap_or(vec![c, h, w]);
+            let (shape, format) = match (batch, channel_last) {
+                (Some(n), false) => (vec![n, c, h, w], DataFormat::NCHW),
+                (None, false) => (vec![c, h, w], DataFormat::CHW),
+                (Some(n), true) => (vec![n, h, w, c], DataFormat::NHWC),
+                (None, true) => (vec![h, w, c], DataFormat::HWC),
+            };
             let volume: usize = shape.iter().product();
             let input = Tensor::from_shape(&shape, &values(volume, seed)).expect("tract");
             let kernel = Tensor::from_shape(&[c, 1, kh, kw], &values(c * kh * kw, seed + 1)).expect("tract");
             let bias = if scalar_bias { tensor0(0.25f32) } else { tensor1(&values(c, seed + 2)) };
-            let model = conv_model(&shape, &kernel, &bias, pad, c);
+            let model = conv_model_in(format, &shape, &kernel, &bias, pad, c);
             let want = run(model.clone(), &input);
             // Decluttering turns a one-channel 1x1 convolution into a product: nothing to swap.
             let convs = model.nodes().iter().filter(|n| n.op_is::<Conv>()).count();
