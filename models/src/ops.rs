@@ -13,10 +13,12 @@
 mod depthwise;
 mod gelu;
 mod pointwise;
+mod prelu;
 
 use depthwise::swap_depthwise;
 use gelu::swap_gelus;
 use pointwise::swap_pointwise;
+use prelu::swap_prelus;
 
 use tract_onnx::model::ParsingContext;
 use tract_onnx::pb::NodeProto;
@@ -272,6 +274,7 @@ pub fn optimised(model: InferenceModel) -> TractResult<TypedModel> {
 pub fn optimised_typed(model: TypedModel) -> TractResult<TypedModel> {
     let mut model = decluttered_typed(model)?;
     swap_depthwise(&mut model)?;
+    swap_prelus(&mut model)?;
     swap_pointwise(&mut model)?;
     let mut model = model.into_optimized()?;
     swap_max_pools(&mut model)?;

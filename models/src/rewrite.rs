@@ -5,7 +5,9 @@
 //! (tract's per-operator profile). The same function written as
 //! `Relu(x) + Conv1x1_depthwise(Min(x, 0), slope)` lands on tract's vectorised kernels and
 //! fused element-wise chains: SFace went from 44 to 17 ms per face. The values are the same
-//! (for x > 0: x + slope·0 = x; otherwise 0 + slope·x), so embeddings do not change.
+//! (for x > 0: x + slope·0 = x; otherwise 0 + slope·x), so embeddings do not change. When the
+//! plan is made, facegate's own PReLU takes the four nodes back as one in-place pass
+//! (`ops/prelu.rs`); the rewrite stays because it is also the form the door's NNEF files hold.
 //!
 //! LayerNorm centering: EdgeFace's 26 LayerNorms over the channel axis start with
 //! `x - ReduceMean(x, axis=-1)`, which tract runs as a reduction plus a broadcast subtraction on

@@ -66,6 +66,12 @@ impl DepthwiseConv {
 }
 
 impl DepthwiseConv {
+    /// A 1x1 kernel on channel-first planes without padding: a scale per channel (what the
+    /// PReLU rewrite writes, which `super::prelu` takes whole).
+    pub(super) fn is_channel_scale(&self) -> bool {
+        self.kernel == [1, 1] && self.pad == [0; 4] && !self.channel_last
+    }
+
     /// The output shape of an input shape whose geometry gave `[oh, ow]`.
     fn output_shape(&self, shape: &[usize], [oh, ow]: [usize; 2]) -> TVec<usize> {
         let mut out: TVec<usize> = shape.into();
