@@ -99,8 +99,17 @@ impl DepthwiseConv {
                 }
             }
         }
-        let mut out = vec![0f32; n * c * oh * ow];
-        self.planes(Some(&planar), &mut out, [n, c, h, w], [oh, ow], taps, bias);
+        // A padded 3x3 keeps the plane's size: then the copy is convolved in place, one
+        // allocation fewer per node and frame.
+        let mut out = Vec::new();
+        let out = if (oh, ow) == (h, w) {
+            self.planes(None, &mut planar, [n, c, h, w], [oh, ow], taps, bias);
+            &planar
+        } else {
+            out.resize(n * c * oh * ow, 0f32);
+            self.planes(Some(&planar), &mut out, [n, c, h, w], [oh, ow], taps, bias);
+            &out
+        };
         let mut y = Tensor::zero::<f32>(&self.output_shape(x.shape(), [oh, ow]))?;
         let mut y_plain = y.try_as_plain_ram_mut()?;
         let dst = y_plain.as_slice_mut::<f32>()?;
@@ -128,20 +137,15 @@ impl DepthwiseConv {
         let [kh, kw] = self.kernel;
         let bias_of = |ch: usize| if bias.len() == 1 { bias[0] } else { bias[ch] };
         if self.kernel == [1, 1] && self.pad == [0; 4] {
-            // A per-channel scale and shift (SFace's PReLUs become these): the output has the
-            // input's shape.
+            // A per-channel scale and shift (what is left of a PReLU rewrite that `super::prelu`
+            // did not take whole). Stride 1 without padding keeps the shape, so both callers
+            // run it in place; a source is copied in first.
+            if let Some(src) = src {
+                out.copy_from_slice(&src[..n * c * h * w]);
+            }
             for (i, values) in out.chunks_exact_mut(oh * ow).enumerate().take(n * c) {
                 let (tap, b) = (taps[i % c], bias_of(i % c));
-                match src {
-                    Some(src) => {
-                        let from = &src[i * h * w..][..h * w];
-                        values
-                            .iter_mut()
-                            .zip(from)
-                            .for_each(|(v, x)| *v = b + tap * x);
-                    }
-                    None => values.iter_mut().for_each(|v| *v = b + tap * *v),
-                }
+                values.iter_mut().for_each(|v| *v = b + tap * *v);
             }
         } else {
             let mut plane = Plane::new([h, w], self.pad);
@@ -470,8 +474,8 @@ mod tests {
         fn equals_tracts_depthwise(
             batch in prop::option::of(1usize..3),
             c in 1usize..9, h in 1usize..13, w in 1usize..13,
-            (kh, kw) in prop_oneof![Just((1usize, 1usize)), (1usize..10, 1usize..10)],
-            pad in prop_oneof![Just([0usize; 4]), prop::array::uniform4(0usize..5)],
+            (kh, kw) in prop_oneof![Just((1usize, 1usize)), Just((3, 3)), (1usize..10, 1usize..10)],
+            pad in prop_oneof![Just([0usize; 4]), Just([1; 4]), prop::array::uniform4(0usize..5)],
             scalar_bias in any::<bool>(),
             channel_last in any::<bool>(),
             seed in 0u64..1000,
