@@ -84,6 +84,8 @@ pub struct LivenessCheck {
     pub net: facegate_models::liveness::Liveness,
     /// The threshold (the manifest's, or the config's).
     pub threshold: f32,
+    /// The motion cue's threshold (`[liveness] mode = "strict"`), `None` when it is off.
+    pub motion: Option<f32>,
 }
 
 /// Door settings.
@@ -112,6 +114,7 @@ impl DoorConfig {
             unlock_for: self.unlock_for,
             hold: self.hold,
             liveness: self.liveness.as_ref().map(|l| l.threshold),
+            motion: self.liveness.as_ref().and_then(|l| l.motion),
         }
     }
 }
@@ -264,6 +267,8 @@ where
     let mut relay = Relay::new(relay, config.active_high);
     let mut door = Door::new(config.rules());
     let mut still = Still::new(config.still_frames);
+    // Strict liveness: the subject's earlier frame for the motion cue.
+    let mut motion = facegate_models::motion::MotionTrack::new();
     let mut out = Outputs {
         shared,
         log,
@@ -301,7 +306,14 @@ where
         let t_frame = Instant::now();
         let recognised = recognise(&mut still, &live, &frame.image, &mut out.summary);
         let t_recognised = Instant::now();
-        let observation = observe(&live, &frame.image, frame.id, &recognised, config);
+        let at = t_frame.saturating_duration_since(started).as_secs_f32();
+        let observation = observe(
+            &live,
+            (&frame.image, frame.id, at),
+            &recognised,
+            config,
+            &mut motion,
+        );
         let actions = door.step(now, observation);
         out.apply(&actions, &mut relay, now, live.version);
         if let Ok(r) = &recognised {
@@ -341,7 +353,8 @@ fn is_decision(action: &Action) -> bool {
         Action::Log {
             event: Event::Known { unlocked: true, .. }
                 | Event::Stranger { .. }
-                | Event::NotLive { .. },
+                | Event::NotLive { .. }
+                | Event::MovedAsOne { .. },
             ..
         }
     )
@@ -395,12 +408,15 @@ fn camera_fault(e: &CameraError) -> Observation {
 }
 
 /// What the door sees in a recognised frame: the subject's box and who the gallery says it is.
+///
+/// `(image, frame, at)`: the frame, its number and its time in seconds since the start (the
+/// motion cue pairs frames by time).
 fn observe(
     live: &crate::live::Live,
-    image: &image::RgbImage,
-    frame: u64,
+    (image, frame, at): (&image::RgbImage, u64, f32),
     recognised: &facegate_models::Result<facegate_models::pipeline::Recognition>,
     config: &DoorConfig,
+    motion: &mut facegate_models::motion::MotionTrack,
 ) -> Observation {
     let gallery = &live.gallery;
     let subject = match recognised {
@@ -420,6 +436,11 @@ fn observe(
                     .liveness
                     .as_ref()
                     .and_then(|l| l.net.score(image, &f.detection.bbox).ok()),
+                motion: config
+                    .liveness
+                    .as_ref()
+                    .and_then(|l| l.motion)
+                    .and_then(|_| motion.observe(at, image, &f.detection.bbox)),
             }
         })),
         Err(e) => Err(e.to_string()),

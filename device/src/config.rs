@@ -171,13 +171,17 @@ fn default_interval_us() -> u32 {
 #[serde(deny_unknown_fields, default)]
 pub struct LivenessConfig {
     /// `passive` (every attempt is checked by the liveness network, which the models folder
-    /// holds: `facegate models fetch`) or `off` (a printed photo of someone enrolled opens
-    /// the door). Default: passive with a camera; off with a folder of images as the camera,
+    /// holds: `facegate models fetch`), `strict` (passive, and a face whose surroundings move
+    /// with it is refused) or `off` (a printed photo of someone enrolled opens the door). Default: passive with a camera; off with a folder of images as the camera,
     /// since those are photos, which is what the check refuses.
     pub mode: Option<LivenessMode>,
     /// The attempt's mean logit must reach this (default: the network's calibrated
     /// threshold, from its manifest). Lower lets more photos in.
     pub threshold: Option<f32>,
+    /// With `mode = "strict"`: an attempt whose mean motion pair score is above this is
+    /// refused (default `facegate_models::motion::THRESHOLD`, 0: the surroundings fit better
+    /// moved with the face than left in place). Higher lets more held-up phones in.
+    pub motion_threshold: Option<f32>,
 }
 
 impl Config {
@@ -198,6 +202,10 @@ pub enum LivenessMode {
     Off,
     /// The network on every frame of an attempt, averaged.
     Passive,
+    /// Passive, and the motion cue (`facegate_models::motion`): a face whose surroundings
+    /// move with it (a photo or a phone held up by hand) is refused, and an unlock waits for
+    /// about 0.8 s of the face. It also refuses more live people (docs/LIVENESS.md, "Motion").
+    Strict,
 }
 
 /// `[model]`
@@ -746,6 +754,15 @@ impl Config {
                 "leave it out to use the network's calibrated one",
             );
         }
+        if let Some(t) = self.liveness.motion_threshold
+            && !(t.is_finite() && (-1.0..=5.0).contains(&t))
+        {
+            return bad(
+                "liveness.motion_threshold",
+                format!("= {t} is not a usable threshold"),
+                "leave it out to use the default (0)",
+            );
+        }
         if self.update.max_version_step == 0 {
             return bad(
                 "update.max_version_step",
@@ -1063,10 +1080,24 @@ mod tests {
                 "display.spi_hz",
                 EXAMPLE.replace("spi_hz = 32000000", "spi_hz = 0"),
             ),
+            (
+                "liveness.motion_threshold",
+                EXAMPLE.replace("# motion_threshold = 0.0", "motion_threshold = nan"),
+            ),
         ] {
             let msg = parse(&text).expect_err(key).to_string();
             assert!(msg.contains(key), "{key}: {msg}");
         }
+    }
+
+    #[test]
+    fn strict_liveness_reads_with_its_motion_threshold() {
+        let text = EXAMPLE
+            .replace("mode = \"passive\"", "mode = \"strict\"")
+            .replace("# motion_threshold = 0.0", "motion_threshold = 0.1");
+        let c = parse(&text).expect("strict");
+        assert_eq!(c.liveness_mode(), LivenessMode::Strict);
+        assert_eq!(c.liveness.motion_threshold, Some(0.1));
     }
 
     #[test]

@@ -26,6 +26,9 @@ pub struct DoorRules {
     pub hold: Duration,
     /// The liveness threshold (mean frame logit of an attempt), `None` when the check is off.
     pub liveness: Option<f32>,
+    /// The motion cue's threshold (mean pair score of an attempt, `[liveness] mode =
+    /// "strict"`), `None` when it is off.
+    pub motion: Option<f32>,
 }
 
 /// The subject of a frame, recognised.
@@ -41,6 +44,9 @@ pub struct Seen {
     pub threshold: f32,
     /// The liveness network's logit for this frame (`None` when the check is off).
     pub liveness: Option<f32>,
+    /// The motion cue's score of the frame pair this frame closes (`None` when it closes none
+    /// or the cue is off).
+    pub motion: Option<f32>,
 }
 
 /// What happened.
@@ -112,10 +118,15 @@ pub struct Door {
     sticky_until: Option<Instant>,
     /// Liveness logits of the current subject's frames (the last [`LIVENESS_FRAMES`]).
     liveness: Vec<f32>,
+    /// Motion pair scores of the current subject (the last [`MOTION_PAIRS`]).
+    motion: Vec<f32>,
 }
 
 /// Frames of one attempt whose liveness is averaged (about 3 s at 10 frames a second).
 pub const LIVENESS_FRAMES: usize = 32;
+
+/// Motion pairs of one attempt that are averaged (about 3 s at a pair each 0.4 s).
+pub const MOTION_PAIRS: usize = 8;
 
 /// When a decision is made: the time, the frame's number, and whether a screen shown earlier
 /// (welcome, refused) is still being held and must not be replaced by "looking".
@@ -146,6 +157,7 @@ impl Door {
             seen_version: None,
             sticky_until: None,
             liveness: Vec::new(),
+            motion: Vec::new(),
         }
     }
 
@@ -224,6 +236,7 @@ impl Door {
         if let Step::Started(_) = self.tracker.step(seen.as_ref().map(|s| &s.bbox)) {
             self.policy.new_subject();
             self.liveness.clear();
+            self.motion.clear();
         }
         let veto = self.liveness_veto(seen.as_ref());
         let verdict = self
@@ -280,6 +293,20 @@ impl Door {
             };
             return vec![Action::Show(Screen::NotLive), at.log(event)];
         }
+        if let Some(Hold::MovesWithSurroundings {
+            motion, attempt, ..
+        }) = held
+        {
+            // A photo or a phone held up by hand: refused like a photo the network caught.
+            self.sticky_until = Some(at.now + self.rules.hold);
+            let event = Event::MovedAsOne {
+                person,
+                score,
+                motion,
+                attempt,
+            };
+            return vec![Action::Show(Screen::NotLive), at.log(event)];
+        }
         let mut out = Vec::new();
         if unlock {
             out.push(Action::Unlock(self.rules.unlock_for));
@@ -328,6 +355,10 @@ impl Door {
     /// With the check on: the subject's frames so far (this one included) averaged, and a veto
     /// when the mean is below the threshold. A frame without a liveness score counts as not
     /// live: the check never passes by default.
+    ///
+    /// With the motion cue too (strict): the subject's frame pairs averaged, a veto when the
+    /// mean is above its threshold, and a hold (not a refusal) until
+    /// [`facegate_models::motion::MIN_PAIRS`] pairs are in.
     fn liveness_veto(&mut self, seen: Option<&Seen>) -> Option<Hold> {
         let threshold = self.rules.liveness?;
         let seen = seen?;
@@ -336,10 +367,33 @@ impl Door {
         }
         self.liveness
             .push(seen.liveness.filter(|l| l.is_finite()).unwrap_or(-1e6));
+        if let (Some(_), Some(pair)) = (self.rules.motion, seen.motion) {
+            if self.motion.len() == MOTION_PAIRS {
+                self.motion.remove(0);
+            }
+            // A pair that could not be scored counts as moving with its surroundings.
+            self.motion
+                .push(if pair.is_finite() { pair } else { f32::MAX });
+        }
         let score = facegate_models::liveness::attempt_score(&self.liveness)?;
-        (score < threshold).then_some(Hold::NotLive {
-            score,
-            threshold,
+        if score < threshold {
+            return Some(Hold::NotLive {
+                score,
+                threshold,
+                attempt: 0,
+            });
+        }
+        let motion_threshold = self.rules.motion?;
+        if self.motion.len() < facegate_models::motion::MIN_PAIRS {
+            return Some(Hold::Watching {
+                pairs: self.motion.len(),
+                needed: facegate_models::motion::MIN_PAIRS,
+            });
+        }
+        let motion = facegate_models::motion::attempt_motion(&self.motion)?;
+        (motion > motion_threshold).then_some(Hold::MovesWithSurroundings {
+            motion,
+            threshold: motion_threshold,
             attempt: 0,
         })
     }
@@ -361,6 +415,7 @@ mod tests {
             unlock_for: Duration::from_secs(3),
             hold: Duration::from_secs(2),
             liveness: None,
+            motion: None,
         }
     }
 
@@ -376,6 +431,7 @@ mod tests {
             name: name.into(),
             threshold: 0.5,
             liveness: None,
+            motion: None,
         })
     }
 
@@ -560,6 +616,71 @@ mod tests {
                 .iter()
                 .any(|a| matches!(a, Action::Unlock(_)))
         );
+    }
+
+    fn live_moving(seen: Option<Seen>, pair: Option<f32>) -> Option<Seen> {
+        seen.map(|s| Seen {
+            liveness: Some(3.0),
+            motion: pair,
+            ..s
+        })
+    }
+
+    fn strict() -> Door {
+        Door::new(DoorRules {
+            liveness: Some(0.5),
+            motion: Some(0.0),
+            ..rules()
+        })
+    }
+
+    fn unlocks(actions: &[Action]) -> bool {
+        actions.iter().any(|a| matches!(a, Action::Unlock(_)))
+    }
+
+    #[test]
+    fn a_strict_door_waits_for_two_motion_pairs_then_opens_for_a_live_face() {
+        let mut door = strict();
+        let t = Instant::now();
+        // The network says live and the frames agree, but no pair yet: held, not refused.
+        door.step(t, frame(1, live_moving(ann(100.0), None)));
+        let held = door.step(t + SEC / 5, frame(2, live_moving(ann(101.0), None)));
+        assert!(!unlocks(&held));
+        assert_eq!(held[0], Action::Show(Screen::Looking));
+        assert!(matches!(
+            events(&held)[0],
+            Event::Held { reason, .. } if reason.contains("watching: 0 of 2")
+        ));
+        let one = door.step(t + SEC / 2, frame(3, live_moving(ann(102.0), Some(-0.4))));
+        assert!(!unlocks(&one));
+        let open = door.step(t + SEC, frame(4, live_moving(ann(103.0), Some(-0.2))));
+        assert_eq!(open[0], Action::Unlock(Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn a_strict_door_refuses_a_face_whose_surroundings_follow_it() {
+        let mut door = strict();
+        let t = Instant::now();
+        door.step(t, frame(1, live_moving(ann(100.0), None)));
+        door.step(t + SEC / 2, frame(2, live_moving(ann(104.0), Some(0.3))));
+        let refused = door.step(t + SEC, frame(3, live_moving(ann(108.0), Some(0.1))));
+        assert!(!unlocks(&refused));
+        assert_eq!(refused[0], Action::Show(Screen::NotLive));
+        assert!(matches!(
+            events(&refused)[0],
+            Event::MovedAsOne { person, motion, attempt: 1, .. }
+                if person == "ann" && (*motion - 0.2).abs() < 1e-6
+        ));
+        // A pair that could not be scored never lets it in.
+        let mut door = strict();
+        door.step(t, frame(1, live_moving(ann(100.0), Some(-0.5))));
+        let nan = door.step(t + SEC, frame(2, live_moving(ann(101.0), Some(f32::NAN))));
+        assert!(!unlocks(&nan));
+        // The network's own refusal comes first.
+        let mut door = strict();
+        door.step(t, frame(1, with_liveness(ann(100.0), -6.0)));
+        let photo = door.step(t + SEC, frame(2, with_liveness(ann(101.0), -6.0)));
+        assert!(matches!(events(&photo)[0], Event::NotLive { .. }));
     }
 
     #[test]

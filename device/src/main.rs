@@ -274,8 +274,9 @@ impl SimArgs {
                 mode: Some(match self.liveness {
                     LivenessArg::Off => LivenessMode::Off,
                     LivenessArg::Passive => LivenessMode::Passive,
+                    LivenessArg::Strict => LivenessMode::Strict,
                 }),
-                threshold: None,
+                ..LivenessConfig::default()
             },
             mqtt: self
                 .mqtt
@@ -313,6 +314,8 @@ enum LivenessArg {
     Off,
     /// The liveness network on every attempt.
     Passive,
+    /// The network, and the motion cue: a face whose surroundings move with it is refused.
+    Strict,
 }
 
 fn parse_size(text: &str) -> Result<[u32; 2], String> {

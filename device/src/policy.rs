@@ -84,6 +84,24 @@ pub enum Hold {
         /// Consecutive refused attempts (set by the policy, as for strangers).
         attempt: u32,
     },
+    /// The face's surroundings move with it (a photo or a phone held up by hand): the motion
+    /// cue of `[liveness] mode = "strict"`.
+    MovesWithSurroundings {
+        /// The attempt's motion score.
+        motion: f32,
+        /// The score it must not exceed.
+        threshold: f32,
+        /// Consecutive refused attempts (set by the policy, as for strangers).
+        attempt: u32,
+    },
+    /// The motion cue has not seen enough of the face yet (strict mode): a live person is
+    /// held a moment, not refused.
+    Watching {
+        /// Frame pairs so far.
+        pairs: usize,
+        /// Pairs needed.
+        needed: usize,
+    },
 }
 
 impl std::fmt::Display for Hold {
@@ -103,6 +121,16 @@ impl std::fmt::Display for Hold {
                 f,
                 "not live: liveness {score:.2} below {threshold:.2} (a photo or a screen?)"
             ),
+            Hold::MovesWithSurroundings {
+                motion, threshold, ..
+            } => write!(
+                f,
+                "not live: the surroundings move with the face (motion {motion:.3} above \
+                 {threshold:.3}: a photo or a phone held up?)"
+            ),
+            Hold::Watching { pairs, needed } => {
+                write!(f, "watching: {pairs} of {needed} motion pairs")
+            }
         }
     }
 }
@@ -197,7 +225,10 @@ impl Policy {
                 } else {
                     cooling.map(|left| Hold::Cooldown { left }).or(veto)
                 };
-                if let Some(Hold::NotLive { attempt, .. }) = &mut held {
+                if let Some(
+                    Hold::NotLive { attempt, .. } | Hold::MovesWithSurroundings { attempt, .. },
+                ) = &mut held
+                {
                     self.stranger_streak += 1;
                     *attempt = self.stranger_streak;
                 } else {

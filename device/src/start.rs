@@ -385,8 +385,24 @@ pub fn liveness_check(config: &Config) -> Result<Option<crate::app::LivenessChec
     )?;
     let net = facegate_models::liveness::Liveness::from_door_form(&manifest, &bytes)?;
     let threshold = config.liveness.threshold.unwrap_or(manifest.threshold);
-    eprintln!("liveness: passive, threshold {threshold:.3}");
-    Ok(Some(crate::app::LivenessCheck { net, threshold }))
+    let motion = (config.liveness_mode() == LivenessMode::Strict).then(|| {
+        config
+            .liveness
+            .motion_threshold
+            .unwrap_or(facegate_models::motion::THRESHOLD)
+    });
+    match motion {
+        Some(m) => eprintln!(
+            "liveness: strict, threshold {threshold:.3}, motion threshold {m:.3} (a face whose \
+             surroundings move with it is refused)"
+        ),
+        None => eprintln!("liveness: passive, threshold {threshold:.3}"),
+    }
+    Ok(Some(crate::app::LivenessCheck {
+        net,
+        threshold,
+        motion,
+    }))
 }
 
 /// The door's own key pair for the update channel, made on first start and kept beside the

@@ -8,7 +8,8 @@ use serde_json::{Value, json};
 
 /// A record as one flat JSON object, easy to filter with jq: `kind` ("known", "stranger",
 /// "not-live", "remote-unlock", "update", "fault"), the time both as RFC 3339 and in ms, and
-/// the event's own fields at the top level. A recognised person the door held back is
+/// the event's own fields at the top level (a "not-live" record says which `cue` refused:
+/// "network" or "motion"). A recognised person the door held back is
 /// `"kind": "known", "unlocked": false` with the `reason`.
 pub fn flat(record: &LogRecord) -> Value {
     let time = humantime::format_rfc3339_millis(
@@ -50,8 +51,15 @@ pub fn flat(record: &LogRecord) -> Value {
             score,
             liveness,
             attempt,
-        } => json!({"kind": "not-live", "person": person, "score": score,
+        } => json!({"kind": "not-live", "cue": "network", "person": person, "score": score,
                     "liveness": liveness, "attempt": attempt, "unlocked": false}),
+        Event::MovedAsOne {
+            person,
+            score,
+            motion,
+            attempt,
+        } => json!({"kind": "not-live", "cue": "motion", "person": person, "score": score,
+                    "motion": motion, "attempt": attempt, "unlocked": false}),
         Event::RemoteUnlock { by } => {
             json!({"kind": "remote-unlock", "by": by, "unlocked": true})
         }
@@ -72,7 +80,7 @@ pub fn decision(record: &LogRecord) -> Option<Value> {
     let event_type = match &record.event {
         Event::Known { unlocked: true, .. } | Event::RemoteUnlock { .. } => "unlocked",
         Event::Stranger { .. } => "stranger",
-        Event::NotLive { .. } => "refused",
+        Event::NotLive { .. } | Event::MovedAsOne { .. } => "refused",
         _ => return None,
     };
     let mut v = flat(record);

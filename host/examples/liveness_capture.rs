@@ -6,13 +6,14 @@
 //! attempt as the door does (mean logit of its frames, the manifest's threshold). Nothing is
 //! tuned on it: the network and the threshold are the committed ones.
 //!
-//! `cargo run --release -p facegate --example liveness_capture -- DIR [MODELS_DIR]`
+//! `cargo run --release -p facegate --example liveness_capture -- DIR [MODELS_DIR] [--strict]`
+//! (`--strict`: as a door with `[liveness] mode = "strict"`, the motion cue too)
 //! (DIR laid out `<species>/<attempt>/<frames>`, e.g. `$FACEGATE_SHARED/liveness/replay_attack/devel`).
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use facegate::eval::liveness::{attempts, rates, score_as};
+use facegate::eval::liveness::{FRAME_INTERVAL, MotionRule, attempts, rates, score_as};
 use facegate_models::detect::Detector;
 use facegate_models::liveness::{Liveness, read_verified};
 use facegate_models::model_files::{YUNET_DOOR, default_dir};
@@ -120,10 +121,18 @@ const CAPTURES: [Capture; 7] = [
 ];
 
 fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().collect();
+    // `--strict`: as a door with `[liveness] mode = "strict"` (the motion cue too).
+    let mut args: Vec<String> = std::env::args().collect();
+    let strict = args.iter().any(|a| a == "--strict");
+    args.retain(|a| a != "--strict");
+    let rule = if strict {
+        MotionRule::strict(FRAME_INTERVAL)
+    } else {
+        MotionRule::default()
+    };
     let dir = PathBuf::from(
         args.get(1)
-            .context("usage: liveness_capture DIR [MODELS_DIR]")?,
+            .context("usage: liveness_capture DIR [MODELS_DIR] [--strict]")?,
     );
     let models = args.get(2).map(PathBuf::from).unwrap_or_else(default_dir);
     let (manifest, bytes) = read_verified(&models)?;
@@ -152,7 +161,7 @@ fn main() -> Result<()> {
             .map(|(i, a)| {
                 // A change that fails (a JPEG that does not encode) drops the frame, as an
                 // unreadable one is dropped; the count of faceless attempts shows it.
-                score_as(&detector, &net, a, |img, j| {
+                score_as(&detector, &net, a, rule, |img, j| {
                     (capture.change)(img, (i * 1000 + j) as u64).ok()
                 })
             })

@@ -38,6 +38,7 @@ pub mod mask;
 pub mod maskroute;
 pub mod maskstate;
 pub mod model_files;
+pub mod motion;
 pub mod nnef;
 // Graph builders and the quantiser: public for the laptop (feature `builders`), internal
 // otherwise (the trained parts describe their graphs with them, the door expands int8 weights).

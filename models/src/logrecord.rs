@@ -104,6 +104,19 @@ pub enum Event {
         /// that level to the login).
         by: String,
     },
+    /// A face that matched an enrolled person but whose surroundings moved with it (a photo or
+    /// a phone held up by hand, `[liveness] mode = "strict"`): refused, and counted as an
+    /// attempt. Added after `RemoteUnlock`.
+    MovedAsOne {
+        /// Whom the face matched.
+        person: String,
+        /// Its identity score.
+        score: f32,
+        /// The attempt's motion score (`crate::motion`), above the threshold.
+        motion: f32,
+        /// Consecutive refused attempts, as for strangers.
+        attempt: u32,
+    },
 }
 
 /// Why a frame could not be read.
@@ -222,7 +235,7 @@ impl Event {
                 cut_to(person, MAX_HELD_NAME);
                 cut_to(reason, MAX_HELD_REASON);
             }
-            Event::NotLive { person, .. } => cut(person),
+            Event::NotLive { person, .. } | Event::MovedAsOne { person, .. } => cut(person),
             Event::RemoteUnlock { by } => cut(by),
             Event::Stranger { .. } => {}
         }
@@ -276,6 +289,16 @@ impl fmt::Display for LogRecord {
                  attempt={attempt} locked"
             ),
             Event::RemoteUnlock { by } => write!(f, "REMOTE UNLOCK by {by:?} UNLOCKED"),
+            Event::MovedAsOne {
+                person,
+                score,
+                motion,
+                attempt,
+            } => write!(
+                f,
+                "NOT LIVE looks like {person:?} score={score:.3} moves with its surroundings \
+                 motion={motion:.3} attempt={attempt} locked"
+            ),
         }
     }
 }
@@ -366,6 +389,14 @@ mod tests {
                 }
             ),
             ".{0,64}".prop_map(|by| Event::RemoteUnlock { by }),
+            (".{0,120}", -1f32..1.0, -2f32..2.0, any::<u32>()).prop_map(
+                |(person, score, motion, attempt)| Event::MovedAsOne {
+                    person,
+                    score,
+                    motion,
+                    attempt,
+                }
+            ),
         ]
     }
 

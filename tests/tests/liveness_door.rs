@@ -2,7 +2,8 @@
 //! one frame of a live video, then hold a paper print of them in front of the simulated door.
 //! Without the liveness check the door opens (the finding); with it (the door's default with a
 //! camera) it stays shut, shows "please look at the camera" and logs NOT LIVE with the score,
-//! while the live person, from another video, still gets in.
+//! while the live person, from another video, still gets in; so does a strict door (the
+//! motion cue too), which also keeps the print shut when it is held up by hand.
 
 use std::path::{Path, PathBuf};
 
@@ -30,34 +31,39 @@ fn run(bin: &Path, dir: &Path, args: &[&str]) -> String {
 
 /// Plays `from`'s frames at the door with the check `liveness`; returns the text log.
 fn door(dir: &Path, name: &str, from: &Path, liveness: &str) -> String {
+    door_with(dir, name, from, liveness, &[])
+}
+
+/// [`door`] with more `simulate` arguments.
+fn door_with(dir: &Path, name: &str, from: &Path, liveness: &str, more: &[&str]) -> String {
     let camera = dir.join(name);
     std::fs::create_dir_all(&camera).expect("mkdir");
     for f in frames(from) {
         std::os::unix::fs::symlink(&f, camera.join(f.file_name().expect("name"))).expect("link");
     }
     let log = dir.join(format!("{name}.log"));
-    run(
-        &device_bin(),
-        dir,
-        &[
-            "simulate",
-            "--bundle",
-            "door.fgb",
-            "--trust",
-            "facegate.pub",
-            "--store",
-            &format!("store-{name}"),
-            "--camera-dir",
-            name,
-            "--log",
-            log.to_str().expect("utf-8"),
-            "--text-log",
-            "--relay",
-            &format!("{name}.relay"),
-            "--liveness",
-            liveness,
-        ],
-    );
+    let store = format!("store-{name}");
+    let relay = format!("{name}.relay");
+    let mut args = vec![
+        "simulate",
+        "--bundle",
+        "door.fgb",
+        "--trust",
+        "facegate.pub",
+        "--store",
+        &store,
+        "--camera-dir",
+        name,
+        "--log",
+        log.to_str().expect("utf-8"),
+        "--text-log",
+        "--relay",
+        &relay,
+        "--liveness",
+        liveness,
+    ];
+    args.extend_from_slice(more);
+    run(&device_bin(), dir, &args);
     std::fs::read_to_string(log).expect("log")
 }
 
@@ -122,4 +128,19 @@ fn a_printed_photo_of_an_enrolled_person_does_not_open_the_door() {
     let welcome = door(dir, "real-on", &real, "passive");
     assert!(welcome.contains("UNLOCKED"), "{welcome}");
     assert!(!welcome.contains("NOT LIVE"), "{welcome}");
+
+    // A strict door (the motion cue too), frames half a second apart as they were recorded:
+    // the live person still gets in (the cue's two pairs are in by the third frame)...
+    let paced = ["--repeat", "1", "--fps", "2"];
+    let strict = door_with(dir, "real-strict", &real, "strict", &paced);
+    assert!(strict.contains("UNLOCKED"), "{strict}");
+    assert!(!strict.contains("NOT LIVE"), "{strict}");
+    // ...and the same print held up by hand stays shut.
+    let held = devel(
+        "print",
+        "hand__attack_print_client003_session01_highdef_photo_adverse",
+    );
+    let shut = door_with(dir, "held-strict", &held, "strict", &paced);
+    assert!(!shut.contains("UNLOCKED"), "{shut}");
+    assert!(shut.contains("NOT LIVE"), "{shut}");
 }

@@ -48,6 +48,40 @@ fn the_liveness_network_keeps_its_devel_figures() {
     assert_eq!(r["attempts"]["real"], 60);
     assert!(r["threshold"].is_number());
     assert!(tmp.path().join("r.det.png").exists());
+    // Passive, as the door ships: the motion cue scores but refuses nothing.
+    assert!(r["motion_threshold"].is_null(), "{r}");
+    assert_eq!(r["motion_refused"]["print"], 0, "{r}");
+}
+
+#[test]
+fn a_strict_door_refuses_most_hand_held_attacks_by_motion() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let devel = shared_dir().join("liveness/replay_attack/devel");
+    let r = eval(
+        &[
+            devel.to_str().expect("utf-8"),
+            "--protocol",
+            "liveness",
+            "--strict",
+        ],
+        &tmp.path().join("s.json"),
+    );
+    // docs/LIVENESS.md, "Motion": BPCER 5.00%, worst APCER 1.67%; the cue alone refuses 24 of
+    // the 30 hand-held prints and none of the 30 on a stand. One attempt of slack.
+    assert_eq!(r["motion_threshold"], 0.0, "{r}");
+    assert!(r["bpcer"].as_f64().expect("bpcer") <= 0.067, "{r}");
+    assert!(r["apcer_max"].as_f64().expect("apcer_max") <= 0.034, "{r}");
+    let moved = r["motion_refused"]["print"].as_u64().expect("print");
+    assert!((23..=30).contains(&moved), "{r}");
+    let fixed_print_moved = r["scored"]
+        .as_array()
+        .expect("scored")
+        .iter()
+        .filter(|s| s["species"] == "print")
+        .filter(|s| s["name"].as_str().is_some_and(|n| n.starts_with("fixed__")))
+        .filter(|s| s["motion_refused"] == true)
+        .count();
+    assert_eq!(fixed_print_moved, 0, "{r}");
 }
 
 /// The development split's live and print attempts as a camera in a hall with 60% of the light

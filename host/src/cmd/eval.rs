@@ -249,4 +249,13 @@ pub struct EvalCmd {
     /// With --bundle: a folder for the charts (PNG), the HTML page of mistakes and report.json.
     #[arg(long, alias = "out", value_name = "DIR")]
     pub out_dir: Option<PathBuf>,
+    /// With --protocol liveness: as a door with `[liveness] mode = "strict"`, the network and
+    /// the motion cue (a face whose surroundings move with it is refused) [default: passive,
+    /// the network alone, as the door ships].
+    #[arg(long)]
+    pub strict: bool,
+    /// With --protocol liveness: seconds between an attempt's frames (the motion cue pairs
+    /// frames 0.4 s or more apart).
+    #[arg(long, value_name = "SECONDS", default_value_t = crate::eval::liveness::FRAME_INTERVAL)]
+    pub frame_interval: f32,
 }

@@ -14,6 +14,7 @@ use anyhow::{Context, Result, bail};
 use facegate_models::detect::Detector;
 use facegate_models::image_io;
 use facegate_models::liveness::{Liveness, attempt_score, input};
+use facegate_models::motion::{self, MotionTrack, attempt_motion};
 use facegate_models::pipeline::subject;
 use image::RgbImage;
 use serde::Serialize;
@@ -105,6 +106,57 @@ pub fn attempt_inputs_as(
     views: &[f32],
     capture: impl Fn(RgbImage, usize) -> Option<RgbImage>,
 ) -> Vec<Vec<f32>> {
+    attempt_frames_as(detector, attempt, views, FRAME_INTERVAL, capture)
+        .into_iter()
+        .map(|(input, _)| input)
+        .collect()
+}
+
+/// How an evaluation pairs an attempt's frames for the motion cue, and whether it refuses by
+/// it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MotionRule {
+    /// Seconds between consecutive frames.
+    pub interval: f32,
+    /// Refuse an attempt whose motion score is above this (`None`: the network alone).
+    pub threshold: Option<f32>,
+}
+
+impl Default for MotionRule {
+    /// The door's default (passive): frames [`FRAME_INTERVAL`] apart, scored but not refused
+    /// by motion.
+    fn default() -> Self {
+        Self {
+            interval: FRAME_INTERVAL,
+            threshold: None,
+        }
+    }
+}
+
+impl MotionRule {
+    /// A strict door's: refused above [`motion::THRESHOLD`].
+    pub fn strict(interval: f32) -> Self {
+        Self {
+            interval,
+            threshold: Some(motion::THRESHOLD),
+        }
+    }
+}
+
+/// Seconds between an attempt's frames when a folder does not say (Replay-Attack as shared:
+/// frames about 0.5 s apart).
+pub const FRAME_INTERVAL: f32 = 0.5;
+
+/// Each frame with a face: its network input and the motion pair score it closes
+/// ([`MotionTrack`], frame `i` taken at `i * interval` seconds), as the door pairs frames.
+pub fn attempt_frames_as(
+    detector: &Detector,
+    attempt: &Attempt,
+    views: &[f32],
+    interval: f32,
+    capture: impl Fn(RgbImage, usize) -> Option<RgbImage>,
+) -> Vec<(Vec<f32>, Option<f32>)> {
+    let mut motion = MotionTrack::new();
     attempt
         .frames
         .iter()
@@ -113,7 +165,8 @@ pub fn attempt_inputs_as(
             let img = capture(image_io::open(f).ok()?, i)?;
             let dets = detector.detect(&img).ok()?;
             let face = subject(&dets, img.width(), img.height())?;
-            Some(input(&img, &face.bbox, views))
+            let pair = motion.observe(i as f32 * interval, &img, &face.bbox);
+            Some((input(&img, &face.bbox, views), pair))
         })
         .collect()
 }
@@ -129,23 +182,49 @@ pub struct Scored {
     pub score: Option<f32>,
     /// Each frame's logit, in name order (frames without a face left out).
     pub frames: Vec<f32>,
+    /// The attempt's motion score (mean of its pairs, [`facegate_models::motion`]); `None`
+    /// without a pair.
+    pub motion: Option<f32>,
+    /// Refused by the motion cue (strict: its score above the threshold, or fewer than
+    /// [`motion::MIN_PAIRS`] pairs), whatever the network says.
+    pub motion_refused: bool,
 }
 
-/// Scores every attempt.
-pub fn score_all(detector: &Detector, net: &Liveness, attempts: &[Attempt]) -> Result<Vec<Scored>> {
+impl Scored {
+    /// Accepted as live at `threshold`: the network's mean logit reaches it and the motion
+    /// cue did not refuse.
+    pub fn accepted(&self, threshold: f32) -> bool {
+        !self.motion_refused && self.score.is_some_and(|v| v >= threshold)
+    }
+}
+
+/// Scores every attempt; an attempt whose motion score is above `motion`'s threshold is
+/// refused as the door refuses it.
+pub fn score_all(
+    detector: &Detector,
+    net: &Liveness,
+    attempts: &[Attempt],
+    motion: MotionRule,
+) -> Result<Vec<Scored>> {
     let pb = crate::progress::bar(attempts.len() as u64, "liveness", "attempts");
     let mut out = Vec::with_capacity(attempts.len());
     for a in attempts {
-        out.push(score(detector, net, a)?);
+        out.push(score(detector, net, a, motion)?);
         pb.inc(1);
     }
     pb.finish_and_clear();
     Ok(out)
 }
 
-/// One attempt as the door decides it: the mean logit of `net` over the frames with a face.
-pub fn score(detector: &Detector, net: &Liveness, a: &Attempt) -> Result<Scored> {
-    score_as(detector, net, a, |img, _| Some(img))
+/// One attempt as the door decides it: the mean logit of `net` over the frames with a face,
+/// and the motion cue's score of its frame pairs (a refusal above `motion`'s threshold).
+pub fn score(
+    detector: &Detector,
+    net: &Liveness,
+    a: &Attempt,
+    motion: MotionRule,
+) -> Result<Scored> {
+    score_as(detector, net, a, motion, |img, _| Some(img))
 }
 
 /// [`score`] with each frame changed by `capture` first (see [`attempt_inputs_as`]).
@@ -153,17 +232,26 @@ pub fn score_as(
     detector: &Detector,
     net: &Liveness,
     a: &Attempt,
+    motion: MotionRule,
     capture: impl Fn(RgbImage, usize) -> Option<RgbImage>,
 ) -> Result<Scored> {
-    let logits = attempt_inputs_as(detector, a, net.views(), capture)
-        .into_iter()
-        .map(|x| net.run(x))
-        .collect::<facegate_models::Result<Vec<f32>>>()?;
+    let mut logits = Vec::new();
+    let mut pairs = Vec::new();
+    for (x, pair) in attempt_frames_as(detector, a, net.views(), motion.interval, capture) {
+        logits.push(net.run(x)?);
+        pairs.extend(pair);
+    }
     Ok(Scored {
         species: a.species.clone(),
         name: a.name.clone(),
         score: attempt_score(&logits),
         frames: logits,
+        motion: attempt_motion(&pairs),
+        // As a strict door: held until enough pairs are in (an attempt that ends first never
+        // opens), then refused above the threshold.
+        motion_refused: motion.threshold.is_some_and(|t| {
+            pairs.len() < motion::MIN_PAIRS || attempt_motion(&pairs).is_some_and(|m| m > t)
+        }),
     })
 }
 
@@ -180,7 +268,7 @@ pub struct Rates {
 
 /// BPCER and APCER per species at `threshold`.
 pub fn rates(scored: &[Scored], threshold: f32) -> Rates {
-    let accepted = |s: &Scored| s.score.is_some_and(|v| v >= threshold);
+    let accepted = |s: &Scored| s.accepted(threshold);
     let mut by: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
     for s in scored {
         let e = by.entry(s.species.as_str()).or_default();
@@ -241,8 +329,15 @@ pub struct Report {
     pub no_face: BTreeMap<String, usize>,
     /// SHA-256 of the network evaluated.
     pub model_sha256: String,
+    /// The motion cue's threshold (`--strict`; `None`: the network alone, as the door ships).
+    pub motion_threshold: Option<f32>,
+    /// Attempts per species the motion cue refused (their surroundings moved with the face),
+    /// whatever the network said.
+    pub motion_refused: BTreeMap<String, usize>,
     /// Milliseconds per face for the network alone (mean over the run).
     pub ms_per_face: f64,
+    /// Milliseconds per face for the motion cue (640x480, a pair every frame).
+    pub motion_ms_per_face: f64,
     /// Every attempt's score.
     pub scored: Vec<Scored>,
 }
@@ -252,7 +347,7 @@ pub fn det_curves(scored: &[Scored]) -> Vec<crate::report::plots::Curve> {
     let live: Vec<Option<f32>> = scored
         .iter()
         .filter(|s| s.species == REAL)
-        .map(|s| s.score)
+        .map(|s| s.score.filter(|_| !s.motion_refused))
         .collect();
     let mut species: Vec<&str> = scored
         .iter()
@@ -267,7 +362,11 @@ pub fn det_curves(scored: &[Scored]) -> Vec<crate::report::plots::Curve> {
             let attacks: Vec<f32> = scored
                 .iter()
                 .filter(|s| s.species == sp)
-                .map(|s| s.score.unwrap_or(f32::NEG_INFINITY))
+                .map(|s| match s.score {
+                    // Refused at every threshold.
+                    Some(v) if !s.motion_refused => v,
+                    _ => f32::NEG_INFINITY,
+                })
                 .collect();
             crate::report::plots::Curve {
                 name: sp.to_owned(),
@@ -285,6 +384,8 @@ pub(crate) fn scored(species: &str, score: Option<f32>) -> Scored {
         name: String::new(),
         score,
         frames: Vec::new(),
+        motion: None,
+        motion_refused: false,
     }
 }
 

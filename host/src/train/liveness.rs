@@ -455,6 +455,8 @@ fn score_with(
                 name: p.attempt.name.clone(),
                 score: attempt_score(&logits),
                 frames: logits,
+                motion: None,
+                motion_refused: false,
             })
         })
         .collect()
