@@ -277,35 +277,34 @@ impl Door {
         unlock: bool,
         held: Option<Hold>,
     ) -> Vec<Action> {
-        if let Some(Hold::NotLive {
-            score: liveness,
-            attempt,
-            ..
-        }) = held
-        {
-            // A photo or a screen of someone enrolled: refused, on its own screen.
-            self.sticky_until = Some(at.now + self.rules.hold);
-            let event = Event::NotLive {
-                person,
-                score,
-                liveness,
+        // A photo or a screen of someone enrolled (the network), or one held up by hand (the
+        // motion cue): refused, on its own screen.
+        match held {
+            Some(Hold::NotLive {
+                score: liveness,
                 attempt,
-            };
-            return vec![Action::Show(Screen::NotLive), at.log(event)];
-        }
-        if let Some(Hold::MovesWithSurroundings {
-            motion, attempt, ..
-        }) = held
-        {
-            // A photo or a phone held up by hand: refused like a photo the network caught.
-            self.sticky_until = Some(at.now + self.rules.hold);
-            let event = Event::MovedAsOne {
-                person,
-                score,
-                motion,
-                attempt,
-            };
-            return vec![Action::Show(Screen::NotLive), at.log(event)];
+                ..
+            }) => {
+                let event = Event::NotLive {
+                    person,
+                    score,
+                    liveness,
+                    attempt,
+                };
+                return self.refused(at, event);
+            }
+            Some(Hold::MovesWithSurroundings {
+                motion, attempt, ..
+            }) => {
+                let event = Event::MovedAsOne {
+                    person,
+                    score,
+                    motion,
+                    attempt,
+                };
+                return self.refused(at, event);
+            }
+            _ => {}
         }
         let mut out = Vec::new();
         if unlock {
@@ -332,6 +331,12 @@ impl Door {
             },
         }));
         out
+    }
+
+    /// The actions for a face refused as not live: its own screen, held, and the record.
+    fn refused(&mut self, at: Moment, event: Event) -> Vec<Action> {
+        self.sticky_until = Some(at.now + self.rules.hold);
+        vec![Action::Show(Screen::NotLive), at.log(event)]
     }
 
     /// The actions for a face that matched nobody. One odd frame of an enrolled person is not
