@@ -306,7 +306,7 @@ where
         let t_frame = Instant::now();
         let recognised = recognise(&mut still, &live, &frame.image, &mut out.summary);
         let t_recognised = Instant::now();
-        let at = t_frame.saturating_duration_since(started).as_secs_f32();
+        let at = t_frame.saturating_duration_since(started).as_secs_f64();
         let observation = observe(
             &live,
             (&frame.image, frame.id, at),
@@ -413,7 +413,7 @@ fn camera_fault(e: &CameraError) -> Observation {
 /// motion cue pairs frames by time).
 fn observe(
     live: &crate::live::Live,
-    (image, frame, at): (&image::RgbImage, u64, f32),
+    (image, frame, at): (&image::RgbImage, u64, f64),
     recognised: &facegate_models::Result<facegate_models::pipeline::Recognition>,
     config: &DoorConfig,
     motion: &mut facegate_models::motion::MotionTrack,

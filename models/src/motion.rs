@@ -31,7 +31,7 @@ pub const INNER: f32 = 1.3;
 
 /// Seconds between the two frames of a pair: about the spacing of the frames the cue was
 /// measured on (Replay-Attack as shared: 0.5 s); closer frames move too little to tell.
-pub const GAP: f32 = 0.4;
+pub const GAP: f64 = 0.4;
 
 /// The door's default: an attempt whose mean pair score is above this is refused. Zero by
 /// construction (the surroundings fit better moved with the face than left in place), not
@@ -44,7 +44,7 @@ pub const THRESHOLD: f32 = 0.0;
 pub const MIN_PAIRS: usize = 2;
 
 /// A reference older than this (seconds) is replaced rather than compared: the subject left.
-pub const MAX_AGE: f32 = 3.0;
+pub const MAX_AGE: f64 = 3.0;
 
 /// Grey levels added to each error before the logarithm, so that two near-perfect fits (a
 /// frozen frame) score about zero rather than noise divided by noise.
@@ -134,7 +134,7 @@ pub fn pair_score(reference: &Patch, follow: &Patch, still: &Patch) -> f32 {
 /// The earlier frame of the next pair: when, where and what.
 #[derive(Clone, Debug)]
 struct Reference {
-    at: f32,
+    at: f64,
     face: BBox,
     patch: Patch,
 }
@@ -159,8 +159,10 @@ impl MotionTrack {
 
     /// The face `face` in `frame` at `at` seconds: the score of the pair it closes with the
     /// earlier frame, if one is [`GAP`] or more before it and the face still overlaps where it
-    /// was; otherwise `None` (it may become the earlier frame of the next pair).
-    pub fn observe(&mut self, at: f32, frame: &RgbImage, face: &BBox) -> Option<f32> {
+    /// was; otherwise `None` (it may become the earlier frame of the next pair). Seconds in
+    /// f64: a door runs for years, and f32 seconds since its start would be 4 s apart after
+    /// one (no pair would ever close).
+    pub fn observe(&mut self, at: f64, frame: &RgbImage, face: &BBox) -> Option<f32> {
         let (centre, _) = frame_of(face);
         let fresh = |r: &Reference| {
             let age = at - r.at;
@@ -291,6 +293,23 @@ mod tests {
     }
 
     #[test]
+    fn pairs_still_close_after_years_of_uptime() {
+        let frame = scene((0, 0), (0, 0));
+        let mut track = MotionTrack::new();
+        let years = 5.0 * 365.0 * 24.0 * 3600.0;
+        assert_eq!(track.observe(years, &frame, &face_at(0.0, 0.0)), None);
+        assert_eq!(
+            track.observe(years + GAP / 2.0, &frame, &face_at(0.0, 0.0)),
+            None
+        );
+        assert!(
+            track
+                .observe(years + GAP, &frame, &face_at(0.0, 0.0))
+                .is_some()
+        );
+    }
+
+    #[test]
     fn hostile_boxes_and_frames_do_not_panic() {
         let frame = scene((0, 0), (0, 0));
         let mut track = MotionTrack::new();
@@ -323,8 +342,8 @@ mod tests {
         .iter()
         .enumerate()
         {
-            let _ = track.observe(i as f32, &frame, b);
-            let _ = track.observe(i as f32 + 0.5, &frame, b);
+            let _ = track.observe(i as f64, &frame, b);
+            let _ = track.observe(i as f64 + 0.5, &frame, b);
         }
         let empty = RgbImage::new(0, 0);
         let _ = Patch::take(&empty, (0.0, 0.0), 10.0);

@@ -120,7 +120,7 @@ fn motion_ms_per_face() -> f64 {
             w: 140.0,
             h: 170.0,
         };
-        let at = i as f32 * facegate_models::motion::GAP;
+        let at = f64::from(i) * facegate_models::motion::GAP;
         std::hint::black_box(track.observe(at, &frame, &face));
     }
     started.elapsed().as_secs_f64() * 1000.0 / n as f64

@@ -165,7 +165,7 @@ pub fn attempt_frames_as(
             let img = capture(image_io::open(f).ok()?, i)?;
             let dets = detector.detect(&img).ok()?;
             let face = subject(&dets, img.width(), img.height())?;
-            let pair = motion.observe(i as f32 * interval, &img, &face.bbox);
+            let pair = motion.observe(i as f64 * f64::from(interval), &img, &face.bbox);
             Some((input(&img, &face.bbox, views), pair))
         })
         .collect()
