@@ -106,7 +106,8 @@ pub fn attempt_inputs_as(
     views: &[f32],
     capture: impl Fn(RgbImage, usize) -> Option<RgbImage>,
 ) -> Vec<Vec<f32>> {
-    attempt_frames_as(detector, attempt, views, FRAME_INTERVAL, capture)
+    // Training and the capture changes need no motion: no patches are taken.
+    attempt_frames_as(detector, attempt, views, None, capture)
         .into_iter()
         .map(|(input, _)| input)
         .collect()
@@ -147,13 +148,14 @@ impl MotionRule {
 /// frames about 0.5 s apart).
 pub const FRAME_INTERVAL: f32 = 0.5;
 
-/// Each frame with a face: its network input and the motion pair score it closes
-/// ([`MotionTrack`], frame `i` taken at `i * interval` seconds), as the door pairs frames.
+/// Each frame with a face: its network input and, with an `interval`, the motion pair score
+/// it closes ([`MotionTrack`], frame `i` taken at `i * interval` seconds), as the door pairs
+/// frames.
 pub fn attempt_frames_as(
     detector: &Detector,
     attempt: &Attempt,
     views: &[f32],
-    interval: f32,
+    interval: Option<f32>,
     capture: impl Fn(RgbImage, usize) -> Option<RgbImage>,
 ) -> Vec<(Vec<f32>, Option<f32>)> {
     let mut motion = MotionTrack::new();
@@ -165,7 +167,8 @@ pub fn attempt_frames_as(
             let img = capture(image_io::open(f).ok()?, i)?;
             let dets = detector.detect(&img).ok()?;
             let face = subject(&dets, img.width(), img.height())?;
-            let pair = motion.observe(i as f64 * f64::from(interval), &img, &face.bbox);
+            let pair =
+                interval.and_then(|dt| motion.observe(i as f64 * f64::from(dt), &img, &face.bbox));
             Some((input(&img, &face.bbox, views), pair))
         })
         .collect()
@@ -237,7 +240,7 @@ pub fn score_as(
 ) -> Result<Scored> {
     let mut logits = Vec::new();
     let mut pairs = Vec::new();
-    for (x, pair) in attempt_frames_as(detector, a, net.views(), motion.interval, capture) {
+    for (x, pair) in attempt_frames_as(detector, a, net.views(), Some(motion.interval), capture) {
         logits.push(net.run(x)?);
         pairs.extend(pair);
     }
