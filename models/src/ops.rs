@@ -331,8 +331,8 @@ pub fn optimised_by_tract(model: InferenceModel) -> TractResult<TypedModel> {
 /// shim, which the compiler kept as one function built for the baseline (the AVX2 entry
 /// just jumped to it: no `ymm` register in the loop, seen in the disassembly). Called as
 /// `FnMut` from inside the always-inlined `with_simd`, the closure's body (which must be
-/// `#[inline(always)]`, as must every function it calls in the hot loop) is inlined into each
-/// instruction set's entry. The loops are written without fused multiply-adds, which the
+/// `#[inline(always)]`, as must every function and closure it calls in the hot loop) is
+/// inlined into each instruction set's entry. The loops are written without fused multiply-adds, which the
 /// compiler may not contract, so every set gives the same values.
 pub(crate) struct Widest<F>(pub F);
 

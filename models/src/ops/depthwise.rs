@@ -135,7 +135,10 @@ impl DepthwiseConv {
         bias: &[f32],
     ) {
         let [kh, kw] = self.kernel;
-        let bias_of = |ch: usize| if bias.len() == 1 { bias[0] } else { bias[ch] };
+        let bias_of = inlined(
+            #[inline(always)]
+            |ch: usize| if bias.len() == 1 { bias[0] } else { bias[ch] },
+        );
         if self.kernel == [1, 1] && self.pad == [0; 4] {
             // A per-channel scale and shift (what is left of a PReLU rewrite that `super::prelu`
             // did not take whole). Stride 1 without padding keeps the shape, so both callers
@@ -149,17 +152,24 @@ impl DepthwiseConv {
             }
         } else {
             let mut plane = Plane::new([h, w], self.pad);
-            // Built for the baseline (SSE2 on x86): compiled for AVX2 as well and picked at run
-            // time (`super::Widest`), this loop made YuNet about 10% slower; its rows are short.
-            for (i, values) in out.chunks_exact_mut(oh * ow).enumerate().take(n * c) {
-                let ch = i % c;
-                match src {
-                    Some(src) => plane.fill(&src[i * h * w..][..h * w]),
-                    None => plane.fill(values),
-                }
-                let taps = &taps[ch * kh * kw..][..kh * kw];
-                plane.convolve(taps, self.kernel, bias_of(ch), values, [oh, ow]);
-            }
+            // The widest vectors this CPU has (AVX2 on x86, where the build's baseline is
+            // SSE2), see [`super::Widest`]: every function and closure the loop calls is
+            // inlined into each instruction set's entry (a closure left as a call is built for
+            // the baseline, which is why an earlier AVX2 entry measured no faster).
+            pulp::Arch::new().dispatch(super::Widest(
+                #[inline(always)]
+                || {
+                    for (i, values) in out.chunks_exact_mut(oh * ow).enumerate().take(n * c) {
+                        let ch = i % c;
+                        match src {
+                            Some(src) => plane.fill(&src[i * h * w..][..h * w]),
+                            None => plane.fill(values),
+                        }
+                        let taps = &taps[ch * kh * kw..][..kh * kw];
+                        plane.convolve(taps, self.kernel, bias_of(ch), values, [oh, ow]);
+                    }
+                },
+            ));
         }
     }
 }
@@ -265,46 +275,98 @@ impl Plane {
         out_size: [usize; 2],
     ) {
         match kernel {
-            [1, 1] => self.convolve_k::<1, 1, { LANES }>(taps, bias, output, out_size),
-            [3, 3] => self.convolve_k::<3, 3, { LANES + 2 }>(taps, bias, output, out_size),
-            [5, 5] => self.convolve_k::<5, 5, { LANES + 4 }>(taps, bias, output, out_size),
-            [7, 7] => self.convolve_k::<7, 7, { LANES + 6 }>(taps, bias, output, out_size),
-            [9, 9] => self.convolve_k::<9, 9, { LANES + 8 }>(taps, bias, output, out_size),
+            [1, 1] => self.convolve_k::<1, 1, { LANES }, 2, true>(taps, bias, output, out_size),
+            [3, 3] => self.convolve_k::<3, 3, { LANES + 2 }, 4, true>(taps, bias, output, out_size),
+            [5, 5] => {
+                self.convolve_k::<5, 5, { LANES + 4 }, 6, false>(taps, bias, output, out_size)
+            }
+            [7, 7] => {
+                self.convolve_k::<7, 7, { LANES + 6 }, 8, false>(taps, bias, output, out_size)
+            }
+            [9, 9] => {
+                self.convolve_k::<9, 9, { LANES + 8 }, 10, false>(taps, bias, output, out_size)
+            }
             _ => self.convolve_any(taps, kernel, bias, output, out_size),
         }
     }
 
     /// [`Self::convolve`] for a `KH x KW` kernel; `WIN` is `LANES + KW - 1`, the inputs one
-    /// block of outputs reads from a row.
+    /// block of outputs reads from a row, and `RIN` is `KH + 1`. With `PAIRS`, output rows go
+    /// in pairs read from the `KH + 1` input rows they share: two independent sums per block
+    /// (one alone is a chain of `KH * KW` dependent additions, which the CPU waits on) and
+    /// each input block loaded once for both. Measured (docs/PERFORMANCE.md): pairs made
+    /// YuNet's 3x3s 1.2x faster and EdgeFace's 5x5 to 9x9s on small planes slower, so the
+    /// larger kernels go a row at a time. Each output sums its taps in the same order either
+    /// way, so the values are the same.
     #[inline(always)]
-    fn convolve_k<const KH: usize, const KW: usize, const WIN: usize>(
+    fn convolve_k<
+        const KH: usize,
+        const KW: usize,
+        const WIN: usize,
+        const RIN: usize,
+        const PAIRS: bool,
+    >(
         &self,
         taps: &[f32],
         bias: f32,
         output: &mut [f32],
         [oh, ow]: [usize; 2],
     ) {
-        debug_assert_eq!(WIN, LANES + KW - 1);
+        debug_assert_eq!((WIN, RIN), (LANES + KW - 1, KH + 1));
         let mut k = [[0f32; KW]; KH];
         for (row, src) in k.iter_mut().zip(taps.chunks_exact(KW)) {
             row.copy_from_slice(src);
         }
-        for (y, out_row) in output.chunks_exact_mut(ow).take(oh).enumerate() {
-            let rows: [&[f32]; KH] =
-                std::array::from_fn(|ky| &self.values[(y + ky) * self.width..][..self.width]);
-            let block = |x: usize| {
-                let mut acc = [bias; LANES];
-                for (row, row_taps) in rows.iter().zip(&k) {
-                    let win: &[f32; WIN] = row[x..x + WIN].try_into().expect("WIN values");
-                    for (kx, &tap) in row_taps.iter().enumerate() {
-                        for (l, a) in acc.iter_mut().enumerate() {
-                            *a += tap * win[kx + l];
+        let row_at = |y: usize| &self.values[y * self.width..][..self.width];
+        let pairs = if PAIRS { oh / 2 } else { 0 };
+        for (pair, out_rows) in output.chunks_exact_mut(2 * ow).take(pairs).enumerate() {
+            let rows: [&[f32]; RIN] = std::array::from_fn(|ky| row_at(2 * pair + ky));
+            let (first, second) = out_rows.split_at_mut(ow);
+            put_rows(
+                first,
+                second,
+                #[inline(always)]
+                |x: usize| {
+                    let mut sums = [[bias; LANES]; 2];
+                    for (ky, row) in rows.iter().enumerate() {
+                        let win: &[f32; WIN] = row[x..x + WIN].try_into().expect("WIN values");
+                        for (out, sum) in sums.iter_mut().enumerate() {
+                            // Input row `ky` is kernel row `ky` for the first output row and
+                            // `ky - 1` for the second.
+                            let Some(row_taps) = ky.checked_sub(out).and_then(|r| k.get(r)) else {
+                                continue;
+                            };
+                            for (kx, &tap) in row_taps.iter().enumerate() {
+                                for (l, a) in sum.iter_mut().enumerate() {
+                                    *a += tap * win[kx + l];
+                                }
+                            }
                         }
                     }
-                }
-                acc
-            };
-            put_row(out_row, block);
+                    sums
+                },
+            );
+        }
+        // The rows left: all of them without pairs, the last of an odd height with.
+        for y in 2 * pairs..oh {
+            let rows: [&[f32]; KH] = std::array::from_fn(|ky| row_at(y + ky));
+            let out_row = &mut output[y * ow..][..ow];
+            put_row(
+                out_row,
+                #[inline(always)]
+                |x: usize| {
+                    let mut acc = [bias; LANES];
+                    for (row, row_taps) in rows.iter().zip(&k) {
+                        let win: &[f32; WIN] = row[x..x + WIN].try_into().expect("WIN values");
+                        for (kx, &tap) in row_taps.iter().enumerate() {
+                            for (l, a) in acc.iter_mut().enumerate() {
+                                *a += tap * win[kx + l];
+                            }
+                        }
+                    }
+                    acc
+                },
+            );
         }
     }
 
@@ -320,18 +382,22 @@ impl Plane {
     ) {
         for (y, out_row) in output.chunks_exact_mut(ow).take(oh).enumerate() {
             let rows = &self.values[y * self.width..(y + kh) * self.width];
-            let block = |x: usize| {
-                let mut acc = [bias; LANES];
-                for (row, row_taps) in rows.chunks_exact(self.width).zip(taps.chunks_exact(kw)) {
-                    for (kx, &tap) in row_taps.iter().enumerate() {
-                        let src = &row[x + kx..x + kx + LANES];
-                        for (a, &v) in acc.iter_mut().zip(src) {
-                            *a += tap * v;
+            let block = inlined(
+                #[inline(always)]
+                |x: usize| {
+                    let mut acc = [bias; LANES];
+                    for (row, row_taps) in rows.chunks_exact(self.width).zip(taps.chunks_exact(kw))
+                    {
+                        for (kx, &tap) in row_taps.iter().enumerate() {
+                            let src = &row[x + kx..x + kx + LANES];
+                            for (a, &v) in acc.iter_mut().zip(src) {
+                                *a += tap * v;
+                            }
                         }
                     }
-                }
-                acc
-            };
+                    acc
+                },
+            );
             put_row(out_row, block);
         }
     }
@@ -390,6 +456,41 @@ fn put_row(out_row: &mut [f32], block: impl Fn(usize) -> [f32; LANES]) {
             .expect("LANES values");
         *out = block(ow - LANES);
     }
+}
+
+/// [`put_row`] for two rows at once: `block(x)` gives both rows' `LANES` outputs from column
+/// `x`.
+#[inline(always)]
+fn put_rows(first: &mut [f32], second: &mut [f32], block: impl Fn(usize) -> [[f32; LANES]; 2]) {
+    let ow = first.len();
+    if ow < LANES {
+        let [a, b] = block(0);
+        copy_row(first, &a[..ow]);
+        copy_row(second, &b[..ow]);
+        return;
+    }
+    // Whole blocks, then the row's end as one more block overlapping the last.
+    let last = ow - LANES;
+    let mut x = 0;
+    loop {
+        let at = x.min(last);
+        let [a, b] = block(at);
+        let out: &mut [f32; LANES] = (&mut first[at..at + LANES]).try_into().expect("LANES");
+        *out = a;
+        let out: &mut [f32; LANES] = (&mut second[at..at + LANES]).try_into().expect("LANES");
+        *out = b;
+        if at == last {
+            break;
+        }
+        x += LANES;
+    }
+}
+
+/// `f` itself: a closure can carry `#[inline(always)]` only where it is an argument, and one
+/// the loop calls must be inlined into each instruction set's entry ([`super::Widest`]).
+#[inline(always)]
+fn inlined<A, T>(f: impl Fn(A) -> T) -> impl Fn(A) -> T {
+    f
 }
 
 /// The op for a decluttered tract `Conv` node that [`DepthwiseConv`] computes, if it is one:
