@@ -332,8 +332,9 @@ pub fn optimised_by_tract(model: InferenceModel) -> TractResult<TypedModel> {
 /// just jumped to it: no `ymm` register in the loop, seen in the disassembly). Called as
 /// `FnMut` from inside the always-inlined `with_simd`, the closure's body (which must be
 /// `#[inline(always)]`, as must every function and closure it calls in the hot loop) is
-/// inlined into each instruction set's entry. The loops are written without fused multiply-adds, which the
-/// compiler may not contract, so every set gives the same values.
+/// inlined into each instruction set's entry. The depthwise loop is written without fused
+/// multiply-adds (the compiler may not contract a multiply and an add), so every set gives the
+/// same values; the 1x1 loop fuses them where the set has them ([`WidestLanes`]).
 pub(crate) struct Widest<F>(pub F);
 
 impl<F: FnMut()> pulp::WithSimd for Widest<F> {
@@ -343,6 +344,21 @@ impl<F: FnMut()> pulp::WithSimd for Widest<F> {
     fn with_simd<S: pulp::Simd>(self, _simd: S) {
         let mut body = self.0;
         body()
+    }
+}
+
+/// [`Widest`] for a body that picks its arithmetic by the instruction set it was compiled for:
+/// it is handed the number of f32 lanes (4 for SSE2 and NEON, 8 for AVX2, which comes with
+/// fused multiply-adds), a constant in each entry, so the branches on it fold away.
+pub(crate) struct WidestLanes<F>(pub F);
+
+impl<F: FnMut(usize)> pulp::WithSimd for WidestLanes<F> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _simd: S) {
+        let mut body = self.0;
+        body(S::F32_LANES)
     }
 }
 

@@ -26,8 +26,8 @@ const COLS: usize = 16;
 /// layers (up to 512 by 1024 on 7x7 planes) are left to tract, whose packed product blocks
 /// the kernel too; swapped in, they made SFace 1.3x slower.
 const MAX_KERNEL: usize = 64 * 64;
-/// Where the compiler vectorises [`tile`]: x86 (SSE2, and AVX2 through [`super::Widest`]) and
-/// aarch64 (NEON, fused multiply-adds). The 32-bit door's target allows NEON, but the compiler
+/// Where the compiler vectorises [`tile`]: x86 (SSE2, and AVX2 with fused multiply-adds
+/// through [`super::WidestLanes`]) and aarch64 (NEON, fused multiply-adds). The 32-bit door's target allows NEON, but the compiler
 /// keeps f32 arithmetic scalar there (NEON's f32 is not IEEE: subnormals flush to zero), so
 /// the 32-bit door keeps tract's hand-written NEON kernels.
 const ENABLED: bool = cfg!(any(target_arch = "x86_64", target_arch = "aarch64"));
@@ -100,13 +100,17 @@ impl EvalOp for PointwiseConv {
                 return Ok(());
             }
             // The widest vectors this CPU has (AVX2 on x86, where the build's baseline is
-            // SSE2), see [`super::Widest`].
+            // SSE2), see [`super::WidestLanes`].
             let geometry = [ci, co, p];
-            pulp::Arch::new().dispatch(super::Widest(
+            pulp::Arch::new().dispatch(super::WidestLanes(
                 #[inline(always)]
-                || {
+                |lanes: usize| {
                     for (src, out) in src.chunks_exact(ci * p).zip(out.chunks_exact_mut(co * p)) {
-                        pointwise(geometry, weights, bias, src, out);
+                        if lanes >= 8 {
+                            pointwise::<true>(geometry, weights, bias, src, out);
+                        } else {
+                            pointwise::<false>(geometry, weights, bias, src, out);
+                        }
                     }
                 },
             ));
@@ -138,7 +142,13 @@ impl TypedOp for PointwiseConv {
 /// before, so it is whole too), and within each block output channels in fours (likewise), so
 /// the block of input read for them stays in the first-level cache.
 #[inline(always)]
-fn pointwise([ci, co, p]: [usize; 3], weights: &[f32], bias: &[f32], src: &[f32], out: &mut [f32]) {
+fn pointwise<const FUSED: bool>(
+    [ci, co, p]: [usize; 3],
+    weights: &[f32],
+    bias: &[f32],
+    src: &[f32],
+    out: &mut [f32],
+) {
     if p < COLS {
         // Too few positions for one block: through a zero-padded copy.
         let mut padded = vec![0f32; ci * COLS];
@@ -146,29 +156,35 @@ fn pointwise([ci, co, p]: [usize; 3], weights: &[f32], bias: &[f32], src: &[f32]
             row[..p].copy_from_slice(from);
         }
         let mut wide = vec![0f32; co * COLS];
-        blocks([ci, co, COLS], weights, bias, &padded, &mut wide);
+        blocks::<FUSED>([ci, co, COLS], weights, bias, &padded, &mut wide);
         for (to, row) in out.chunks_exact_mut(p).zip(wide.chunks_exact(COLS)) {
             to.copy_from_slice(&row[..p]);
         }
     } else {
-        blocks([ci, co, p], weights, bias, src, out);
+        blocks::<FUSED>([ci, co, p], weights, bias, src, out);
     }
 }
 
 /// [`pointwise`] for at least [`COLS`] positions.
 #[inline(always)]
-fn blocks([ci, co, p]: [usize; 3], weights: &[f32], bias: &[f32], src: &[f32], out: &mut [f32]) {
+fn blocks<const FUSED: bool>(
+    [ci, co, p]: [usize; 3],
+    weights: &[f32],
+    bias: &[f32],
+    src: &[f32],
+    out: &mut [f32],
+) {
     let starts = |len: usize, block: usize| {
         (0..len.div_ceil(block)).map(move |b| (b * block).min(len - block))
     };
     for q in starts(p, COLS) {
         if co < ROWS {
             for o in 0..co {
-                tile::<1>([ci, p], o, q, weights, bias, src, out);
+                tile::<1, FUSED>([ci, p], o, q, weights, bias, src, out);
             }
         } else {
             for o in starts(co, ROWS) {
-                tile::<ROWS>([ci, p], o, q, weights, bias, src, out);
+                tile::<ROWS, FUSED>([ci, p], o, q, weights, bias, src, out);
             }
         }
     }
@@ -176,7 +192,7 @@ fn blocks([ci, co, p]: [usize; 3], weights: &[f32], bias: &[f32], src: &[f32], o
 
 /// Output channels `o..o + R` at positions `q..q + COLS`, summed in registers.
 #[inline(always)]
-fn tile<const R: usize>(
+fn tile<const R: usize, const FUSED: bool>(
     [ci, p]: [usize; 2],
     o: usize,
     q: usize,
@@ -192,7 +208,7 @@ fn tile<const R: usize>(
         let w: [f32; R] = std::array::from_fn(|r| rows[r][i]);
         for r in 0..R {
             for j in 0..COLS {
-                acc[r][j] = multiply_add(w[r], x[j], acc[r][j]);
+                acc[r][j] = multiply_add::<FUSED>(w[r], x[j], acc[r][j]);
             }
         }
     }
@@ -208,18 +224,17 @@ fn tile<const R: usize>(
     }
 }
 
-/// `a * b + c`: one fused multiply-add on aarch64, where every core has them (as tract's own
-/// NEON kernels use them), half the instructions of a multiply and an add; a multiply and an
-/// add on x86, whose build baseline has no fused multiply-add (`mul_add` would call the C
-/// library there).
+/// `a * b + c`: one fused multiply-add where the instructions have them (`FUSED`: the AVX2
+/// entry on x86; always on aarch64, where every core has them, as tract's own NEON kernels use
+/// them), half the instructions of a multiply and an add (YuNet 0.9x, docs/PERFORMANCE.md);
+/// a multiply and an add in x86's SSE2 baseline, which has none (`mul_add` would call the C
+/// library there). Fused sums round once instead of twice, so the values differ from the
+/// baseline's in the last bits; the property test bounds both against tract.
 #[inline(always)]
-fn multiply_add(a: f32, b: f32, c: f32) -> f32 {
-    #[cfg(target_arch = "aarch64")]
-    {
+fn multiply_add<const FUSED: bool>(a: f32, b: f32, c: f32) -> f32 {
+    if FUSED || cfg!(target_arch = "aarch64") {
         a.mul_add(b, c)
-    }
-    #[cfg(not(target_arch = "aarch64"))]
-    {
+    } else {
         a * b + c
     }
 }
